@@ -1,0 +1,217 @@
+//! The `Provider` trait every resource provider implements (built in or, later, out of process),
+//! the `ProviderRegistry` the engine looks providers up in, and the `fake` provider.
+//!
+//! Architecture invariant: the engine talks to providers only through this trait. A provider
+//! never sees a `Value::Secret` marker it has to keep: the engine reveals inputs before calling and
+//! re-applies secretness to outputs afterwards, so providers deal in plain values.
+
+pub mod fake;
+mod registry;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use cairn_core::{PackageSchema, PropertyMap, Urn};
+use tokio_util::sync::CancellationToken;
+
+pub use registry::{ProviderRegistry, ResolvedType};
+
+/// Failures a provider reports. The message is shown to the user as is, so it must never contain
+/// a secret's plaintext.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("the operation was cancelled")]
+    Cancelled,
+    #[error("unknown type `{0}`")]
+    UnknownType(String),
+    #[error("unknown function `{0}`")]
+    UnknownFunction(String),
+}
+
+pub type ProviderResult<T> = Result<T, ProviderError>;
+
+/// One problem `check` found in a resource's inputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckFailure {
+    /// The offending property, when the problem is with one property.
+    pub property: Option<String>,
+    pub reason: String,
+}
+
+/// Inputs after the provider applied defaults, or what is wrong with them.
+#[derive(Clone, Debug, Default)]
+pub struct CheckResponse {
+    pub inputs: PropertyMap,
+    pub failures: Vec<CheckFailure>,
+}
+
+/// A provider's verdict on changed inputs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DiffResponse {
+    /// Top-level properties that changed.
+    pub changed_keys: Vec<String>,
+    /// The subset of `changed_keys` that forces replacement.
+    pub replace_keys: Vec<String>,
+    /// The old resource must be deleted before its replacement is created.
+    pub delete_before_replace: bool,
+}
+
+impl DiffResponse {
+    pub fn has_changes(&self) -> bool {
+        !self.changed_keys.is_empty()
+    }
+
+    pub fn requires_replacement(&self) -> bool {
+        !self.replace_keys.is_empty()
+    }
+}
+
+/// A resource the provider created (or, when `preview` was set, would create).
+#[derive(Clone, Debug, Default)]
+pub struct CreateResponse {
+    pub id: String,
+    pub outputs: PropertyMap,
+}
+
+/// The live state of a resource, or `None` from `read` when it no longer exists.
+#[derive(Clone, Debug, Default)]
+pub struct ReadResponse {
+    pub id: String,
+    pub inputs: PropertyMap,
+    pub outputs: PropertyMap,
+}
+
+/// What every call carries: which resource, and a token that is cancelled on a hard stop.
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    pub urn: Urn,
+    pub cancel: CancellationToken,
+    /// Where relative paths in inputs resolve (the program's directory).
+    pub cwd: std::path::PathBuf,
+}
+
+/// A resource provider. Every method is one of Pulumi's provider RPCs.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The package this provider serves (`random`).
+    fn package(&self) -> &str;
+
+    /// The types and functions this provider offers.
+    fn schema(&self) -> &PackageSchema;
+
+    /// Validates inputs and fills defaults. `type_token` is canonical.
+    async fn check(
+        &self,
+        ctx: &CallContext,
+        type_token: &str,
+        olds: Option<&PropertyMap>,
+        news: &PropertyMap,
+    ) -> ProviderResult<CheckResponse>;
+
+    /// Compares old outputs/inputs with new inputs. Unknown new values count as changed.
+    async fn diff(
+        &self,
+        ctx: &CallContext,
+        type_token: &str,
+        id: &str,
+        old_inputs: &PropertyMap,
+        old_outputs: &PropertyMap,
+        news: &PropertyMap,
+    ) -> ProviderResult<DiffResponse>;
+
+    /// Creates a resource. With `preview` set, performs no side effect and returns the outputs
+    /// it can predict, with `Value::Unknown` for the rest.
+    async fn create(
+        &self,
+        ctx: &CallContext,
+        type_token: &str,
+        inputs: &PropertyMap,
+        preview: bool,
+    ) -> ProviderResult<CreateResponse>;
+
+    /// Reads a resource's live state; `Ok(None)` when it is gone.
+    async fn read(
+        &self,
+        ctx: &CallContext,
+        type_token: &str,
+        id: &str,
+        inputs: &PropertyMap,
+        outputs: &PropertyMap,
+    ) -> ProviderResult<Option<ReadResponse>>;
+
+    /// Updates a resource in place; with `preview`, no side effect.
+    #[allow(clippy::too_many_arguments)]
+    async fn update(
+        &self,
+        ctx: &CallContext,
+        type_token: &str,
+        id: &str,
+        old_inputs: &PropertyMap,
+        old_outputs: &PropertyMap,
+        news: &PropertyMap,
+        preview: bool,
+    ) -> ProviderResult<PropertyMap>;
+
+    /// Deletes a resource.
+    async fn delete(
+        &self,
+        ctx: &CallContext,
+        type_token: &str,
+        id: &str,
+        inputs: &PropertyMap,
+        outputs: &PropertyMap,
+    ) -> ProviderResult<()>;
+
+    /// Calls a function (`fn::invoke`).
+    async fn invoke(
+        &self,
+        ctx: &CallContext,
+        function_token: &str,
+        args: &PropertyMap,
+    ) -> ProviderResult<PropertyMap>;
+}
+
+/// A diff computed the generic way: by comparing old inputs with new ones, key by key, and
+/// replacing on the schema's `replace_on_changes` properties. Providers without special rules use it.
+pub fn diff_by_schema(
+    schema: Option<&cairn_core::ResourceSchema>,
+    old_inputs: &PropertyMap,
+    news: &PropertyMap,
+) -> DiffResponse {
+    let mut changed_keys: Vec<String> = Vec::new();
+    let keys: std::collections::BTreeSet<&String> = old_inputs.keys().chain(news.keys()).collect();
+    for key in keys {
+        let old = old_inputs.get(key).map(cairn_core::Value::reveal);
+        let new = news.get(key).map(cairn_core::Value::reveal);
+        let is_null = |value: &Option<cairn_core::Value>| {
+            matches!(value, None | Some(cairn_core::Value::Null))
+        };
+        if old != new && !(is_null(&old) && is_null(&new)) {
+            changed_keys.push(key.clone());
+        }
+    }
+    let replace_keys = changed_keys
+        .iter()
+        .filter(|key| {
+            schema
+                .and_then(|schema| schema.inputs.get(key.as_str()))
+                .is_some_and(|property| property.replace_on_changes)
+        })
+        .cloned()
+        .collect();
+    DiffResponse {
+        changed_keys,
+        replace_keys,
+        delete_before_replace: false,
+    }
+}
+
+/// Helpers for providers reading their inputs.
+pub fn input_str<'a>(inputs: &'a PropertyMap, key: &str) -> Option<&'a str> {
+    inputs.get(key).and_then(cairn_core::Value::as_str)
+}
+
+/// Maps keyed by name, for providers that build schemas by hand.
+pub type PropertySchemas = BTreeMap<String, cairn_core::PropertySchema>;

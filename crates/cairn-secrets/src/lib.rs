@@ -1,0 +1,25 @@
+//! Secrets: the `Crypter` trait that seals and unseals secret values, and the passphrase
+//! secrets manager (Argon2id key derivation, XChaCha20-Poly1305 sealing).
+//!
+//! Architecture invariant: this is the only crate that turns a secret into ciphertext or back.
+
+mod passphrase;
+
+pub use passphrase::{PassphraseCrypter, new_salt};
+
+/// Errors from sealing or unsealing.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("incorrect passphrase: the stack's secrets cannot be decrypted with it")]
+    WrongPassphrase,
+    #[error("malformed ciphertext: {0}")]
+    Malformed(String),
+    #[error("malformed encryption salt `{0}`")]
+    MalformedSalt(String),
+}
+
+/// Seals plaintext into an opaque ASCII ciphertext and back.
+pub trait Crypter: Send + Sync {
+    fn encrypt(&self, plaintext: &str) -> Result<String, SecretsError>;
+    fn decrypt(&self, ciphertext: &str) -> Result<String, SecretsError>;
+}

@@ -1,0 +1,1 @@
+//! The passphrase secrets manager. TODO(helper): implement.
