@@ -1,14 +1,264 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Pulumi YAML programs: `Cairn.yaml` (or `Pulumi.yaml`) → spanned YAML → checked `Program`,
+//! and the evaluation of its `${...}` expressions and `fn::` builtins.
+//!
+//! Architecture invariant: this crate does no I/O. Project files are read through `FileSource`,
+//! resource schemas come through `SchemaSource`, and evaluation reaches resources, files and
+//! other stacks through `EvalContext`. Loading never stops at the first problem: it returns every
+//! diagnostic it found.
+
+mod ast;
+mod check;
+mod config;
+mod diagnostic;
+mod eval;
+mod expr;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+pub use ast::{
+    Accessor, BUILTIN_NAMES, Builtin, ConfigDecl, ConfigType, CustomTimeoutsDecl, Deps, Expr,
+    GetDecl, Invoke, Part, Program, Reference, ResourceDecl, ResourceOptions, Root,
+    STACK_REFERENCE_TOKEN, Span, Variable, is_provider_token,
+};
+pub use config::{normalize_config_key, resolve_config};
+pub use diagnostic::Diagnostic;
+pub use eval::{
+    ARCHIVE_SIGNATURE, ASSET_SIGNATURE, EvalContext, EvalError, ResourceValue, SIGNATURE_KEY,
+    evaluate, value_from_json, value_to_json,
+};
+
+use crate::check::{ParsedFile, check_program};
+use crate::diagnostic::{Diagnostics, SourceFile};
+use crate::yaml::{Node, parse_document};
+
+/// Reads project files; the CLI implements it over the real file system.
+pub trait FileSource {
+    fn read_to_string(&self, path: &Path) -> std::io::Result<String>;
+}
+
+/// Resource and function schemas, looked up by any accepted spelling of a token.
+pub trait SchemaSource {
+    /// Canonical token and schema for any accepted spelling of a resource type.
+    fn resolve_resource(&self, spelling: &str) -> Option<(String, cairn_core::ResourceSchema)>;
+    fn resolve_function(
+        &self,
+        spelling: &str,
+    ) -> Option<(String, cairn_core::schema::FunctionSchema)>;
+    /// Every resource token in canonical form, for "did you mean" hints.
+    fn resource_tokens(&self) -> Vec<String>;
+}
+
+impl SchemaSource for cairn_provider::ProviderRegistry {
+    fn resolve_resource(&self, spelling: &str) -> Option<(String, cairn_core::ResourceSchema)> {
+        cairn_provider::ProviderRegistry::resolve_resource(self, spelling)
+            .map(|resolved| (resolved.canonical.to_owned(), resolved.schema.clone()))
+    }
+
+    fn resolve_function(
+        &self,
+        spelling: &str,
+    ) -> Option<(String, cairn_core::schema::FunctionSchema)> {
+        cairn_provider::ProviderRegistry::resolve_function(self, spelling)
+            .map(|(canonical, schema, _)| (canonical.to_owned(), schema.clone()))
+    }
+
+    fn resource_tokens(&self) -> Vec<String> {
+        cairn_provider::ProviderRegistry::resource_tokens(self)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// The result of loading: the program when there were no errors, and every diagnostic.
+#[derive(Debug)]
+pub struct Loaded {
+    pub program: Option<Program>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Project file names, in the order they are looked for.
+const PROJECT_FILE_NAMES: &[&str] = &["Cairn.yaml", "Cairn.yml", "Pulumi.yaml", "Pulumi.yml"];
+
+/// Program file names inside the directory `main:` points at.
+const MAIN_FILE_NAMES: &[&str] = &["Main.yaml", "Main.yml", "Main.json"];
+
+/// Loads `Cairn.yaml` (else `Pulumi.yaml`; also `.yml`) from `project_dir`, following `main:`
+/// to a directory holding `Main.yaml` (or `Main.json`).
+pub fn load_project(
+    project_dir: &Path,
+    files: &dyn FileSource,
+    schemas: &dyn SchemaSource,
+) -> Loaded {
+    let mut diagnostics = Diagnostics::default();
+    let mut project = None;
+    for file_name in PROJECT_FILE_NAMES {
+        match files.read_to_string(&project_dir.join(file_name)) {
+            Ok(text) => {
+                project = Some(SourceFile::new(file_name, &text));
+                break;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return failed(Diagnostic::for_file(
+                    file_name,
+                    format!("cannot read `{file_name}`: {error}"),
+                ));
+            }
+        }
+    }
+    let Some(project) = project else {
+        return failed(
+            Diagnostic::for_file(
+                "Cairn.yaml",
+                format!(
+                    "no `Cairn.yaml` or `Pulumi.yaml` in `{}`",
+                    project_dir.display()
+                ),
+            )
+            .with_help("run `cairn new` to create a project, or pass `--cwd <dir>`"),
+        );
+    };
+    diagnostics.add_source(&project);
+    let Some(project_root) = parse_document(&project, &mut diagnostics) else {
+        return finish(None, diagnostics);
+    };
+
+    let main_node = project_root.as_mapping().and_then(|entries| {
+        entries
+            .iter()
+            .find(|(key, _)| key.name == "main")
+            .map(|(_, value)| value)
+    });
+    let Some(main_node) = main_node else {
+        let files = [ParsedFile {
+            source: &project,
+            root: &project_root,
+        }];
+        let program = check_program(&files, schemas, project_dir.to_path_buf(), &mut diagnostics);
+        return finish(Some(program), diagnostics);
+    };
+
+    let Some((main_source, main_dir)) =
+        read_main_file(project_dir, main_node, files, &mut diagnostics)
+    else {
+        return finish(None, diagnostics);
+    };
+    diagnostics.add_source(&main_source);
+    let Some(main_root) = parse_document(&main_source, &mut diagnostics) else {
+        return finish(None, diagnostics);
+    };
+    let files = [
+        ParsedFile {
+            source: &project,
+            root: &project_root,
+        },
+        ParsedFile {
+            source: &main_source,
+            root: &main_root,
+        },
+    ];
+    let program = check_program(&files, schemas, main_dir, &mut diagnostics);
+    finish(Some(program), diagnostics)
+}
+
+/// Reads the program file `main:` points at: a directory holding `Main.yaml`/`Main.json`, or
+/// the file itself.
+fn read_main_file(
+    project_dir: &Path,
+    main_node: &Node,
+    files: &dyn FileSource,
+    diagnostics: &mut Diagnostics,
+) -> Option<(SourceFile, PathBuf)> {
+    let Some(main) = main_node.as_str() else {
+        diagnostics.error(
+            &main_node.span,
+            "`main` must be a path",
+            Some("write `main: <directory holding Main.yaml>`".to_owned()),
+        );
+        return None;
+    };
+    let relative = main.trim_start_matches("./").trim_end_matches('/');
+    let relative = if relative == "." { "" } else { relative };
+    let is_file = [".yaml", ".yml", ".json"]
+        .iter()
+        .any(|extension| relative.ends_with(extension));
+    let candidates: Vec<String> = if is_file {
+        vec![relative.to_owned()]
+    } else {
+        MAIN_FILE_NAMES
+            .iter()
+            .map(|file_name| {
+                if relative.is_empty() {
+                    (*file_name).to_owned()
+                } else {
+                    format!("{relative}/{file_name}")
+                }
+            })
+            .collect()
+    };
+    for candidate in &candidates {
+        let path = project_dir.join(candidate);
+        match files.read_to_string(&path) {
+            Ok(text) => {
+                let main_dir = path
+                    .parent()
+                    .map_or_else(|| project_dir.to_path_buf(), Path::to_path_buf);
+                return Some((SourceFile::new(candidate, &text), main_dir));
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                diagnostics.error(
+                    &main_node.span,
+                    format!("cannot read `{candidate}`: {error}"),
+                    None,
+                );
+                return None;
+            }
+        }
+    }
+    diagnostics.error(
+        &main_node.span,
+        format!("`main` points at `{main}`, which holds no `Main.yaml` or `Main.json`"),
+        Some("put the program in `Main.yaml` inside that directory, or fix `main:`".to_owned()),
+    );
+    None
+}
+
+/// Same as `load_project`, from text (for tests and tools): `file_name` is used in diagnostics.
+pub fn load_str(file_name: &str, text: &str, schemas: &dyn SchemaSource) -> Loaded {
+    let mut diagnostics = Diagnostics::default();
+    let source = SourceFile::new(file_name, text);
+    diagnostics.add_source(&source);
+    let Some(root) = parse_document(&source, &mut diagnostics) else {
+        return finish(None, diagnostics);
+    };
+    let source_dir = Path::new(file_name)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let files = [ParsedFile {
+        source: &source,
+        root: &root,
+    }];
+    let program = check_program(&files, schemas, source_dir, &mut diagnostics);
+    finish(Some(program), diagnostics)
+}
+
+fn failed(diagnostic: Diagnostic) -> Loaded {
+    Loaded {
+        program: None,
+        diagnostics: vec![diagnostic],
+    }
+}
+
+fn finish(program: Option<Program>, diagnostics: Diagnostics) -> Loaded {
+    Loaded {
+        program: program.filter(|_| !diagnostics.has_errors()),
+        diagnostics: diagnostics.items,
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+mod tests;

@@ -1,0 +1,247 @@
+//! YAML text → a small spanned tree (`Node`) that the checker walks.
+//!
+//! saphyr gives every node a span in characters; this module converts them to byte offsets
+//! once, resolves tags away and turns scalar keys into strings, so nothing past this point
+//! touches saphyr. It knows nothing about Pulumi YAML's meaning.
+
+use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+
+use crate::ast::Span;
+use crate::diagnostic::{Diagnostics, SourceFile};
+
+/// A YAML node with its span.
+#[derive(Clone, Debug)]
+pub(crate) struct Node {
+    pub kind: NodeKind,
+    pub span: Span,
+    /// For strings: the byte offset where the value's text starts in the file when the value
+    /// is a verbatim copy of the source (a plain scalar, or a quoted one without escapes), so
+    /// that a `${...}` inside it can be pointed at precisely.
+    pub verbatim_start: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum NodeKind {
+    Null,
+    Bool(bool),
+    Number(f64),
+    String(String),
+    Sequence(Vec<Node>),
+    Mapping(Vec<(Key, Node)>),
+}
+
+/// A mapping key (always a scalar, as text).
+#[derive(Clone, Debug)]
+pub(crate) struct Key {
+    pub name: String,
+    pub span: Span,
+}
+
+impl Node {
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::String(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    pub fn as_mapping(&self) -> Option<&[(Key, Node)]> {
+        match &self.kind {
+            NodeKind::Mapping(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// A short name for the kind of node, for messages.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            NodeKind::Null => "null",
+            NodeKind::Bool(_) => "boolean",
+            NodeKind::Number(_) => "number",
+            NodeKind::String(_) => "string",
+            NodeKind::Sequence(_) => "list",
+            NodeKind::Mapping(_) => "mapping",
+        }
+    }
+}
+
+/// Parses the first YAML document of `source`. Syntax errors become diagnostics.
+pub(crate) fn parse_document(source: &SourceFile, diagnostics: &mut Diagnostics) -> Option<Node> {
+    match MarkedYaml::load_from_str(&source.text) {
+        Ok(documents) => match documents.first() {
+            Some(document) => Some(lower_node(source, document, None, diagnostics)),
+            None => {
+                diagnostics.error(
+                    &source.span(0, 0),
+                    "the file is empty",
+                    Some("a program needs at least `name:` and `runtime: yaml`".to_owned()),
+                );
+                None
+            }
+        },
+        Err(scan_error) => {
+            let marker = scan_error.marker();
+            let start = source.byte_of_char(marker.index());
+            let end = source
+                .text
+                .get(start..)
+                .and_then(|rest| rest.chars().next())
+                .map_or(start, |next| start + next.len_utf8());
+            diagnostics.error(
+                &source.span(start, end),
+                format!("invalid YAML: {}", scan_error.info()),
+                Some("check the indentation and quoting around this point".to_owned()),
+            );
+            None
+        }
+    }
+}
+
+fn lower_node(
+    source: &SourceFile,
+    node: &MarkedYaml<'_>,
+    outer_span: Option<&Span>,
+    diagnostics: &mut Diagnostics,
+) -> Node {
+    // saphyr leaves the node inside a tag without a span; the tag's span covers it.
+    let mut span = match outer_span {
+        Some(outer) if node.span.start.index() == 0 && node.span.end.index() == 0 => outer.clone(),
+        _ => source.span_of_chars(node.span.start.index(), node.span.end.index()),
+    };
+    // saphyr ends a flow collection at its closing bracket; include the bracket.
+    let closing = match &node.data {
+        YamlData::Sequence(_) => Some("]"),
+        YamlData::Mapping(_) => Some("}"),
+        _ => None,
+    };
+    if let Some(closing) = closing
+        && source
+            .text
+            .get(span.end..)
+            .is_some_and(|rest| rest.starts_with(closing))
+    {
+        span = source.span(span.start, span.end + 1);
+    }
+    let kind = match &node.data {
+        YamlData::Value(scalar) => lower_scalar(scalar),
+        YamlData::Representation(text, _, _) => NodeKind::String(text.to_string()),
+        YamlData::Sequence(items) => NodeKind::Sequence(
+            items
+                .iter()
+                .map(|item| lower_node(source, item, None, diagnostics))
+                .collect(),
+        ),
+        YamlData::Mapping(entries) => {
+            let mut lowered = Vec::with_capacity(entries.len());
+            for (key, value) in entries {
+                let key_span = source.span_of_chars(key.span.start.index(), key.span.end.index());
+                let name = match &key.data {
+                    YamlData::Value(Scalar::String(text)) => text.to_string(),
+                    YamlData::Value(_) => source
+                        .text
+                        .get(key_span.start..key_span.end)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    _ => {
+                        diagnostics.error(
+                            &key_span,
+                            "mapping keys must be plain strings",
+                            Some("write the key as a string".to_owned()),
+                        );
+                        continue;
+                    }
+                };
+                let value = lower_node(source, value, None, diagnostics);
+                lowered.push((
+                    Key {
+                        name,
+                        span: key_span,
+                    },
+                    value,
+                ));
+            }
+            NodeKind::Mapping(lowered)
+        }
+        YamlData::Tagged(_, inner) => return lower_node(source, inner, Some(&span), diagnostics),
+        // The loader resolves aliases itself; a bad value is something it could not parse.
+        YamlData::Alias(_) | YamlData::BadValue => NodeKind::Null,
+    };
+    let verbatim_start = match &kind {
+        NodeKind::String(value) => verbatim_start(source, &span, value),
+        _ => None,
+    };
+    Node {
+        kind,
+        span,
+        verbatim_start,
+    }
+}
+
+fn lower_scalar(scalar: &Scalar<'_>) -> NodeKind {
+    match scalar {
+        Scalar::Null => NodeKind::Null,
+        Scalar::Boolean(flag) => NodeKind::Bool(*flag),
+        Scalar::Integer(number) => NodeKind::Number(*number as f64),
+        Scalar::FloatingPoint(number) => NodeKind::Number(number.into_inner()),
+        Scalar::String(text) => NodeKind::String(text.to_string()),
+    }
+}
+
+fn verbatim_start(source: &SourceFile, span: &Span, value: &str) -> Option<usize> {
+    let written = source.text.get(span.start..span.end)?;
+    if written == value {
+        return Some(span.start);
+    }
+    let quote = written
+        .chars()
+        .next()
+        .filter(|first| *first == '"' || *first == '\'')?;
+    let inner = written.strip_prefix(quote)?.strip_suffix(quote)?;
+    (inner == value).then_some(span.start + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Option<Node>, Vec<String>) {
+        let source = SourceFile::new("Cairn.yaml", text);
+        let mut diagnostics = Diagnostics::default();
+        diagnostics.add_source(&source);
+        let node = parse_document(&source, &mut diagnostics);
+        let messages = diagnostics.items.iter().map(ToString::to_string).collect();
+        (node, messages)
+    }
+
+    #[test]
+    fn quoted_strings_locate_their_text() {
+        let (node, messages) = parse("a: 'é${x}'\nb: \"x\\ty\"\n");
+        assert!(messages.is_empty());
+        let node = node.unwrap();
+        let entries = node.as_mapping().unwrap();
+        assert_eq!(entries[0].1.as_str(), Some("é${x}"));
+        assert_eq!(entries[0].1.verbatim_start, Some(4));
+        assert_eq!(entries[0].1.span.end, 11);
+        // An escape means the value is not a copy of the source text.
+        assert_eq!(entries[1].1.verbatim_start, None);
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_scanner_position() {
+        let (node, messages) = parse("a: b\n  c: d\n");
+        assert!(node.is_none());
+        assert_eq!(
+            messages,
+            ["Cairn.yaml:2:4: invalid YAML: mapping values are not allowed in this context"]
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_syntax_errors() {
+        let (_, messages) = parse("a: 1\na: 2\n");
+        assert_eq!(
+            messages,
+            ["Cairn.yaml:2:1: invalid YAML: duplicated key in mapping"]
+        );
+    }
+}
