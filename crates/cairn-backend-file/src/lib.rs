@@ -1,14 +1,367 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The `file://` backend: stacks, checkpoints, journals and history in a directory, laid out as
+//! Pulumi's self-managed backend (`.pulumi/stacks/<project>/<stack>.json`).
+//!
+//! A checkpoint is written atomically (temporary file, fsync, rename, fsync of the directory)
+//! and carries a checksum of its deployment. While an update runs, its steps go to
+//! `<stack>.journal`, one checksummed JSON line per record, appended with group commit; the
+//! journal names the checkpoint it applies to, so a journal already folded into a newer
+//! checkpoint is never applied twice.
+
+mod files;
+mod journal_file;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use cairn_state::backend::BackendResult;
+use cairn_state::{
+    Backend, BackendError, Deployment, JournalRecord, StackRef, StackSummary, UpdateInfo,
+    UpdateKind, UpdateMetadata, UpdateResult, UpdateWriter,
+};
+
+use crate::files::{Checkpoint, io_error};
+use crate::journal_file::{JournalFile, read_journal};
+
+/// A backend in a local directory.
+pub struct FileBackend {
+    root: PathBuf,
+    url: String,
+    user: String,
+    bytes_written: Arc<AtomicU64>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl FileBackend {
+    /// Opens (and creates) the backend directory `root`. `user` is who `whoami` reports.
+    pub fn open(root: PathBuf, url: String, user: String) -> BackendResult<FileBackend> {
+        let stacks = root.join(".pulumi").join("stacks");
+        fs_err::create_dir_all(&stacks).map_err(|error| io_error("creating", &stacks, error))?;
+        Ok(FileBackend {
+            root,
+            url,
+            user,
+            bytes_written: Arc::new(AtomicU64::new(0)),
+        })
+    }
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+    fn stacks_dir(&self) -> PathBuf {
+        self.root.join(".pulumi").join("stacks")
+    }
+
+    fn stack_dir(&self, stack: &StackRef) -> PathBuf {
+        self.stacks_dir().join(&stack.project)
+    }
+
+    fn checkpoint_path(&self, stack: &StackRef) -> PathBuf {
+        self.stack_dir(stack).join(format!("{}.json", stack.name))
+    }
+
+    fn journal_path(&self, stack: &StackRef) -> PathBuf {
+        self.stack_dir(stack).join(format!("{}.journal", stack.name))
+    }
+
+    fn history_dir(&self, stack: &StackRef) -> PathBuf {
+        self.root
+            .join(".pulumi")
+            .join("history")
+            .join(&stack.project)
+            .join(&stack.name)
+    }
+
+    fn read_checkpoint(&self, stack: &StackRef) -> BackendResult<Option<Checkpoint>> {
+        files::read_checkpoint(&self.checkpoint_path(stack), &stack.name)
+    }
+
+    /// The latest state: the checkpoint, plus the journal of an unfinished update.
+    fn load(&self, stack: &StackRef) -> BackendResult<Option<(Deployment, Option<String>)>> {
+        let Some(checkpoint) = self.read_checkpoint(stack)? else {
+            return Ok(None);
+        };
+        let journal = read_journal(&self.journal_path(stack), &stack.name)?;
+        match journal {
+            Some(journal) if journal.base_checksum == checkpoint.checksum => {
+                let deployment = cairn_state::journal::replay(Some(checkpoint.deployment), &journal.records);
+                Ok(Some((deployment, Some(checkpoint.checksum))))
+            }
+            // A journal for another checkpoint was already folded into this one.
+            _ => Ok(Some((checkpoint.deployment, Some(checkpoint.checksum)))),
+        }
+    }
+
+    fn write_checkpoint(&self, stack: &StackRef, deployment: &Deployment) -> BackendResult<String> {
+        let path = self.checkpoint_path(stack);
+        if path.exists() {
+            let backup = path.with_extension("json.bak");
+            fs_err::copy(&path, &backup).map_err(|error| io_error("backing up", &path, error))?;
+        }
+        let (bytes, checksum) = files::write_checkpoint(&path, deployment)?;
+        self.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        Ok(checksum)
+    }
+
+    fn count_resources(deployment: &Deployment) -> usize {
+        deployment
+            .resources
+            .iter()
+            .filter(|resource| {
+                resource.type_ != "pulumi:pulumi:Stack"
+                    && !resource.type_.starts_with("pulumi:providers:")
+            })
+            .count()
+    }
+
+    fn read_history(&self, stack: &StackRef) -> BackendResult<Vec<UpdateInfo>> {
+        let dir = self.history_dir(stack);
+        let Ok(entries) = fs_err::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.to_string_lossy().ends_with(".history.json"))
+            .collect();
+        paths.sort();
+        paths.reverse();
+        let mut updates = Vec::new();
+        for path in paths {
+            let text = fs_err::read_to_string(&path).map_err(|error| io_error("reading", &path, error))?;
+            let info: UpdateInfo = serde_json::from_str(&text).map_err(|error| BackendError::Corrupt {
+                stack: stack.name.clone(),
+                reason: format!("{}: {error}", path.display()),
+            })?;
+            updates.push(info);
+        }
+        Ok(updates)
     }
 }
+
+#[async_trait]
+impl Backend for FileBackend {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn current_user(&self) -> BackendResult<String> {
+        Ok(self.user.clone())
+    }
+
+    async fn create_stack(&self, stack: &StackRef) -> BackendResult<()> {
+        if self.checkpoint_path(stack).exists() {
+            return Err(BackendError::StackAlreadyExists(stack.name.clone()));
+        }
+        let dir = self.stack_dir(stack);
+        fs_err::create_dir_all(&dir).map_err(|error| io_error("creating", &dir, error))?;
+        let empty = Deployment {
+            manifest: cairn_state::deployment::Manifest {
+                time: cairn_state::persister::rfc3339_now(),
+                magic: String::new(),
+                version: String::new(),
+            },
+            ..Deployment::default()
+        };
+        self.write_checkpoint(stack, &empty)?;
+        Ok(())
+    }
+
+    async fn stack_exists(&self, stack: &StackRef) -> BackendResult<bool> {
+        Ok(self.checkpoint_path(stack).exists())
+    }
+
+    async fn list_stacks(&self, project: Option<&str>) -> BackendResult<Vec<StackSummary>> {
+        let stacks_dir = self.stacks_dir();
+        let projects: Vec<String> = match project {
+            Some(project) => vec![project.to_owned()],
+            None => fs_err::read_dir(&stacks_dir)
+                .map_err(|error| io_error("listing", &stacks_dir, error))?
+                .flatten()
+                .filter(|entry| entry.path().is_dir())
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect(),
+        };
+        let mut summaries = Vec::new();
+        for project in projects {
+            let dir = stacks_dir.join(&project);
+            let Ok(entries) = fs_err::read_dir(&dir) else {
+                continue;
+            };
+            let mut names: Vec<String> = entries
+                .flatten()
+                .filter_map(|entry| {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(".json").map(str::to_owned)
+                })
+                .collect();
+            names.sort();
+            for name in names {
+                let stack = StackRef {
+                    organization: cairn_state::stack_ref::DEFAULT_ORGANIZATION.to_owned(),
+                    project: project.clone(),
+                    name,
+                };
+                let resource_count = self
+                    .load(&stack)?
+                    .map(|(deployment, _)| FileBackend::count_resources(&deployment));
+                let last_update = self
+                    .read_history(&stack)?
+                    .iter()
+                    .find(|update| update.kind != UpdateKind::Preview)
+                    .map(|update| update.end_time);
+                summaries.push(StackSummary {
+                    stack,
+                    last_update,
+                    resource_count,
+                });
+            }
+        }
+        Ok(summaries)
+    }
+
+    async fn remove_stack(&self, stack: &StackRef, force: bool) -> BackendResult<()> {
+        let Some((deployment, _)) = self.load(stack)? else {
+            return Err(BackendError::StackNotFound(stack.name.clone()));
+        };
+        let count = FileBackend::count_resources(&deployment);
+        if count > 0 && !force {
+            return Err(BackendError::StackHasResources {
+                stack: stack.name.clone(),
+                count,
+            });
+        }
+        let checkpoint = self.checkpoint_path(stack);
+        for path in [
+            checkpoint.clone(),
+            checkpoint.with_extension("json.bak"),
+            self.journal_path(stack),
+        ] {
+            if path.exists() {
+                fs_err::remove_file(&path).map_err(|error| io_error("removing", &path, error))?;
+            }
+        }
+        let history = self.history_dir(stack);
+        if history.exists() {
+            fs_err::remove_dir_all(&history).map_err(|error| io_error("removing", &history, error))?;
+        }
+        Ok(())
+    }
+
+    async fn load_deployment(&self, stack: &StackRef) -> BackendResult<Option<Deployment>> {
+        Ok(self.load(stack)?.map(|(deployment, _)| deployment))
+    }
+
+    async fn begin_update(
+        &self,
+        stack: &StackRef,
+        kind: UpdateKind,
+        metadata: UpdateMetadata,
+    ) -> BackendResult<Box<dyn UpdateWriter>> {
+        let Some((deployment, base_checksum)) = self.load(stack)? else {
+            return Err(BackendError::StackNotFound(stack.name.clone()));
+        };
+        // A journal left by a crashed update is folded into a checkpoint first, so the new
+        // journal always applies to the checkpoint on disk.
+        let journal_path = self.journal_path(stack);
+        let base_checksum = if journal_path.exists() {
+            let checksum = self.write_checkpoint(stack, &deployment)?;
+            fs_err::remove_file(&journal_path).map_err(|error| io_error("removing", &journal_path, error))?;
+            checksum
+        } else {
+            base_checksum.unwrap_or_default()
+        };
+        let journal = JournalFile::create(&journal_path, &base_checksum, self.bytes_written.clone())?;
+        Ok(Box::new(FileUpdateWriter {
+            backend: FileBackend {
+                root: self.root.clone(),
+                url: self.url.clone(),
+                user: self.user.clone(),
+                bytes_written: self.bytes_written.clone(),
+            },
+            stack: stack.clone(),
+            journal,
+            kind,
+            metadata,
+            start_time: unix_now(),
+        }))
+    }
+
+    async fn history(&self, stack: &StackRef) -> BackendResult<Vec<UpdateInfo>> {
+        self.read_history(stack)
+    }
+
+    fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Relaxed)
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|duration| duration.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Records one update of one stack.
+struct FileUpdateWriter {
+    backend: FileBackend,
+    stack: StackRef,
+    journal: JournalFile,
+    kind: UpdateKind,
+    metadata: UpdateMetadata,
+    start_time: i64,
+}
+
+#[async_trait]
+impl UpdateWriter for FileUpdateWriter {
+    async fn append(&self, records: Vec<JournalRecord>) -> BackendResult<()> {
+        self.journal.append(records).await
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        deployment: Deployment,
+        result: UpdateResult,
+        resource_changes: BTreeMap<String, usize>,
+    ) -> BackendResult<()> {
+        let FileUpdateWriter {
+            backend,
+            stack,
+            journal,
+            kind,
+            metadata,
+            start_time,
+        } = *self;
+        journal.close()?;
+        backend.write_checkpoint(&stack, &deployment)?;
+        let journal_path = backend.journal_path(&stack);
+        fs_err::remove_file(&journal_path).map_err(|error| io_error("removing", &journal_path, error))?;
+        let info = UpdateInfo {
+            kind,
+            start_time,
+            message: metadata.message,
+            environment: metadata.environment,
+            result,
+            end_time: unix_now(),
+            resource_changes,
+            version: backend.read_history(&stack)?.len() as u64 + 1,
+        };
+        let dir = backend.history_dir(&stack);
+        fs_err::create_dir_all(&dir).map_err(|error| io_error("creating", &dir, error))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|duration| duration.as_nanos())
+            .unwrap_or(0);
+        let path = dir.join(format!("{}-{nanos:020}.history.json", stack.name));
+        let text = serde_json::to_string_pretty(&info)
+            .map_err(|error| BackendError::Format(error.to_string()))?;
+        files::write_atomically(&path, text.as_bytes())?;
+        backend
+            .bytes_written
+            .fetch_add(text.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+
+#[cfg(test)]
+mod tests;

@@ -1,3 +1,86 @@
-fn main() {
-    println!("Hello, world!");
+//! The `cairn` binary: parses arguments, runs one command, renders errors and picks the exit
+//! code (0 success, 1 failed operation, 2 bad usage or bad input). Everything else lives in the
+//! library crates; commands are thin wrappers around them.
+
+mod cli;
+mod commands;
+mod env;
+mod output;
+mod stack_config;
+mod workspace;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// An error caused by the user's input (exit code 2), as opposed to a failed operation (1).
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(BadInput(message.into()))
+}
+
+/// A failed operation whose details were already printed; only the exit code is left to set.
+#[derive(Debug)]
+pub struct AlreadyReported(pub u8);
+
+impl std::fmt::Display for AlreadyReported {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "failed (exit code {})", self.0)
+    }
+}
+
+impl std::error::Error for AlreadyReported {}
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let is_usage_error = error.use_stderr();
+            // Printing help or the version is not an error.
+            let _ = error.print();
+            return if is_usage_error {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            output::error_line(&format!("cannot start the async runtime: {error}"));
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(commands::run(cli));
+    // Providers may leave child processes or blocking reads behind after a hard stop; do not
+    // wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            if let Some(reported) = error.downcast_ref::<AlreadyReported>() {
+                return ExitCode::from(reported.0);
+            }
+            output::error_chain(&error);
+            if error.downcast_ref::<BadInput>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
 }

@@ -1,14 +1,123 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The deployment engine: turns a checked program and a stack's old snapshot into steps, runs
+//! them on a parallel executor, and records every step's intent and outcome through the state
+//! persister.
+//!
+//! Architecture invariant: the engine does no I/O of its own. It reaches providers through
+//! `cairn_provider::Provider`, state through `cairn_state::Persister`, files through
+//! `cairn_program::FileSource`, and other stacks through `StackReferences`. It never prints:
+//! it sends `EngineEvent`s and returns a `DeployOutcome` for the CLI to render.
+
+mod deploy;
+mod eval_context;
+mod events;
+pub mod graph;
+pub mod plan;
+mod resources;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cairn_core::{PropertyMap, Snapshot, StepOp, Urn, Value};
+use cairn_program::{FileSource, Program};
+use cairn_provider::ProviderRegistry;
+use tokio_util::sync::CancellationToken;
+
+pub use deploy::deploy;
+pub use events::{EngineEvent, StepRecord};
+
+/// What to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Bring the stack's resources in line with the program (`up`, `preview`).
+    Update,
+    /// Read live state and record drift (`refresh`).
+    Refresh,
+    /// Delete every resource (`destroy`).
+    Destroy,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// How to do it.
+#[derive(Clone, Debug)]
+pub struct DeployOptions {
+    pub operation: Operation,
+    /// Plan only: no provider side effect and nothing persisted.
+    pub dry_run: bool,
+    /// When non-empty, only these resources are changed.
+    pub targets: Vec<Urn>,
+    /// At most this many provider operations at once.
+    pub parallel: usize,
+    /// Refresh the old state from the providers before planning.
+    pub refresh: bool,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+/// Cancellation: `graceful` stops new steps from starting; `hard` abandons in-flight steps,
+/// which stay recorded as pending operations.
+#[derive(Clone, Debug, Default)]
+pub struct Cancellation {
+    pub graceful: CancellationToken,
+    pub hard: CancellationToken,
+}
+
+/// Reads other stacks' outputs, for `pulumi:pulumi:StackReference` and `fn::stackReference`.
+pub trait StackReferences: Send + Sync {
+    fn outputs(&self, stack: &str) -> Result<PropertyMap, String>;
+}
+
+/// Everything the engine works from.
+pub struct DeployRequest {
+    pub stack: String,
+    pub project: String,
+    pub organization: String,
+    /// The directory holding the program; relative paths resolve against it.
+    pub program_dir: PathBuf,
+    /// The program; `None` for `destroy` and `refresh`, which work from the old state alone.
+    pub program: Option<Arc<Program>>,
+    /// Resolved configuration, keyed as `cairn_program::resolve_config` returns it.
+    pub config: BTreeMap<String, Value>,
+    pub old: Snapshot,
+    pub providers: Arc<ProviderRegistry>,
+    pub files: Arc<dyn FileSource + Send + Sync>,
+    pub stack_references: Arc<dyn StackReferences>,
+}
+
+/// What happened.
+#[derive(Clone, Debug, Default)]
+pub struct DeployOutcome {
+    /// Every step, in the order it finished.
+    pub steps: Vec<StepRecord>,
+    /// The stack's outputs after the operation.
+    pub outputs: PropertyMap,
+    /// How many steps of each kind ran (the stack resource included, default providers not).
+    pub changes: BTreeMap<StepOp, usize>,
+    /// Failures, each naming its resource.
+    pub errors: Vec<String>,
+    /// The resulting snapshot (for `dry_run`, what it would be).
+    pub snapshot: Snapshot,
+    /// The operation was stopped by a cancellation before it finished.
+    pub cancelled: bool,
+}
+
+impl DeployOutcome {
+    pub fn has_failed(&self) -> bool {
+        !self.errors.is_empty()
     }
+
+    /// Counts keyed by Pulumi's names (`create`, `same`, ...), for history and `--json`.
+    pub fn change_counts(&self) -> BTreeMap<String, usize> {
+        self.changes
+            .iter()
+            .map(|(op, count)| (op.verb().to_owned(), *count))
+            .collect()
+    }
+}
+
+/// Errors that stop an operation as a whole (a single resource's failure is recorded in
+/// `DeployOutcome::errors` instead).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("saving state: {0}")]
+    State(#[from] cairn_state::persister::StateError),
+    #[error("{0}")]
+    Refused(String),
 }

@@ -16,6 +16,9 @@ pub enum SecretsError {
     Malformed(String),
     #[error("malformed encryption salt `{0}`")]
     MalformedSalt(String),
+    /// No crypter could be made (no passphrase given, the stack file unreadable, ...).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Seals plaintext into an opaque ASCII ciphertext and back.

@@ -1,0 +1,104 @@
+//! Checkpoint files: written atomically with a checksum of their deployment, read back only
+//! when the checksum matches.
+
+use std::io::Write;
+use std::path::Path;
+
+use cairn_state::{BackendError, Deployment};
+use serde::Deserialize;
+use sha2::Digest;
+
+pub fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> BackendError {
+    BackendError::Io {
+        action,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A checkpoint as read: its deployment and the checksum that identifies it.
+pub struct Checkpoint {
+    pub deployment: Deployment,
+    pub checksum: String,
+}
+
+#[derive(Deserialize)]
+struct CheckpointFile<'a> {
+    version: u32,
+    checksum: String,
+    #[serde(borrow)]
+    deployment: &'a serde_json::value::RawValue,
+}
+
+/// Reads and verifies a checkpoint; `None` when the file does not exist.
+pub fn read_checkpoint(path: &Path, stack: &str) -> Result<Option<Checkpoint>, BackendError> {
+    let text = match fs_err::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error("reading", path, error)),
+    };
+    let corrupt = |reason: String| BackendError::Corrupt {
+        stack: stack.to_owned(),
+        reason: format!("{}: {reason}", path.display()),
+    };
+    let file: CheckpointFile<'_> = serde_json::from_str(&text)
+        .map_err(|error| corrupt(format!("not a checkpoint ({error})")))?;
+    if file.version != cairn_state::deployment::DEPLOYMENT_VERSION {
+        return Err(corrupt(format!("unsupported version {}", file.version)));
+    }
+    let raw = file.deployment.get();
+    if sha256_hex(raw.as_bytes()) != file.checksum {
+        return Err(corrupt(
+            "its checksum does not match its contents; the previous checkpoint is kept beside it as `.json.bak`".to_owned(),
+        ));
+    }
+    let deployment: Deployment =
+        serde_json::from_str(raw).map_err(|error| corrupt(error.to_string()))?;
+    Ok(Some(Checkpoint {
+        deployment,
+        checksum: file.checksum,
+    }))
+}
+
+/// Writes a checkpoint atomically; returns the bytes written and its checksum.
+pub fn write_checkpoint(path: &Path, deployment: &Deployment) -> Result<(u64, String), BackendError> {
+    let deployment_json = serde_json::to_string(deployment)
+        .map_err(|error| BackendError::Format(error.to_string()))?;
+    let checksum = sha256_hex(deployment_json.as_bytes());
+    let text = format!(
+        "{{\"version\":{},\"checksum\":\"{checksum}\",\"deployment\":{deployment_json}}}\n",
+        cairn_state::deployment::DEPLOYMENT_VERSION
+    );
+    write_atomically(path, text.as_bytes())?;
+    Ok((text.len() as u64, checksum))
+}
+
+/// Temporary file in the same directory, fsync, rename over the target, fsync the directory:
+/// a reader sees the old file or the new one, never a mix, even after a crash.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BackendError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temporary = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut file = fs_err::File::create(&temporary).map_err(|error| io_error("creating", &temporary, error))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|error| io_error("writing", &temporary, error))?;
+    drop(file);
+    fs_err::rename(&temporary, path).map_err(|error| io_error("renaming into", path, error))?;
+    sync_dir(dir)
+}
+
+pub fn sync_dir(dir: &Path) -> Result<(), BackendError> {
+    fs_err::File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(|error| io_error("syncing", dir, error))
+}

@@ -1,0 +1,227 @@
+//! Tests of the file backend against a temporary directory.
+
+use std::sync::Arc;
+
+use cairn_core::{PendingOperationKind, ResourceState, Snapshot, Urn, Value};
+use cairn_state::{Backend, Persister, StackRef, UpdateKind, UpdateResult};
+
+use super::*;
+
+/// A reversible stand-in for a real cipher, so tests do not pay for key derivation.
+struct Reverse;
+
+impl cairn_secrets::Crypter for Reverse {
+    fn encrypt(&self, plaintext: &str) -> Result<String, cairn_secrets::SecretsError> {
+        Ok(plaintext.chars().rev().collect())
+    }
+    fn decrypt(&self, ciphertext: &str) -> Result<String, cairn_secrets::SecretsError> {
+        Ok(ciphertext.chars().rev().collect())
+    }
+}
+
+fn backend(dir: &tempfile::TempDir) -> FileBackend {
+    FileBackend::open(dir.path().to_owned(), "file://test".to_owned(), "tester".to_owned()).unwrap()
+}
+
+fn stack(name: &str) -> StackRef {
+    StackRef::parse(name, "proj").unwrap()
+}
+
+fn resource(name: &str, id: &str) -> ResourceState {
+    ResourceState {
+        urn: Urn::parse(&format!("urn:pulumi:dev::proj::fake:index:Resource::{name}")).unwrap(),
+        custom: true,
+        id: id.to_owned(),
+        type_: "fake:index:Resource".to_owned(),
+        inputs: [("n".to_owned(), Value::Number(1.0))].into(),
+        ..ResourceState::default()
+    }
+}
+
+async fn persister(backend: &FileBackend, stack: &StackRef) -> Persister {
+    let writer = backend
+        .begin_update(stack, UpdateKind::Update, Default::default())
+        .await
+        .unwrap();
+    Persister::new(writer, Arc::new(Reverse))
+}
+
+fn names(deployment: &Deployment) -> Vec<String> {
+    deployment
+        .resources
+        .iter()
+        .map(|resource| resource.urn.rsplit("::").next().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn creates_lists_and_removes_stacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    backend.create_stack(&stack("dev")).await.unwrap();
+    backend.create_stack(&stack("prod")).await.unwrap();
+    assert!(matches!(
+        backend.create_stack(&stack("dev")).await,
+        Err(BackendError::StackAlreadyExists(_))
+    ));
+    let listed: Vec<String> = backend
+        .list_stacks(Some("proj"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|summary| summary.stack.name)
+        .collect();
+    assert_eq!(listed, vec!["dev", "prod"]);
+    assert_eq!(backend.list_stacks(None).await.unwrap().len(), 2);
+    assert!(backend.list_stacks(Some("other")).await.unwrap().is_empty());
+
+    let persister = persister(&backend, &stack("dev")).await;
+    let op = persister.begin(PendingOperationKind::Creating, &resource("a", "")).await.unwrap();
+    persister.end(op, None, Some(&resource("a", "1"))).await.unwrap();
+    let snapshot = Snapshot {
+        resources: vec![resource("a", "1")],
+        pending_operations: Vec::new(),
+    };
+    persister.finish(&snapshot, UpdateResult::Succeeded, Default::default()).await.unwrap();
+
+    assert!(matches!(
+        backend.remove_stack(&stack("dev"), false).await,
+        Err(BackendError::StackHasResources { count: 1, .. })
+    ));
+    backend.remove_stack(&stack("prod"), false).await.unwrap();
+    backend.remove_stack(&stack("dev"), true).await.unwrap();
+    assert!(!backend.stack_exists(&stack("dev")).await.unwrap());
+    assert!(backend.list_stacks(Some("proj")).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn finished_update_is_the_new_checkpoint_with_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    backend.create_stack(&stack("dev")).await.unwrap();
+    let persister = persister(&backend, &stack("dev")).await;
+    let mut secret = resource("a", "1");
+    secret.outputs.insert("pw".to_owned(), Value::string("hunter2").into_secret());
+    let snapshot = Snapshot {
+        resources: vec![secret],
+        pending_operations: Vec::new(),
+    };
+    persister
+        .finish(&snapshot, UpdateResult::Succeeded, [("create".to_owned(), 1)].into())
+        .await
+        .unwrap();
+    let deployment = backend.load_deployment(&stack("dev")).await.unwrap().unwrap();
+    assert_eq!(names(&deployment), vec!["a"]);
+    let decoded = cairn_state::deployment::decode_deployment(&deployment, &Reverse).unwrap();
+    assert_eq!(decoded, snapshot);
+    assert!(!dir.path().join(".pulumi/stacks/proj/dev.journal").exists());
+    let stored = std::fs::read_to_string(dir.path().join(".pulumi/stacks/proj/dev.json")).unwrap();
+    assert!(!stored.contains("hunter2"));
+    let history = backend.history(&stack("dev")).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].result, UpdateResult::Succeeded);
+    assert_eq!(history[0].resource_changes["create"], 1);
+}
+
+#[tokio::test]
+async fn a_crash_leaves_finished_steps_and_pending_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    backend.create_stack(&stack("dev")).await.unwrap();
+    {
+        let persister = persister(&backend, &stack("dev")).await;
+        let op = persister.begin(PendingOperationKind::Creating, &resource("a", "")).await.unwrap();
+        persister.end(op, None, Some(&resource("a", "1"))).await.unwrap();
+        persister.begin(PendingOperationKind::Creating, &resource("b", "")).await.unwrap();
+        // Dropped without `finish`: the process died here.
+    }
+    let deployment = backend.load_deployment(&stack("dev")).await.unwrap().unwrap();
+    assert_eq!(names(&deployment), vec!["a"]);
+    assert_eq!(deployment.pending_operations.len(), 1);
+    assert_eq!(deployment.pending_operations[0].type_, "creating");
+    assert!(deployment.pending_operations[0].resource.urn.ends_with("::b"));
+
+    // The next update folds the old journal first, and does not apply it twice.
+    let persister = persister(&backend, &stack("dev")).await;
+    drop(persister);
+    let again = backend.load_deployment(&stack("dev")).await.unwrap().unwrap();
+    assert_eq!(names(&again), vec!["a"]);
+    assert_eq!(again.pending_operations.len(), 1);
+}
+
+#[tokio::test]
+async fn a_torn_last_journal_line_is_ignored_but_corruption_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    backend.create_stack(&stack("dev")).await.unwrap();
+    {
+        let persister = persister(&backend, &stack("dev")).await;
+        for (name, id) in [("a", "1"), ("b", "2")] {
+            let op = persister.begin(PendingOperationKind::Creating, &resource(name, "")).await.unwrap();
+            persister.end(op, None, Some(&resource(name, id))).await.unwrap();
+        }
+    }
+    let journal = dir.path().join(".pulumi/stacks/proj/dev.journal");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    // Cut the last line in half, as a crash mid-write would.
+    let torn = &text[..text.len() - 20];
+    std::fs::write(&journal, torn).unwrap();
+    let deployment = backend.load_deployment(&stack("dev")).await.unwrap().unwrap();
+    assert_eq!(names(&deployment), vec!["a"]);
+    assert_eq!(deployment.pending_operations.len(), 1, "b's create began and its end was lost");
+
+    // Flip a byte in a middle line: that is corruption, not a torn write.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[1] = lines[1].replacen("creating", "creatinG", 1);
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    assert!(matches!(
+        backend.load_deployment(&stack("dev")).await,
+        Err(BackendError::Corrupt { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_corrupted_checkpoint_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    backend.create_stack(&stack("dev")).await.unwrap();
+    let path = dir.path().join(".pulumi/stacks/proj/dev.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("\"resources\":[]", "\"resources\":[ ]")).unwrap();
+    let error = backend.load_deployment(&stack("dev")).await.unwrap_err();
+    assert!(error.to_string().contains("checksum"), "{error}");
+    std::fs::write(&path, &text[..text.len() / 2]).unwrap();
+    assert!(matches!(
+        backend.load_deployment(&stack("dev")).await,
+        Err(BackendError::Corrupt { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_steps_are_all_durable_and_bytes_grow_linearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(backend(&dir));
+    backend.create_stack(&stack("dev")).await.unwrap();
+    let persister = Arc::new(persister(&backend, &stack("dev")).await);
+    let before = backend.bytes_written();
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..200 {
+        let persister = persister.clone();
+        tasks.spawn(async move {
+            let name = format!("r{index}");
+            let op = persister.begin(PendingOperationKind::Creating, &resource(&name, "")).await.unwrap();
+            persister.end(op, None, Some(&resource(&name, &index.to_string()))).await.unwrap();
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.unwrap();
+    }
+    let journal_bytes = backend.bytes_written() - before;
+    let deployment = backend.load_deployment(&stack("dev")).await.unwrap().unwrap();
+    assert_eq!(deployment.resources.len(), 200);
+    assert!(deployment.pending_operations.is_empty());
+    // Two records per step, each a few hundred bytes: linear, not a checkpoint per record.
+    let checkpoint_like = serde_json::to_string(&deployment).unwrap().len() as u64;
+    assert!(journal_bytes < 4 * checkpoint_like, "{journal_bytes} vs {checkpoint_like}");
+    assert!(journal_bytes > checkpoint_like, "{journal_bytes} vs {checkpoint_like}");
+}

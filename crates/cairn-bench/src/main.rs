@@ -1,0 +1,215 @@
+//! `cairn-bench`: generates programs of N `fake` resources (independent, chains, fan-out trees),
+//! runs the real `cairn` binary on them in a temporary `CAIRN_HOME`, and prints, as a table and
+//! as JSON, the time of `up` from empty, a no-op `preview`, `up` after changing 1%, `destroy`,
+//! peak RSS (through `/usr/bin/time`) and bytes written to the backend.
+//!
+//! It measures whole commands, as a user sees them; it does not time anything inside a test.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+/// The shape of a generated program.
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    /// No resource depends on another.
+    Independent,
+    /// Chains of ten resources, each depending on the previous one.
+    Chains,
+    /// One root, 100 children of it, the rest spread under those.
+    FanOut,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Independent => "independent",
+            Shape::Chains => "chains",
+            Shape::FanOut => "fan-out",
+        }
+    }
+}
+
+struct Scenario {
+    shape: Shape,
+    n_resources: usize,
+    latency_ms: u64,
+    parallel: usize,
+}
+
+fn generate(scenario: &Scenario, generation: usize) -> String {
+    let mut program = String::from("name: bench\nruntime: yaml\nresources:\n");
+    // `generation` changes 1% of the resources (every 100th) between runs.
+    for index in 0..scenario.n_resources {
+        let value = if index % 100 == 0 { generation } else { 0 };
+        let _ = write!(
+            program,
+            "  r{index}:\n    type: fake:Resource\n    properties:\n      value: {value}\n"
+        );
+        if scenario.latency_ms > 0 {
+            let _ = writeln!(program, "      latencyMs: {}", scenario.latency_ms);
+        }
+        let parent = match scenario.shape {
+            Shape::Independent => None,
+            Shape::Chains => (index % 10 != 0).then(|| index - 1),
+            Shape::FanOut => match index {
+                0 => None,
+                1..=100 => Some(0),
+                _ => Some(1 + index % 100),
+            },
+        };
+        if let Some(parent) = parent {
+            let _ = writeln!(program, "      after: ${{r{parent}.value}}");
+        }
+    }
+    program
+}
+
+struct Measured {
+    seconds: f64,
+    peak_rss_kib: u64,
+    bytes_written: u64,
+}
+
+fn run_cairn(cairn: &Path, project: &Path, home: &Path, args: &[&str]) -> anyhow::Result<Measured> {
+    let rss_file = home.join("rss.txt");
+    let started = Instant::now();
+    let output = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss_file)
+        .arg(cairn)
+        .args(args)
+        .current_dir(project)
+        .env("CAIRN_HOME", home)
+        .env("CAIRN_CONFIG_PASSPHRASE", "bench")
+        .output()
+        .context("running /usr/bin/time (install Debian's `time` package)")?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        bail!(
+            "`cairn {}` failed:\n{}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let peak_rss_kib = std::fs::read_to_string(&rss_file)?
+        .lines()
+        .last()
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or(0);
+    let bytes_written = serde_json::from_slice::<serde_json::Value>(&output.stdout)
+        .ok()
+        .and_then(|json| json["backendBytesWritten"].as_u64())
+        .unwrap_or(0);
+    Ok(Measured {
+        seconds,
+        peak_rss_kib,
+        bytes_written,
+    })
+}
+
+fn run_scenario(cairn: &Path, scenario: &Scenario) -> anyhow::Result<serde_json::Value> {
+    let root = tempfile::tempdir()?;
+    let project = root.path().join("project");
+    let home = root.path().join("home");
+    std::fs::create_dir_all(&project)?;
+    std::fs::create_dir_all(&home)?;
+    std::fs::write(project.join("Cairn.yaml"), generate(scenario, 0))?;
+    run_cairn(cairn, &project, &home, &["stack", "init", "bench"])?;
+    let parallel = scenario.parallel.to_string();
+    let up_args = ["up", "--yes", "--skip-preview", "--json", "--parallel", &parallel];
+    let up = run_cairn(cairn, &project, &home, &up_args)?;
+    let preview = run_cairn(cairn, &project, &home, &["preview", "--json"])?;
+    std::fs::write(project.join("Cairn.yaml"), generate(scenario, 1))?;
+    let update = run_cairn(cairn, &project, &home, &up_args)?;
+    let checkpoint_bytes = std::fs::metadata(
+        home.join(".pulumi/stacks/bench/bench.json"),
+    )
+    .map(|metadata| metadata.len())
+    .unwrap_or(0);
+    let destroy = run_cairn(
+        cairn,
+        &project,
+        &home,
+        &["destroy", "--yes", "--skip-preview", "--json", "--parallel", &parallel],
+    )?;
+    let peak_rss_kib = [&up, &preview, &update, &destroy]
+        .iter()
+        .map(|measured| measured.peak_rss_kib)
+        .max()
+        .unwrap_or(0);
+    Ok(serde_json::json!({
+        "shape": scenario.shape.name(),
+        "resources": scenario.n_resources,
+        "latencyMs": scenario.latency_ms,
+        "parallel": scenario.parallel,
+        "upSeconds": up.seconds,
+        "noopPreviewSeconds": preview.seconds,
+        "updateOnePercentSeconds": update.seconds,
+        "destroySeconds": destroy.seconds,
+        "peakRssMiB": peak_rss_kib as f64 / 1024.0,
+        "upBytesWritten": up.bytes_written,
+        "checkpointBytes": checkpoint_bytes,
+    }))
+}
+
+fn main() -> anyhow::Result<()> {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let cairn = arguments
+        .first()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/release/cairn"));
+    let quick = arguments.iter().any(|argument| argument == "--quick");
+    let cairn = std::fs::canonicalize(&cairn)
+        .with_context(|| format!("no cairn binary at `{}`", cairn.display()))?;
+    let sizes: &[usize] = if quick { &[1_000] } else { &[10_000, 20_000] };
+    let mut scenarios = Vec::new();
+    for &n_resources in sizes {
+        for shape in [Shape::Independent, Shape::Chains, Shape::FanOut] {
+            scenarios.push(Scenario {
+                shape,
+                n_resources,
+                latency_ms: 0,
+                parallel: 64,
+            });
+        }
+    }
+    scenarios.push(Scenario {
+        shape: Shape::Independent,
+        n_resources: 1_000,
+        latency_ms: 100,
+        parallel: 50,
+    });
+    let mut results = Vec::new();
+    println!(
+        "{:<12} {:>7} {:>7} {:>5} {:>8} {:>9} {:>9} {:>9} {:>8} {:>12} {:>11}",
+        "shape", "N", "latency", "par", "up s", "preview s", "update s", "destroy s", "RSS MiB", "up bytes", "checkpoint"
+    );
+    for scenario in &scenarios {
+        let result = run_scenario(&cairn, scenario)?;
+        println!(
+            "{:<12} {:>7} {:>7} {:>5} {:>8.2} {:>9.2} {:>9.2} {:>9.2} {:>8.1} {:>12} {:>11}",
+            scenario.shape.name(),
+            scenario.n_resources,
+            scenario.latency_ms,
+            scenario.parallel,
+            result["upSeconds"].as_f64().unwrap_or(0.0),
+            result["noopPreviewSeconds"].as_f64().unwrap_or(0.0),
+            result["updateOnePercentSeconds"].as_f64().unwrap_or(0.0),
+            result["destroySeconds"].as_f64().unwrap_or(0.0),
+            result["peakRssMiB"].as_f64().unwrap_or(0.0),
+            result["upBytesWritten"].as_u64().unwrap_or(0),
+            result["checkpointBytes"].as_u64().unwrap_or(0),
+        );
+        results.push(result);
+    }
+    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Array(results))?);
+    Ok(())
+}

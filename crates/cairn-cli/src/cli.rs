@@ -1,0 +1,193 @@
+//! Command-line arguments, as close to the flags as possible: parsing only, no I/O. The
+//! commands mirror the `pulumi` CLI so its users feel at home.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Infrastructure as code and provisioning in one binary",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Run as if started in this directory
+    #[arg(long, short = 'C', global = true, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+
+    /// The stack to operate on (default: the selected stack)
+    #[arg(long, short = 's', global = true, value_name = "NAME")]
+    pub stack: Option<String>,
+
+    /// The state backend URL (default: CAIRN_BACKEND_URL, then `cairn login`, then file://~/.cairn)
+    #[arg(long, global = true, value_name = "URL")]
+    pub backend: Option<String>,
+
+    /// Print machine-readable JSON
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Show secret values in plaintext
+    #[arg(long, global = true)]
+    pub show_secrets: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Log in to a backend (a `file://` directory)
+    Login(LoginArgs),
+    /// Log out of the current backend
+    Logout,
+    /// Show the current user and backend
+    Whoami,
+    /// Manage stacks
+    #[command(subcommand)]
+    Stack(StackCommand),
+    /// Manage the stack's configuration
+    Config(ConfigArgs),
+    /// Show what `up` would change, without changing anything
+    Preview(DeployArgs),
+    /// Create or update the stack's resources
+    Up(DeployArgs),
+    /// Read the live state of the stack's resources and record drift
+    Refresh(RefreshArgs),
+    /// Delete every resource of the stack
+    Destroy(DestroyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The backend URL (`file://<dir>`); default `file://~/.cairn`
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StackCommand {
+    /// Create a stack and select it
+    Init { name: Option<String> },
+    /// List the project's stacks
+    Ls {
+        /// List the stacks of every project
+        #[arg(long, short = 'a')]
+        all: bool,
+    },
+    /// Select the current stack
+    Select { name: Option<String> },
+    /// Remove a stack and its configuration
+    Rm {
+        name: Option<String>,
+        /// Remove even if the stack still has resources
+        #[arg(long, short = 'f')]
+        force: bool,
+        /// Do not ask for confirmation
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Show the stack's outputs
+    Output { name: Option<String> },
+    /// Print the stack's deployment as JSON
+    Export {
+        /// Write to this file instead of stdout
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Show the stack's update history
+    History,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: Option<ConfigCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Set a configuration value
+    Set {
+        key: String,
+        value: Option<String>,
+        /// Encrypt the value
+        #[arg(long)]
+        secret: bool,
+        /// Store the value as plain text (the default)
+        #[arg(long, conflicts_with = "secret")]
+        plaintext: bool,
+    },
+    /// Print one configuration value
+    Get { key: String },
+    /// Remove a configuration value
+    Rm { key: String },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DeployArgs {
+    /// Approve the update without asking
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Do not show a preview before updating
+    #[arg(long, short = 'f')]
+    pub skip_preview: bool,
+    /// Show property-level diffs
+    #[arg(long)]
+    pub diff: bool,
+    /// Show unchanged resources too
+    #[arg(long)]
+    pub show_sames: bool,
+    /// A message for the update history
+    #[arg(long, short = 'm')]
+    pub message: Option<String>,
+    /// Only change these resources (URNs); repeatable
+    #[arg(long, short = 't', value_name = "URN")]
+    pub target: Vec<String>,
+    /// At most this many resource operations at once
+    #[arg(long, short = 'p', default_value_t = 64)]
+    pub parallel: usize,
+    /// Refresh the state from the providers first
+    #[arg(long, short = 'r')]
+    pub refresh: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// Approve without asking
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Only show what would change
+    #[arg(long)]
+    pub preview_only: bool,
+    /// Skip the preview
+    #[arg(long, short = 'f')]
+    pub skip_preview: bool,
+    #[arg(long, short = 'p', default_value_t = 64)]
+    pub parallel: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Approve without asking
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Skip the preview
+    #[arg(long, short = 'f')]
+    pub skip_preview: bool,
+    /// Only delete these resources (URNs); repeatable
+    #[arg(long, short = 't', value_name = "URN")]
+    pub target: Vec<String>,
+    #[arg(long, short = 'p', default_value_t = 64)]
+    pub parallel: usize,
+    /// A message for the update history
+    #[arg(long, short = 'm')]
+    pub message: Option<String>,
+}

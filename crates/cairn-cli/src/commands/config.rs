@@ -1,0 +1,130 @@
+//! `cairn config`, `config set|get|rm`: the stack's configuration in `Cairn.<stack>.yaml`.
+
+use std::io::Read;
+
+use anyhow::Context;
+
+use crate::cli::{ConfigArgs, ConfigCommand};
+use crate::commands::{self, render};
+use crate::output;
+use crate::stack_config::ConfigEntry;
+use crate::workspace::Workspace;
+
+pub async fn run(workspace: &Workspace, args: ConfigArgs) -> anyhow::Result<()> {
+    let project = workspace.project_name()?;
+    let mut context = commands::open_stack(workspace).await?;
+    let full_key = |key: &str| {
+        if key.contains(':') {
+            key.to_owned()
+        } else {
+            format!("{project}:{key}")
+        }
+    };
+    match args.command {
+        None => list(workspace, &context, &project),
+        Some(ConfigCommand::Get { key }) => {
+            let key = full_key(&key);
+            let entry = context.config_file.get(&key).ok_or_else(|| {
+                crate::bad_input(format!("configuration key `{key}` not found for stack `{}`", context.stack.name))
+            })?;
+            let text = match entry {
+                ConfigEntry::Plain(serde_json::Value::String(text)) => text.clone(),
+                ConfigEntry::Plain(other) => other.to_string(),
+                ConfigEntry::Secure(ciphertext) => context
+                    .crypter
+                    .decrypt(ciphertext)
+                    .with_context(|| format!("decrypting `{key}`"))?,
+            };
+            if workspace.global.json {
+                output::json(&serde_json::json!({
+                    "value": text,
+                    "secret": matches!(entry, ConfigEntry::Secure(_)),
+                }));
+            } else {
+                output::line(&text);
+            }
+            Ok(())
+        }
+        Some(ConfigCommand::Set {
+            key,
+            value,
+            secret,
+            plaintext: _,
+        }) => {
+            let key = full_key(&key);
+            let value = match value {
+                Some(value) => value,
+                None => {
+                    // Reading from stdin keeps a secret off the command line (and out of
+                    // shell history).
+                    let mut text = String::new();
+                    std::io::stdin().read_to_string(&mut text)?;
+                    text.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            let entry = if secret {
+                ConfigEntry::Secure(context.crypter.encrypt(&value)?)
+            } else {
+                ConfigEntry::Plain(serde_json::Value::String(value))
+            };
+            // The crypter may have just written the stack's new salt to the file.
+            let path = context.config_file.path.clone();
+            context.config_file = crate::stack_config::StackConfigFile::load(&path)?;
+            context.config_file.set(&key, entry);
+            context.config_file.save()
+        }
+        Some(ConfigCommand::Rm { key }) => {
+            let key = full_key(&key);
+            if !context.config_file.remove(&key) {
+                return Err(crate::bad_input(format!("configuration key `{key}` not found")));
+            }
+            context.config_file.save()
+        }
+    }
+}
+
+fn list(workspace: &Workspace, context: &commands::StackContext, project: &str) -> anyhow::Result<()> {
+    let show_secrets = workspace.global.show_secrets;
+    let mut shown = Vec::new();
+    for (key, entry) in &context.config_file.entries {
+        let (value, is_secret) = match entry {
+            ConfigEntry::Plain(serde_json::Value::String(text)) => (text.clone(), false),
+            ConfigEntry::Plain(other) => (other.to_string(), false),
+            ConfigEntry::Secure(ciphertext) if show_secrets => (
+                context
+                    .crypter
+                    .decrypt(ciphertext)
+                    .with_context(|| format!("decrypting `{key}`"))?,
+                true,
+            ),
+            ConfigEntry::Secure(_) => ("[secret]".to_owned(), true),
+        };
+        shown.push((key.clone(), value, is_secret));
+    }
+    if workspace.global.json {
+        let object: serde_json::Map<String, serde_json::Value> = shown
+            .into_iter()
+            .map(|(key, value, is_secret)| {
+                let mut fields = serde_json::json!({ "secret": is_secret });
+                if !is_secret || show_secrets {
+                    fields["value"] = serde_json::Value::String(value);
+                }
+                (key, fields)
+            })
+            .collect();
+        output::json(&serde_json::Value::Object(object));
+        return Ok(());
+    }
+    let mut rows = vec![["KEY".to_owned(), "VALUE".to_owned()]];
+    for (key, value, _) in shown {
+        let short_key = key
+            .strip_prefix(&format!("{project}:"))
+            .map(str::to_owned)
+            .unwrap_or(key);
+        rows.push([short_key, value]);
+    }
+    for row in render::table(&rows) {
+        output::line(&row);
+    }
+    Ok(())
+}

@@ -1,0 +1,572 @@
+//! `cairn preview`, `up`, `refresh` and `destroy`: resolve the stack, load the program and its
+//! configuration, run the engine (a dry run first, then for real once confirmed), render.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cairn_core::{PropertyMap, Snapshot, StepOp, Urn};
+use cairn_engine::{
+    Cancellation, DeployOptions, DeployOutcome, DeployRequest, EngineEvent, Operation,
+    StackReferences,
+};
+use cairn_state::{Persister, StackRef, UpdateKind, UpdateMetadata};
+
+use crate::cli::{DeployArgs, DestroyArgs, RefreshArgs};
+use crate::commands::{self, StackContext, render};
+use crate::output;
+use crate::workspace::Workspace;
+
+/// Everything an operation needs, loaded once and shared by its preview and its update.
+struct Prepared {
+    context: StackContext,
+    project: String,
+    program: Option<Arc<cairn_program::Program>>,
+    config: std::collections::BTreeMap<String, cairn_core::Value>,
+    old: Snapshot,
+    providers: Arc<cairn_provider::ProviderRegistry>,
+}
+
+async fn prepare(workspace: &Workspace, with_program: bool) -> anyhow::Result<Prepared> {
+    let project = workspace.project_name()?;
+    let providers = Arc::new(commands::provider_registry()?);
+    // The program is checked before anything else, so bad input never touches the stack.
+    let program = if with_program {
+        Some(Arc::new(commands::load_program(workspace, &providers)?))
+    } else {
+        None
+    };
+    let context = commands::open_stack(workspace).await?;
+    let config = match &program {
+        Some(program) => {
+            let stack_values = commands::stack_config_values(&context)?;
+            match cairn_program::resolve_config(program, &stack_values) {
+                Ok(config) => config,
+                Err(diagnostics) => {
+                    for diagnostic in &diagnostics {
+                        output::diagnostic(diagnostic);
+                    }
+                    return Err(anyhow::Error::new(crate::AlreadyReported(2)));
+                }
+            }
+        }
+        None => Default::default(),
+    };
+    let old = commands::load_snapshot(&context).await?;
+    if !old.pending_operations.is_empty() {
+        let mut message = format!(
+            "the last update of stack `{}` did not finish: {} operations may or may not have happened:",
+            context.stack.name,
+            old.pending_operations.len()
+        );
+        for operation in &old.pending_operations {
+            message.push_str(&format!(
+                "\n    {} {}",
+                operation.kind.as_str(),
+                operation.resource.urn
+            ));
+        }
+        message.push_str("\nhelp: check whether those resources exist; `cairn refresh` reads the live state of the others");
+        output::warning(&message);
+    }
+    Ok(Prepared {
+        context,
+        project,
+        program,
+        config,
+        old,
+        providers,
+    })
+}
+
+/// Reads other stacks' outputs from the same backend.
+struct BackendStackReferences {
+    backend: Arc<dyn cairn_state::Backend>,
+    project: String,
+    project_dir: std::path::PathBuf,
+    home: std::path::PathBuf,
+}
+
+impl StackReferences for BackendStackReferences {
+    fn outputs(&self, stack: &str) -> Result<PropertyMap, String> {
+        let stack_ref = StackRef::parse(stack, &self.project)?;
+        let crypter = Workspace {
+            global: crate::cli::GlobalArgs {
+                cwd: Some(self.project_dir.clone()),
+                stack: None,
+                backend: None,
+                json: false,
+                show_secrets: false,
+            },
+            project_dir: self.project_dir.clone(),
+            home: self.home.clone(),
+        }
+        .crypter(&stack_ref.name);
+        let deployment = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(self.backend.load_deployment(&stack_ref))
+        })
+        .map_err(|error| error.to_string())?
+        .ok_or_else(|| format!("stack `{stack}` has no state"))?;
+        let snapshot = cairn_state::deployment::decode_deployment(&deployment, crypter.as_ref())
+            .map_err(|error| error.to_string())?;
+        Ok(snapshot.stack_outputs())
+    }
+}
+
+impl Prepared {
+    fn request(&self, workspace: &Workspace) -> DeployRequest {
+        DeployRequest {
+            stack: self.context.stack.name.clone(),
+            project: self.project.clone(),
+            organization: self.context.stack.organization.clone(),
+            program_dir: self
+                .program
+                .as_ref()
+                .map(|program| program.source_dir.clone())
+                .unwrap_or_else(|| workspace.project_dir.clone()),
+            program: self.program.clone(),
+            config: self.config.clone(),
+            old: self.old.clone(),
+            providers: self.providers.clone(),
+            files: Arc::new(commands::DiskFiles),
+            stack_references: Arc::new(BackendStackReferences {
+                backend: self.context.backend.clone(),
+                project: self.project.clone(),
+                project_dir: workspace.project_dir.clone(),
+                home: workspace.home.clone(),
+            }),
+        }
+    }
+}
+
+/// How a run is shown.
+struct Display {
+    json: bool,
+    show_secrets: bool,
+    show_sames: bool,
+    diff: bool,
+}
+
+impl Display {
+    fn of(workspace: &Workspace, show_sames: bool, diff: bool) -> Display {
+        Display {
+            json: workspace.global.json,
+            show_secrets: workspace.global.show_secrets,
+            show_sames,
+            diff,
+        }
+    }
+}
+
+/// Runs the engine once, showing progress while it works.
+async fn run_engine(
+    workspace: &Workspace,
+    prepared: &Prepared,
+    options: DeployOptions,
+    kind: UpdateKind,
+    message: Option<String>,
+    display: &Display,
+) -> anyhow::Result<DeployOutcome> {
+    let persister = if options.dry_run {
+        None
+    } else {
+        let metadata = UpdateMetadata {
+            message: message.unwrap_or_default(),
+            environment: Default::default(),
+        };
+        let writer = prepared
+            .context
+            .backend
+            .begin_update(&prepared.context.stack, kind, metadata)
+            .await?;
+        Some(Persister::new(writer, prepared.context.crypter.clone()))
+    };
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let show_progress = !options.dry_run && !display.json;
+    let progress = tokio::spawn(async move {
+        while let Some(event) = receiver.recv().await {
+            if show_progress {
+                render_progress(&event);
+            }
+        }
+    });
+    let cancellation = Cancellation::default();
+    let signals = tokio::spawn(watch_signals(cancellation.clone()));
+    let outcome = cairn_engine::deploy(
+        prepared.request(workspace),
+        options,
+        persister,
+        sender,
+        cancellation,
+    )
+    .await;
+    signals.abort();
+    // The engine dropped its sender, so the progress task ends once it has printed everything.
+    let _ = progress.await;
+    match outcome {
+        Ok(outcome) => Ok(outcome),
+        Err(cairn_engine::EngineError::Refused(message)) => Err(anyhow::anyhow!(message)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn render_progress(event: &EngineEvent) {
+    match event {
+        EngineEvent::StepStarted { op, urn, type_ } => output::progress(&format!(
+            " {:<2} {} {} {}",
+            op.symbol(),
+            render::display_type(type_),
+            urn.name(),
+            progressive(*op)
+        )),
+        EngineEvent::StepFinished(record) => {
+            if record.op == StepOp::Same && record.error.is_none() {
+                return;
+            }
+            let status = match &record.error {
+                Some(error) => format!("{} failed: {error}", progressive(record.op)),
+                None => record.op.past_tense().to_owned(),
+            };
+            output::progress(&format!(
+                " {:<2} {} {} {status}",
+                record.op.symbol(),
+                render::display_type(&record.type_),
+                record.urn.name()
+            ));
+        }
+        EngineEvent::Warning(message) => output::warning(message),
+    }
+}
+
+fn progressive(op: StepOp) -> &'static str {
+    match op {
+        StepOp::Create => "creating",
+        StepOp::Update => "updating",
+        StepOp::Replace => "replacing",
+        StepOp::Delete => "deleting",
+        StepOp::Read => "reading",
+        StepOp::Refresh => "refreshing",
+        StepOp::Same => "",
+    }
+}
+
+/// First Ctrl-C: finish in-flight steps and stop; second (or SIGTERM): stop now.
+async fn watch_signals(cancellation: Cancellation) {
+    #[cfg(unix)]
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        #[cfg(unix)]
+        let is_terminate = tokio::select! {
+            _ = tokio::signal::ctrl_c() => false,
+            _ = async {
+                match terminate.as_mut() {
+                    Some(signal) => { signal.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => true,
+        };
+        #[cfg(not(unix))]
+        let is_terminate = {
+            let _ = tokio::signal::ctrl_c().await;
+            false
+        };
+        if is_terminate || cancellation.graceful.is_cancelled() {
+            output::progress("stopping now: operations in flight are left pending");
+            cancellation.graceful.cancel();
+            cancellation.hard.cancel();
+            return;
+        }
+        output::progress(
+            "interrupted: waiting for operations in flight to finish (press Ctrl-C again to stop now)",
+        );
+        cancellation.graceful.cancel();
+    }
+}
+
+fn render_outcome(
+    title: &str,
+    outcome: &DeployOutcome,
+    is_preview: bool,
+    display: &Display,
+    started: Instant,
+    bytes_written: Option<u64>,
+) {
+    if display.json {
+        output::json(&render::outcome_json(
+            outcome,
+            is_preview,
+            display.show_secrets,
+            bytes_written,
+            started.elapsed(),
+        ));
+        return;
+    }
+    output::line(&format!("{title}:"));
+    output::line("");
+    let tree = render::tree(outcome, is_preview, display.show_sames);
+    for row in &tree {
+        output::line(row);
+    }
+    if display.diff {
+        let diff = render::diff_lines(outcome, display.show_secrets);
+        if !diff.is_empty() {
+            output::line("");
+            for row in diff {
+                output::line(&row);
+            }
+        }
+    }
+    let failures: Vec<&cairn_engine::StepRecord> = outcome
+        .steps
+        .iter()
+        .filter(|step| step.error.is_some())
+        .collect();
+    if !outcome.errors.is_empty() {
+        output::line("");
+        output::line("Diagnostics:");
+        for step in &failures {
+            output::line(&format!(
+                "  {} ({}):",
+                render::display_type(&step.type_),
+                step.urn.name()
+            ));
+            output::line(&format!(
+                "    error: {}",
+                step.error.as_deref().unwrap_or_default()
+            ));
+        }
+        let n_step_errors = failures.len();
+        for error in outcome.errors.iter().skip(n_step_errors) {
+            output::line(&format!("  error: {error}"));
+        }
+    }
+    if !outcome.outputs.is_empty() {
+        output::line("");
+        output::line("Outputs:");
+        let width = outcome.outputs.keys().map(String::len).max().unwrap_or(0);
+        for (key, value) in &outcome.outputs {
+            output::line(&format!(
+                "    {:<width$}: {}",
+                key,
+                render::display_value(value, display.show_secrets),
+                width = width
+            ));
+        }
+    }
+    output::line("");
+    output::line(&render::summary_line(&outcome.changes, is_preview));
+    if !is_preview {
+        output::line("");
+        output::line(&format!("Duration: {}s", started.elapsed().as_secs()));
+    }
+    if outcome.cancelled {
+        output::line("");
+        output::line("The update was interrupted; the state records what finished.");
+    }
+}
+
+fn parse_targets(targets: &[String]) -> anyhow::Result<Vec<Urn>> {
+    targets
+        .iter()
+        .map(|target| {
+            Urn::parse(target).map_err(|error| {
+                crate::bad_input(format!(
+                    "{error}\nhelp: `--target` takes a URN; `cairn stack export` lists them"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Refuses to change anything without `--yes` when nobody can answer a prompt.
+fn require_approval(yes: bool, what: &str) -> anyhow::Result<()> {
+    if yes || commands::is_interactive() {
+        return Ok(());
+    }
+    Err(crate::bad_input(format!(
+        "--yes must be passed to {what} when not running in a terminal; nothing was changed"
+    )))
+}
+
+fn ask_approval(yes: bool, question: &str) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if commands::confirm(question)? {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("confirmation declined, not proceeding"))
+    }
+}
+
+fn fail_if(outcome: &DeployOutcome) -> anyhow::Result<()> {
+    if outcome.has_failed() {
+        return Err(anyhow::Error::new(crate::AlreadyReported(1)));
+    }
+    if outcome.cancelled {
+        return Err(anyhow::Error::new(crate::AlreadyReported(1)));
+    }
+    Ok(())
+}
+
+pub async fn preview(workspace: &Workspace, args: DeployArgs) -> anyhow::Result<()> {
+    let targets = parse_targets(&args.target)?;
+    let prepared = prepare(workspace, true).await?;
+    let display = Display::of(workspace, args.show_sames, args.diff);
+    let started = Instant::now();
+    let options = DeployOptions {
+        operation: Operation::Update,
+        dry_run: true,
+        targets,
+        parallel: args.parallel,
+        refresh: args.refresh,
+    };
+    let outcome = run_engine(workspace, &prepared, options, UpdateKind::Preview, None, &display).await?;
+    let title = format!("Previewing update ({})", prepared.context.stack.name);
+    render_outcome(&title, &outcome, true, &display, started, None);
+    fail_if(&outcome)
+}
+
+pub async fn up(workspace: &Workspace, args: DeployArgs) -> anyhow::Result<()> {
+    require_approval(args.yes, "update")?;
+    let targets = parse_targets(&args.target)?;
+    let prepared = prepare(workspace, true).await?;
+    let display = Display::of(workspace, args.show_sames, args.diff);
+    let options = DeployOptions {
+        operation: Operation::Update,
+        dry_run: true,
+        targets,
+        parallel: args.parallel,
+        refresh: args.refresh,
+    };
+    if !args.skip_preview {
+        let started = Instant::now();
+        let preview = run_engine(
+            workspace,
+            &prepared,
+            options.clone(),
+            UpdateKind::Preview,
+            None,
+            &display,
+        )
+        .await?;
+        if !display.json || preview.has_failed() {
+            let title = format!("Previewing update ({})", prepared.context.stack.name);
+            render_outcome(&title, &preview, true, &display, started, None);
+        }
+        fail_if(&preview)?;
+        ask_approval(args.yes, "Do you want to perform this update?")?;
+        if !display.json {
+            output::line("");
+        }
+    }
+    let started = Instant::now();
+    let outcome = run_engine(
+        workspace,
+        &prepared,
+        DeployOptions {
+            dry_run: false,
+            ..options
+        },
+        UpdateKind::Update,
+        args.message,
+        &display,
+    )
+    .await?;
+    let title = format!("Updating ({})", prepared.context.stack.name);
+    let bytes = prepared.context.backend.bytes_written();
+    render_outcome(&title, &outcome, false, &display, started, Some(bytes));
+    fail_if(&outcome)
+}
+
+pub async fn refresh(workspace: &Workspace, args: RefreshArgs) -> anyhow::Result<()> {
+    if !args.preview_only {
+        require_approval(args.yes, "refresh")?;
+    }
+    let prepared = prepare(workspace, false).await?;
+    let display = Display::of(workspace, false, false);
+    let options = DeployOptions {
+        operation: Operation::Refresh,
+        dry_run: true,
+        targets: Vec::new(),
+        parallel: args.parallel,
+        refresh: false,
+    };
+    if args.preview_only || !args.skip_preview {
+        let started = Instant::now();
+        let preview = run_engine(workspace, &prepared, options.clone(), UpdateKind::Preview, None, &display).await?;
+        let title = format!("Previewing refresh ({})", prepared.context.stack.name);
+        render_outcome(&title, &preview, true, &display, started, None);
+        fail_if(&preview)?;
+        if args.preview_only {
+            return Ok(());
+        }
+        ask_approval(args.yes, "Do you want to perform this refresh?")?;
+    }
+    let started = Instant::now();
+    let outcome = run_engine(
+        workspace,
+        &prepared,
+        DeployOptions {
+            dry_run: false,
+            ..options
+        },
+        UpdateKind::Refresh,
+        None,
+        &display,
+    )
+    .await?;
+    let title = format!("Refreshing ({})", prepared.context.stack.name);
+    render_outcome(&title, &outcome, false, &display, started, Some(prepared.context.backend.bytes_written()));
+    fail_if(&outcome)
+}
+
+pub async fn destroy(workspace: &Workspace, args: DestroyArgs) -> anyhow::Result<()> {
+    require_approval(args.yes, "destroy")?;
+    let targets = parse_targets(&args.target)?;
+    let prepared = prepare(workspace, false).await?;
+    let display = Display::of(workspace, false, false);
+    let options = DeployOptions {
+        operation: Operation::Destroy,
+        dry_run: true,
+        targets,
+        parallel: args.parallel,
+        refresh: false,
+    };
+    if !args.skip_preview {
+        let started = Instant::now();
+        let preview = run_engine(workspace, &prepared, options.clone(), UpdateKind::Preview, None, &display).await?;
+        if !display.json {
+            let title = format!("Previewing destroy ({})", prepared.context.stack.name);
+            render_outcome(&title, &preview, true, &display, started, None);
+        }
+        fail_if(&preview)?;
+        ask_approval(args.yes, "Do you want to perform this destroy?")?;
+        if !display.json {
+            output::line("");
+        }
+    }
+    let started = Instant::now();
+    let outcome = run_engine(
+        workspace,
+        &prepared,
+        DeployOptions {
+            dry_run: false,
+            ..options
+        },
+        UpdateKind::Destroy,
+        args.message,
+        &display,
+    )
+    .await?;
+    let title = format!("Destroying ({})", prepared.context.stack.name);
+    render_outcome(&title, &outcome, false, &display, started, Some(prepared.context.backend.bytes_written()));
+    if !outcome.has_failed() && !display.json {
+        output::line("");
+        output::line(&format!(
+            "The resources in the stack have been deleted, but the history and configuration associated with the stack are still maintained.\nIf you want to remove the stack completely, run `cairn stack rm {}`.",
+            prepared.context.stack.name
+        ));
+    }
+    fail_if(&outcome)
+}

@@ -1,0 +1,197 @@
+//! One module per command. A command parses nothing itself: it takes its argument struct,
+//! resolves the workspace, calls the libraries, and renders.
+
+mod config;
+mod deploy;
+mod login;
+mod render;
+mod stack;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use cairn_core::{PropertyMap, Snapshot, Value};
+use cairn_program::Program;
+use cairn_provider::ProviderRegistry;
+use cairn_secrets::Crypter;
+use cairn_state::{Backend, StackRef};
+
+use crate::cli::{Cli, Command};
+use crate::env;
+use crate::stack_config::{ConfigEntry, StackConfigFile};
+use crate::workspace::Workspace;
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let workspace = Workspace::new(cli.global)?;
+    match cli.command {
+        Command::Login(args) => login::login(&workspace, args),
+        Command::Logout => login::logout(&workspace),
+        Command::Whoami => login::whoami(&workspace).await,
+        Command::Stack(command) => stack::run(&workspace, command).await,
+        Command::Config(args) => config::run(&workspace, args).await,
+        Command::Preview(args) => deploy::preview(&workspace, args).await,
+        Command::Up(args) => deploy::up(&workspace, args).await,
+        Command::Refresh(args) => deploy::refresh(&workspace, args).await,
+        Command::Destroy(args) => deploy::destroy(&workspace, args).await,
+    }
+}
+
+/// The built-in providers. Plugins join here later.
+pub fn provider_registry() -> anyhow::Result<ProviderRegistry> {
+    let mut registry = ProviderRegistry::new();
+    registry.register(cairn_providers::random_provider());
+    registry.register(cairn_providers::command_provider());
+    let ledger = env::var(env::CAIRN_FAKE_LEDGER).map(std::path::PathBuf::from);
+    let fake = cairn_provider::fake::FakeProvider::new(ledger)
+        .context("opening the fake provider's ledger (CAIRN_FAKE_LEDGER)")?;
+    registry.register(Arc::new(fake));
+    Ok(registry)
+}
+
+/// Reads program files from disk.
+pub struct DiskFiles;
+
+impl cairn_program::FileSource for DiskFiles {
+    fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
+        fs_err::read_to_string(path)
+    }
+}
+
+/// Loads and checks the program; prints every diagnostic and fails with exit code 2 if any is
+/// an error.
+pub fn load_program(workspace: &Workspace, registry: &ProviderRegistry) -> anyhow::Result<Program> {
+    workspace.project_file()?;
+    let loaded = cairn_program::load_project(&workspace.project_dir, &DiskFiles, registry);
+    for diagnostic in &loaded.diagnostics {
+        crate::output::diagnostic(diagnostic);
+    }
+    match loaded.program {
+        Some(program) if loaded.diagnostics.is_empty() => Ok(program),
+        _ => Err(anyhow::Error::new(crate::AlreadyReported(2))),
+    }
+}
+
+/// A stack's context: backend, reference, configuration file and crypter.
+pub struct StackContext {
+    pub backend: Arc<dyn Backend>,
+    pub stack: StackRef,
+    pub config_file: StackConfigFile,
+    pub crypter: Arc<dyn Crypter>,
+}
+
+/// Resolves the current stack and checks that it exists.
+pub async fn open_stack(workspace: &Workspace) -> anyhow::Result<StackContext> {
+    let project = workspace.project_name()?;
+    let stack = workspace.stack_ref(&project)?;
+    let backend = workspace.backend()?;
+    if !backend.stack_exists(&stack).await? {
+        return Err(crate::bad_input(format!(
+            "no stack named `{}` found\nhelp: run `cairn stack init {}` to create it",
+            stack.name, stack.name
+        )));
+    }
+    let config_file = StackConfigFile::load(&workspace.stack_config_path(&stack.name))?;
+    let crypter = workspace.crypter(&stack.name);
+    Ok(StackContext {
+        backend,
+        stack,
+        config_file,
+        crypter,
+    })
+}
+
+/// The stack's configuration with secrets unsealed (as `Value::Secret`), keyed as in the file.
+pub fn stack_config_values(context: &StackContext) -> anyhow::Result<BTreeMap<String, Value>> {
+    let mut values = BTreeMap::new();
+    for (key, entry) in &context.config_file.entries {
+        let value = match entry {
+            ConfigEntry::Plain(json) => json_to_value(json),
+            ConfigEntry::Secure(ciphertext) => {
+                let plaintext = context
+                    .crypter
+                    .decrypt(ciphertext)
+                    .with_context(|| format!("decrypting the config value `{key}`"))?;
+                Value::String(plaintext).into_secret()
+            }
+        };
+        values.insert(key.clone(), value);
+    }
+    Ok(values)
+}
+
+/// The stack's last snapshot (empty for a new stack).
+pub async fn load_snapshot(context: &StackContext) -> anyhow::Result<Snapshot> {
+    match context.backend.load_deployment(&context.stack).await? {
+        Some(deployment) => {
+            Ok(cairn_state::deployment::decode_deployment(&deployment, context.crypter.as_ref())?)
+        }
+        None => Ok(Snapshot::default()),
+    }
+}
+
+pub fn json_to_value(json: &serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(flag) => Value::Bool(*flag),
+        serde_json::Value::Number(number) => Value::Number(number.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(text) => Value::String(text.clone()),
+        serde_json::Value::Array(items) => Value::Array(items.iter().map(json_to_value).collect()),
+        serde_json::Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| (key.clone(), json_to_value(value)))
+                .collect(),
+        ),
+    }
+}
+
+/// Renders a value as JSON for output: secrets as `[secret]` unless revealed, unknowns as
+/// Pulumi's unknown marker.
+pub fn value_to_json(value: &Value, show_secrets: bool) -> serde_json::Value {
+    match value {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(flag) => serde_json::Value::Bool(*flag),
+        Value::Number(number) => {
+            if number.fract() == 0.0 && number.abs() < 9e15 {
+                serde_json::Value::from(*number as i64)
+            } else {
+                serde_json::Number::from_f64(*number)
+                    .map(serde_json::Value::Number)
+                    .unwrap_or(serde_json::Value::Null)
+            }
+        }
+        Value::String(text) => serde_json::Value::String(text.clone()),
+        Value::Array(items) => serde_json::Value::Array(
+            items
+                .iter()
+                .map(|item| value_to_json(item, show_secrets))
+                .collect(),
+        ),
+        Value::Object(map) => map_to_json(map, show_secrets),
+        Value::Secret(inner) if show_secrets => value_to_json(inner, show_secrets),
+        Value::Secret(_) => serde_json::Value::String("[secret]".to_owned()),
+        Value::Unknown => serde_json::Value::String("04da6b54-80e4-46f7-96ec-b56ff0331ba9".to_owned()),
+    }
+}
+
+pub fn map_to_json(map: &PropertyMap, show_secrets: bool) -> serde_json::Value {
+    serde_json::Value::Object(
+        map.iter()
+            .map(|(key, value)| (key.clone(), value_to_json(value, show_secrets)))
+            .collect(),
+    )
+}
+
+/// Whether stdin is an interactive terminal (confirmation prompts need one).
+pub fn is_interactive() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdin())
+}
+
+/// Asks a yes/no question on the terminal.
+pub fn confirm(question: &str) -> anyhow::Result<bool> {
+    crate::output::prompt(&format!("{question} [yes/no] "));
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "yes" | "y"))
+}

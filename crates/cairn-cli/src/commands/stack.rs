@@ -1,0 +1,273 @@
+//! `cairn stack init|ls|select|rm|output|export|history`.
+
+use anyhow::Context;
+
+use cairn_state::StackRef;
+
+use crate::cli::StackCommand;
+use crate::commands::{self, value_to_json};
+use crate::output;
+use crate::stack_config::StackConfigFile;
+use crate::workspace::Workspace;
+
+pub async fn run(workspace: &Workspace, command: StackCommand) -> anyhow::Result<()> {
+    match command {
+        StackCommand::Init { name } => init(workspace, name).await,
+        StackCommand::Ls { all } => list(workspace, all).await,
+        StackCommand::Select { name } => select(workspace, name).await,
+        StackCommand::Rm { name, force, yes } => remove(workspace, name, force, yes).await,
+        StackCommand::Output { name } => show_outputs(workspace, name).await,
+        StackCommand::Export { file } => export(workspace, file).await,
+        StackCommand::History => history(workspace).await,
+    }
+}
+
+fn stack_name_argument(workspace: &Workspace, name: Option<String>) -> anyhow::Result<String> {
+    name.or_else(|| workspace.global.stack.clone()).ok_or_else(|| {
+        crate::bad_input("a stack name is required\nhelp: pass it as an argument, e.g. `cairn stack init dev`")
+    })
+}
+
+async fn init(workspace: &Workspace, name: Option<String>) -> anyhow::Result<()> {
+    let project = workspace.project_name()?;
+    let name = stack_name_argument(workspace, name)?;
+    let stack = StackRef::parse(&name, &project).map_err(crate::bad_input)?;
+    let backend = workspace.backend()?;
+    backend
+        .create_stack(&stack)
+        .await
+        .map_err(|error| match error {
+            cairn_state::BackendError::StackAlreadyExists(_) => crate::bad_input(format!(
+                "stack `{}` already exists\nhelp: run `cairn stack select {}`",
+                stack.name, stack.name
+            )),
+            other => anyhow::Error::new(other),
+        })?;
+    // Create the stack file (with its encryption salt when a passphrase is at hand), so that
+    // secrets set later use a salt of this stack's own.
+    let config_path = workspace.stack_config_path(&stack.name);
+    let mut config = StackConfigFile::load(&config_path)?;
+    if config.encryption_salt.is_none()
+        && let Ok(passphrase) = crate::workspace::passphrase()
+    {
+        let crypter =
+            cairn_secrets::PassphraseCrypter::new(&passphrase, &cairn_secrets::new_salt())?;
+        config.encryption_salt = Some(crypter.encryption_salt());
+        config.save()?;
+    }
+    workspace.select_stack(&project, Some(&stack.name))?;
+    output::line(&format!("Created stack '{}'", stack.name));
+    Ok(())
+}
+
+async fn list(workspace: &Workspace, all: bool) -> anyhow::Result<()> {
+    let project = if all { None } else { Some(workspace.project_name()?) };
+    let backend = workspace.backend()?;
+    let stacks = backend.list_stacks(project.as_deref()).await?;
+    let selected = project
+        .as_deref()
+        .and_then(|project| workspace.selected_stack(project));
+    if workspace.global.json {
+        let rows: Vec<serde_json::Value> = stacks
+            .iter()
+            .map(|summary| {
+                serde_json::json!({
+                    "name": if all { summary.stack.qualified() } else { summary.stack.name.clone() },
+                    "current": selected.as_deref() == Some(summary.stack.name.as_str()),
+                    "lastUpdate": summary.last_update,
+                    "resourceCount": summary.resource_count,
+                })
+            })
+            .collect();
+        output::json(&serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    let mut rows = vec![[
+        "NAME".to_owned(),
+        "LAST UPDATE".to_owned(),
+        "RESOURCE COUNT".to_owned(),
+    ]];
+    for summary in &stacks {
+        let mut name = if all {
+            summary.stack.qualified()
+        } else {
+            summary.stack.name.clone()
+        };
+        if selected.as_deref() == Some(summary.stack.name.as_str()) {
+            name.push('*');
+        }
+        rows.push([
+            name,
+            summary
+                .last_update
+                .map(render::ago)
+                .unwrap_or_else(|| "n/a".to_owned()),
+            summary
+                .resource_count
+                .map(|count| count.to_string())
+                .unwrap_or_else(|| "n/a".to_owned()),
+        ]);
+    }
+    for row in render::table(&rows) {
+        output::line(&row);
+    }
+    Ok(())
+}
+
+use super::render;
+
+async fn select(workspace: &Workspace, name: Option<String>) -> anyhow::Result<()> {
+    let project = workspace.project_name()?;
+    let name = stack_name_argument(workspace, name)?;
+    let stack = StackRef::parse(&name, &project).map_err(crate::bad_input)?;
+    let backend = workspace.backend()?;
+    if !backend.stack_exists(&stack).await? {
+        return Err(crate::bad_input(format!(
+            "no stack named `{}` found\nhelp: run `cairn stack init {}` to create it",
+            stack.name, stack.name
+        )));
+    }
+    workspace.select_stack(&project, Some(&stack.name))?;
+    Ok(())
+}
+
+async fn remove(
+    workspace: &Workspace,
+    name: Option<String>,
+    force: bool,
+    yes: bool,
+) -> anyhow::Result<()> {
+    let project = workspace.project_name()?;
+    let stack = match name {
+        Some(name) => StackRef::parse(&name, &project).map_err(crate::bad_input)?,
+        None => workspace.stack_ref(&project)?,
+    };
+    if !yes {
+        if !commands::is_interactive() {
+            return Err(crate::bad_input(
+                "refusing to remove a stack without confirmation\nhelp: pass `--yes` when not running in a terminal",
+            ));
+        }
+        if !commands::confirm(&format!(
+            "This will permanently remove the '{}' stack. Continue?",
+            stack.name
+        ))? {
+            return Err(anyhow::anyhow!("confirmation declined"));
+        }
+    }
+    let backend = workspace.backend()?;
+    backend
+        .remove_stack(&stack, force)
+        .await
+        .map_err(|error| match error {
+            cairn_state::BackendError::StackHasResources { stack, count } => anyhow::anyhow!(
+                "stack `{stack}` still has {count} resources\nhelp: run `cairn destroy` first, or pass `--force` to remove the stack anyway"
+            ),
+            other => anyhow::Error::new(other),
+        })?;
+    let config_path = workspace.stack_config_path(&stack.name);
+    if config_path.exists() {
+        fs_err::remove_file(&config_path)?;
+    }
+    if workspace.selected_stack(&project).as_deref() == Some(stack.name.as_str()) {
+        workspace.select_stack(&project, None)?;
+    }
+    output::line(&format!("Stack '{}' has been removed!", stack.name));
+    Ok(())
+}
+
+async fn show_outputs(workspace: &Workspace, name: Option<String>) -> anyhow::Result<()> {
+    let context = commands::open_stack(workspace).await?;
+    let snapshot = commands::load_snapshot(&context).await?;
+    let outputs = snapshot.stack_outputs();
+    let show_secrets = workspace.global.show_secrets;
+    if let Some(name) = name {
+        let value = outputs.get(&name).ok_or_else(|| {
+            crate::bad_input(format!(
+                "current stack does not have output property `{name}`"
+            ))
+        })?;
+        if workspace.global.json {
+            output::json(&value_to_json(value, show_secrets));
+        } else {
+            output::line(&render::plain_value(value, show_secrets));
+        }
+        return Ok(());
+    }
+    if workspace.global.json {
+        output::json(&commands::map_to_json(&outputs, show_secrets));
+        return Ok(());
+    }
+    output::line(&format!("Current stack outputs ({}):", outputs.len()));
+    if outputs.is_empty() {
+        output::line("    No output values currently in this stack");
+        return Ok(());
+    }
+    let mut rows = vec![["OUTPUT".to_owned(), "VALUE".to_owned()]];
+    for (key, value) in &outputs {
+        rows.push([key.clone(), render::plain_value(value, show_secrets)]);
+    }
+    for row in render::table(&rows) {
+        output::line(&format!("    {row}"));
+    }
+    Ok(())
+}
+
+async fn export(workspace: &Workspace, file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let context = commands::open_stack(workspace).await?;
+    let deployment = match context.backend.load_deployment(&context.stack).await? {
+        Some(deployment) => deployment,
+        None => cairn_state::deployment::encode_snapshot(
+            &cairn_core::Snapshot::default(),
+            context.crypter.as_ref(),
+            &render::now_rfc3339(),
+        )?,
+    };
+    let deployment = if workspace.global.show_secrets {
+        cairn_state::deployment::reveal_deployment(&deployment, context.crypter.as_ref())?
+    } else {
+        deployment
+    };
+    let untyped = cairn_state::UntypedDeployment {
+        version: 3,
+        deployment,
+    };
+    let text = serde_json::to_string_pretty(&untyped).context("rendering the deployment")?;
+    match file {
+        Some(path) => fs_err::write(path, format!("{text}\n"))?,
+        None => output::line(&text),
+    }
+    Ok(())
+}
+
+async fn history(workspace: &Workspace) -> anyhow::Result<()> {
+    let context = commands::open_stack(workspace).await?;
+    let updates = context.backend.history(&context.stack).await?;
+    if workspace.global.json {
+        output::json(&serde_json::to_value(&updates)?);
+        return Ok(());
+    }
+    if updates.is_empty() {
+        output::line("Stack has never been updated");
+        return Ok(());
+    }
+    for (index, update) in updates.iter().enumerate() {
+        output::line(&format!(
+            "Version: {}\nUpdateKind: {:?}\nStatus: {:?}\nMessage: {}\nStart: {}\nEnd: {}\nResource changes: {}\n",
+            updates.len() - index,
+            update.kind,
+            update.result,
+            update.message,
+            render::ago(update.start_time),
+            render::ago(update.end_time),
+            update
+                .resource_changes
+                .iter()
+                .map(|(op, count)| format!("{count} {op}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(())
+}
+

@@ -1,0 +1,32 @@
+//! Every environment variable Cairn reads, in one place.
+
+/// The backend URL, when `--backend` is not given.
+pub const CAIRN_BACKEND_URL: &str = "CAIRN_BACKEND_URL";
+/// Where Cairn keeps its own files (default `~/.cairn`): login, selected stacks, default state.
+pub const CAIRN_HOME: &str = "CAIRN_HOME";
+/// The passphrase that protects a stack's secrets.
+pub const CAIRN_CONFIG_PASSPHRASE: &str = "CAIRN_CONFIG_PASSPHRASE";
+/// A file holding that passphrase.
+pub const CAIRN_CONFIG_PASSPHRASE_FILE: &str = "CAIRN_CONFIG_PASSPHRASE_FILE";
+/// When set, the `fake` provider appends every side effect to this file.
+pub const CAIRN_FAKE_LEDGER: &str = "CAIRN_FAKE_LEDGER";
+/// Pulumi's names for the same settings, accepted so existing setups keep working.
+pub const PULUMI_CONFIG_PASSPHRASE: &str = "PULUMI_CONFIG_PASSPHRASE";
+pub const PULUMI_CONFIG_PASSPHRASE_FILE: &str = "PULUMI_CONFIG_PASSPHRASE_FILE";
+
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// The user's name, for `whoami` and history.
+pub fn user_name() -> String {
+    var("USER")
+        .or_else(|| var("LOGNAME"))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+pub fn home_dir() -> std::path::PathBuf {
+    var("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/"))
+}

@@ -1,0 +1,58 @@
+//! All terminal output goes through here: results on stdout, progress and errors on stderr,
+//! readable without colour. A broken pipe ends output quietly.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::Write;
+
+/// Prints one line of results on stdout.
+pub fn line(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`cairn stack ls | head -1`) is not an error worth reporting.
+    let _ = writeln!(stdout, "{text}");
+}
+
+/// Prints JSON on stdout, pretty.
+pub fn json(value: &serde_json::Value) {
+    let rendered = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_owned());
+    line(&rendered);
+}
+
+/// Prints a progress or informational line on stderr.
+pub fn progress(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{text}");
+}
+
+pub fn warning(text: &str) {
+    progress(&format!("warning: {text}"));
+}
+
+pub fn prompt(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(stderr, "{text}");
+    let _ = stderr.flush();
+}
+
+pub fn error_line(text: &str) {
+    progress(&format!("error: {text}"));
+}
+
+/// Prints an error and its causes; a `help:` line inside the message stays on its own line.
+pub fn error_chain(error: &anyhow::Error) {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        message.push_str(&format!(": {cause}"));
+    }
+    error_line(&message);
+}
+
+/// Renders a program diagnostic the way miette does: location, snippet, label and help.
+pub fn diagnostic(diagnostic: &dyn miette::Diagnostic) {
+    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+    let mut rendered = String::new();
+    if handler.render_report(&mut rendered, diagnostic).is_err() {
+        rendered = diagnostic.to_string();
+    }
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{rendered}");
+}

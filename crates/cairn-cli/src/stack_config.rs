@@ -1,0 +1,185 @@
+//! The stack configuration file, `Cairn.<stack>.yaml` (or `Pulumi.<stack>.yaml`), shaped as
+//! Pulumi's: `encryptionsalt: ...` and `config: {"<project>:<key>": value, "<key>": {secure: ...}}`.
+//! Secret values are stored only as ciphertext.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde_json::Value as Json;
+
+/// One configuration value as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConfigEntry {
+    Plain(Json),
+    /// Ciphertext from the stack's `Crypter`.
+    Secure(String),
+}
+
+/// The parsed file, keys in file order.
+#[derive(Clone, Debug, Default)]
+pub struct StackConfigFile {
+    pub path: PathBuf,
+    pub encryption_salt: Option<String>,
+    pub entries: Vec<(String, ConfigEntry)>,
+}
+
+impl StackConfigFile {
+    /// Reads the file; a missing file is an empty configuration.
+    pub fn load(path: &Path) -> anyhow::Result<StackConfigFile> {
+        let mut file = StackConfigFile {
+            path: path.to_owned(),
+            ..StackConfigFile::default()
+        };
+        if !path.exists() {
+            return Ok(file);
+        }
+        let text = fs_err::read_to_string(path)?;
+        let document = yaml_to_json(&text)
+            .map_err(|error| crate::bad_input(format!("{}: {error}", path.display())))?;
+        let Json::Object(top) = document else {
+            if document.is_null() {
+                return Ok(file);
+            }
+            return Err(crate::bad_input(format!(
+                "{}: expected a mapping with `config:`",
+                path.display()
+            )));
+        };
+        file.encryption_salt = top
+            .get("encryptionsalt")
+            .and_then(Json::as_str)
+            .map(str::to_owned);
+        if let Some(Json::Object(config)) = top.get("config") {
+            for (key, value) in config {
+                let entry = match value {
+                    Json::Object(fields) if fields.len() == 1 && fields.contains_key("secure") => {
+                        ConfigEntry::Secure(
+                            fields["secure"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    }
+                    other => ConfigEntry::Plain(other.clone()),
+                };
+                file.entries.push((key.clone(), entry));
+            }
+        }
+        Ok(file)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&ConfigEntry> {
+        self.entries
+            .iter()
+            .find(|(entry_key, _)| entry_key == key)
+            .map(|(_, entry)| entry)
+    }
+
+    pub fn set(&mut self, key: &str, entry: ConfigEntry) {
+        match self.entries.iter_mut().find(|(entry_key, _)| entry_key == key) {
+            Some((_, existing)) => *existing = entry,
+            None => self.entries.push((key.to_owned(), entry)),
+        }
+    }
+
+    pub fn remove(&mut self, key: &str) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|(entry_key, _)| entry_key != key);
+        self.entries.len() != before
+    }
+
+    /// Writes the file atomically. Strings are written as JSON strings, which YAML reads back
+    /// verbatim, so no value can change meaning on the way.
+    pub fn save(&self) -> anyhow::Result<()> {
+        let mut text = String::new();
+        if let Some(salt) = &self.encryption_salt {
+            text.push_str(&format!("encryptionsalt: {}\n", Json::String(salt.clone())));
+        }
+        if !self.entries.is_empty() {
+            text.push_str("config:\n");
+            for (key, entry) in &self.entries {
+                let key = Json::String(key.clone());
+                match entry {
+                    ConfigEntry::Plain(value) => text.push_str(&format!("  {key}: {value}\n")),
+                    ConfigEntry::Secure(ciphertext) => text.push_str(&format!(
+                        "  {key}:\n    secure: {}\n",
+                        Json::String(ciphertext.clone())
+                    )),
+                }
+            }
+        }
+        let directory = self.path.parent().unwrap_or(Path::new("."));
+        let temporary = directory.join(format!(
+            ".{}.tmp",
+            self.path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        fs_err::write(&temporary, text)?;
+        fs_err::rename(&temporary, &self.path)
+            .with_context(|| format!("saving {}", self.path.display()))?;
+        Ok(())
+    }
+}
+
+/// Parses YAML text into JSON values (the stack file uses only plain data).
+pub fn yaml_to_json(text: &str) -> Result<Json, String> {
+    use saphyr::LoadableYamlNode;
+    let documents = saphyr::Yaml::load_from_str(text).map_err(|error| error.to_string())?;
+    Ok(documents.first().map(convert).unwrap_or(Json::Null))
+}
+
+fn convert(node: &saphyr::Yaml<'_>) -> Json {
+    use saphyr::{Scalar, Yaml};
+    match node {
+        Yaml::Value(Scalar::Null) => Json::Null,
+        Yaml::Value(Scalar::Boolean(flag)) => Json::Bool(*flag),
+        Yaml::Value(Scalar::Integer(number)) => Json::from(*number),
+        Yaml::Value(Scalar::FloatingPoint(number)) => serde_json::Number::from_f64(number.0)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
+        Yaml::Value(Scalar::String(text)) => Json::String(text.to_string()),
+        Yaml::Representation(text, _, _) => Json::String(text.to_string()),
+        Yaml::Sequence(items) => Json::Array(items.iter().map(convert).collect()),
+        Yaml::Mapping(map) => Json::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let key = match convert(key) {
+                        Json::String(text) => text,
+                        other => other.to_string(),
+                    };
+                    (key, convert(value))
+                })
+                .collect(),
+        ),
+        Yaml::Tagged(_, inner) => convert(inner),
+        _ => Json::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_plain_and_secure_values() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("Cairn.dev.yaml");
+        let mut file = StackConfigFile::load(&path).unwrap();
+        file.encryption_salt = Some("v1:salt".to_owned());
+        file.set("proj:name", ConfigEntry::Plain(Json::String("a: b # c".to_owned())));
+        file.set("proj:token", ConfigEntry::Secure("v1:abc".to_owned()));
+        file.save().unwrap();
+        let loaded = StackConfigFile::load(&path).unwrap();
+        assert_eq!(loaded.encryption_salt.as_deref(), Some("v1:salt"));
+        assert_eq!(loaded.entries, file.entries);
+    }
+
+    #[test]
+    fn reads_pulumi_shaped_files() {
+        let json = yaml_to_json(
+            "encryptionsalt: v1:x\nconfig:\n  proj:count: \"3\"\n  aws:region: us-east-1\n  proj:pw:\n    secure: v1:y\n",
+        )
+        .unwrap();
+        assert_eq!(json["config"]["aws:region"], "us-east-1");
+        assert_eq!(json["config"]["proj:pw"]["secure"], "v1:y");
+    }
+}

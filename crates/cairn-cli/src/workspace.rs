@@ -1,0 +1,294 @@
+//! Where a command runs: the project directory, `CAIRN_HOME`, the backend, the selected stack,
+//! the stack's configuration file and its secrets crypter. Resolving these is the CLI's job;
+//! the libraries receive plain paths and objects.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use anyhow::Context;
+use cairn_secrets::{Crypter, PassphraseCrypter, SecretsError};
+use cairn_state::{Backend, StackRef};
+use sha2::Digest;
+
+use crate::cli::GlobalArgs;
+use crate::env;
+use crate::stack_config::StackConfigFile;
+
+const PROJECT_FILES: [&str; 4] = ["Cairn.yaml", "Cairn.yml", "Pulumi.yaml", "Pulumi.yml"];
+
+pub struct Workspace {
+    pub global: GlobalArgs,
+    /// The directory the command works in (`--cwd`, else the current directory).
+    pub project_dir: PathBuf,
+    /// `CAIRN_HOME`, else `~/.cairn`.
+    pub home: PathBuf,
+}
+
+impl Workspace {
+    pub fn new(global: GlobalArgs) -> anyhow::Result<Workspace> {
+        let current = std::env::current_dir().context("reading the current directory")?;
+        let project_dir = match &global.cwd {
+            Some(dir) if dir.is_absolute() => dir.clone(),
+            Some(dir) => current.join(dir),
+            None => current,
+        };
+        if !project_dir.is_dir() {
+            return Err(crate::bad_input(format!(
+                "`{}` is not a directory",
+                project_dir.display()
+            )));
+        }
+        let home = env::var(env::CAIRN_HOME)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| env::home_dir().join(".cairn"));
+        Ok(Workspace {
+            global,
+            project_dir,
+            home,
+        })
+    }
+
+    /// The project file (`Cairn.yaml`, else `Pulumi.yaml`).
+    pub fn project_file(&self) -> anyhow::Result<PathBuf> {
+        PROJECT_FILES
+            .iter()
+            .map(|name| self.project_dir.join(name))
+            .find(|path| path.is_file())
+            .ok_or_else(|| {
+                crate::bad_input(format!(
+                    "no Cairn.yaml or Pulumi.yaml in `{}`\nhelp: run the command in a project directory, or pass `--cwd DIR`",
+                    self.project_dir.display()
+                ))
+            })
+    }
+
+    /// Whether the project uses Pulumi's file names (then stack files are `Pulumi.<stack>.yaml`).
+    fn uses_pulumi_names(&self) -> bool {
+        self.project_file()
+            .ok()
+            .and_then(|path| path.file_name().map(|name| name.to_string_lossy().starts_with("Pulumi")))
+            .unwrap_or(false)
+    }
+
+    /// The project's name, read from the project file without loading the program.
+    pub fn project_name(&self) -> anyhow::Result<String> {
+        let path = self.project_file()?;
+        let text = fs_err::read_to_string(&path)?;
+        let document = crate::stack_config::yaml_to_json(&text)
+            .map_err(|error| crate::bad_input(format!("{}: {error}", path.display())))?;
+        document
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                crate::bad_input(format!(
+                    "{}: the project has no `name`\nhelp: add `name: <project>` at the top",
+                    path.display()
+                ))
+            })
+    }
+
+    fn credentials_path(&self) -> PathBuf {
+        self.home.join("credentials.json")
+    }
+
+    /// The backend URL: `--backend`, `CAIRN_BACKEND_URL`, what `cairn login` stored, or the
+    /// default `file://~/.cairn`.
+    pub fn backend_url(&self) -> String {
+        if let Some(url) = &self.global.backend {
+            return url.clone();
+        }
+        if let Some(url) = env::var(env::CAIRN_BACKEND_URL) {
+            return url;
+        }
+        if let Some(url) = self.logged_in_url() {
+            return url;
+        }
+        format!("file://{}", self.home.display())
+    }
+
+    pub fn logged_in_url(&self) -> Option<String> {
+        let text = fs_err::read_to_string(self.credentials_path()).ok()?;
+        let credentials: serde_json::Value = serde_json::from_str(&text).ok()?;
+        credentials
+            .get("current")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    }
+
+    pub fn store_login(&self, url: Option<&str>) -> anyhow::Result<()> {
+        fs_err::create_dir_all(&self.home)?;
+        let credentials = match url {
+            Some(url) => serde_json::json!({ "current": url }),
+            None => serde_json::json!({}),
+        };
+        fs_err::write(self.credentials_path(), format!("{credentials:#}\n"))?;
+        Ok(())
+    }
+
+    /// Opens the backend.
+    pub fn backend(&self) -> anyhow::Result<Arc<dyn Backend>> {
+        let url = self.backend_url();
+        open_backend(&url, &self.home)
+    }
+
+    fn workspace_file(&self, project: &str) -> PathBuf {
+        let digest = sha2::Sha256::digest(self.project_dir.to_string_lossy().as_bytes());
+        self.home.join("workspaces").join(format!(
+            "{project}-{}-workspace.json",
+            &hex::encode(digest)[..16]
+        ))
+    }
+
+    pub fn selected_stack(&self, project: &str) -> Option<String> {
+        let text = fs_err::read_to_string(self.workspace_file(project)).ok()?;
+        let settings: serde_json::Value = serde_json::from_str(&text).ok()?;
+        settings
+            .get("stack")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    }
+
+    pub fn select_stack(&self, project: &str, stack: Option<&str>) -> anyhow::Result<()> {
+        let path = self.workspace_file(project);
+        if let Some(parent) = path.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        let settings = match stack {
+            Some(stack) => serde_json::json!({ "stack": stack }),
+            None => serde_json::json!({}),
+        };
+        fs_err::write(path, format!("{settings:#}\n"))?;
+        Ok(())
+    }
+
+    /// The stack to operate on: `--stack`, else the selected one.
+    pub fn stack_ref(&self, project: &str) -> anyhow::Result<StackRef> {
+        let name = match (&self.global.stack, self.selected_stack(project)) {
+            (Some(name), _) => name.clone(),
+            (None, Some(name)) => name,
+            (None, None) => {
+                return Err(crate::bad_input(
+                    "no stack selected\nhelp: run `cairn stack init <name>` to create one, or `cairn stack select <name>`",
+                ));
+            }
+        };
+        StackRef::parse(&name, project).map_err(crate::bad_input)
+    }
+
+    /// `Cairn.<stack>.yaml`, or `Pulumi.<stack>.yaml` for projects that use Pulumi's names
+    /// (or where that file already exists).
+    pub fn stack_config_path(&self, stack: &str) -> PathBuf {
+        let cairn = self.project_dir.join(format!("Cairn.{stack}.yaml"));
+        let pulumi = self.project_dir.join(format!("Pulumi.{stack}.yaml"));
+        if cairn.exists() {
+            cairn
+        } else if pulumi.exists() || self.uses_pulumi_names() {
+            pulumi
+        } else {
+            cairn
+        }
+    }
+
+    /// The stack's crypter. The passphrase is only asked for, and the key only derived, when a
+    /// secret is first sealed or unsealed.
+    pub fn crypter(&self, stack: &str) -> Arc<dyn Crypter> {
+        Arc::new(LazyCrypter {
+            config_path: self.stack_config_path(stack),
+            crypter: OnceLock::new(),
+            init: Mutex::new(()),
+        })
+    }
+}
+
+/// Opens a backend by URL scheme.
+pub fn open_backend(url: &str, home: &Path) -> anyhow::Result<Arc<dyn Backend>> {
+    let Some(path) = url.strip_prefix("file://") else {
+        return Err(crate::bad_input(format!(
+            "unsupported backend URL `{url}`\nhelp: use `file://<directory>` (for example `file://~/.cairn`)"
+        )));
+    };
+    let root = if path == "~" {
+        env::home_dir()
+    } else if let Some(rest) = path.strip_prefix("~/") {
+        env::home_dir().join(rest)
+    } else if path.is_empty() {
+        home.to_owned()
+    } else {
+        PathBuf::from(path)
+    };
+    let backend = cairn_backend_file::FileBackend::open(root, url.to_owned(), env::user_name())
+        .with_context(|| format!("opening the backend `{url}`"))?;
+    Ok(Arc::new(backend))
+}
+
+/// Reads the passphrase from the environment, a file, or (when interactive) a prompt.
+pub fn passphrase() -> Result<String, String> {
+    if let Some(passphrase) = env::var(env::CAIRN_CONFIG_PASSPHRASE)
+        .or_else(|| env::var(env::PULUMI_CONFIG_PASSPHRASE))
+    {
+        return Ok(passphrase);
+    }
+    if let Some(path) = env::var(env::CAIRN_CONFIG_PASSPHRASE_FILE)
+        .or_else(|| env::var(env::PULUMI_CONFIG_PASSPHRASE_FILE))
+    {
+        return fs_err::read_to_string(&path)
+            .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
+            .map_err(|error| error.to_string());
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        crate::output::prompt("Enter your passphrase to unlock config/secrets: ");
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|error| error.to_string())?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    Err(format!(
+        "a passphrase is needed for this stack's secrets: set `{}` (or `{}`)",
+        env::CAIRN_CONFIG_PASSPHRASE,
+        env::CAIRN_CONFIG_PASSPHRASE_FILE
+    ))
+}
+
+/// A passphrase crypter made on first use; creates the stack's salt if it has none.
+struct LazyCrypter {
+    config_path: PathBuf,
+    crypter: OnceLock<Result<PassphraseCrypter, String>>,
+    init: Mutex<()>,
+}
+
+impl LazyCrypter {
+    fn get(&self) -> Result<&PassphraseCrypter, SecretsError> {
+        let _guard = self.init.lock();
+        let result = self.crypter.get_or_init(|| {
+            let passphrase = passphrase()?;
+            let mut config =
+                StackConfigFile::load(&self.config_path).map_err(|error| format!("{error:#}"))?;
+            match &config.encryption_salt {
+                Some(salt) => PassphraseCrypter::from_encryption_salt(&passphrase, salt)
+                    .map_err(|error| error.to_string()),
+                None => {
+                    let crypter = PassphraseCrypter::new(&passphrase, &cairn_secrets::new_salt())
+                        .map_err(|error| error.to_string())?;
+                    config.encryption_salt = Some(crypter.encryption_salt());
+                    config.save().map_err(|error| format!("{error:#}"))?;
+                    Ok(crypter)
+                }
+            }
+        });
+        result
+            .as_ref()
+            .map_err(|message| SecretsError::Unavailable(message.clone()))
+    }
+}
+
+impl Crypter for LazyCrypter {
+    fn encrypt(&self, plaintext: &str) -> Result<String, SecretsError> {
+        self.get()?.encrypt(plaintext)
+    }
+
+    fn decrypt(&self, ciphertext: &str) -> Result<String, SecretsError> {
+        self.get()?.decrypt(ciphertext)
+    }
+}

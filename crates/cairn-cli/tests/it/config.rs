@@ -1,0 +1,56 @@
+//! `cairn config` and how programs read configuration.
+
+use crate::support::TestContext;
+
+const PROGRAM: &str = r#"
+name: configured
+runtime: yaml
+config:
+  count:
+    type: integer
+    default: 2
+  name:
+    type: string
+resources:
+  a:
+    type: fake:Resource
+    properties:
+      count: ${count}
+      name: ${name}
+      both: ${name}-${count}
+"#;
+
+#[test]
+fn set_get_list_and_remove() {
+    let context = TestContext::with_program(PROGRAM);
+    context.cairn(&["config", "set", "name", "alpha"]).success();
+    assert_eq!(context.cairn(&["config", "get", "name"]).success().stdout, "alpha\n");
+    let file = context.read("Cairn.dev.yaml");
+    assert!(file.contains("configured:name"), "{file}");
+    let list = context.cairn(&["config"]).success();
+    assert!(list.stdout.contains("name"), "{}", list.stdout);
+    assert!(list.stdout.contains("alpha"), "{}", list.stdout);
+    context.cairn(&["config", "rm", "name"]).success();
+    context.cairn(&["config", "get", "name"]).expect_code(2);
+}
+
+#[test]
+fn program_reads_typed_config_with_defaults() {
+    let context = TestContext::with_program(PROGRAM);
+    context.cairn(&["config", "set", "name", "alpha"]).success();
+    context.cairn(&["up", "--yes"]).success();
+    let a = context.resource("a");
+    assert_eq!(a["inputs"]["count"], 2);
+    assert_eq!(a["inputs"]["both"], "alpha-2");
+    context.cairn(&["config", "set", "count", "5"]).success();
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(context.resource("a")["inputs"]["count"], 5);
+}
+
+#[test]
+fn missing_required_config_is_bad_input() {
+    let context = TestContext::with_program(PROGRAM);
+    let run = context.cairn(&["preview"]).expect_code(2);
+    assert!(run.stderr.contains("name"), "{}", run.stderr);
+    assert!(run.stderr.contains("cairn config set"), "{}", run.stderr);
+}

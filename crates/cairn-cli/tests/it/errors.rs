@@ -1,0 +1,109 @@
+//! Bad programs: every error names file:line:col and what would be right, all errors are
+//! reported at once, the exit code is 2, and nothing is changed.
+
+use crate::support::TestContext;
+
+/// Runs `preview` and `up` on a broken program and checks both fail the same way without
+/// touching state.
+#[track_caller]
+fn check_rejected(program: &str, expected: &[&str]) -> String {
+    let context = TestContext::with_program(program);
+    let preview = context.cairn(&["preview"]).expect_code(2);
+    for needle in expected {
+        assert!(
+            preview.stderr.contains(needle),
+            "missing `{needle}` in:\n{}",
+            preview.stderr
+        );
+    }
+    let up = context.cairn(&["up", "--yes"]).expect_code(2);
+    assert_eq!(up.stderr, preview.stderr);
+    assert!(context.resources().is_empty(), "a bad program changed state");
+    assert!(
+        context.export()["deployment"]["resources"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "a bad program created the stack resource"
+    );
+    preview.stderr
+}
+
+#[test]
+fn yaml_syntax_error_points_at_position() {
+    check_rejected(
+        "name: bad\nruntime: yaml\nresources:\n  a:\n    type: [unclosed\n",
+        &["Cairn.yaml:"],
+    );
+}
+
+#[test]
+fn unknown_property_suggests_the_right_one() {
+    check_rejected(
+        "name: bad\nruntime: yaml\nresources:\n  pet:\n    type: random:RandomPet\n    properties:\n      lenght: 2\n",
+        &["Cairn.yaml:7:7", "lenght", "did you mean `length`"],
+    );
+}
+
+#[test]
+fn unknown_resource_type_is_named() {
+    check_rejected(
+        "name: bad\nruntime: yaml\nresources:\n  pet:\n    type: random:RandomPett\n",
+        &["Cairn.yaml:5:11", "random:RandomPett"],
+    );
+}
+
+#[test]
+fn unknown_reference_is_named() {
+    check_rejected(
+        "name: bad\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n    properties:\n      x: ${nothere.id}\n",
+        &["Cairn.yaml:7:", "nothere"],
+    );
+}
+
+#[test]
+fn missing_required_property_is_named() {
+    check_rejected(
+        "name: bad\nruntime: yaml\nresources:\n  s:\n    type: random:RandomString\n    properties:\n      special: true\n",
+        &["Cairn.yaml:", "length"],
+    );
+}
+
+#[test]
+fn wrong_type_is_named() {
+    check_rejected(
+        "name: bad\nruntime: yaml\nresources:\n  s:\n    type: random:RandomString\n    properties:\n      length: many\n",
+        &["Cairn.yaml:7:15", "length"],
+    );
+}
+
+#[test]
+fn dependency_cycle_names_the_cycle() {
+    check_rejected(
+        "name: bad\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n    properties:\n      x: ${b.x}\n  b:\n    type: fake:Resource\n    properties:\n      x: ${a.x}\n",
+        &["cycle", "`a`", "`b`"],
+    );
+}
+
+#[test]
+fn all_errors_are_reported_together() {
+    let stderr = check_rejected(
+        "name: bad\nruntime: yaml\nresources:\n  pet:\n    type: random:RandomPet\n    properties:\n      lenght: 2\n  other:\n    type: fake:Resource\n    properties:\n      x: ${missing}\n",
+        &["Cairn.yaml:7:7", "Cairn.yaml:11:"],
+    );
+    assert!(stderr.contains("missing"), "{stderr}");
+}
+
+#[test]
+fn missing_project_file_is_bad_input() {
+    let context = TestContext::new();
+    let run = context.cairn(&["preview"]).expect_code(2);
+    assert!(run.stderr.contains("Cairn.yaml"), "{}", run.stderr);
+}
+
+#[test]
+fn missing_stack_is_bad_input() {
+    let context = TestContext::new();
+    context.write_program("name: nostack\nruntime: yaml\n");
+    let run = context.cairn(&["up", "--yes"]).expect_code(2);
+    assert!(run.stderr.contains("cairn stack init"), "{}", run.stderr);
+}

@@ -1,0 +1,298 @@
+//! A resource's life: create, no-op, update, replace, delete; ordering; failures; options.
+
+use crate::support::TestContext;
+
+const TWO_FAKES: &str = r#"
+name: life
+runtime: yaml
+resources:
+  first:
+    type: fake:Resource
+    properties:
+      size: 1
+      replaceOn: [zone]
+      zone: a
+  second:
+    type: fake:index:Resource
+    properties:
+      fromFirst: ${first.size}
+outputs:
+  firstSize: ${first.size}
+"#;
+
+#[test]
+fn create_noop_update_replace_delete() {
+    let context = TestContext::with_program(TWO_FAKES);
+
+    let created = context.cairn(&["up", "--yes"]).success();
+    assert!(
+        created.stdout.contains("Resources: 3 created"),
+        "{}",
+        created.stdout
+    );
+    assert!(created.stdout.contains("firstSize: 1"), "{}", created.stdout);
+    let first = context.resource("first");
+    assert_eq!(first["type"], "fake:index:Resource");
+    assert_eq!(first["inputs"]["size"], 1);
+    assert_eq!(first["outputs"]["size"], 1);
+    assert_eq!(context.resource("second")["inputs"]["fromFirst"], 1);
+    let first_id = first["id"].as_str().unwrap().to_owned();
+
+    let unchanged = context.cairn(&["up", "--yes"]).success();
+    assert!(
+        unchanged.stdout.contains("Resources: 3 unchanged"),
+        "{}",
+        unchanged.stdout
+    );
+
+    context.write_program(&TWO_FAKES.replace("size: 1", "size: 2"));
+    let preview = context.cairn(&["preview", "--diff"]).success();
+    assert!(preview.stdout.contains("Resources: 2 to update, 1 unchanged"), "{}", preview.stdout);
+    assert!(preview.stdout.contains("~ size: 1 => 2"), "{}", preview.stdout);
+    let updated = context.cairn(&["up", "--yes"]).success();
+    assert!(
+        updated.stdout.contains("Resources: 2 updated, 1 unchanged"),
+        "{}",
+        updated.stdout
+    );
+    assert_eq!(context.resource("first")["id"], first_id.as_str());
+    assert_eq!(context.resource("second")["inputs"]["fromFirst"], 2);
+
+    context.write_program(&TWO_FAKES.replace("size: 1", "size: 2").replace("zone: a", "zone: b"));
+    let replaced = context.cairn(&["up", "--yes"]).success();
+    assert!(
+        replaced.stdout.contains("Resources: 1 replaced, 2 unchanged"),
+        "{}",
+        replaced.stdout
+    );
+    assert!(replaced.stdout.contains("+-"), "{}", replaced.stdout);
+    let first = context.resource("first");
+    assert_ne!(first["id"], first_id.as_str());
+    assert_eq!(context.resources().len(), 2, "the old copy was deleted");
+
+    context.write_program(
+        "name: life\nruntime: yaml\nresources:\n  first:\n    type: fake:Resource\n    properties:\n      size: 2\n      replaceOn: [zone]\n      zone: b\n",
+    );
+    let deleted = context.cairn(&["up", "--yes"]).success();
+    assert!(
+        deleted.stdout.contains("Resources: 1 deleted, 2 unchanged"),
+        "{}",
+        deleted.stdout
+    );
+    assert_eq!(context.resources().len(), 1);
+
+    let destroyed = context.cairn(&["destroy", "--yes"]).success();
+    assert!(destroyed.stdout.contains("Resources: 2 deleted"), "{}", destroyed.stdout);
+    assert!(context.resources().is_empty());
+}
+
+#[test]
+fn preview_shows_unknowns_and_has_no_side_effects() {
+    let context = TestContext::with_program(
+        r#"
+name: preview
+runtime: yaml
+resources:
+  pet:
+    type: random:RandomPet
+  marker:
+    type: command:local:Command
+    properties:
+      create: echo made > made.txt
+outputs:
+  name: ${pet.id}
+"#,
+    );
+    let preview = context.cairn(&["preview"]).success();
+    assert!(preview.stdout.contains("Previewing update (dev)"), "{}", preview.stdout);
+    assert!(preview.stdout.contains("name: output<string>"), "{}", preview.stdout);
+    assert!(preview.stdout.contains("Resources: 3 to create"), "{}", preview.stdout);
+    assert!(preview.stdout.contains("random:index:RandomPet"), "{}", preview.stdout);
+    assert!(!context.project().join("made.txt").exists(), "preview ran a command");
+    assert!(context.resources().is_empty(), "preview wrote state");
+
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(context.read("made.txt"), "made\n");
+}
+
+#[test]
+fn depends_on_orders_side_effects() {
+    let context = TestContext::with_program(
+        r#"
+name: order
+runtime: yaml
+resources:
+  slow:
+    type: command:local:Command
+    properties:
+      create: sleep 0.3 && echo slow >> log.txt
+      delete: echo delete-slow >> log.txt
+  fast:
+    type: command:local:Command
+    properties:
+      create: echo fast >> log.txt
+      delete: echo delete-fast >> log.txt
+    options:
+      dependsOn:
+        - ${slow}
+"#,
+    );
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(context.read("log.txt"), "slow\nfast\n");
+    context.cairn(&["destroy", "--yes"]).success();
+    assert_eq!(
+        context.read("log.txt"),
+        "slow\nfast\ndelete-fast\ndelete-slow\n",
+        "deletes run in reverse dependency order"
+    );
+}
+
+#[test]
+fn replacement_creates_before_deleting_unless_told_otherwise() {
+    let program = |trigger: &str, delete_before_replace: bool| {
+        format!(
+            r#"
+name: replace
+runtime: yaml
+resources:
+  thing:
+    type: command:local:Command
+    properties:
+      create: echo create-{trigger} >> log.txt
+      delete: echo delete-$PULUMI_COMMAND_STDOUT >> log.txt
+      triggers: ["{trigger}"]
+    options:
+      deleteBeforeReplace: {delete_before_replace}
+"#
+        )
+    };
+    let context = TestContext::with_program(&program("a", false));
+    context.cairn(&["up", "--yes"]).success();
+    context.write_program(&program("b", false));
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(context.read("log.txt"), "create-a\ncreate-b\ndelete-\n");
+
+    let context = TestContext::with_program(&program("a", true));
+    context.cairn(&["up", "--yes"]).success();
+    context.write_program(&program("b", true));
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(context.read("log.txt"), "create-a\ndelete-\ncreate-b\n");
+}
+
+#[test]
+fn a_failure_keeps_what_succeeded_and_stops_dependents() {
+    let context = TestContext::with_program(
+        r#"
+name: failing
+runtime: yaml
+resources:
+  good:
+    type: fake:Resource
+    properties:
+      n: 1
+  bad:
+    type: fake:Resource
+    properties:
+      failOn: create
+  dependent:
+    type: fake:Resource
+    properties:
+      from: ${bad.failOn}
+"#,
+    );
+    let run = context.cairn(&["up", "--yes"]).expect_code(1);
+    assert!(run.stdout.contains("failOn: create"), "{}", run.stdout);
+    assert!(run.stdout.contains("Diagnostics:"), "{}", run.stdout);
+    let names: Vec<String> = context
+        .resources()
+        .iter()
+        .map(|resource| resource["urn"].as_str().unwrap().rsplit("::").next().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, vec!["good"]);
+    assert!(context.export()["deployment"]["pending_operations"]
+        .as_array()
+        .is_none_or(Vec::is_empty));
+}
+
+#[test]
+fn protect_blocks_destroy() {
+    let context = TestContext::with_program(
+        r#"
+name: protected
+runtime: yaml
+resources:
+  keep:
+    type: fake:Resource
+    options:
+      protect: true
+"#,
+    );
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(context.resource("keep")["protect"], true);
+    let run = context.cairn(&["destroy", "--yes"]).expect_code(1);
+    assert!(run.stderr.contains("protected"), "{}", run.stderr);
+    assert_eq!(context.resources().len(), 1);
+}
+
+#[test]
+fn ignore_changes_keeps_old_inputs() {
+    let program = |value: u32| {
+        format!(
+            "name: ignore\nruntime: yaml\nresources:\n  thing:\n    type: fake:Resource\n    properties:\n      watched: 1\n      ignored: {value}\n    options:\n      ignoreChanges: [ignored]\n"
+        )
+    };
+    let context = TestContext::with_program(&program(1));
+    context.cairn(&["up", "--yes"]).success();
+    context.write_program(&program(2));
+    let run = context.cairn(&["up", "--yes"]).success();
+    assert!(run.stdout.contains("Resources: 2 unchanged"), "{}", run.stdout);
+    assert_eq!(context.resource("thing")["inputs"]["ignored"], 1);
+}
+
+#[test]
+fn target_limits_changes() {
+    let program = |value: u32| {
+        format!(
+            "name: target\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n    properties:\n      v: {value}\n  b:\n    type: fake:Resource\n    properties:\n      v: {value}\n"
+        )
+    };
+    let context = TestContext::with_program(&program(1));
+    context.cairn(&["up", "--yes"]).success();
+    context.write_program(&program(2));
+    let urn = "urn:pulumi:dev::target::fake:index:Resource::a";
+    context.cairn(&["up", "--yes", "--target", urn]).success();
+    assert_eq!(context.resource("a")["inputs"]["v"], 2);
+    assert_eq!(context.resource("b")["inputs"]["v"], 1);
+}
+
+#[test]
+fn up_without_yes_refuses_when_not_interactive() {
+    let context = TestContext::with_program(
+        "name: refuse\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n",
+    );
+    let run = context.cairn(&["up"]).expect_code(2);
+    assert!(run.stderr.contains("--yes"), "{}", run.stderr);
+    assert!(context.resources().is_empty());
+    context.cairn(&["up", "--yes"]).success();
+    context.cairn(&["destroy"]).expect_code(2);
+    assert_eq!(context.resources().len(), 1);
+}
+
+#[test]
+fn json_output_is_machine_readable() {
+    let context = TestContext::with_program(
+        "name: json\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n    properties:\n      v: 1\noutputs:\n  v: ${a.v}\n",
+    );
+    let run = context.cairn(&["up", "--yes", "--json"]).success();
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    assert_eq!(json["changeSummary"]["create"], 2);
+    assert_eq!(json["outputs"]["v"], 1);
+    assert_eq!(json["result"], "succeeded");
+    let ops: Vec<&str> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, vec!["create", "create"]);
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `cairn` binary in a temporary project and `CAIRN_HOME`, checking
+//! output, exit codes and the resulting state. One test binary for the whole CLI.
+
+mod support;
+
+mod config;
+mod errors;
+mod lifecycle;
+mod secrets;
+mod stacks;

@@ -1,0 +1,110 @@
+//! Secrets never appear in plaintext: not on disk, not in output, not in state.
+
+use crate::support::{TestContext, files_under};
+
+const PROGRAM: &str = r#"
+name: secretive
+runtime: yaml
+config:
+  token:
+    type: string
+    secret: true
+resources:
+  password:
+    type: random:RandomPassword
+    properties:
+      length: 24
+      special: false
+  echo:
+    type: fake:Resource
+    properties:
+      copied: ${token}
+      wrapped:
+        fn::secret: wrapped-plaintext-value
+outputs:
+  password: ${password.result}
+  token: ${token}
+  plain: visible
+"#;
+
+const TOKEN: &str = "tok-plaintext-8d1f2a";
+
+#[test]
+fn secrets_never_reach_disk_or_output_in_plaintext() {
+    let context = TestContext::with_program(PROGRAM);
+    context
+        .cairn(&["config", "set", "--secret", "token", TOKEN])
+        .success();
+    let up = context.cairn(&["up", "--yes"]).success();
+    let outputs = context.cairn(&["stack", "output", "--json"]).success();
+    let json: serde_json::Value = serde_json::from_str(&outputs.stdout).unwrap();
+    assert_eq!(json["password"], "[secret]");
+    assert_eq!(json["token"], "[secret]");
+    assert_eq!(json["plain"], "visible");
+
+    let revealed = context
+        .cairn(&["stack", "output", "--json", "--show-secrets"])
+        .success();
+    let revealed: serde_json::Value = serde_json::from_str(&revealed.stdout).unwrap();
+    assert_eq!(revealed["token"], TOKEN);
+    let password = revealed["password"].as_str().unwrap().to_owned();
+    assert_eq!(password.len(), 24);
+    assert_eq!(
+        context
+            .cairn(&["stack", "output", "password", "--show-secrets"])
+            .success()
+            .stdout
+            .trim(),
+        password
+    );
+    assert_eq!(context.cairn(&["stack", "output", "password"]).success().stdout.trim(), "[secret]");
+
+    let export = context.cairn(&["stack", "export"]).success();
+    let preview = context.cairn(&["preview", "--diff"]).success();
+    let config = context.cairn(&["config"]).success();
+    let history = context.cairn(&["stack", "history", "--json"]).success();
+    let json_up = context.cairn(&["up", "--yes", "--json"]).success();
+    let plaintexts = [TOKEN, password.as_str(), "wrapped-plaintext-value"];
+    for output in [&up, &outputs, &export, &preview, &config, &history, &json_up] {
+        for plaintext in plaintexts {
+            assert!(!output.stdout.contains(plaintext), "leaked in stdout: {}", output.stdout);
+            assert!(!output.stderr.contains(plaintext), "leaked in stderr: {}", output.stderr);
+        }
+    }
+    let files = files_under(context.root.path());
+    assert!(files.len() > 3, "expected state files under the test root");
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for plaintext in plaintexts {
+            assert!(
+                !text.contains(plaintext),
+                "`{plaintext}` in plaintext in {}",
+                file.display()
+            );
+        }
+    }
+    // The exported state carries secrets in Pulumi's sealed form.
+    assert!(export.stdout.contains("1b47061264138c4ac30d75fd1eb44270"));
+}
+
+#[test]
+fn wrong_passphrase_is_a_clear_error() {
+    let context = TestContext::with_program(PROGRAM);
+    context
+        .cairn(&["config", "set", "--secret", "token", TOKEN])
+        .success();
+    let run = context
+        .command(&["config", "get", "token"])
+        .env("CAIRN_CONFIG_PASSPHRASE", "not-the-passphrase")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("passphrase"), "{stderr}");
+    assert!(!stderr.contains(TOKEN));
+    assert_eq!(
+        context.cairn(&["config", "get", "token"]).success().stdout.trim(),
+        TOKEN
+    );
+}

@@ -1,0 +1,155 @@
+//! `TestContext`: a temporary project directory and `CAIRN_HOME`, a fixed passphrase, and
+//! helpers to run `cairn` and read its state.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+pub const PASSPHRASE: &str = "test-passphrase";
+
+pub struct TestContext {
+    pub root: tempfile::TempDir,
+}
+
+/// What one run of `cairn` produced.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with the whole output unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "expected exit code {code}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn success(self) -> Run {
+        self.expect_code(0)
+    }
+}
+
+impl TestContext {
+    /// A project with `program` as its `Cairn.yaml` and a selected stack `dev`.
+    pub fn with_program(program: &str) -> TestContext {
+        let context = TestContext::new();
+        context.write_program(program);
+        context.cairn(&["stack", "init", "dev"]).success();
+        context
+    }
+
+    pub fn new() -> TestContext {
+        let root = tempfile::tempdir().expect("creating a temporary directory");
+        std::fs::create_dir_all(root.path().join("project")).unwrap();
+        std::fs::create_dir_all(root.path().join("home")).unwrap();
+        TestContext { root }
+    }
+
+    pub fn project(&self) -> PathBuf {
+        self.root.path().join("project")
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    pub fn write_program(&self, program: &str) {
+        std::fs::write(self.project().join("Cairn.yaml"), program).unwrap();
+    }
+
+    pub fn write(&self, relative: &str, text: &str) {
+        let path = self.project().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+        command
+            .args(args)
+            .current_dir(self.project())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.root.path())
+            .env("USER", "tester")
+            .env("CAIRN_HOME", self.home())
+            .env("CAIRN_CONFIG_PASSPHRASE", PASSPHRASE)
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null());
+        command
+    }
+
+    /// Runs `cairn ARGS` in the project, non-interactively.
+    pub fn cairn(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("running cairn"))
+    }
+
+    /// `cairn stack export` parsed.
+    pub fn export(&self) -> serde_json::Value {
+        let run = self.cairn(&["stack", "export"]).success();
+        serde_json::from_str(&run.stdout).expect("stack export prints JSON")
+    }
+
+    /// The resources in the exported state, by logical name (the stack and providers left out).
+    pub fn resources(&self) -> Vec<serde_json::Value> {
+        self.export()["deployment"]["resources"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|resource| {
+                let type_ = resource["type"].as_str().unwrap_or_default();
+                type_ != "pulumi:pulumi:Stack" && !type_.starts_with("pulumi:providers:")
+            })
+            .collect()
+    }
+
+    pub fn resource(&self, name: &str) -> serde_json::Value {
+        self.resources()
+            .into_iter()
+            .find(|resource| {
+                resource["urn"]
+                    .as_str()
+                    .is_some_and(|urn| urn.ends_with(&format!("::{name}")))
+            })
+            .unwrap_or_else(|| panic!("no resource named `{name}` in state"))
+    }
+
+    pub fn read(&self, relative: &str) -> String {
+        std::fs::read_to_string(self.project().join(relative)).unwrap_or_default()
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}

@@ -1,0 +1,599 @@
+//! The deployment executor: builds the graph of program nodes (variables and resources), runs
+//! each node the moment its dependencies finish (bounded by `--parallel`), then deletes what the
+//! program no longer declares in reverse dependency order, and assembles the new snapshot.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use cairn_core::urn::ROOT_STACK_TYPE;
+use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, Snapshot, StepOp, Urn, Value};
+use cairn_program::Program;
+use cairn_state::{Persister, UpdateResult};
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
+
+use crate::eval_context::Resolved;
+use crate::events::{EngineEvent, StepRecord};
+use crate::graph;
+use crate::{Cancellation, DeployOptions, DeployOutcome, DeployRequest, EngineError, Operation};
+
+/// State shared by every step task of one deployment.
+pub(crate) struct Shared {
+    pub request: DeployRequest,
+    pub options: DeployOptions,
+    pub cancel: Cancellation,
+    pub root_urn: Urn,
+    pub resolved: Resolved,
+    pub persister: Option<Persister>,
+    pub events: UnboundedSender<EngineEvent>,
+    pub permits: Semaphore,
+    /// Old resources by URN (not counting old copies waiting for deletion).
+    pub old_by_urn: HashMap<Urn, ResourceState>,
+    /// URNs of the program's resources, by resource index.
+    pub urns: Vec<Urn>,
+    /// Provider references (`urn::id`) of the default provider of each package.
+    pub default_providers: Mutex<HashMap<String, String>>,
+    /// Provider references of explicit provider resources, by resource key.
+    pub explicit_providers: Mutex<HashMap<String, String>>,
+    pub outcome: Mutex<OutcomeBuilder>,
+}
+
+/// What the tasks collect while they run.
+#[derive(Default)]
+pub(crate) struct OutcomeBuilder {
+    pub steps: Vec<StepRecord>,
+    pub errors: Vec<String>,
+    /// New resource states, in the order they finished.
+    pub new_states: Vec<ResourceState>,
+    /// Old resources replaced by a new copy, to delete at the end.
+    pub replaced: Vec<ResourceState>,
+    /// URNs of program resources that reached a final state this run.
+    pub finished_urns: HashSet<Urn>,
+}
+
+impl Shared {
+    pub fn emit(&self, event: EngineEvent) {
+        // A closed receiver means nobody is watching progress; the work goes on regardless.
+        let _ = self.events.send(event);
+    }
+
+    pub fn record_step(&self, record: StepRecord) {
+        self.emit(EngineEvent::StepFinished(Box::new(record.clone())));
+        let mut outcome = self.lock_outcome();
+        if let Some(error) = &record.error {
+            outcome.errors.push(format!("{}: {error}", record.urn));
+        }
+        outcome.steps.push(record);
+    }
+
+    pub fn record_error(&self, urn: &Urn, message: String) {
+        let mut record = StepRecord::new(StepOp::Same, urn.clone(), urn.type_token().to_owned(), None);
+        record.error = Some(message);
+        self.record_step(record);
+    }
+
+    pub fn lock_outcome(&self) -> std::sync::MutexGuard<'_, OutcomeBuilder> {
+        // A poisoned lock means a step task panicked; its partial record is still worth keeping.
+        self.outcome
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.options.dry_run
+    }
+
+    /// Durably records that an operation begins (nothing in a dry run).
+    pub async fn begin(
+        &self,
+        kind: PendingOperationKind,
+        state: &ResourceState,
+    ) -> Result<Option<u64>, String> {
+        match &self.persister {
+            Some(persister) => persister
+                .begin(kind, state)
+                .await
+                .map(Some)
+                .map_err(|error| format!("saving state: {error}")),
+            None => Ok(None),
+        }
+    }
+
+    /// Durably records an operation's outcome.
+    pub async fn end(
+        &self,
+        op: Option<u64>,
+        removed: Option<&ResourceState>,
+        added: Option<&ResourceState>,
+    ) -> Result<(), String> {
+        match (&self.persister, op) {
+            (Some(persister), Some(op)) => persister
+                .end(op, removed.map(|state| (&state.urn, state.id.as_str())), added)
+                .await
+                .map_err(|error| format!("saving state: {error}")),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn is_targeted(&self, urn: &Urn) -> bool {
+        self.options.targets.is_empty() || self.options.targets.contains(urn)
+    }
+}
+
+/// Runs one operation on a stack. Resource failures are collected in the outcome; only a
+/// failure to persist state is an `Err`.
+pub async fn deploy(
+    request: DeployRequest,
+    options: DeployOptions,
+    persister: Option<Persister>,
+    events: UnboundedSender<EngineEvent>,
+    cancel: Cancellation,
+) -> Result<DeployOutcome, EngineError> {
+    let root_urn = Urn::new(
+        &request.stack,
+        &request.project,
+        None,
+        ROOT_STACK_TYPE,
+        &format!("{}-{}", request.project, request.stack),
+    );
+    let old_by_urn = request
+        .old
+        .resources
+        .iter()
+        .filter(|resource| !resource.delete)
+        .map(|resource| (resource.urn.clone(), resource.clone()))
+        .collect();
+    let urns = match &request.program {
+        Some(program) => program_urns(program, &request.stack, &request.project),
+        None => Vec::new(),
+    };
+    let parallel = options.parallel.max(1);
+    let shared = Arc::new(Shared {
+        request,
+        options,
+        cancel,
+        root_urn,
+        resolved: Resolved::default(),
+        persister,
+        events,
+        permits: Semaphore::new(parallel),
+        old_by_urn,
+        urns,
+        default_providers: Mutex::new(HashMap::new()),
+        explicit_providers: Mutex::new(HashMap::new()),
+        outcome: Mutex::new(OutcomeBuilder::default()),
+    });
+
+    let mut old = shared.request.old.clone();
+    if shared.options.operation == Operation::Refresh || shared.options.refresh {
+        old = crate::resources::refresh_all(&shared, old).await;
+    }
+    let remaining = match shared.options.operation {
+        Operation::Refresh => old.resources.clone(),
+        Operation::Destroy => destroy_all(&shared, &old).await?,
+        Operation::Update => update(&shared, &old).await,
+    };
+    finish(shared, old, remaining).await
+}
+
+/// Runs the program and then deletes what it no longer declares. Returns the old resources
+/// that stay in state (not re-declared this run and not deleted).
+async fn update(shared: &Arc<Shared>, old: &Snapshot) -> Vec<ResourceState> {
+    let Some(program) = shared.request.program.clone() else {
+        return old.resources.clone();
+    };
+    crate::resources::register_root(shared).await;
+    crate::resources::register_default_providers(shared, &program).await;
+
+    let n_variables = program.variables.len();
+    let node_ids: HashMap<&str, usize> = program
+        .variables
+        .iter()
+        .enumerate()
+        .map(|(index, variable)| (variable.name.as_str(), index))
+        .chain(
+            program
+                .resources
+                .iter()
+                .enumerate()
+                .map(|(index, resource)| (resource.key.as_str(), n_variables + index)),
+        )
+        .collect();
+    let deps_of = |deps: &cairn_program::Deps| -> Vec<usize> {
+        deps.variables
+            .iter()
+            .filter_map(|name| program.variables.iter().position(|v| &v.name == name))
+            .chain(
+                deps.resources
+                    .iter()
+                    .filter_map(|key| node_ids.get(key.as_str()).copied()),
+            )
+            .collect()
+    };
+    let dependencies: Vec<Vec<usize>> = program
+        .variables
+        .iter()
+        .map(|variable| deps_of(&variable.deps))
+        .chain(program.resources.iter().map(|resource| deps_of(&resource.deps)))
+        .collect();
+
+    let run_shared = shared.clone();
+    let result = run_dag(dependencies, &shared.cancel, move |node| {
+        let shared = run_shared.clone();
+        async move {
+            if node < n_variables {
+                crate::resources::evaluate_variable(&shared, node)
+            } else {
+                crate::resources::run_resource(&shared, node - n_variables).await
+            }
+        }
+    })
+    .await;
+    if result.n_blocked > 0 {
+        shared.emit(EngineEvent::Warning(format!(
+            "{} resources were not changed because a resource they depend on failed",
+            result.n_blocked
+        )));
+    }
+    crate::resources::register_outputs(shared, &program).await;
+
+    // Old resources the program no longer declares, old copies left by earlier replacements,
+    // and the ones this run replaced, are deleted last, in reverse dependency order. After a
+    // failure nothing is deleted: the state keeps them for the next run.
+    let program_urns: HashSet<&Urn> = shared.urns.iter().collect();
+    let default_provider_refs: Vec<String> = shared
+        .default_providers
+        .lock()
+        .map(|providers| providers.values().cloned().collect())
+        .unwrap_or_default();
+    let is_kept_provider = |resource: &ResourceState| {
+        default_provider_refs
+            .iter()
+            .any(|reference| reference.starts_with(&format!("{}::", resource.urn)))
+    };
+    let (mut to_delete, mut kept): (Vec<ResourceState>, Vec<ResourceState>) =
+        old.resources.iter().cloned().partition(|resource| {
+            resource.urn != shared.root_urn
+                && (resource.delete
+                    || (!program_urns.contains(&resource.urn) && !is_kept_provider(resource)))
+                && shared.is_targeted(&resource.urn)
+        });
+    // Old states of re-declared resources are superseded by their new states (or carried
+    // over by `finish` when their step did not run).
+    kept.retain(|resource| resource.delete || !program_urns.contains(&resource.urn));
+    kept.retain(|resource| resource.urn != shared.root_urn);
+    to_delete.extend(std::mem::take(&mut shared.lock_outcome().replaced));
+    let has_failed = !shared.lock_outcome().errors.is_empty();
+    if has_failed || shared.cancel.graceful.is_cancelled() {
+        kept.extend(to_delete);
+        return kept;
+    }
+    kept.extend(delete_in_reverse_order(shared, to_delete).await);
+    kept
+}
+
+/// Deletes every resource of the stack (`destroy`), refusing up front if one is protected.
+async fn destroy_all(
+    shared: &Arc<Shared>,
+    old: &Snapshot,
+) -> Result<Vec<ResourceState>, EngineError> {
+    let (to_delete, kept): (Vec<ResourceState>, Vec<ResourceState>) = old
+        .resources
+        .iter()
+        .cloned()
+        .partition(|resource| shared.is_targeted(&resource.urn));
+    let protected: Vec<&str> = to_delete
+        .iter()
+        .filter(|resource| resource.protect)
+        .map(|resource| resource.urn.as_str())
+        .collect();
+    if !protected.is_empty() {
+        return Err(EngineError::Refused(format!(
+            "refusing to destroy: {} protected (`{}`); set `protect: false` and run `cairn up`, or run `cairn state unprotect <urn>`",
+            if protected.len() == 1 { "a resource is" } else { "resources are" },
+            protected.join("`, `")
+        )));
+    }
+    let mut remaining = kept;
+    remaining.extend(delete_in_reverse_order(shared, to_delete).await);
+    Ok(remaining)
+}
+
+/// Deletes `resources` so that each goes only after everything in the set that depends on it.
+/// Returns the resources that were not deleted (failures, blocked, cancelled).
+async fn delete_in_reverse_order(
+    shared: &Arc<Shared>,
+    resources: Vec<ResourceState>,
+) -> Vec<ResourceState> {
+    let index_by_urn: HashMap<&Urn, Vec<usize>> =
+        resources
+            .iter()
+            .enumerate()
+            .fold(HashMap::new(), |mut map, (index, resource)| {
+                map.entry(&resource.urn).or_default().push(index);
+                map
+            });
+    // Node i waits for every node that depends on it.
+    let mut wait_for: Vec<Vec<usize>> = vec![Vec::new(); resources.len()];
+    for (dependent_index, resource) in resources.iter().enumerate() {
+        for dependency in resource_dependencies(resource) {
+            for &dependency_index in index_by_urn.get(&dependency).into_iter().flatten() {
+                if dependency_index != dependent_index {
+                    wait_for[dependency_index].push(dependent_index);
+                }
+            }
+        }
+    }
+    let resources = Arc::new(resources);
+    let run_resources = resources.clone();
+    let run_shared = shared.clone();
+    let result = run_dag(wait_for, &shared.cancel, move |node| {
+        let shared = run_shared.clone();
+        let resources = run_resources.clone();
+        async move { crate::resources::delete_resource(&shared, &resources[node]).await }
+    })
+    .await;
+    resources
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !result.succeeded[*index])
+        .map(|(_, resource)| resource.clone())
+        .collect()
+}
+
+/// The URNs a resource depends on: parent, dependencies and provider.
+pub(crate) fn resource_dependencies(resource: &ResourceState) -> Vec<Urn> {
+    let provider_urn = resource
+        .provider
+        .as_deref()
+        .and_then(|reference| reference.rsplit_once("::"))
+        .and_then(|(urn, _id)| Urn::parse(urn).ok());
+    resource
+        .parent
+        .iter()
+        .cloned()
+        .chain(resource.dependencies.iter().cloned())
+        .chain(provider_urn)
+        .collect()
+}
+
+/// Assembles the new snapshot, persists it, and builds the outcome.
+async fn finish(
+    shared: Arc<Shared>,
+    old: Snapshot,
+    remaining_old: Vec<ResourceState>,
+) -> Result<DeployOutcome, EngineError> {
+    let mut builder = std::mem::take(&mut *shared.lock_outcome());
+    let mut resources = std::mem::take(&mut builder.new_states);
+    // Program resources whose step did not run (blocked, untargeted, cancelled) keep their
+    // old state.
+    for urn in &shared.urns {
+        if !builder.finished_urns.contains(urn)
+            && let Some(old_state) = shared.old_by_urn.get(urn)
+        {
+            resources.push(old_state.clone());
+        }
+    }
+    if shared.options.operation == Operation::Update
+        && !builder.finished_urns.contains(&shared.root_urn)
+        && let Some(root) = shared.old_by_urn.get(&shared.root_urn)
+    {
+        resources.push(root.clone());
+    }
+    resources.extend(remaining_old);
+    let snapshot = Snapshot {
+        resources: sort_by_dependencies(resources),
+        pending_operations: old.pending_operations.clone(),
+    };
+    let mut changes = std::collections::BTreeMap::new();
+    for step in builder.steps.iter().filter(|step| step.error.is_none()) {
+        if !step.type_.starts_with("pulumi:providers:") {
+            *changes.entry(step.op).or_insert(0) += 1;
+        }
+    }
+    let outcome = DeployOutcome {
+        outputs: snapshot.stack_outputs(),
+        steps: builder.steps,
+        changes,
+        errors: builder.errors,
+        snapshot,
+        cancelled: shared.cancel.graceful.is_cancelled(),
+    };
+    let shared = Arc::try_unwrap(shared).map_err(|_| {
+        EngineError::Refused("internal error: a step task outlived its deployment".to_owned())
+    })?;
+    if let Some(persister) = shared.persister {
+        let result = if outcome.has_failed() {
+            UpdateResult::Failed
+        } else if outcome.cancelled {
+            UpdateResult::Cancelled
+        } else {
+            UpdateResult::Succeeded
+        };
+        persister
+            .finish(&outcome.snapshot, result, outcome.change_counts())
+            .await?;
+    }
+    Ok(outcome)
+}
+
+/// Orders resources so each comes after its parent, dependencies and provider.
+pub(crate) fn sort_by_dependencies(resources: Vec<ResourceState>) -> Vec<ResourceState> {
+    let mut index_by_urn: HashMap<&Urn, usize> = HashMap::new();
+    for (index, resource) in resources.iter().enumerate() {
+        // The live copy wins over an old copy waiting for deletion.
+        if !resource.delete || !index_by_urn.contains_key(&resource.urn) {
+            index_by_urn.insert(&resource.urn, index);
+        }
+    }
+    let dependencies: Vec<Vec<usize>> = resources
+        .iter()
+        .map(|resource| {
+            resource_dependencies(resource)
+                .iter()
+                .filter_map(|urn| index_by_urn.get(urn).copied())
+                .collect()
+        })
+        .collect();
+    let order = graph::topological_order(&dependencies);
+    let mut slots: Vec<Option<ResourceState>> = resources.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|index| slots[index].take())
+        .collect()
+}
+
+/// The outcome of running a graph of nodes.
+pub(crate) struct DagResult {
+    pub succeeded: Vec<bool>,
+    /// Nodes that never ran because a dependency failed.
+    pub n_blocked: usize,
+}
+
+/// Runs every node once all its dependencies succeeded, as many at once as are ready. A failed
+/// node blocks everything that depends on it, transitively; independent nodes go on. A graceful
+/// cancellation starts nothing new; a hard one abandons the nodes in flight.
+pub(crate) async fn run_dag<F, Fut>(
+    dependencies: Vec<Vec<usize>>,
+    cancel: &Cancellation,
+    run: F,
+) -> DagResult
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let n_nodes = dependencies.len();
+    let dependents = graph::dependents_of(&dependencies);
+    let mut n_waiting_for: Vec<usize> = dependencies
+        .iter()
+        .enumerate()
+        .map(|(node, deps)| {
+            deps.iter()
+                .filter(|&&dep| dep < n_nodes && dep != node)
+                .collect::<HashSet<_>>()
+                .len()
+        })
+        .collect();
+    let mut succeeded = vec![false; n_nodes];
+    let mut blocked = vec![false; n_nodes];
+    let mut ready: Vec<usize> = (0..n_nodes).filter(|&node| n_waiting_for[node] == 0).collect();
+    ready.reverse();
+    let mut in_flight: JoinSet<(usize, bool)> = JoinSet::new();
+    let mut node_of_task = HashMap::new();
+    loop {
+        while !cancel.graceful.is_cancelled()
+            && let Some(node) = ready.pop()
+        {
+            let future = run(node);
+            let handle = in_flight.spawn(async move { (node, future.await) });
+            node_of_task.insert(handle.id(), node);
+        }
+        let joined = tokio::select! {
+            joined = in_flight.join_next_with_id() => joined,
+            () = cancel.hard.cancelled() => {
+                in_flight.abort_all();
+                while in_flight.join_next().await.is_some() {}
+                break;
+            }
+        };
+        let Some(joined) = joined else {
+            break;
+        };
+        let (node, node_succeeded) = match joined {
+            Ok((_task, (node, node_succeeded))) => (node, node_succeeded),
+            // A panicking step is a bug; treat it as a failure of its node so the rest of the
+            // deployment can still finish and save state.
+            Err(error) => match node_of_task.get(&error.id()) {
+                Some(&node) => (node, false),
+                None => continue,
+            },
+        };
+        if node_succeeded {
+            succeeded[node] = true;
+            for &dependent in &dependents[node] {
+                n_waiting_for[dependent] -= 1;
+                if n_waiting_for[dependent] == 0 && !blocked[dependent] {
+                    ready.push(dependent);
+                }
+            }
+        } else {
+            for dependent in graph::reachable_from(node, &dependents) {
+                blocked[dependent] = true;
+            }
+        }
+    }
+    DagResult {
+        succeeded,
+        n_blocked: blocked.iter().filter(|&&is_blocked| is_blocked).count(),
+    }
+}
+
+/// The URN of every program resource, parents' types chained.
+fn program_urns(program: &Program, stack: &str, project: &str) -> Vec<Urn> {
+    let index_of: HashMap<&str, usize> = program
+        .resources
+        .iter()
+        .enumerate()
+        .map(|(index, resource)| (resource.key.as_str(), index))
+        .collect();
+    let parents: Vec<Vec<usize>> = program
+        .resources
+        .iter()
+        .map(|resource| {
+            resource
+                .options
+                .parent
+                .as_deref()
+                .and_then(|parent| index_of.get(parent).copied())
+                .into_iter()
+                .collect()
+        })
+        .collect();
+    let mut qualified_types: Vec<Option<String>> = vec![None; program.resources.len()];
+    let mut urns: Vec<Option<Urn>> = vec![None; program.resources.len()];
+    for index in graph::topological_order(&parents) {
+        let resource = &program.resources[index];
+        let parent_type = parents[index]
+            .first()
+            .and_then(|&parent| qualified_types[parent].clone());
+        let urn = Urn::new(
+            stack,
+            project,
+            parent_type.as_deref(),
+            &resource.type_token,
+            &resource.name,
+        );
+        qualified_types[index] = Some(match parent_type {
+            Some(parent_type) => format!("{parent_type}${}", resource.type_token),
+            None => resource.type_token.clone(),
+        });
+        urns[index] = Some(urn);
+    }
+    urns.into_iter()
+        .map(|urn| urn.expect("topological_order returns every node once"))
+        .collect()
+}
+
+/// Property maps of a provider's outputs with secretness re-applied: outputs named like a
+/// secret input, and outputs the schema marks secret, stay secret.
+pub(crate) fn reseal_outputs(
+    inputs: &PropertyMap,
+    outputs: PropertyMap,
+    schema_secret: &(dyn Fn(&str) -> bool + Sync),
+) -> PropertyMap {
+    outputs
+        .into_iter()
+        .map(|(key, value)| {
+            let was_secret = inputs.get(&key).is_some_and(Value::contains_secret);
+            let value = if (was_secret || schema_secret(&key)) && !matches!(value, Value::Unknown)
+            {
+                value.into_secret()
+            } else {
+                value
+            };
+            (key, value)
+        })
+        .collect()
+}

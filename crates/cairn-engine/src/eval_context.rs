@@ -1,0 +1,107 @@
+//! The bridge between the program evaluator and a running deployment: resolved resources,
+//! variables and config, and calls out to providers (`fn::invoke`), files and other stacks.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use cairn_core::{PropertyMap, Value};
+use cairn_program::{EvalContext, ResourceValue};
+use cairn_provider::CallContext;
+
+use crate::deploy::Shared;
+
+/// Values produced so far in a deployment, shared by every step task.
+#[derive(Default)]
+pub(crate) struct Resolved {
+    pub resources: RwLock<HashMap<String, ResourceValue>>,
+    pub variables: RwLock<HashMap<String, Value>>,
+}
+
+impl EvalContext for Shared {
+    fn resource(&self, key: &str) -> Option<ResourceValue> {
+        let resources = self.resolved.resources.read().ok()?;
+        resources.get(key).cloned()
+    }
+
+    fn variable(&self, name: &str) -> Option<Value> {
+        let variables = self.resolved.variables.read().ok()?;
+        variables.get(name).cloned()
+    }
+
+    fn config(&self, key: &str) -> Option<Value> {
+        self.request.config.get(key).cloned()
+    }
+
+    fn stack(&self) -> &str {
+        &self.request.stack
+    }
+
+    fn project(&self) -> &str {
+        &self.request.project
+    }
+
+    fn organization(&self) -> &str {
+        &self.request.organization
+    }
+
+    fn cwd(&self) -> &str {
+        self.request.program_dir.to_str().unwrap_or(".")
+    }
+
+    fn invoke(
+        &self,
+        token: &str,
+        args: PropertyMap,
+        _provider: Option<&str>,
+    ) -> Result<PropertyMap, String> {
+        let (canonical, function_schema, provider) = self
+            .request
+            .providers
+            .resolve_function(token)
+            .ok_or_else(|| format!("unknown function `{token}`"))?;
+        let revealed: PropertyMap = args
+            .iter()
+            .map(|(key, value)| (key.clone(), value.reveal()))
+            .collect();
+        let had_secret_args = args.values().any(Value::contains_secret);
+        let ctx = CallContext {
+            urn: self.root_urn.clone(),
+            cancel: self.cancel.hard.child_token(),
+            cwd: self.request.program_dir.clone(),
+        };
+        // The evaluator is synchronous (expressions nest arbitrarily); an invoke is the one place
+        // it waits on async work, so it blocks this worker thread on the provider call.
+        let result = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(provider.invoke(&ctx, canonical, &revealed))
+        })
+        .map_err(|error| format!("invoking `{canonical}`: {error}"))?;
+        Ok(result
+            .into_iter()
+            .map(|(key, value)| {
+                let is_secret = had_secret_args
+                    || function_schema
+                        .outputs
+                        .get(&key)
+                        .is_some_and(|property| property.secret);
+                let value = if is_secret { value.into_secret() } else { value };
+                (key, value)
+            })
+            .collect())
+    }
+
+    fn read_file(&self, path: &str) -> Result<String, String> {
+        let full_path = self.request.program_dir.join(path);
+        self.request
+            .files
+            .read_to_string(&full_path)
+            .map_err(|error| format!("reading `{}`: {error}", full_path.display()))
+    }
+
+    fn stack_output(&self, stack: &str, key: &str) -> Result<Value, String> {
+        let outputs = self.request.stack_references.outputs(stack)?;
+        outputs
+            .get(key)
+            .cloned()
+            .ok_or_else(|| format!("stack `{stack}` has no output named `{key}`"))
+    }
+}

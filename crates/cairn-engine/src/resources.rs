@@ -1,0 +1,1047 @@
+//! One resource's part of a deployment: evaluating its inputs, asking its provider to check and
+//! diff them, deciding its step and carrying it out with the intent recorded first. Also the
+//! root stack resource, default providers, stack outputs, deletes and refreshes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_core::resource::CustomTimeouts;
+use cairn_core::urn::ROOT_STACK_TYPE;
+use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, Snapshot, StepOp, Urn, Value};
+use cairn_program::{Program, ResourceDecl, ResourceValue};
+use cairn_provider::{CallContext, Provider, ProviderError};
+
+use crate::deploy::{Shared, reseal_outputs, run_dag};
+use crate::events::{EngineEvent, StepRecord};
+use crate::plan::{Decision, apply_ignore_changes, decide};
+
+/// Pulumi's marker for a value that is not known yet, used as the ID of resources a preview
+/// would create.
+const UNKNOWN_ID: &str = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+const STACK_REFERENCE_TYPE: &str = "pulumi:pulumi:StackReference";
+
+fn is_provider_type(type_token: &str) -> bool {
+    type_token.starts_with("pulumi:providers:") || type_token.starts_with("cairn:providers:")
+}
+
+fn program_of(shared: &Shared) -> Arc<Program> {
+    shared
+        .request
+        .program
+        .clone()
+        .expect("program nodes only run when the request has a program")
+}
+
+/// Records the root `pulumi:pulumi:Stack` resource: every program resource's default parent.
+pub(crate) async fn register_root(shared: &Arc<Shared>) {
+    let root = match shared.old_by_urn.get(&shared.root_urn) {
+        Some(old_root) => {
+            shared.record_step(StepRecord::new(
+                StepOp::Same,
+                shared.root_urn.clone(),
+                ROOT_STACK_TYPE.to_owned(),
+                None,
+            ));
+            old_root.clone()
+        }
+        None => {
+            let root = ResourceState {
+                urn: shared.root_urn.clone(),
+                type_: ROOT_STACK_TYPE.to_owned(),
+                ..ResourceState::default()
+            };
+            let result = async {
+                let op = shared.begin(PendingOperationKind::Creating, &root).await?;
+                shared.end(op, None, Some(&root)).await
+            }
+            .await;
+            let mut record = StepRecord::new(
+                StepOp::Create,
+                shared.root_urn.clone(),
+                ROOT_STACK_TYPE.to_owned(),
+                None,
+            );
+            record.error = result.err();
+            shared.record_step(record);
+            root
+        }
+    };
+    let mut outcome = shared.lock_outcome();
+    outcome.finished_urns.insert(root.urn.clone());
+    outcome.new_states.push(root);
+}
+
+/// Records a default provider for every package whose resources name no explicit provider.
+pub(crate) async fn register_default_providers(shared: &Arc<Shared>, program: &Program) {
+    let mut packages: Vec<&str> = program
+        .resources
+        .iter()
+        .filter(|resource| {
+            resource.options.provider.is_none()
+                && resource.type_token != STACK_REFERENCE_TYPE
+                && !is_provider_type(&resource.type_token)
+        })
+        .map(|resource| cairn_core::type_token::package_of(&resource.type_token))
+        .collect();
+    packages.sort_unstable();
+    packages.dedup();
+    for package in packages {
+        let type_token = format!("pulumi:providers:{package}");
+        let urn = Urn::new(
+            &shared.request.stack,
+            &shared.request.project,
+            None,
+            &type_token,
+            "default",
+        );
+        let state = match shared.old_by_urn.get(&urn) {
+            Some(old) => old.clone(),
+            None => {
+                let id = if shared.is_dry_run() {
+                    UNKNOWN_ID.to_owned()
+                } else {
+                    uuid::Uuid::new_v4().to_string()
+                };
+                let state = ResourceState {
+                    urn: urn.clone(),
+                    custom: true,
+                    id,
+                    type_: type_token,
+                    ..ResourceState::default()
+                };
+                let result = async {
+                    let op = shared.begin(PendingOperationKind::Creating, &state).await?;
+                    shared.end(op, None, Some(&state)).await
+                }
+                .await;
+                if let Err(error) = result {
+                    shared.record_error(&urn, error);
+                }
+                state
+            }
+        };
+        if let Ok(mut providers) = shared.default_providers.lock() {
+            providers.insert(package.to_owned(), format!("{}::{}", state.urn, state.id));
+        }
+        let mut outcome = shared.lock_outcome();
+        outcome.finished_urns.insert(state.urn.clone());
+        outcome.new_states.push(state);
+    }
+}
+
+/// Evaluates a program variable once everything it refers to is known.
+pub(crate) fn evaluate_variable(shared: &Arc<Shared>, index: usize) -> bool {
+    let program = program_of(shared);
+    let variable = &program.variables[index];
+    match cairn_program::evaluate(&variable.value, shared.as_ref()) {
+        Ok(value) => {
+            if let Ok(mut variables) = shared.resolved.variables.write() {
+                variables.insert(variable.name.clone(), value);
+            }
+            true
+        }
+        Err(error) => {
+            shared.emit(EngineEvent::Warning(error.to_string()));
+            shared
+                .lock_outcome()
+                .errors
+                .push(format!("variable `{}`: {error}", variable.name));
+            false
+        }
+    }
+}
+
+/// Everything needed to carry out one program resource's step.
+struct ResourcePlan<'a> {
+    decl: &'a ResourceDecl,
+    urn: Urn,
+    parent: Urn,
+    dependencies: Vec<Urn>,
+    inputs: PropertyMap,
+    old: Option<ResourceState>,
+}
+
+/// Runs one program resource; returns whether it succeeded.
+pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
+    let program = program_of(shared);
+    let decl = &program.resources[index];
+    let urn = shared.urns[index].clone();
+    let urn_of = |key: &str| {
+        program
+            .resources
+            .iter()
+            .position(|resource| resource.key == key)
+            .map(|position| shared.urns[position].clone())
+    };
+    let parent = decl
+        .options
+        .parent
+        .as_deref()
+        .and_then(urn_of)
+        .unwrap_or_else(|| shared.root_urn.clone());
+    let dependencies: Vec<Urn> = decl
+        .deps
+        .resources
+        .iter()
+        .filter_map(|key| urn_of(key))
+        .collect();
+    let inputs = match evaluate_properties(shared, decl) {
+        Ok(inputs) => inputs,
+        Err(error) => {
+            shared.record_error(&urn, error);
+            return false;
+        }
+    };
+    let old = shared.old_by_urn.get(&urn).cloned().or_else(|| {
+        decl.options.aliases.iter().find_map(|alias| {
+            let alias = cairn_program::evaluate(alias, shared.as_ref()).ok()?;
+            let alias_urn = Urn::parse(alias.as_str()?).ok()?;
+            shared.old_by_urn.get(&alias_urn).cloned()
+        })
+    });
+    let plan = ResourcePlan {
+        decl,
+        urn,
+        parent,
+        dependencies,
+        inputs,
+        old,
+    };
+    let result = if is_provider_type(&decl.type_token) {
+        run_provider_resource(shared, &plan).await
+    } else if decl.type_token == STACK_REFERENCE_TYPE {
+        run_stack_reference(shared, &plan).await
+    } else {
+        run_custom_resource(shared, &plan).await
+    };
+    match result {
+        Ok(()) => true,
+        Err(error) => {
+            shared.record_error(&plan.urn, error);
+            false
+        }
+    }
+}
+
+fn evaluate_properties(shared: &Arc<Shared>, decl: &ResourceDecl) -> Result<PropertyMap, String> {
+    let Some(properties) = &decl.properties else {
+        return Ok(PropertyMap::new());
+    };
+    match cairn_program::evaluate(properties, shared.as_ref()).map_err(|error| error.to_string())? {
+        Value::Object(map) => Ok(map),
+        Value::Null | Value::Unknown => Ok(PropertyMap::new()),
+        Value::Secret(inner) => match *inner {
+            Value::Object(map) => Ok(map
+                .into_iter()
+                .map(|(key, value)| (key, value.into_secret()))
+                .collect()),
+            other => Err(format!(
+                "the properties of `{}` must be an object, not {}",
+                decl.key,
+                other.kind_name()
+            )),
+        },
+        other => Err(format!(
+            "the properties of `{}` must be an object, not {}",
+            decl.key,
+            other.kind_name()
+        )),
+    }
+}
+
+/// Makes a finished resource visible to its dependents and to the new snapshot.
+fn publish(shared: &Shared, state: ResourceState, key: &str, id_known: bool) {
+    let value = ResourceValue {
+        id: if id_known {
+            Value::String(state.id.clone())
+        } else {
+            Value::Unknown
+        },
+        urn: state.urn.to_string(),
+        outputs: state.outputs.clone(),
+    };
+    if let Ok(mut resources) = shared.resolved.resources.write() {
+        resources.insert(key.to_owned(), value);
+    }
+    let mut outcome = shared.lock_outcome();
+    outcome.finished_urns.insert(state.urn.clone());
+    outcome.new_states.push(state);
+}
+
+fn reveal_map(map: &PropertyMap) -> PropertyMap {
+    map.iter()
+        .map(|(key, value)| (key.clone(), value.reveal()))
+        .collect()
+}
+
+fn new_state(shared: &Shared, plan: &ResourcePlan<'_>, type_: &str) -> ResourceState {
+    let options = &plan.decl.options;
+    ResourceState {
+        urn: plan.urn.clone(),
+        custom: true,
+        id: String::new(),
+        type_: type_.to_owned(),
+        inputs: plan.inputs.clone(),
+        outputs: PropertyMap::new(),
+        parent: Some(plan.parent.clone()),
+        dependencies: plan.dependencies.clone(),
+        property_dependencies: Default::default(),
+        provider: None,
+        protect: options.protect,
+        retain_on_delete: options.retain_on_delete,
+        external: false,
+        delete: false,
+        delete_before_replace: options.delete_before_replace,
+        ignore_changes: options.ignore_changes.clone(),
+        replace_on_changes: options.replace_on_changes.clone(),
+        aliases: Vec::new(),
+        custom_timeouts: CustomTimeouts {
+            create: parse_timeout(options.custom_timeouts.create.as_deref()),
+            update: parse_timeout(options.custom_timeouts.update.as_deref()),
+            delete: parse_timeout(options.custom_timeouts.delete.as_deref()),
+        },
+    }
+    .with_root_parent(&shared.root_urn)
+}
+
+trait WithRootParent {
+    fn with_root_parent(self, root: &Urn) -> Self;
+}
+
+impl WithRootParent for ResourceState {
+    fn with_root_parent(mut self, root: &Urn) -> Self {
+        if self.parent.is_none() {
+            self.parent = Some(root.clone());
+        }
+        self
+    }
+}
+
+/// Parses Pulumi's duration strings (`30s`, `5m`, `1h`, `1h30m`) into seconds; 0 for none.
+pub(crate) fn parse_timeout(text: Option<&str>) -> f64 {
+    let Some(text) = text else {
+        return 0.0;
+    };
+    let mut total = 0.0;
+    let mut number = String::new();
+    for character in text.trim().chars() {
+        match character {
+            '0'..='9' | '.' => number.push(character),
+            'h' | 'm' | 's' => {
+                let value: f64 = number.parse().unwrap_or(0.0);
+                total += value
+                    * match character {
+                        'h' => 3600.0,
+                        'm' => 60.0,
+                        _ => 1.0,
+                    };
+                number.clear();
+            }
+            _ => {}
+        }
+    }
+    if !number.is_empty() {
+        total += number.parse::<f64>().unwrap_or(0.0);
+    }
+    total
+}
+
+/// Runs a provider call with the resource's time limit (if any) and the hard cancellation.
+async fn call_provider<T>(
+    shared: &Shared,
+    timeout_seconds: f64,
+    operation: &str,
+    future: impl std::future::Future<Output = Result<T, ProviderError>>,
+) -> Result<T, String> {
+    let limited = async {
+        if timeout_seconds > 0.0 {
+            tokio::time::timeout(Duration::from_secs_f64(timeout_seconds), future)
+                .await
+                .map_err(|_| {
+                    format!("{operation} did not finish within its custom timeout of {timeout_seconds}s")
+                })?
+                .map_err(|error| format!("{operation} failed: {error}"))
+        } else {
+            future
+                .await
+                .map_err(|error| format!("{operation} failed: {error}"))
+        }
+    };
+    tokio::select! {
+        result = limited => result,
+        () = shared.cancel.hard.cancelled() => Err(format!("{operation} was interrupted")),
+    }
+}
+
+async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> Result<(), String> {
+    let decl = plan.decl;
+    let started = Instant::now();
+    let registry = shared.request.providers.clone();
+    let resolved = registry.resolve_resource(&decl.type_token).ok_or_else(|| {
+        format!("no provider offers the resource type `{}`", decl.type_token)
+    })?;
+    let provider: Arc<dyn Provider> = resolved.provider.clone();
+    let type_token = resolved.canonical.to_owned();
+    let secret_outputs: Vec<String> = resolved
+        .schema
+        .outputs
+        .iter()
+        .filter(|(_, property)| property.secret)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let is_secret_output = |key: &str| secret_outputs.iter().any(|name| name == key);
+    let provider_reference = match &decl.options.provider {
+        Some(key) => shared
+            .explicit_providers
+            .lock()
+            .ok()
+            .and_then(|providers| providers.get(key).cloned()),
+        None => shared
+            .default_providers
+            .lock()
+            .ok()
+            .and_then(|providers| providers.get(provider.package()).cloned()),
+    };
+    let ctx = CallContext {
+        urn: plan.urn.clone(),
+        cancel: shared.cancel.hard.child_token(),
+        cwd: shared.request.program_dir.clone(),
+    };
+    let _permit = shared
+        .permits
+        .acquire()
+        .await
+        .map_err(|_| "the executor was shut down".to_owned())?;
+
+    let mut state = new_state(shared, plan, &type_token);
+    state.provider = provider_reference;
+
+    if let Some(get) = &decl.get {
+        return read_existing(shared, plan, provider.as_ref(), &ctx, state, get, started).await;
+    }
+
+    let revealed_olds = plan.old.as_ref().map(|old| reveal_map(&old.inputs));
+    let mut checked = provider
+        .check(&ctx, &type_token, revealed_olds.as_ref(), &reveal_map(&plan.inputs))
+        .await
+        .map_err(|error| format!("checking inputs failed: {error}"))?;
+    if !checked.failures.is_empty() {
+        let reasons: Vec<String> = checked
+            .failures
+            .iter()
+            .map(|failure| match &failure.property {
+                Some(property) => format!("property `{property}`: {}", failure.reason),
+                None => failure.reason.clone(),
+            })
+            .collect();
+        return Err(format!("invalid inputs: {}", reasons.join("; ")));
+    }
+    // Inputs that were secret stay secret after the provider filled in defaults.
+    checked.inputs = reseal_outputs(&plan.inputs, checked.inputs, &|_| false);
+    state.inputs = checked.inputs;
+
+    if !shared.is_targeted(&plan.urn) {
+        if let Some(old) = &plan.old {
+            publish(shared, old.clone(), &decl.key, true);
+        }
+        return Ok(());
+    }
+
+    let decision = match &plan.old {
+        None => Decision::create(),
+        Some(old) => {
+            apply_ignore_changes(&old.inputs, &mut state.inputs, &decl.options.ignore_changes);
+            let diff = provider
+                .diff(
+                    &ctx,
+                    &type_token,
+                    &old.id,
+                    &reveal_map(&old.inputs),
+                    &reveal_map(&old.outputs),
+                    &reveal_map(&state.inputs),
+                )
+                .await
+                .map_err(|error| format!("diffing failed: {error}"))?;
+            decide(
+                &diff,
+                &decl.options.replace_on_changes,
+                decl.options.delete_before_replace,
+            )
+        }
+    };
+    if decision.op == StepOp::Replace
+        && let Some(old) = &plan.old
+        && old.protect
+    {
+        return Err(format!(
+            "the change to {} requires replacing it, but it is protected; set `protect: false` first",
+            join_keys(&decision.replace_keys)
+        ));
+    }
+    let mut record = StepRecord::new(
+        decision.op,
+        plan.urn.clone(),
+        type_token.clone(),
+        Some(plan.parent.clone()),
+    );
+    record.old_inputs = plan.old.as_ref().map(|old| old.inputs.clone());
+    record.new_inputs = Some(state.inputs.clone());
+    record.changed_keys = decision.changed_keys.clone();
+    record.replace_keys = decision.replace_keys.clone();
+    if decision.op != StepOp::Same {
+        shared.emit(EngineEvent::StepStarted {
+            op: decision.op,
+            urn: plan.urn.clone(),
+            type_: type_token.clone(),
+        });
+    }
+    let timeouts = state.custom_timeouts;
+    let revealed_inputs = reveal_map(&state.inputs);
+    let dry_run = shared.is_dry_run();
+    let mut id_known = true;
+    match (decision.op, &plan.old) {
+        (StepOp::Same, Some(old)) => {
+            state.id = old.id.clone();
+            state.outputs = old.outputs.clone();
+            // Options such as `protect` may have changed without any input changing.
+            if !dry_run && &state != old {
+                let op = shared.begin(PendingOperationKind::Updating, old).await?;
+                shared.end(op, Some(old), Some(&state)).await?;
+            }
+        }
+        (StepOp::Update, Some(old)) => {
+            let outputs = call_provider(
+                shared,
+                timeouts.update,
+                "update",
+                async {
+                    let op = shared
+                        .begin(PendingOperationKind::Updating, old)
+                        .await
+                        .map_err(ProviderError::Failed)?;
+                    let outputs = provider
+                        .update(
+                            &ctx,
+                            &type_token,
+                            &old.id,
+                            &reveal_map(&old.inputs),
+                            &reveal_map(&old.outputs),
+                            &revealed_inputs,
+                            dry_run,
+                        )
+                        .await?;
+                    Ok((op, outputs))
+                },
+            )
+            .await;
+            let (op, outputs) = outputs?;
+            state.id = old.id.clone();
+            state.outputs = reseal_outputs(&state.inputs, outputs, &is_secret_output);
+            shared.end(op, Some(old), Some(&state)).await?;
+        }
+        (StepOp::Replace, Some(old)) => {
+            if decision.delete_before_replace {
+                delete_with_provider(shared, provider.as_ref(), &ctx, old).await?;
+            }
+            let created = create_with_provider(
+                shared,
+                provider.as_ref(),
+                &ctx,
+                &type_token,
+                &mut state,
+                &is_secret_output,
+            )
+            .await?;
+            id_known = created;
+            if !decision.delete_before_replace {
+                let mut doomed = old.clone();
+                doomed.delete = true;
+                let op = shared.begin(PendingOperationKind::Updating, old).await?;
+                shared.end(op, Some(old), Some(&doomed)).await?;
+                shared.lock_outcome().replaced.push(doomed);
+            }
+        }
+        _ => {
+            id_known = create_with_provider(
+                shared,
+                provider.as_ref(),
+                &ctx,
+                &type_token,
+                &mut state,
+                &is_secret_output,
+            )
+            .await?;
+        }
+    }
+    record.outputs = state.outputs.clone();
+    record.duration = started.elapsed();
+    shared.record_step(record);
+    publish(shared, state, &decl.key, id_known);
+    Ok(())
+}
+
+fn join_keys(keys: &[String]) -> String {
+    let quoted: Vec<String> = keys.iter().map(|key| format!("`{key}`")).collect();
+    quoted.join(", ")
+}
+
+/// Creates the resource (or, in a dry run, predicts it); returns whether the ID is known.
+async fn create_with_provider(
+    shared: &Shared,
+    provider: &dyn Provider,
+    ctx: &CallContext,
+    type_token: &str,
+    state: &mut ResourceState,
+    is_secret_output: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<bool, String> {
+    let revealed_inputs = reveal_map(&state.inputs);
+    if shared.is_dry_run() {
+        let predicted = provider
+            .create(ctx, type_token, &revealed_inputs, true)
+            .await
+            .map_err(|error| format!("create failed: {error}"))?;
+        state.id = UNKNOWN_ID.to_owned();
+        state.outputs = reseal_outputs(&state.inputs, predicted.outputs, is_secret_output);
+        return Ok(false);
+    }
+    // Record the pending create before calling the provider: if we crash after it succeeds,
+    // the next command must know that a resource may exist.
+    let op = shared.begin(PendingOperationKind::Creating, state).await?;
+    let created = call_provider(
+        shared,
+        state.custom_timeouts.create,
+        "create",
+        provider.create(ctx, type_token, &revealed_inputs, false),
+    )
+    .await;
+    let created = match created {
+        Ok(created) => created,
+        Err(error) => {
+            // The provider reported failure: nothing was created, so the intent is closed.
+            shared.end(op, None, None).await?;
+            return Err(error);
+        }
+    };
+    state.id = created.id;
+    state.outputs = reseal_outputs(&state.inputs, created.outputs, is_secret_output);
+    shared.end(op, None, Some(state)).await?;
+    Ok(true)
+}
+
+async fn delete_with_provider(
+    shared: &Shared,
+    provider: &dyn Provider,
+    ctx: &CallContext,
+    old: &ResourceState,
+) -> Result<(), String> {
+    if shared.is_dry_run() {
+        return Ok(());
+    }
+    let op = shared.begin(PendingOperationKind::Deleting, old).await?;
+    if !old.retain_on_delete && !old.external {
+        let deleted = call_provider(
+            shared,
+            old.custom_timeouts.delete,
+            "delete",
+            provider.delete(
+                ctx,
+                &old.type_,
+                &old.id,
+                &reveal_map(&old.inputs),
+                &reveal_map(&old.outputs),
+            ),
+        )
+        .await;
+        if let Err(error) = deleted {
+            shared.end(op, None, None).await?;
+            return Err(error);
+        }
+    }
+    shared.end(op, Some(old), None).await
+}
+
+/// A `get` resource: read through the provider, never owned.
+async fn read_existing(
+    shared: &Arc<Shared>,
+    plan: &ResourcePlan<'_>,
+    provider: &dyn Provider,
+    ctx: &CallContext,
+    mut state: ResourceState,
+    get: &cairn_program::GetDecl,
+    started: Instant,
+) -> Result<(), String> {
+    let id = cairn_program::evaluate(&get.id, shared.as_ref()).map_err(|error| error.to_string())?;
+    let Some(id) = id.as_str().map(str::to_owned) else {
+        return Err("`get.id` must be a string".to_owned());
+    };
+    let read = provider
+        .read(ctx, &state.type_, &id, &PropertyMap::new(), &PropertyMap::new())
+        .await
+        .map_err(|error| format!("read failed: {error}"))?
+        .ok_or_else(|| format!("no `{}` with ID `{id}` exists", state.type_))?;
+    state.id = read.id;
+    state.inputs = read.inputs;
+    state.outputs = read.outputs;
+    state.external = true;
+    let op = if plan.old.as_ref() == Some(&state) {
+        StepOp::Same
+    } else {
+        StepOp::Read
+    };
+    if op == StepOp::Read && !shared.is_dry_run() {
+        let pending = shared.begin(PendingOperationKind::Reading, &state).await?;
+        shared.end(pending, plan.old.as_ref(), Some(&state)).await?;
+    }
+    let mut record = StepRecord::new(op, plan.urn.clone(), state.type_.clone(), Some(plan.parent.clone()));
+    record.outputs = state.outputs.clone();
+    record.duration = started.elapsed();
+    shared.record_step(record);
+    publish(shared, state, &plan.decl.key, true);
+    Ok(())
+}
+
+/// An explicit provider resource (`pulumi:providers:<package>`): its inputs are its config.
+async fn run_provider_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> Result<(), String> {
+    let mut state = new_state(shared, plan, &plan.decl.type_token);
+    state.outputs = plan.inputs.clone();
+    let op = match &plan.old {
+        Some(old) if old.inputs == state.inputs => StepOp::Same,
+        Some(_) => StepOp::Update,
+        None => StepOp::Create,
+    };
+    state.id = match (&plan.old, shared.is_dry_run()) {
+        (Some(old), _) => old.id.clone(),
+        (None, true) => UNKNOWN_ID.to_owned(),
+        (None, false) => uuid::Uuid::new_v4().to_string(),
+    };
+    if !shared.is_dry_run() && plan.old.as_ref() != Some(&state) {
+        let kind = if plan.old.is_some() {
+            PendingOperationKind::Updating
+        } else {
+            PendingOperationKind::Creating
+        };
+        let pending = shared.begin(kind, &state).await?;
+        shared.end(pending, plan.old.as_ref(), Some(&state)).await?;
+    }
+    if let Ok(mut providers) = shared.explicit_providers.lock() {
+        providers.insert(plan.decl.key.clone(), format!("{}::{}", state.urn, state.id));
+    }
+    let mut record = StepRecord::new(op, plan.urn.clone(), state.type_.clone(), Some(plan.parent.clone()));
+    record.old_inputs = plan.old.as_ref().map(|old| old.inputs.clone());
+    record.new_inputs = Some(state.inputs.clone());
+    shared.record_step(record);
+    publish(shared, state, &plan.decl.key, true);
+    Ok(())
+}
+
+/// `pulumi:pulumi:StackReference`: reads another stack's outputs.
+async fn run_stack_reference(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> Result<(), String> {
+    let name = plan
+        .inputs
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| "a StackReference needs a `name` property (`org/project/stack`)".to_owned())?
+        .to_owned();
+    let outputs = shared.request.stack_references.outputs(&name)?;
+    let secret_names: Vec<Value> = outputs
+        .iter()
+        .filter(|(_, value)| value.is_secret())
+        .map(|(key, _)| Value::String(key.clone()))
+        .collect();
+    let mut state = new_state(shared, plan, STACK_REFERENCE_TYPE);
+    state.id = name.clone();
+    state.external = true;
+    state.outputs = PropertyMap::from([
+        ("name".to_owned(), Value::String(name)),
+        ("outputs".to_owned(), Value::Object(outputs)),
+        ("secretOutputNames".to_owned(), Value::Array(secret_names)),
+    ]);
+    let op = if plan.old.as_ref() == Some(&state) {
+        StepOp::Same
+    } else {
+        StepOp::Read
+    };
+    if op == StepOp::Read && !shared.is_dry_run() {
+        let pending = shared.begin(PendingOperationKind::Reading, &state).await?;
+        shared.end(pending, plan.old.as_ref(), Some(&state)).await?;
+    }
+    let record = StepRecord::new(op, plan.urn.clone(), state.type_.clone(), Some(plan.parent.clone()));
+    shared.record_step(record);
+    publish(shared, state, &plan.decl.key, true);
+    Ok(())
+}
+
+/// Evaluates the program's outputs and records them on the root stack resource.
+pub(crate) async fn register_outputs(shared: &Arc<Shared>, program: &Program) {
+    let old_root = shared
+        .lock_outcome()
+        .new_states
+        .iter()
+        .find(|state| state.urn == shared.root_urn)
+        .cloned();
+    let Some(old_root) = old_root else {
+        return;
+    };
+    let mut outputs = PropertyMap::new();
+    for (name, expr) in &program.outputs {
+        match cairn_program::evaluate(expr, shared.as_ref()) {
+            Ok(value) if shared.is_dry_run() || !value.contains_unknown() => {
+                outputs.insert(name.clone(), value);
+            }
+            Ok(_) | Err(_) => {
+                // An output that refers to a resource that failed keeps its last value.
+                if let Some(previous) = old_root.outputs.get(name) {
+                    outputs.insert(name.clone(), previous.clone());
+                }
+            }
+        }
+    }
+    if outputs == old_root.outputs {
+        return;
+    }
+    let mut new_root = old_root.clone();
+    new_root.outputs = outputs;
+    let saved = async {
+        let op = shared.begin(PendingOperationKind::Updating, &old_root).await?;
+        shared.end(op, Some(&old_root), Some(&new_root)).await
+    }
+    .await;
+    if let Err(error) = saved {
+        shared.record_error(&shared.root_urn, error);
+        return;
+    }
+    let mut outcome = shared.lock_outcome();
+    if let Some(root) = outcome
+        .new_states
+        .iter_mut()
+        .find(|state| state.urn == shared.root_urn)
+    {
+        *root = new_root;
+    }
+}
+
+/// Deletes one resource (or, in a dry run, plans it); returns whether it is gone.
+pub(crate) async fn delete_resource(shared: &Arc<Shared>, resource: &ResourceState) -> bool {
+    let started = Instant::now();
+    let is_default_provider = is_provider_type(&resource.type_) && resource.urn.name() == "default";
+    // The old copy of a resource replaced in this run was shown as part of its `+-` step.
+    let is_replaced_now =
+        resource.delete && shared.lock_outcome().finished_urns.contains(&resource.urn);
+    let is_shown = !is_default_provider && !is_replaced_now;
+    if resource.protect {
+        shared.record_error(
+            &resource.urn,
+            "it is protected and cannot be deleted; set `protect: false` or run `cairn state unprotect`"
+                .to_owned(),
+        );
+        return false;
+    }
+    if is_shown {
+        shared.emit(EngineEvent::StepStarted {
+            op: StepOp::Delete,
+            urn: resource.urn.clone(),
+            type_: resource.type_.clone(),
+        });
+    }
+    let needs_provider = resource.custom
+        && !is_provider_type(&resource.type_)
+        && resource.type_ != STACK_REFERENCE_TYPE;
+    let result = if needs_provider {
+        match shared.request.providers.resolve_resource(&resource.type_) {
+            Some(resolved) => {
+                let provider = resolved.provider.clone();
+                let ctx = CallContext {
+                    urn: resource.urn.clone(),
+                    cancel: shared.cancel.hard.child_token(),
+                    cwd: shared.request.program_dir.clone(),
+                };
+                match shared.permits.acquire().await {
+                    Ok(_permit) => delete_with_provider(shared, provider.as_ref(), &ctx, resource).await,
+                    Err(_) => Err("the executor was shut down".to_owned()),
+                }
+            }
+            None => Err(format!(
+                "no provider offers the resource type `{}`, so it cannot be deleted",
+                resource.type_
+            )),
+        }
+    } else if shared.is_dry_run() {
+        Ok(())
+    } else {
+        async {
+            let op = shared.begin(PendingOperationKind::Deleting, resource).await?;
+            shared.end(op, Some(resource), None).await
+        }
+        .await
+    };
+    let mut record = StepRecord::new(
+        StepOp::Delete,
+        resource.urn.clone(),
+        resource.type_.clone(),
+        resource.parent.clone(),
+    );
+    record.old_inputs = Some(resource.inputs.clone());
+    record.duration = started.elapsed();
+    let succeeded = result.is_ok();
+    record.error = result.err();
+    if is_shown || record.error.is_some() {
+        shared.record_step(record);
+    }
+    succeeded
+}
+
+/// Reads every resource's live state from its provider and returns the refreshed snapshot.
+pub(crate) async fn refresh_all(shared: &Arc<Shared>, old: Snapshot) -> Snapshot {
+    let resources = Arc::new(old.resources.clone());
+    let refreshed: Arc<std::sync::Mutex<Vec<Option<ResourceState>>>> =
+        Arc::new(std::sync::Mutex::new(old.resources.iter().cloned().map(Some).collect()));
+    let run_shared = shared.clone();
+    let run_resources = resources.clone();
+    let run_refreshed = refreshed.clone();
+    run_dag(vec![Vec::new(); resources.len()], &shared.cancel, move |index| {
+        let shared = run_shared.clone();
+        let resources = run_resources.clone();
+        let refreshed = run_refreshed.clone();
+        async move {
+            let resource = &resources[index];
+            match refresh_resource(&shared, resource).await {
+                Ok(new_state) => {
+                    if let Ok(mut refreshed) = refreshed.lock() {
+                        refreshed[index] = new_state;
+                    }
+                    true
+                }
+                Err(error) => {
+                    shared.record_error(&resource.urn, error);
+                    false
+                }
+            }
+        }
+    })
+    .await;
+    let refreshed = match Arc::try_unwrap(refreshed) {
+        Ok(mutex) => mutex.into_inner().unwrap_or_default(),
+        Err(shared_refreshed) => shared_refreshed
+            .lock()
+            .map(|refreshed| refreshed.clone())
+            .unwrap_or_default(),
+    };
+    Snapshot {
+        resources: refreshed.into_iter().flatten().collect(),
+        pending_operations: old.pending_operations,
+    }
+}
+
+/// Refreshes one resource: `Ok(None)` when it no longer exists.
+async fn refresh_resource(
+    shared: &Arc<Shared>,
+    resource: &ResourceState,
+) -> Result<Option<ResourceState>, String> {
+    let is_readable = resource.custom
+        && !resource.delete
+        && !is_provider_type(&resource.type_)
+        && resource.type_ != STACK_REFERENCE_TYPE;
+    if !is_readable {
+        return Ok(Some(resource.clone()));
+    }
+    let started = Instant::now();
+    let resolved = shared
+        .request
+        .providers
+        .resolve_resource(&resource.type_)
+        .ok_or_else(|| format!("no provider offers the resource type `{}`", resource.type_))?;
+    let provider = resolved.provider.clone();
+    let secret_outputs: Vec<String> = resolved
+        .schema
+        .outputs
+        .iter()
+        .filter(|(_, property)| property.secret)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let ctx = CallContext {
+        urn: resource.urn.clone(),
+        cancel: shared.cancel.hard.child_token(),
+        cwd: shared.request.program_dir.clone(),
+    };
+    let _permit = shared
+        .permits
+        .acquire()
+        .await
+        .map_err(|_| "the executor was shut down".to_owned())?;
+    let read = call_provider(
+        shared,
+        0.0,
+        "read",
+        provider.read(
+            &ctx,
+            &resource.type_,
+            &resource.id,
+            &reveal_map(&resource.inputs),
+            &reveal_map(&resource.outputs),
+        ),
+    )
+    .await?;
+    let new_state = read.map(|read| {
+        let mut state = resource.clone();
+        state.id = read.id;
+        if !read.inputs.is_empty() {
+            state.inputs = reseal_outputs(&resource.inputs, read.inputs, &|_| false);
+        }
+        state.outputs = reseal_outputs(&resource.inputs, read.outputs, &|key| {
+            secret_outputs.iter().any(|name| name == key)
+                || resource.outputs.get(key).is_some_and(Value::is_secret)
+        });
+        state
+    });
+    let op = match &new_state {
+        None => StepOp::Delete,
+        Some(state) if state.outputs.reveal_all() != resource.outputs.reveal_all() => StepOp::Refresh,
+        Some(_) => StepOp::Same,
+    };
+    if op != StepOp::Same && !shared.is_dry_run() {
+        let pending = shared.begin(PendingOperationKind::Reading, resource).await?;
+        shared.end(pending, Some(resource), new_state.as_ref()).await?;
+    }
+    let mut record = StepRecord::new(op, resource.urn.clone(), resource.type_.clone(), resource.parent.clone());
+    record.old_inputs = Some(resource.outputs.clone());
+    record.new_inputs = new_state.as_ref().map(|state| state.outputs.clone());
+    if let Some(state) = &new_state {
+        record.changed_keys = changed_keys(&resource.outputs, &state.outputs);
+        record.outputs = state.outputs.clone();
+    }
+    record.duration = started.elapsed();
+    shared.record_step(record);
+    Ok(new_state)
+}
+
+fn changed_keys(old: &PropertyMap, new: &PropertyMap) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    keys.into_iter()
+        .filter(|key| old.get(*key).map(Value::reveal) != new.get(*key).map(Value::reveal))
+        .cloned()
+        .collect()
+}
+
+trait RevealAll {
+    fn reveal_all(&self) -> PropertyMap;
+}
+
+impl RevealAll for PropertyMap {
+    fn reveal_all(&self) -> PropertyMap {
+        reveal_map(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pulumi_durations() {
+        assert_eq!(parse_timeout(None), 0.0);
+        assert_eq!(parse_timeout(Some("30s")), 30.0);
+        assert_eq!(parse_timeout(Some("5m")), 300.0);
+        assert_eq!(parse_timeout(Some("1h30m")), 5400.0);
+    }
+}

@@ -1,0 +1,273 @@
+//! Journal records: what an update appends before and after each step, and `replay`, which
+//! folds them onto the last checkpoint. A step that began and never ended becomes a pending
+//! operation, so a crash at any instant leaves every resource a provider may have created either
+//! in the resources or in the pending operations.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::deployment::{Deployment, OperationV2, ResourceV3};
+
+/// Identifies one resource copy: a URN can have two (the live one and an old one waiting to be
+/// deleted after its replacement), told apart by ID.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ResourceKey {
+    pub urn: String,
+    pub id: String,
+}
+
+/// One journal record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum JournalRecord {
+    /// A step is about to call its provider.
+    Begin {
+        op: u64,
+        /// `creating`, `updating`, `deleting` or `reading`.
+        operation: String,
+        resource: ResourceV3,
+    },
+    /// The step finished: `removed` left the state and `added` joined it (either may be absent;
+    /// both absent means the provider failed and nothing changed).
+    End {
+        op: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        removed: Option<ResourceKey>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        added: Option<ResourceV3>,
+    },
+}
+
+/// Applies `records` to `base` and returns the resulting deployment, its resources in
+/// dependency order.
+pub fn replay(base: Option<Deployment>, records: &[JournalRecord]) -> Deployment {
+    let mut deployment = base.unwrap_or_default();
+    let mut begun: HashMap<u64, (String, ResourceV3)> = HashMap::new();
+    let mut begin_order: Vec<u64> = Vec::new();
+    for record in records {
+        match record {
+            JournalRecord::Begin {
+                op,
+                operation,
+                resource,
+            } => {
+                begun.insert(*op, (operation.clone(), resource.clone()));
+                begin_order.push(*op);
+            }
+            JournalRecord::End { op, removed, added } => {
+                begun.remove(op);
+                if let Some(key) = removed {
+                    // Prefer the live copy for a key match; an old copy marked for deletion has
+                    // its own ID, so URN + ID is unambiguous in practice.
+                    if let Some(position) = deployment
+                        .resources
+                        .iter()
+                        .position(|resource| resource.urn == key.urn && resource.id == key.id)
+                    {
+                        deployment.resources.remove(position);
+                    }
+                }
+                if let Some(resource) = added {
+                    deployment.resources.push(resource.clone());
+                }
+            }
+        }
+    }
+    for op in begin_order {
+        if let Some((operation, resource)) = begun.remove(&op) {
+            deployment.pending_operations.push(OperationV2 {
+                resource,
+                type_: operation,
+            });
+        }
+    }
+    deployment.resources = sort_by_dependencies(std::mem::take(&mut deployment.resources));
+    deployment
+}
+
+/// Orders resources so each follows its parent, dependencies and provider; stable otherwise.
+pub fn sort_by_dependencies(resources: Vec<ResourceV3>) -> Vec<ResourceV3> {
+    let mut index_by_urn: HashMap<&str, usize> = HashMap::new();
+    for (index, resource) in resources.iter().enumerate() {
+        if !resource.delete || !index_by_urn.contains_key(resource.urn.as_str()) {
+            index_by_urn.insert(resource.urn.as_str(), index);
+        }
+    }
+    let n_resources = resources.len();
+    let mut n_waiting = vec![0usize; n_resources];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n_resources];
+    for (index, resource) in resources.iter().enumerate() {
+        let provider_urn = resource
+            .provider
+            .as_deref()
+            .and_then(|reference| reference.rsplit_once("::"))
+            .map(|(urn, _)| urn);
+        let mut seen = HashSet::new();
+        for urn in resource
+            .parent
+            .as_deref()
+            .into_iter()
+            .chain(resource.dependencies.iter().map(String::as_str))
+            .chain(provider_urn)
+        {
+            if let Some(&dependency) = index_by_urn.get(urn)
+                && dependency != index
+                && seen.insert(dependency)
+            {
+                n_waiting[index] += 1;
+                dependents[dependency].push(index);
+            }
+        }
+    }
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n_resources)
+        .filter(|&index| n_waiting[index] == 0)
+        .map(std::cmp::Reverse)
+        .collect();
+    let mut order = Vec::with_capacity(n_resources);
+    let mut placed = vec![false; n_resources];
+    while let Some(std::cmp::Reverse(index)) = ready.pop() {
+        order.push(index);
+        placed[index] = true;
+        for &dependent in &dependents[index] {
+            n_waiting[dependent] -= 1;
+            if n_waiting[dependent] == 0 {
+                ready.push(std::cmp::Reverse(dependent));
+            }
+        }
+    }
+    // Resources on a dependency cycle (only a corrupt state has one) keep their order at the end.
+    order.extend((0..n_resources).filter(|&index| !placed[index]));
+    let mut slots: Vec<Option<ResourceV3>> = resources.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|index| slots[index].take())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(name: &str, id: &str, deps: &[&str]) -> ResourceV3 {
+        ResourceV3 {
+            urn: format!("urn:pulumi:dev::p::fake:index:Resource::{name}"),
+            custom: true,
+            id: id.to_owned(),
+            type_: "fake:index:Resource".to_owned(),
+            dependencies: deps
+                .iter()
+                .map(|dep| format!("urn:pulumi:dev::p::fake:index:Resource::{dep}"))
+                .collect(),
+            ..ResourceV3::default()
+        }
+    }
+
+    fn key(name: &str, id: &str) -> Option<ResourceKey> {
+        Some(ResourceKey {
+            urn: format!("urn:pulumi:dev::p::fake:index:Resource::{name}"),
+            id: id.to_owned(),
+        })
+    }
+
+    fn begin(op: u64, operation: &str, resource: ResourceV3) -> JournalRecord {
+        JournalRecord::Begin {
+            op,
+            operation: operation.to_owned(),
+            resource,
+        }
+    }
+
+    fn names(deployment: &Deployment) -> Vec<String> {
+        deployment
+            .resources
+            .iter()
+            .map(|resource| {
+                format!(
+                    "{}/{}{}",
+                    resource.urn.rsplit("::").next().unwrap(),
+                    resource.id,
+                    if resource.delete { "/delete" } else { "" }
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn creates_updates_and_deletes() {
+        let base = Deployment {
+            resources: vec![resource("a", "1", &[]), resource("gone", "9", &[])],
+            ..Deployment::default()
+        };
+        let mut updated = resource("a", "1", &[]);
+        updated.protect = true;
+        let records = vec![
+            begin(1, "creating", resource("b", "", &["a"])),
+            JournalRecord::End { op: 1, removed: None, added: Some(resource("b", "2", &["a"])) },
+            begin(2, "updating", resource("a", "1", &[])),
+            JournalRecord::End { op: 2, removed: key("a", "1"), added: Some(updated) },
+            begin(3, "deleting", resource("gone", "9", &[])),
+            JournalRecord::End { op: 3, removed: key("gone", "9"), added: None },
+        ];
+        let replayed = replay(Some(base), &records);
+        // `a` moved to the end on update, but `b` depends on it, so sorting puts it first.
+        assert_eq!(names(&replayed), vec!["a/1", "b/2"]);
+        assert!(replayed.resources[0].protect);
+        assert!(replayed.pending_operations.is_empty());
+    }
+
+    #[test]
+    fn replacement_keeps_old_copy_marked_for_deletion() {
+        let base = Deployment {
+            resources: vec![resource("a", "1", &[])],
+            ..Deployment::default()
+        };
+        let mut doomed = resource("a", "1", &[]);
+        doomed.delete = true;
+        let records = vec![
+            begin(1, "creating", resource("a", "", &[])),
+            JournalRecord::End { op: 1, removed: None, added: Some(resource("a", "2", &[])) },
+            begin(2, "updating", resource("a", "1", &[])),
+            JournalRecord::End { op: 2, removed: key("a", "1"), added: Some(doomed) },
+        ];
+        let replayed = replay(Some(base), &records);
+        assert_eq!(names(&replayed), vec!["a/2", "a/1/delete"]);
+    }
+
+    #[test]
+    fn begun_but_unfinished_steps_become_pending_operations() {
+        let records = vec![
+            begin(1, "creating", resource("a", "", &[])),
+            JournalRecord::End { op: 1, removed: None, added: Some(resource("a", "1", &[])) },
+            begin(2, "creating", resource("b", "", &[])),
+            begin(3, "deleting", resource("a", "1", &[])),
+        ];
+        let replayed = replay(None, &records);
+        assert_eq!(names(&replayed), vec!["a/1"]);
+        let pending: Vec<(&str, &str)> = replayed
+            .pending_operations
+            .iter()
+            .map(|operation| (operation.type_.as_str(), operation.resource.urn.rsplit("::").next().unwrap()))
+            .collect();
+        assert_eq!(pending, vec![("creating", "b"), ("deleting", "a")]);
+    }
+
+    #[test]
+    fn a_failed_step_leaves_nothing_pending() {
+        let records = vec![
+            begin(1, "creating", resource("a", "", &[])),
+            JournalRecord::End { op: 1, removed: None, added: None },
+        ];
+        let replayed = replay(None, &records);
+        assert!(replayed.resources.is_empty());
+        assert!(replayed.pending_operations.is_empty());
+    }
+
+    #[test]
+    fn records_round_trip_as_json() {
+        let record = JournalRecord::End { op: 7, removed: key("a", "1"), added: Some(resource("a", "2", &[])) };
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(text.starts_with(r#"{"kind":"end","op":7"#), "{text}");
+        assert_eq!(serde_json::from_str::<JournalRecord>(&text).unwrap(), record);
+    }
+}

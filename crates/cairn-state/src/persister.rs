@@ -1,0 +1,140 @@
+//! The `Persister`: how the engine records each step through a backend's `UpdateWriter`,
+//! converting engine states to the stored format (secrets sealed) on the way.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cairn_core::{PendingOperationKind, ResourceState, Snapshot, Urn};
+use cairn_secrets::Crypter;
+
+use crate::backend::{BackendError, UpdateResult, UpdateWriter};
+use crate::deployment::{encode_resource, encode_snapshot, operation_name};
+use crate::journal::{JournalRecord, ResourceKey};
+
+/// Errors while recording state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Secrets(#[from] cairn_secrets::SecretsError),
+    #[error("malformed state: {0}")]
+    Format(String),
+}
+
+/// Records one update's steps. Safe to share between the engine's step tasks.
+pub struct Persister {
+    writer: Box<dyn UpdateWriter>,
+    crypter: Arc<dyn Crypter>,
+    next_op: AtomicU64,
+    /// When the update started, for the checkpoint's manifest.
+    manifest_time: String,
+}
+
+impl Persister {
+    pub fn new(writer: Box<dyn UpdateWriter>, crypter: Arc<dyn Crypter>) -> Persister {
+        Persister {
+            writer,
+            crypter,
+            next_op: AtomicU64::new(1),
+            manifest_time: rfc3339_now(),
+        }
+    }
+
+    /// Durably records that an operation is about to start, and returns its op number.
+    pub async fn begin(
+        &self,
+        kind: PendingOperationKind,
+        resource: &ResourceState,
+    ) -> Result<u64, StateError> {
+        let op = self.next_op.fetch_add(1, Ordering::Relaxed);
+        let record = JournalRecord::Begin {
+            op,
+            operation: operation_name(kind).to_owned(),
+            resource: encode_resource(resource, self.crypter.as_ref())?,
+        };
+        self.writer.append(vec![record]).await?;
+        Ok(op)
+    }
+
+    /// Durably records an operation's outcome: the resource copy `removed` (URN and ID) left
+    /// the state, and `added` joined it.
+    pub async fn end(
+        &self,
+        op: u64,
+        removed: Option<(&Urn, &str)>,
+        added: Option<&ResourceState>,
+    ) -> Result<(), StateError> {
+        let record = JournalRecord::End {
+            op,
+            removed: removed.map(|(urn, id)| ResourceKey {
+                urn: urn.to_string(),
+                id: id.to_owned(),
+            }),
+            added: added
+                .map(|resource| encode_resource(resource, self.crypter.as_ref()))
+                .transpose()?,
+        };
+        self.writer.append(vec![record]).await?;
+        Ok(())
+    }
+
+    /// Writes the final checkpoint and the history record.
+    pub async fn finish(
+        self,
+        snapshot: &Snapshot,
+        result: UpdateResult,
+        resource_changes: BTreeMap<String, usize>,
+    ) -> Result<(), StateError> {
+        let deployment = encode_snapshot(snapshot, self.crypter.as_ref(), &self.manifest_time)?;
+        self.writer
+            .finish(deployment, result, resource_changes)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The current time as RFC 3339 (UTC, whole seconds).
+pub fn rfc3339_now() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|duration| duration.as_secs() as i64)
+        .unwrap_or(0);
+    rfc3339(seconds)
+}
+
+/// Formats Unix seconds as RFC 3339 UTC.
+pub fn rfc3339(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let second_of_day = seconds.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant): one timestamp does not justify a date crate.
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        second_of_day / 3600,
+        (second_of_day % 3600) / 60,
+        second_of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs Cairn's whole test suite on a fresh machine: installs what the tests need, checks
+# formatting and lints, then runs every test (cargo-nextest when present, else cargo test).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Tests for the engine, programs, providers and the file backend need only Rust and a POSIX
+# shell (the `command` provider runs /bin/sh). Docker- and PostgreSQL-backed suites will
+# install their packages here when they arrive.
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
