@@ -65,7 +65,10 @@ pub fn read_checkpoint(path: &Path, stack: &str) -> Result<Option<Checkpoint>, B
 }
 
 /// Writes a checkpoint atomically; returns the bytes written and its checksum.
-pub fn write_checkpoint(path: &Path, deployment: &Deployment) -> Result<(u64, String), BackendError> {
+pub fn write_checkpoint(
+    path: &Path,
+    deployment: &Deployment,
+) -> Result<(u64, String), BackendError> {
     let deployment_json = serde_json::to_string(deployment)
         .map_err(|error| BackendError::Format(error.to_string()))?;
     let checksum = sha256_hex(deployment_json.as_bytes());
@@ -88,7 +91,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BackendError> {
             .unwrap_or_default(),
         std::process::id()
     ));
-    let mut file = fs_err::File::create(&temporary).map_err(|error| io_error("creating", &temporary, error))?;
+    let mut file = fs_err::File::create(&temporary)
+        .map_err(|error| io_error("creating", &temporary, error))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(|error| io_error("writing", &temporary, error))?;

@@ -28,8 +28,13 @@ pub struct JournalFile {
 
 impl JournalFile {
     /// Creates the journal (replacing any old one) with its header, durably.
-    pub fn create(path: &Path, base_checksum: &str, bytes_written: Arc<AtomicU64>) -> Result<JournalFile, BackendError> {
-        let mut file = fs_err::File::create(path).map_err(|error| io_error("creating", path, error))?;
+    pub fn create(
+        path: &Path,
+        base_checksum: &str,
+        bytes_written: Arc<AtomicU64>,
+    ) -> Result<JournalFile, BackendError> {
+        let mut file =
+            fs_err::File::create(path).map_err(|error| io_error("creating", path, error))?;
         let header = format!("{}\n", serde_json::json!({ "base": base_checksum }));
         file.write_all(header.as_bytes())
             .and_then(|()| file.sync_all())
@@ -54,7 +59,8 @@ impl JournalFile {
     pub async fn append(&self, records: Vec<JournalRecord>) -> Result<(), BackendError> {
         let mut lines = String::new();
         for record in &records {
-            let record_json = serde_json::to_string(record).map_err(|error| BackendError::Format(error.to_string()))?;
+            let record_json = serde_json::to_string(record)
+                .map_err(|error| BackendError::Format(error.to_string()))?;
             lines.push_str(&format!(
                 "{{\"sha256\":\"{}\",\"record\":{record_json}}}\n",
                 sha256_hex(record_json.as_bytes())
@@ -67,9 +73,9 @@ impl JournalFile {
             .ok_or_else(closed)?
             .send((lines, ack))
             .map_err(|_| closed())?;
-        done.await
-            .map_err(|_| closed())?
-            .map_err(|message| BackendError::Format(format!("appending to `{}`: {message}", self.path)))
+        done.await.map_err(|_| closed())?.map_err(|message| {
+            BackendError::Format(format!("appending to `{}`: {message}", self.path))
+        })
     }
 
     /// Stops the writer once everything queued is written.
@@ -78,7 +84,10 @@ impl JournalFile {
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
-            return Err(BackendError::Format(format!("the writer of `{}` panicked", self.path)));
+            return Err(BackendError::Format(format!(
+                "the writer of `{}` panicked",
+                self.path
+            )));
         }
         Ok(())
     }
@@ -93,7 +102,11 @@ impl Drop for JournalFile {
     }
 }
 
-fn write_batches(mut file: fs_err::File, receiver: mpsc::Receiver<(String, Ack)>, bytes_written: Arc<AtomicU64>) {
+fn write_batches(
+    mut file: fs_err::File,
+    receiver: mpsc::Receiver<(String, Ack)>,
+    bytes_written: Arc<AtomicU64>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while let Ok(more) = receiver.try_recv() {
@@ -179,7 +192,8 @@ pub fn read_journal(path: &Path, stack: &str) -> Result<Option<Journal>, Backend
 }
 
 fn parse_line(line: &str) -> Result<JournalRecord, &'static str> {
-    let parsed: Line<'_> = serde_json::from_str(line).map_err(|_| "the line is not a journal record")?;
+    let parsed: Line<'_> =
+        serde_json::from_str(line).map_err(|_| "the line is not a journal record")?;
     if sha256_hex(parsed.record.get().as_bytes()) != parsed.sha256 {
         return Err("the record's checksum does not match");
     }

@@ -59,7 +59,8 @@ impl FileBackend {
     }
 
     fn journal_path(&self, stack: &StackRef) -> PathBuf {
-        self.stack_dir(stack).join(format!("{}.journal", stack.name))
+        self.stack_dir(stack)
+            .join(format!("{}.journal", stack.name))
     }
 
     fn history_dir(&self, stack: &StackRef) -> PathBuf {
@@ -82,7 +83,8 @@ impl FileBackend {
         let journal = read_journal(&self.journal_path(stack), &stack.name)?;
         match journal {
             Some(journal) if journal.base_checksum == checkpoint.checksum => {
-                let deployment = cairn_state::journal::replay(Some(checkpoint.deployment), &journal.records);
+                let deployment =
+                    cairn_state::journal::replay(Some(checkpoint.deployment), &journal.records);
                 Ok(Some((deployment, Some(checkpoint.checksum))))
             }
             // A journal for another checkpoint was already folded into this one.
@@ -126,11 +128,13 @@ impl FileBackend {
         paths.reverse();
         let mut updates = Vec::new();
         for path in paths {
-            let text = fs_err::read_to_string(&path).map_err(|error| io_error("reading", &path, error))?;
-            let info: UpdateInfo = serde_json::from_str(&text).map_err(|error| BackendError::Corrupt {
-                stack: stack.name.clone(),
-                reason: format!("{}: {error}", path.display()),
-            })?;
+            let text =
+                fs_err::read_to_string(&path).map_err(|error| io_error("reading", &path, error))?;
+            let info: UpdateInfo =
+                serde_json::from_str(&text).map_err(|error| BackendError::Corrupt {
+                    stack: stack.name.clone(),
+                    reason: format!("{}: {error}", path.display()),
+                })?;
             updates.push(info);
         }
         Ok(updates)
@@ -241,7 +245,8 @@ impl Backend for FileBackend {
         }
         let history = self.history_dir(stack);
         if history.exists() {
-            fs_err::remove_dir_all(&history).map_err(|error| io_error("removing", &history, error))?;
+            fs_err::remove_dir_all(&history)
+                .map_err(|error| io_error("removing", &history, error))?;
         }
         Ok(())
     }
@@ -264,12 +269,14 @@ impl Backend for FileBackend {
         let journal_path = self.journal_path(stack);
         let base_checksum = if journal_path.exists() {
             let checksum = self.write_checkpoint(stack, &deployment)?;
-            fs_err::remove_file(&journal_path).map_err(|error| io_error("removing", &journal_path, error))?;
+            fs_err::remove_file(&journal_path)
+                .map_err(|error| io_error("removing", &journal_path, error))?;
             checksum
         } else {
             base_checksum.unwrap_or_default()
         };
-        let journal = JournalFile::create(&journal_path, &base_checksum, self.bytes_written.clone())?;
+        let journal =
+            JournalFile::create(&journal_path, &base_checksum, self.bytes_written.clone())?;
         Ok(Box::new(FileUpdateWriter {
             backend: FileBackend {
                 root: self.root.clone(),
@@ -334,7 +341,8 @@ impl UpdateWriter for FileUpdateWriter {
         journal.close()?;
         backend.write_checkpoint(&stack, &deployment)?;
         let journal_path = backend.journal_path(&stack);
-        fs_err::remove_file(&journal_path).map_err(|error| io_error("removing", &journal_path, error))?;
+        fs_err::remove_file(&journal_path)
+            .map_err(|error| io_error("removing", &journal_path, error))?;
         let info = UpdateInfo {
             kind,
             start_time,
@@ -361,7 +369,6 @@ impl UpdateWriter for FileUpdateWriter {
         Ok(())
     }
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,12 @@ impl cairn_secrets::Crypter for Reverse {
 }
 
 fn backend(dir: &tempfile::TempDir) -> FileBackend {
-    FileBackend::open(dir.path().to_owned(), "file://test".to_owned(), "tester".to_owned()).unwrap()
+    FileBackend::open(
+        dir.path().to_owned(),
+        "file://test".to_owned(),
+        "tester".to_owned(),
+    )
+    .unwrap()
 }
 
 fn stack(name: &str) -> StackRef {
@@ -29,7 +34,10 @@ fn stack(name: &str) -> StackRef {
 
 fn resource(name: &str, id: &str) -> ResourceState {
     ResourceState {
-        urn: Urn::parse(&format!("urn:pulumi:dev::proj::fake:index:Resource::{name}")).unwrap(),
+        urn: Urn::parse(&format!(
+            "urn:pulumi:dev::proj::fake:index:Resource::{name}"
+        ))
+        .unwrap(),
         custom: true,
         id: id.to_owned(),
         type_: "fake:index:Resource".to_owned(),
@@ -76,13 +84,22 @@ async fn creates_lists_and_removes_stacks() {
     assert!(backend.list_stacks(Some("other")).await.unwrap().is_empty());
 
     let persister = persister(&backend, &stack("dev")).await;
-    let op = persister.begin(PendingOperationKind::Creating, &resource("a", "")).await.unwrap();
-    persister.end(op, None, Some(&resource("a", "1"))).await.unwrap();
+    let op = persister
+        .begin(PendingOperationKind::Creating, &resource("a", ""))
+        .await
+        .unwrap();
+    persister
+        .end(op, None, Some(&resource("a", "1")))
+        .await
+        .unwrap();
     let snapshot = Snapshot {
         resources: vec![resource("a", "1")],
         pending_operations: Vec::new(),
     };
-    persister.finish(&snapshot, UpdateResult::Succeeded, Default::default()).await.unwrap();
+    persister
+        .finish(&snapshot, UpdateResult::Succeeded, Default::default())
+        .await
+        .unwrap();
 
     assert!(matches!(
         backend.remove_stack(&stack("dev"), false).await,
@@ -101,16 +118,26 @@ async fn finished_update_is_the_new_checkpoint_with_history() {
     backend.create_stack(&stack("dev")).await.unwrap();
     let persister = persister(&backend, &stack("dev")).await;
     let mut secret = resource("a", "1");
-    secret.outputs.insert("pw".to_owned(), Value::string("hunter2").into_secret());
+    secret
+        .outputs
+        .insert("pw".to_owned(), Value::string("hunter2").into_secret());
     let snapshot = Snapshot {
         resources: vec![secret],
         pending_operations: Vec::new(),
     };
     persister
-        .finish(&snapshot, UpdateResult::Succeeded, [("create".to_owned(), 1)].into())
+        .finish(
+            &snapshot,
+            UpdateResult::Succeeded,
+            [("create".to_owned(), 1)].into(),
+        )
         .await
         .unwrap();
-    let deployment = backend.load_deployment(&stack("dev")).await.unwrap().unwrap();
+    let deployment = backend
+        .load_deployment(&stack("dev"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(names(&deployment), vec!["a"]);
     let decoded = cairn_state::deployment::decode_deployment(&deployment, &Reverse).unwrap();
     assert_eq!(decoded, snapshot);
@@ -130,21 +157,43 @@ async fn a_crash_leaves_finished_steps_and_pending_operations() {
     backend.create_stack(&stack("dev")).await.unwrap();
     {
         let persister = persister(&backend, &stack("dev")).await;
-        let op = persister.begin(PendingOperationKind::Creating, &resource("a", "")).await.unwrap();
-        persister.end(op, None, Some(&resource("a", "1"))).await.unwrap();
-        persister.begin(PendingOperationKind::Creating, &resource("b", "")).await.unwrap();
+        let op = persister
+            .begin(PendingOperationKind::Creating, &resource("a", ""))
+            .await
+            .unwrap();
+        persister
+            .end(op, None, Some(&resource("a", "1")))
+            .await
+            .unwrap();
+        persister
+            .begin(PendingOperationKind::Creating, &resource("b", ""))
+            .await
+            .unwrap();
         // Dropped without `finish`: the process died here.
     }
-    let deployment = backend.load_deployment(&stack("dev")).await.unwrap().unwrap();
+    let deployment = backend
+        .load_deployment(&stack("dev"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(names(&deployment), vec!["a"]);
     assert_eq!(deployment.pending_operations.len(), 1);
     assert_eq!(deployment.pending_operations[0].type_, "creating");
-    assert!(deployment.pending_operations[0].resource.urn.ends_with("::b"));
+    assert!(
+        deployment.pending_operations[0]
+            .resource
+            .urn
+            .ends_with("::b")
+    );
 
     // The next update folds the old journal first, and does not apply it twice.
     let persister = persister(&backend, &stack("dev")).await;
     drop(persister);
-    let again = backend.load_deployment(&stack("dev")).await.unwrap().unwrap();
+    let again = backend
+        .load_deployment(&stack("dev"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(names(&again), vec!["a"]);
     assert_eq!(again.pending_operations.len(), 1);
 }
@@ -157,8 +206,14 @@ async fn a_torn_last_journal_line_is_ignored_but_corruption_is_not() {
     {
         let persister = persister(&backend, &stack("dev")).await;
         for (name, id) in [("a", "1"), ("b", "2")] {
-            let op = persister.begin(PendingOperationKind::Creating, &resource(name, "")).await.unwrap();
-            persister.end(op, None, Some(&resource(name, id))).await.unwrap();
+            let op = persister
+                .begin(PendingOperationKind::Creating, &resource(name, ""))
+                .await
+                .unwrap();
+            persister
+                .end(op, None, Some(&resource(name, id)))
+                .await
+                .unwrap();
         }
     }
     let journal = dir.path().join(".pulumi/stacks/proj/dev.journal");
@@ -166,9 +221,17 @@ async fn a_torn_last_journal_line_is_ignored_but_corruption_is_not() {
     // Cut the last line in half, as a crash mid-write would.
     let torn = &text[..text.len() - 20];
     std::fs::write(&journal, torn).unwrap();
-    let deployment = backend.load_deployment(&stack("dev")).await.unwrap().unwrap();
+    let deployment = backend
+        .load_deployment(&stack("dev"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(names(&deployment), vec!["a"]);
-    assert_eq!(deployment.pending_operations.len(), 1, "b's create began and its end was lost");
+    assert_eq!(
+        deployment.pending_operations.len(),
+        1,
+        "b's create began and its end was lost"
+    );
 
     // Flip a byte in a middle line: that is corruption, not a torn write.
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
@@ -209,19 +272,35 @@ async fn concurrent_steps_are_all_durable_and_bytes_grow_linearly() {
         let persister = persister.clone();
         tasks.spawn(async move {
             let name = format!("r{index}");
-            let op = persister.begin(PendingOperationKind::Creating, &resource(&name, "")).await.unwrap();
-            persister.end(op, None, Some(&resource(&name, &index.to_string()))).await.unwrap();
+            let op = persister
+                .begin(PendingOperationKind::Creating, &resource(&name, ""))
+                .await
+                .unwrap();
+            persister
+                .end(op, None, Some(&resource(&name, &index.to_string())))
+                .await
+                .unwrap();
         });
     }
     while let Some(joined) = tasks.join_next().await {
         joined.unwrap();
     }
     let journal_bytes = backend.bytes_written() - before;
-    let deployment = backend.load_deployment(&stack("dev")).await.unwrap().unwrap();
+    let deployment = backend
+        .load_deployment(&stack("dev"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(deployment.resources.len(), 200);
     assert!(deployment.pending_operations.is_empty());
     // Two records per step, each a few hundred bytes: linear, not a checkpoint per record.
     let checkpoint_like = serde_json::to_string(&deployment).unwrap().len() as u64;
-    assert!(journal_bytes < 4 * checkpoint_like, "{journal_bytes} vs {checkpoint_like}");
-    assert!(journal_bytes > checkpoint_like, "{journal_bytes} vs {checkpoint_like}");
+    assert!(
+        journal_bytes < 4 * checkpoint_like,
+        "{journal_bytes} vs {checkpoint_like}"
+    );
+    assert!(
+        journal_bytes > checkpoint_like,
+        "{journal_bytes} vs {checkpoint_like}"
+    );
 }

@@ -124,21 +124,33 @@ fn run_scenario(cairn: &Path, scenario: &Scenario) -> anyhow::Result<serde_json:
     std::fs::write(project.join("Cairn.yaml"), generate(scenario, 0))?;
     run_cairn(cairn, &project, &home, &["stack", "init", "bench"])?;
     let parallel = scenario.parallel.to_string();
-    let up_args = ["up", "--yes", "--skip-preview", "--json", "--parallel", &parallel];
+    let up_args = [
+        "up",
+        "--yes",
+        "--skip-preview",
+        "--json",
+        "--parallel",
+        &parallel,
+    ];
     let up = run_cairn(cairn, &project, &home, &up_args)?;
     let preview = run_cairn(cairn, &project, &home, &["preview", "--json"])?;
     std::fs::write(project.join("Cairn.yaml"), generate(scenario, 1))?;
     let update = run_cairn(cairn, &project, &home, &up_args)?;
-    let checkpoint_bytes = std::fs::metadata(
-        home.join(".pulumi/stacks/bench/bench.json"),
-    )
-    .map(|metadata| metadata.len())
-    .unwrap_or(0);
+    let checkpoint_bytes = std::fs::metadata(home.join(".pulumi/stacks/bench/bench.json"))
+        .map(|metadata| metadata.len())
+        .unwrap_or(0);
     let destroy = run_cairn(
         cairn,
         &project,
         &home,
-        &["destroy", "--yes", "--skip-preview", "--json", "--parallel", &parallel],
+        &[
+            "destroy",
+            "--yes",
+            "--skip-preview",
+            "--json",
+            "--parallel",
+            &parallel,
+        ],
     )?;
     let peak_rss_kib = [&up, &preview, &update, &destroy]
         .iter()
@@ -190,7 +202,17 @@ fn main() -> anyhow::Result<()> {
     let mut results = Vec::new();
     println!(
         "{:<12} {:>7} {:>7} {:>5} {:>8} {:>9} {:>9} {:>9} {:>8} {:>12} {:>11}",
-        "shape", "N", "latency", "par", "up s", "preview s", "update s", "destroy s", "RSS MiB", "up bytes", "checkpoint"
+        "shape",
+        "N",
+        "latency",
+        "par",
+        "up s",
+        "preview s",
+        "update s",
+        "destroy s",
+        "RSS MiB",
+        "up bytes",
+        "checkpoint"
     );
     for scenario in &scenarios {
         let result = run_scenario(&cairn, scenario)?;
@@ -210,6 +232,9 @@ fn main() -> anyhow::Result<()> {
         );
         results.push(result);
     }
-    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Array(results))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::Value::Array(results))?
+    );
     Ok(())
 }

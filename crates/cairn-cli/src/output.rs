@@ -48,7 +48,8 @@ pub fn error_chain(error: &anyhow::Error) {
 
 /// Renders a program diagnostic the way miette does: location, snippet, label and help.
 pub fn diagnostic(diagnostic: &dyn miette::Diagnostic) {
-    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
     let mut rendered = String::new();
     if handler.render_report(&mut rendered, diagnostic).is_err() {
         rendered = diagnostic.to_string();

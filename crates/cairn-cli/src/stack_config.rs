@@ -35,7 +35,7 @@ impl StackConfigFile {
         }
         let text = fs_err::read_to_string(path)?;
         let document = yaml_to_json(&text)
-            .map_err(|error| crate::bad_input(format!("{}: {error}", path.display())))?;
+            .map_err(|error| crate::bad_input(format!("{}:{error}", path.display())))?;
         let Json::Object(top) = document else {
             if document.is_null() {
                 return Ok(file);
@@ -73,7 +73,11 @@ impl StackConfigFile {
     }
 
     pub fn set(&mut self, key: &str, entry: ConfigEntry) {
-        match self.entries.iter_mut().find(|(entry_key, _)| entry_key == key) {
+        match self
+            .entries
+            .iter_mut()
+            .find(|(entry_key, _)| entry_key == key)
+        {
             Some((_, existing)) => *existing = entry,
             None => self.entries.push((key.to_owned(), entry)),
         }
@@ -123,7 +127,14 @@ impl StackConfigFile {
 /// Parses YAML text into JSON values (the stack file uses only plain data).
 pub fn yaml_to_json(text: &str) -> Result<Json, String> {
     use saphyr::LoadableYamlNode;
-    let documents = saphyr::Yaml::load_from_str(text).map_err(|error| error.to_string())?;
+    let documents = saphyr::Yaml::load_from_str(text).map_err(|error| {
+        format!(
+            "{}:{}: {}",
+            error.marker().line(),
+            error.marker().col() + 1,
+            error.info()
+        )
+    })?;
     Ok(documents.first().map(convert).unwrap_or(Json::Null))
 }
 
@@ -165,7 +176,10 @@ mod tests {
         let path = directory.path().join("Cairn.dev.yaml");
         let mut file = StackConfigFile::load(&path).unwrap();
         file.encryption_salt = Some("v1:salt".to_owned());
-        file.set("proj:name", ConfigEntry::Plain(Json::String("a: b # c".to_owned())));
+        file.set(
+            "proj:name",
+            ConfigEntry::Plain(Json::String("a: b # c".to_owned())),
+        );
         file.set("proj:token", ConfigEntry::Secure("v1:abc".to_owned()));
         file.save().unwrap();
         let loaded = StackConfigFile::load(&path).unwrap();

@@ -66,7 +66,10 @@ impl Workspace {
     fn uses_pulumi_names(&self) -> bool {
         self.project_file()
             .ok()
-            .and_then(|path| path.file_name().map(|name| name.to_string_lossy().starts_with("Pulumi")))
+            .and_then(|path| {
+                path.file_name()
+                    .map(|name| name.to_string_lossy().starts_with("Pulumi"))
+            })
             .unwrap_or(false)
     }
 
@@ -75,7 +78,7 @@ impl Workspace {
         let path = self.project_file()?;
         let text = fs_err::read_to_string(&path)?;
         let document = crate::stack_config::yaml_to_json(&text)
-            .map_err(|error| crate::bad_input(format!("{}: {error}", path.display())))?;
+            .map_err(|error| crate::bad_input(format!("{}:{error}", path.display())))?;
         document
             .get("name")
             .and_then(serde_json::Value::as_str)
@@ -224,8 +227,8 @@ pub fn open_backend(url: &str, home: &Path) -> anyhow::Result<Arc<dyn Backend>> 
 
 /// Reads the passphrase from the environment, a file, or (when interactive) a prompt.
 pub fn passphrase() -> Result<String, String> {
-    if let Some(passphrase) = env::var(env::CAIRN_CONFIG_PASSPHRASE)
-        .or_else(|| env::var(env::PULUMI_CONFIG_PASSPHRASE))
+    if let Some(passphrase) =
+        env::var(env::CAIRN_CONFIG_PASSPHRASE).or_else(|| env::var(env::PULUMI_CONFIG_PASSPHRASE))
     {
         return Ok(passphrase);
     }

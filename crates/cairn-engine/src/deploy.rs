@@ -69,7 +69,8 @@ impl Shared {
     }
 
     pub fn record_error(&self, urn: &Urn, message: String) {
-        let mut record = StepRecord::new(StepOp::Same, urn.clone(), urn.type_token().to_owned(), None);
+        let mut record =
+            StepRecord::new(StepOp::Same, urn.clone(), urn.type_token().to_owned(), None);
         record.error = Some(message);
         self.record_step(record);
     }
@@ -110,7 +111,11 @@ impl Shared {
     ) -> Result<(), String> {
         match (&self.persister, op) {
             (Some(persister), Some(op)) => persister
-                .end(op, removed.map(|state| (&state.urn, state.id.as_str())), added)
+                .end(
+                    op,
+                    removed.map(|state| (&state.urn, state.id.as_str())),
+                    added,
+                )
                 .await
                 .map_err(|error| format!("saving state: {error}")),
             _ => Ok(()),
@@ -216,7 +221,12 @@ async fn update(shared: &Arc<Shared>, old: &Snapshot) -> Vec<ResourceState> {
         .variables
         .iter()
         .map(|variable| deps_of(&variable.deps))
-        .chain(program.resources.iter().map(|resource| deps_of(&resource.deps)))
+        .chain(
+            program
+                .resources
+                .iter()
+                .map(|resource| deps_of(&resource.deps)),
+        )
         .collect();
 
     let run_shared = shared.clone();
@@ -292,7 +302,11 @@ async fn destroy_all(
     if !protected.is_empty() {
         return Err(EngineError::Refused(format!(
             "refusing to destroy: {} protected (`{}`); set `protect: false` and run `cairn up`, or run `cairn state unprotect <urn>`",
-            if protected.len() == 1 { "a resource is" } else { "resources are" },
+            if protected.len() == 1 {
+                "a resource is"
+            } else {
+                "resources are"
+            },
             protected.join("`, `")
         )));
     }
@@ -387,6 +401,23 @@ async fn finish(
         resources: sort_by_dependencies(resources),
         pending_operations: old.pending_operations.clone(),
     };
+    // Show steps in the order the program declares its resources (the root first, deletions
+    // last), as Pulumi does, not in the order they happened to finish.
+    let program_position: HashMap<&Urn, usize> = std::iter::once(&shared.root_urn)
+        .chain(shared.urns.iter())
+        .enumerate()
+        .map(|(position, urn)| (urn, position))
+        .collect();
+    builder.steps.sort_by_key(|step| {
+        let is_delete = step.op == StepOp::Delete;
+        (
+            is_delete,
+            program_position
+                .get(&step.urn)
+                .copied()
+                .unwrap_or(usize::MAX),
+        )
+    });
     let mut changes = std::collections::BTreeMap::new();
     for step in builder.steps.iter().filter(|step| step.error.is_none()) {
         if !step.type_.starts_with("pulumi:providers:") {
@@ -478,7 +509,9 @@ where
         .collect();
     let mut succeeded = vec![false; n_nodes];
     let mut blocked = vec![false; n_nodes];
-    let mut ready: Vec<usize> = (0..n_nodes).filter(|&node| n_waiting_for[node] == 0).collect();
+    let mut ready: Vec<usize> = (0..n_nodes)
+        .filter(|&node| n_waiting_for[node] == 0)
+        .collect();
     ready.reverse();
     let mut in_flight: JoinSet<(usize, bool)> = JoinSet::new();
     let mut node_of_task = HashMap::new();
@@ -587,8 +620,7 @@ pub(crate) fn reseal_outputs(
         .into_iter()
         .map(|(key, value)| {
             let was_secret = inputs.get(&key).is_some_and(Value::contains_secret);
-            let value = if (was_secret || schema_secret(&key)) && !matches!(value, Value::Unknown)
-            {
+            let value = if (was_secret || schema_secret(&key)) && !matches!(value, Value::Unknown) {
                 value.into_secret()
             } else {
                 value

@@ -83,7 +83,11 @@ impl EvalContext for Shared {
                         .outputs
                         .get(&key)
                         .is_some_and(|property| property.secret);
-                let value = if is_secret { value.into_secret() } else { value };
+                let value = if is_secret {
+                    value.into_secret()
+                } else {
+                    value
+                };
                 (key, value)
             })
             .collect())

@@ -83,7 +83,10 @@ mod tests {
     #[test]
     fn moves_dependents_after_dependencies() {
         // 0 depends on 2, 1 depends on 0.
-        assert_eq!(topological_order(&[vec![2], vec![0], vec![]]), vec![2, 0, 1]);
+        assert_eq!(
+            topological_order(&[vec![2], vec![0], vec![]]),
+            vec![2, 0, 1]
+        );
     }
 
     #[test]

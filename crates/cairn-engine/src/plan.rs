@@ -29,7 +29,11 @@ impl Decision {
 
 /// Keeps the old value of every input named in `ignore_changes` (top-level names or dotted
 /// paths into objects), so a change there never produces a step.
-pub fn apply_ignore_changes(old_inputs: &PropertyMap, news: &mut PropertyMap, ignore_changes: &[String]) {
+pub fn apply_ignore_changes(
+    old_inputs: &PropertyMap,
+    news: &mut PropertyMap,
+    ignore_changes: &[String],
+) {
     for path in ignore_changes {
         let segments: Vec<&str> = path.split('.').collect();
         copy_path(old_inputs, news, &segments);
@@ -164,7 +168,11 @@ mod tests {
                 Value::Object(map(&[("x", Value::from("2")), ("y", Value::from("3"))])),
             ),
         ]);
-        apply_ignore_changes(&old, &mut news, &["a".to_owned(), "b".to_owned(), "tags.x".to_owned()]);
+        apply_ignore_changes(
+            &old,
+            &mut news,
+            &["a".to_owned(), "b".to_owned(), "tags.x".to_owned()],
+        );
         assert_eq!(
             news,
             map(&[

@@ -359,7 +359,9 @@ async fn call_provider<T>(
             tokio::time::timeout(Duration::from_secs_f64(timeout_seconds), future)
                 .await
                 .map_err(|_| {
-                    format!("{operation} did not finish within its custom timeout of {timeout_seconds}s")
+                    format!(
+                        "{operation} did not finish within its custom timeout of {timeout_seconds}s"
+                    )
                 })?
                 .map_err(|error| format!("{operation} failed: {error}"))
         } else {
@@ -378,9 +380,9 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     let decl = plan.decl;
     let started = Instant::now();
     let registry = shared.request.providers.clone();
-    let resolved = registry.resolve_resource(&decl.type_token).ok_or_else(|| {
-        format!("no provider offers the resource type `{}`", decl.type_token)
-    })?;
+    let resolved = registry
+        .resolve_resource(&decl.type_token)
+        .ok_or_else(|| format!("no provider offers the resource type `{}`", decl.type_token))?;
     let provider: Arc<dyn Provider> = resolved.provider.clone();
     let type_token = resolved.canonical.to_owned();
     let secret_outputs: Vec<String> = resolved
@@ -423,7 +425,12 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
 
     let revealed_olds = plan.old.as_ref().map(|old| reveal_map(&old.inputs));
     let mut checked = provider
-        .check(&ctx, &type_token, revealed_olds.as_ref(), &reveal_map(&plan.inputs))
+        .check(
+            &ctx,
+            &type_token,
+            revealed_olds.as_ref(),
+            &reveal_map(&plan.inputs),
+        )
         .await
         .map_err(|error| format!("checking inputs failed: {error}"))?;
     if !checked.failures.is_empty() {
@@ -511,29 +518,24 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             }
         }
         (StepOp::Update, Some(old)) => {
-            let outputs = call_provider(
-                shared,
-                timeouts.update,
-                "update",
-                async {
-                    let op = shared
-                        .begin(PendingOperationKind::Updating, old)
-                        .await
-                        .map_err(ProviderError::Failed)?;
-                    let outputs = provider
-                        .update(
-                            &ctx,
-                            &type_token,
-                            &old.id,
-                            &reveal_map(&old.inputs),
-                            &reveal_map(&old.outputs),
-                            &revealed_inputs,
-                            dry_run,
-                        )
-                        .await?;
-                    Ok((op, outputs))
-                },
-            )
+            let outputs = call_provider(shared, timeouts.update, "update", async {
+                let op = shared
+                    .begin(PendingOperationKind::Updating, old)
+                    .await
+                    .map_err(ProviderError::Failed)?;
+                let outputs = provider
+                    .update(
+                        &ctx,
+                        &type_token,
+                        &old.id,
+                        &reveal_map(&old.inputs),
+                        &reveal_map(&old.outputs),
+                        &revealed_inputs,
+                        dry_run,
+                    )
+                    .await?;
+                Ok((op, outputs))
+            })
             .await;
             let (op, outputs) = outputs?;
             state.id = old.id.clone();
@@ -671,12 +673,19 @@ async fn read_existing(
     get: &cairn_program::GetDecl,
     started: Instant,
 ) -> Result<(), String> {
-    let id = cairn_program::evaluate(&get.id, shared.as_ref()).map_err(|error| error.to_string())?;
+    let id =
+        cairn_program::evaluate(&get.id, shared.as_ref()).map_err(|error| error.to_string())?;
     let Some(id) = id.as_str().map(str::to_owned) else {
         return Err("`get.id` must be a string".to_owned());
     };
     let read = provider
-        .read(ctx, &state.type_, &id, &PropertyMap::new(), &PropertyMap::new())
+        .read(
+            ctx,
+            &state.type_,
+            &id,
+            &PropertyMap::new(),
+            &PropertyMap::new(),
+        )
         .await
         .map_err(|error| format!("read failed: {error}"))?
         .ok_or_else(|| format!("no `{}` with ID `{id}` exists", state.type_))?;
@@ -693,7 +702,12 @@ async fn read_existing(
         let pending = shared.begin(PendingOperationKind::Reading, &state).await?;
         shared.end(pending, plan.old.as_ref(), Some(&state)).await?;
     }
-    let mut record = StepRecord::new(op, plan.urn.clone(), state.type_.clone(), Some(plan.parent.clone()));
+    let mut record = StepRecord::new(
+        op,
+        plan.urn.clone(),
+        state.type_.clone(),
+        Some(plan.parent.clone()),
+    );
     record.outputs = state.outputs.clone();
     record.duration = started.elapsed();
     shared.record_step(record);
@@ -702,7 +716,10 @@ async fn read_existing(
 }
 
 /// An explicit provider resource (`pulumi:providers:<package>`): its inputs are its config.
-async fn run_provider_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> Result<(), String> {
+async fn run_provider_resource(
+    shared: &Arc<Shared>,
+    plan: &ResourcePlan<'_>,
+) -> Result<(), String> {
     let mut state = new_state(shared, plan, &plan.decl.type_token);
     state.outputs = plan.inputs.clone();
     let op = match &plan.old {
@@ -725,9 +742,17 @@ async fn run_provider_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) ->
         shared.end(pending, plan.old.as_ref(), Some(&state)).await?;
     }
     if let Ok(mut providers) = shared.explicit_providers.lock() {
-        providers.insert(plan.decl.key.clone(), format!("{}::{}", state.urn, state.id));
+        providers.insert(
+            plan.decl.key.clone(),
+            format!("{}::{}", state.urn, state.id),
+        );
     }
-    let mut record = StepRecord::new(op, plan.urn.clone(), state.type_.clone(), Some(plan.parent.clone()));
+    let mut record = StepRecord::new(
+        op,
+        plan.urn.clone(),
+        state.type_.clone(),
+        Some(plan.parent.clone()),
+    );
     record.old_inputs = plan.old.as_ref().map(|old| old.inputs.clone());
     record.new_inputs = Some(state.inputs.clone());
     shared.record_step(record);
@@ -766,7 +791,12 @@ async fn run_stack_reference(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
         let pending = shared.begin(PendingOperationKind::Reading, &state).await?;
         shared.end(pending, plan.old.as_ref(), Some(&state)).await?;
     }
-    let record = StepRecord::new(op, plan.urn.clone(), state.type_.clone(), Some(plan.parent.clone()));
+    let record = StepRecord::new(
+        op,
+        plan.urn.clone(),
+        state.type_.clone(),
+        Some(plan.parent.clone()),
+    );
     shared.record_step(record);
     publish(shared, state, &plan.decl.key, true);
     Ok(())
@@ -803,7 +833,9 @@ pub(crate) async fn register_outputs(shared: &Arc<Shared>, program: &Program) {
     let mut new_root = old_root.clone();
     new_root.outputs = outputs;
     let saved = async {
-        let op = shared.begin(PendingOperationKind::Updating, &old_root).await?;
+        let op = shared
+            .begin(PendingOperationKind::Updating, &old_root)
+            .await?;
         shared.end(op, Some(&old_root), Some(&new_root)).await
     }
     .await;
@@ -857,7 +889,9 @@ pub(crate) async fn delete_resource(shared: &Arc<Shared>, resource: &ResourceSta
                     cwd: shared.request.program_dir.clone(),
                 };
                 match shared.permits.acquire().await {
-                    Ok(_permit) => delete_with_provider(shared, provider.as_ref(), &ctx, resource).await,
+                    Ok(_permit) => {
+                        delete_with_provider(shared, provider.as_ref(), &ctx, resource).await
+                    }
                     Err(_) => Err("the executor was shut down".to_owned()),
                 }
             }
@@ -870,7 +904,9 @@ pub(crate) async fn delete_resource(shared: &Arc<Shared>, resource: &ResourceSta
         Ok(())
     } else {
         async {
-            let op = shared.begin(PendingOperationKind::Deleting, resource).await?;
+            let op = shared
+                .begin(PendingOperationKind::Deleting, resource)
+                .await?;
             shared.end(op, Some(resource), None).await
         }
         .await
@@ -894,31 +930,36 @@ pub(crate) async fn delete_resource(shared: &Arc<Shared>, resource: &ResourceSta
 /// Reads every resource's live state from its provider and returns the refreshed snapshot.
 pub(crate) async fn refresh_all(shared: &Arc<Shared>, old: Snapshot) -> Snapshot {
     let resources = Arc::new(old.resources.clone());
-    let refreshed: Arc<std::sync::Mutex<Vec<Option<ResourceState>>>> =
-        Arc::new(std::sync::Mutex::new(old.resources.iter().cloned().map(Some).collect()));
+    let refreshed: Arc<std::sync::Mutex<Vec<Option<ResourceState>>>> = Arc::new(
+        std::sync::Mutex::new(old.resources.iter().cloned().map(Some).collect()),
+    );
     let run_shared = shared.clone();
     let run_resources = resources.clone();
     let run_refreshed = refreshed.clone();
-    run_dag(vec![Vec::new(); resources.len()], &shared.cancel, move |index| {
-        let shared = run_shared.clone();
-        let resources = run_resources.clone();
-        let refreshed = run_refreshed.clone();
-        async move {
-            let resource = &resources[index];
-            match refresh_resource(&shared, resource).await {
-                Ok(new_state) => {
-                    if let Ok(mut refreshed) = refreshed.lock() {
-                        refreshed[index] = new_state;
+    run_dag(
+        vec![Vec::new(); resources.len()],
+        &shared.cancel,
+        move |index| {
+            let shared = run_shared.clone();
+            let resources = run_resources.clone();
+            let refreshed = run_refreshed.clone();
+            async move {
+                let resource = &resources[index];
+                match refresh_resource(&shared, resource).await {
+                    Ok(new_state) => {
+                        if let Ok(mut refreshed) = refreshed.lock() {
+                            refreshed[index] = new_state;
+                        }
+                        true
                     }
-                    true
-                }
-                Err(error) => {
-                    shared.record_error(&resource.urn, error);
-                    false
+                    Err(error) => {
+                        shared.record_error(&resource.urn, error);
+                        false
+                    }
                 }
             }
-        }
-    })
+        },
+    )
     .await;
     let refreshed = match Arc::try_unwrap(refreshed) {
         Ok(mutex) => mutex.into_inner().unwrap_or_default(),
@@ -996,14 +1037,25 @@ async fn refresh_resource(
     });
     let op = match &new_state {
         None => StepOp::Delete,
-        Some(state) if state.outputs.reveal_all() != resource.outputs.reveal_all() => StepOp::Refresh,
+        Some(state) if state.outputs.reveal_all() != resource.outputs.reveal_all() => {
+            StepOp::Refresh
+        }
         Some(_) => StepOp::Same,
     };
     if op != StepOp::Same && !shared.is_dry_run() {
-        let pending = shared.begin(PendingOperationKind::Reading, resource).await?;
-        shared.end(pending, Some(resource), new_state.as_ref()).await?;
+        let pending = shared
+            .begin(PendingOperationKind::Reading, resource)
+            .await?;
+        shared
+            .end(pending, Some(resource), new_state.as_ref())
+            .await?;
     }
-    let mut record = StepRecord::new(op, resource.urn.clone(), resource.type_.clone(), resource.parent.clone());
+    let mut record = StepRecord::new(
+        op,
+        resource.urn.clone(),
+        resource.type_.clone(),
+        resource.parent.clone(),
+    );
     record.old_inputs = Some(resource.outputs.clone());
     record.new_inputs = new_state.as_ref().map(|state| state.outputs.clone());
     if let Some(state) = &new_state {

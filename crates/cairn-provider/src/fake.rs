@@ -143,9 +143,7 @@ impl Provider for FakeProvider {
         {
             failures.push(CheckFailure {
                 property: Some("failOn".to_owned()),
-                reason: format!(
-                    "`failOn` must be `create`, `update` or `delete`, not `{fail_on}`"
-                ),
+                reason: format!("`failOn` must be `create`, `update` or `delete`, not `{fail_on}`"),
             });
         }
         Ok(CheckResponse {
@@ -167,7 +165,12 @@ impl Provider for FakeProvider {
         let replace_on: Vec<String> = news
             .get("replaceOn")
             .and_then(Value::as_array)
-            .map(|names| names.iter().filter_map(|name| name.as_str().map(str::to_owned)).collect())
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|name| name.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         diff.replace_keys = diff
             .changed_keys

@@ -35,7 +35,12 @@ impl ProviderRegistry {
             .resources
             .iter()
             .map(|resource| resource.token.clone())
-            .chain(schema.functions.iter().map(|function| function.token.clone()));
+            .chain(
+                schema
+                    .functions
+                    .iter()
+                    .map(|function| function.token.clone()),
+            );
         for token in tokens {
             for spelling in TypeToken::new(token.clone()).spellings() {
                 self.spellings.entry(spelling).or_insert(token.clone());
@@ -61,7 +66,9 @@ impl ProviderRegistry {
     /// Resolves a resource type written in any accepted spelling.
     pub fn resolve_resource(&self, spelling: &str) -> Option<ResolvedType<'_>> {
         let canonical = self.canonical_token(spelling)?;
-        let provider = self.providers.get(cairn_core::type_token::package_of(canonical))?;
+        let provider = self
+            .providers
+            .get(cairn_core::type_token::package_of(canonical))?;
         let schema = provider.schema().resource(canonical)?;
         Some(ResolvedType {
             canonical,
@@ -74,9 +81,15 @@ impl ProviderRegistry {
     pub fn resolve_function(
         &self,
         spelling: &str,
-    ) -> Option<(&str, &cairn_core::schema::FunctionSchema, &Arc<dyn Provider>)> {
+    ) -> Option<(
+        &str,
+        &cairn_core::schema::FunctionSchema,
+        &Arc<dyn Provider>,
+    )> {
         let canonical = self.canonical_token(spelling)?;
-        let provider = self.providers.get(cairn_core::type_token::package_of(canonical))?;
+        let provider = self
+            .providers
+            .get(cairn_core::type_token::package_of(canonical))?;
         let schema = provider.schema().function(canonical)?;
         Some((canonical, schema, provider))
     }

@@ -47,7 +47,8 @@ impl PassphraseCrypter {
             .map_err(|_| SecretsError::MalformedSalt(salt_b64.to_owned()))?;
         let params = argon2::Params::new(19_456, 2, 1, Some(32))
             .map_err(|error| SecretsError::Malformed(error.to_string()))?;
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut key = Zeroizing::new([0u8; 32]);
         argon
             .hash_password_into(passphrase.as_bytes(), &salt, key.as_mut())
@@ -74,9 +75,7 @@ impl PassphraseCrypter {
         encryption_salt: &str,
     ) -> Result<PassphraseCrypter, SecretsError> {
         let malformed = || SecretsError::MalformedSalt(encryption_salt.to_owned());
-        let rest = encryption_salt
-            .strip_prefix("v1:")
-            .ok_or_else(malformed)?;
+        let rest = encryption_salt.strip_prefix("v1:").ok_or_else(malformed)?;
         let (salt, check) = rest.split_once(':').ok_or_else(malformed)?;
         let crypter = PassphraseCrypter::new(passphrase, salt)?;
         match crypter.decrypt(check) {

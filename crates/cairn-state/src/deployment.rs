@@ -180,7 +180,9 @@ pub fn decode_value(json: &Json, crypter: &dyn Crypter) -> Result<Value, StateEr
                 .map(|item| decode_value(item, crypter))
                 .collect::<Result<_, _>>()?,
         ),
-        Json::Object(map) if map.get(SIGNATURE_KEY).and_then(Json::as_str) == Some(SECRET_SIGNATURE) => {
+        Json::Object(map)
+            if map.get(SIGNATURE_KEY).and_then(Json::as_str) == Some(SECRET_SIGNATURE) =>
+        {
             let plaintext = match (map.get("ciphertext"), map.get("plaintext")) {
                 (Some(Json::String(ciphertext)), _) => crypter.decrypt(ciphertext)?,
                 (_, Some(Json::String(plaintext))) => plaintext.clone(),
@@ -208,7 +210,10 @@ pub fn decode_map(
         .collect()
 }
 
-pub fn encode_resource(resource: &ResourceState, crypter: &dyn Crypter) -> Result<ResourceV3, StateError> {
+pub fn encode_resource(
+    resource: &ResourceState,
+    crypter: &dyn Crypter,
+) -> Result<ResourceV3, StateError> {
     let timeouts = resource.custom_timeouts;
     Ok(ResourceV3 {
         urn: resource.urn.to_string(),
@@ -221,7 +226,11 @@ pub fn encode_resource(resource: &ResourceState, crypter: &dyn Crypter) -> Resul
         parent: resource.parent.as_ref().map(ToString::to_string),
         protect: resource.protect,
         external: resource.external,
-        dependencies: resource.dependencies.iter().map(ToString::to_string).collect(),
+        dependencies: resource
+            .dependencies
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         provider: resource.provider.clone(),
         property_dependencies: resource
             .property_dependencies
@@ -245,7 +254,10 @@ fn parse_urn(text: &str) -> Result<Urn, StateError> {
     Urn::parse(text).map_err(|error| StateError::Format(error.to_string()))
 }
 
-pub fn decode_resource(resource: &ResourceV3, crypter: &dyn Crypter) -> Result<ResourceState, StateError> {
+pub fn decode_resource(
+    resource: &ResourceV3,
+    crypter: &dyn Crypter,
+) -> Result<ResourceState, StateError> {
     let timeouts = resource.custom_timeouts.unwrap_or_default();
     Ok(ResourceState {
         urn: parse_urn(&resource.urn)?,
@@ -266,7 +278,9 @@ pub fn decode_resource(resource: &ResourceV3, crypter: &dyn Crypter) -> Result<R
             .map(|(key, urns)| {
                 Ok((
                     key.clone(),
-                    urns.iter().map(|urn| parse_urn(urn)).collect::<Result<_, _>>()?,
+                    urns.iter()
+                        .map(|urn| parse_urn(urn))
+                        .collect::<Result<_, _>>()?,
                 ))
             })
             .collect::<Result<_, StateError>>()?,
@@ -344,7 +358,10 @@ pub fn encode_snapshot(
 }
 
 /// Decodes a deployment into a snapshot.
-pub fn decode_deployment(deployment: &Deployment, crypter: &dyn Crypter) -> Result<Snapshot, StateError> {
+pub fn decode_deployment(
+    deployment: &Deployment,
+    crypter: &dyn Crypter,
+) -> Result<Snapshot, StateError> {
     Ok(Snapshot {
         resources: deployment
             .resources
@@ -365,7 +382,10 @@ pub fn decode_deployment(deployment: &Deployment, crypter: &dyn Crypter) -> Resu
 }
 
 /// Replaces every sealed secret with Pulumi's plaintext form, for `stack export --show-secrets`.
-pub fn reveal_deployment(deployment: &Deployment, crypter: &dyn Crypter) -> Result<Deployment, StateError> {
+pub fn reveal_deployment(
+    deployment: &Deployment,
+    crypter: &dyn Crypter,
+) -> Result<Deployment, StateError> {
     fn reveal(json: &Json, crypter: &dyn Crypter) -> Result<Json, StateError> {
         Ok(match json {
             Json::Object(map)

@@ -203,11 +203,23 @@ mod tests {
         updated.protect = true;
         let records = vec![
             begin(1, "creating", resource("b", "", &["a"])),
-            JournalRecord::End { op: 1, removed: None, added: Some(resource("b", "2", &["a"])) },
+            JournalRecord::End {
+                op: 1,
+                removed: None,
+                added: Some(resource("b", "2", &["a"])),
+            },
             begin(2, "updating", resource("a", "1", &[])),
-            JournalRecord::End { op: 2, removed: key("a", "1"), added: Some(updated) },
+            JournalRecord::End {
+                op: 2,
+                removed: key("a", "1"),
+                added: Some(updated),
+            },
             begin(3, "deleting", resource("gone", "9", &[])),
-            JournalRecord::End { op: 3, removed: key("gone", "9"), added: None },
+            JournalRecord::End {
+                op: 3,
+                removed: key("gone", "9"),
+                added: None,
+            },
         ];
         let replayed = replay(Some(base), &records);
         // `a` moved to the end on update, but `b` depends on it, so sorting puts it first.
@@ -226,9 +238,17 @@ mod tests {
         doomed.delete = true;
         let records = vec![
             begin(1, "creating", resource("a", "", &[])),
-            JournalRecord::End { op: 1, removed: None, added: Some(resource("a", "2", &[])) },
+            JournalRecord::End {
+                op: 1,
+                removed: None,
+                added: Some(resource("a", "2", &[])),
+            },
             begin(2, "updating", resource("a", "1", &[])),
-            JournalRecord::End { op: 2, removed: key("a", "1"), added: Some(doomed) },
+            JournalRecord::End {
+                op: 2,
+                removed: key("a", "1"),
+                added: Some(doomed),
+            },
         ];
         let replayed = replay(Some(base), &records);
         assert_eq!(names(&replayed), vec!["a/2", "a/1/delete"]);
@@ -238,7 +258,11 @@ mod tests {
     fn begun_but_unfinished_steps_become_pending_operations() {
         let records = vec![
             begin(1, "creating", resource("a", "", &[])),
-            JournalRecord::End { op: 1, removed: None, added: Some(resource("a", "1", &[])) },
+            JournalRecord::End {
+                op: 1,
+                removed: None,
+                added: Some(resource("a", "1", &[])),
+            },
             begin(2, "creating", resource("b", "", &[])),
             begin(3, "deleting", resource("a", "1", &[])),
         ];
@@ -247,7 +271,12 @@ mod tests {
         let pending: Vec<(&str, &str)> = replayed
             .pending_operations
             .iter()
-            .map(|operation| (operation.type_.as_str(), operation.resource.urn.rsplit("::").next().unwrap()))
+            .map(|operation| {
+                (
+                    operation.type_.as_str(),
+                    operation.resource.urn.rsplit("::").next().unwrap(),
+                )
+            })
             .collect();
         assert_eq!(pending, vec![("creating", "b"), ("deleting", "a")]);
     }
@@ -256,7 +285,11 @@ mod tests {
     fn a_failed_step_leaves_nothing_pending() {
         let records = vec![
             begin(1, "creating", resource("a", "", &[])),
-            JournalRecord::End { op: 1, removed: None, added: None },
+            JournalRecord::End {
+                op: 1,
+                removed: None,
+                added: None,
+            },
         ];
         let replayed = replay(None, &records);
         assert!(replayed.resources.is_empty());
@@ -265,9 +298,16 @@ mod tests {
 
     #[test]
     fn records_round_trip_as_json() {
-        let record = JournalRecord::End { op: 7, removed: key("a", "1"), added: Some(resource("a", "2", &[])) };
+        let record = JournalRecord::End {
+            op: 7,
+            removed: key("a", "1"),
+            added: Some(resource("a", "2", &[])),
+        };
         let text = serde_json::to_string(&record).unwrap();
         assert!(text.starts_with(r#"{"kind":"end","op":7"#), "{text}");
-        assert_eq!(serde_json::from_str::<JournalRecord>(&text).unwrap(), record);
+        assert_eq!(
+            serde_json::from_str::<JournalRecord>(&text).unwrap(),
+            record
+        );
     }
 }

@@ -25,7 +25,10 @@ pub async fn run(workspace: &Workspace, args: ConfigArgs) -> anyhow::Result<()> 
         Some(ConfigCommand::Get { key }) => {
             let key = full_key(&key);
             let entry = context.config_file.get(&key).ok_or_else(|| {
-                crate::bad_input(format!("configuration key `{key}` not found for stack `{}`", context.stack.name))
+                crate::bad_input(format!(
+                    "configuration key `{key}` not found for stack `{}`",
+                    context.stack.name
+                ))
             })?;
             let text = match entry {
                 ConfigEntry::Plain(serde_json::Value::String(text)) => text.clone(),
@@ -76,14 +79,20 @@ pub async fn run(workspace: &Workspace, args: ConfigArgs) -> anyhow::Result<()> 
         Some(ConfigCommand::Rm { key }) => {
             let key = full_key(&key);
             if !context.config_file.remove(&key) {
-                return Err(crate::bad_input(format!("configuration key `{key}` not found")));
+                return Err(crate::bad_input(format!(
+                    "configuration key `{key}` not found"
+                )));
             }
             context.config_file.save()
         }
     }
 }
 
-fn list(workspace: &Workspace, context: &commands::StackContext, project: &str) -> anyhow::Result<()> {
+fn list(
+    workspace: &Workspace,
+    context: &commands::StackContext,
+    project: &str,
+) -> anyhow::Result<()> {
     let show_secrets = workspace.global.show_secrets;
     let mut shown = Vec::new();
     for (key, entry) in &context.config_file.entries {

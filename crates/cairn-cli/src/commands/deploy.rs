@@ -421,7 +421,15 @@ pub async fn preview(workspace: &Workspace, args: DeployArgs) -> anyhow::Result<
         parallel: args.parallel,
         refresh: args.refresh,
     };
-    let outcome = run_engine(workspace, &prepared, options, UpdateKind::Preview, None, &display).await?;
+    let outcome = run_engine(
+        workspace,
+        &prepared,
+        options,
+        UpdateKind::Preview,
+        None,
+        &display,
+    )
+    .await?;
     let title = format!("Previewing update ({})", prepared.context.stack.name);
     render_outcome(&title, &outcome, true, &display, started, None);
     fail_if(&outcome)
@@ -494,7 +502,15 @@ pub async fn refresh(workspace: &Workspace, args: RefreshArgs) -> anyhow::Result
     };
     if args.preview_only || !args.skip_preview {
         let started = Instant::now();
-        let preview = run_engine(workspace, &prepared, options.clone(), UpdateKind::Preview, None, &display).await?;
+        let preview = run_engine(
+            workspace,
+            &prepared,
+            options.clone(),
+            UpdateKind::Preview,
+            None,
+            &display,
+        )
+        .await?;
         let title = format!("Previewing refresh ({})", prepared.context.stack.name);
         render_outcome(&title, &preview, true, &display, started, None);
         fail_if(&preview)?;
@@ -517,7 +533,14 @@ pub async fn refresh(workspace: &Workspace, args: RefreshArgs) -> anyhow::Result
     )
     .await?;
     let title = format!("Refreshing ({})", prepared.context.stack.name);
-    render_outcome(&title, &outcome, false, &display, started, Some(prepared.context.backend.bytes_written()));
+    render_outcome(
+        &title,
+        &outcome,
+        false,
+        &display,
+        started,
+        Some(prepared.context.backend.bytes_written()),
+    );
     fail_if(&outcome)
 }
 
@@ -535,7 +558,15 @@ pub async fn destroy(workspace: &Workspace, args: DestroyArgs) -> anyhow::Result
     };
     if !args.skip_preview {
         let started = Instant::now();
-        let preview = run_engine(workspace, &prepared, options.clone(), UpdateKind::Preview, None, &display).await?;
+        let preview = run_engine(
+            workspace,
+            &prepared,
+            options.clone(),
+            UpdateKind::Preview,
+            None,
+            &display,
+        )
+        .await?;
         if !display.json {
             let title = format!("Previewing destroy ({})", prepared.context.stack.name);
             render_outcome(&title, &preview, true, &display, started, None);
@@ -560,7 +591,14 @@ pub async fn destroy(workspace: &Workspace, args: DestroyArgs) -> anyhow::Result
     )
     .await?;
     let title = format!("Destroying ({})", prepared.context.stack.name);
-    render_outcome(&title, &outcome, false, &display, started, Some(prepared.context.backend.bytes_written()));
+    render_outcome(
+        &title,
+        &outcome,
+        false,
+        &display,
+        started,
+        Some(prepared.context.backend.bytes_written()),
+    );
     if !outcome.has_failed() && !display.json {
         output::line("");
         output::line(&format!(

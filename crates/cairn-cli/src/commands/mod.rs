@@ -124,9 +124,10 @@ pub fn stack_config_values(context: &StackContext) -> anyhow::Result<BTreeMap<St
 /// The stack's last snapshot (empty for a new stack).
 pub async fn load_snapshot(context: &StackContext) -> anyhow::Result<Snapshot> {
     match context.backend.load_deployment(&context.stack).await? {
-        Some(deployment) => {
-            Ok(cairn_state::deployment::decode_deployment(&deployment, context.crypter.as_ref())?)
-        }
+        Some(deployment) => Ok(cairn_state::deployment::decode_deployment(
+            &deployment,
+            context.crypter.as_ref(),
+        )?),
         None => Ok(Snapshot::default()),
     }
 }
@@ -171,7 +172,9 @@ pub fn value_to_json(value: &Value, show_secrets: bool) -> serde_json::Value {
         Value::Object(map) => map_to_json(map, show_secrets),
         Value::Secret(inner) if show_secrets => value_to_json(inner, show_secrets),
         Value::Secret(_) => serde_json::Value::String("[secret]".to_owned()),
-        Value::Unknown => serde_json::Value::String("04da6b54-80e4-46f7-96ec-b56ff0331ba9".to_owned()),
+        Value::Unknown => {
+            serde_json::Value::String("04da6b54-80e4-46f7-96ec-b56ff0331ba9".to_owned())
+        }
     }
 }
 

@@ -140,7 +140,8 @@ fn order_of(op: StepOp) -> usize {
 
 /// `Resources: 3 created, 1 unchanged` (or `3 to create` in a preview).
 pub fn summary_line(changes: &BTreeMap<StepOp, usize>, is_preview: bool) -> String {
-    let mut entries: Vec<(&StepOp, &usize)> = changes.iter().filter(|(_, count)| **count > 0).collect();
+    let mut entries: Vec<(&StepOp, &usize)> =
+        changes.iter().filter(|(_, count)| **count > 0).collect();
     entries.sort_by_key(|(op, _)| order_of(**op));
     let parts: Vec<String> = entries
         .iter()
@@ -163,7 +164,11 @@ pub fn summary_line(changes: &BTreeMap<StepOp, usize>, is_preview: bool) -> Stri
 /// Renders the resource tree: each row `symbol type name status`, children indented under
 /// their parents.
 pub fn tree(outcome: &DeployOutcome, is_preview: bool, show_sames: bool) -> Vec<String> {
-    let steps: Vec<&StepRecord> = outcome.steps.iter().filter(|step| !is_hidden(step)).collect();
+    let steps: Vec<&StepRecord> = outcome
+        .steps
+        .iter()
+        .filter(|step| !is_hidden(step))
+        .collect();
     // The last record of a URN wins (an error record follows the step it belongs to).
     let mut by_urn: HashMap<&Urn, &StepRecord> = HashMap::new();
     let mut order: Vec<&Urn> = Vec::new();
@@ -179,7 +184,10 @@ pub fn tree(outcome: &DeployOutcome, is_preview: bool, show_sames: bool) -> Vec<
     let mut children: HashMap<Option<&Urn>, Vec<&Urn>> = HashMap::new();
     for urn in &order {
         let step = by_urn[urn];
-        let parent = step.parent.as_ref().filter(|parent| by_urn.contains_key(parent));
+        let parent = step
+            .parent
+            .as_ref()
+            .filter(|parent| by_urn.contains_key(parent));
         children.entry(parent).or_default().push(urn);
     }
     // Keep a row when it or any descendant is shown.
@@ -293,7 +301,10 @@ pub fn tree(outcome: &DeployOutcome, is_preview: bool, show_sames: bool) -> Vec<
     if rows.len() == 1 {
         return Vec::new();
     }
-    table(&rows).into_iter().map(|row| format!(" {row}")).collect()
+    table(&rows)
+        .into_iter()
+        .map(|row| format!(" {row}"))
+        .collect()
 }
 
 fn format_duration(duration: Duration) -> String {
@@ -325,12 +336,18 @@ pub fn diff_lines(outcome: &DeployOutcome, show_secrets: bool) -> Vec<String> {
         match step.op {
             StepOp::Create | StepOp::Read => {
                 for (key, value) in new {
-                    lines.push(format!("      {key}: {}", display_value(value, show_secrets)));
+                    lines.push(format!(
+                        "      {key}: {}",
+                        display_value(value, show_secrets)
+                    ));
                 }
             }
             StepOp::Delete => {
                 for (key, value) in old {
-                    lines.push(format!("    - {key}: {}", display_value(value, show_secrets)));
+                    lines.push(format!(
+                        "    - {key}: {}",
+                        display_value(value, show_secrets)
+                    ));
                 }
             }
             _ => {

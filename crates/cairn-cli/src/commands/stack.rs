@@ -61,7 +61,11 @@ async fn init(workspace: &Workspace, name: Option<String>) -> anyhow::Result<()>
 }
 
 async fn list(workspace: &Workspace, all: bool) -> anyhow::Result<()> {
-    let project = if all { None } else { Some(workspace.project_name()?) };
+    let project = if all {
+        None
+    } else {
+        Some(workspace.project_name()?)
+    };
     let backend = workspace.backend()?;
     let stacks = backend.list_stacks(project.as_deref()).await?;
     let selected = project
@@ -270,4 +274,3 @@ async fn history(workspace: &Workspace) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

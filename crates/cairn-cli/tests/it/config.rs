@@ -24,7 +24,10 @@ resources:
 fn set_get_list_and_remove() {
     let context = TestContext::with_program(PROGRAM);
     context.cairn(&["config", "set", "name", "alpha"]).success();
-    assert_eq!(context.cairn(&["config", "get", "name"]).success().stdout, "alpha\n");
+    assert_eq!(
+        context.cairn(&["config", "get", "name"]).success().stdout,
+        "alpha\n"
+    );
     let file = context.read("Cairn.dev.yaml");
     assert!(file.contains("configured:name"), "{file}");
     let list = context.cairn(&["config"]).success();

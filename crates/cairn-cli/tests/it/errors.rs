@@ -7,7 +7,8 @@ use crate::support::TestContext;
 /// touching state.
 #[track_caller]
 fn check_rejected(program: &str, expected: &[&str]) -> String {
-    let context = TestContext::with_program(program);
+    let context = TestContext::with_program("name: bad\nruntime: yaml\n");
+    context.write_program(program);
     let preview = context.cairn(&["preview"]).expect_code(2);
     for needle in expected {
         assert!(
@@ -18,12 +19,18 @@ fn check_rejected(program: &str, expected: &[&str]) -> String {
     }
     let up = context.cairn(&["up", "--yes"]).expect_code(2);
     assert_eq!(up.stderr, preview.stderr);
-    assert!(context.resources().is_empty(), "a bad program changed state");
+    // Read the checkpoint directly: `stack export` itself needs a readable project file.
+    let checkpoint = context.home().join(".pulumi/stacks/bad/dev.json");
+    let checkpoint: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(checkpoint).unwrap()).unwrap();
+    assert_eq!(
+        checkpoint["deployment"]["resources"],
+        serde_json::json!([]),
+        "a bad program changed state"
+    );
     assert!(
-        context.export()["deployment"]["resources"]
-            .as_array()
-            .is_none_or(Vec::is_empty),
-        "a bad program created the stack resource"
+        !context.home().join(".pulumi/history").exists(),
+        "a bad program recorded an update"
     );
     preview.stderr
 }

@@ -30,7 +30,11 @@ fn create_noop_update_replace_delete() {
         "{}",
         created.stdout
     );
-    assert!(created.stdout.contains("firstSize: 1"), "{}", created.stdout);
+    assert!(
+        created.stdout.contains("firstSize: 1"),
+        "{}",
+        created.stdout
+    );
     let first = context.resource("first");
     assert_eq!(first["type"], "fake:index:Resource");
     assert_eq!(first["inputs"]["size"], 1);
@@ -47,8 +51,18 @@ fn create_noop_update_replace_delete() {
 
     context.write_program(&TWO_FAKES.replace("size: 1", "size: 2"));
     let preview = context.cairn(&["preview", "--diff"]).success();
-    assert!(preview.stdout.contains("Resources: 2 to update, 1 unchanged"), "{}", preview.stdout);
-    assert!(preview.stdout.contains("~ size: 1 => 2"), "{}", preview.stdout);
+    assert!(
+        preview
+            .stdout
+            .contains("Resources: 2 to update, 1 unchanged"),
+        "{}",
+        preview.stdout
+    );
+    assert!(
+        preview.stdout.contains("~ size: 1 => 2"),
+        "{}",
+        preview.stdout
+    );
     let updated = context.cairn(&["up", "--yes"]).success();
     assert!(
         updated.stdout.contains("Resources: 2 updated, 1 unchanged"),
@@ -58,10 +72,16 @@ fn create_noop_update_replace_delete() {
     assert_eq!(context.resource("first")["id"], first_id.as_str());
     assert_eq!(context.resource("second")["inputs"]["fromFirst"], 2);
 
-    context.write_program(&TWO_FAKES.replace("size: 1", "size: 2").replace("zone: a", "zone: b"));
+    context.write_program(
+        &TWO_FAKES
+            .replace("size: 1", "size: 2")
+            .replace("zone: a", "zone: b"),
+    );
     let replaced = context.cairn(&["up", "--yes"]).success();
     assert!(
-        replaced.stdout.contains("Resources: 1 replaced, 2 unchanged"),
+        replaced
+            .stdout
+            .contains("Resources: 1 replaced, 2 unchanged"),
         "{}",
         replaced.stdout
     );
@@ -82,7 +102,11 @@ fn create_noop_update_replace_delete() {
     assert_eq!(context.resources().len(), 1);
 
     let destroyed = context.cairn(&["destroy", "--yes"]).success();
-    assert!(destroyed.stdout.contains("Resources: 2 deleted"), "{}", destroyed.stdout);
+    assert!(
+        destroyed.stdout.contains("Resources: 2 deleted"),
+        "{}",
+        destroyed.stdout
+    );
     assert!(context.resources().is_empty());
 }
 
@@ -104,11 +128,30 @@ outputs:
 "#,
     );
     let preview = context.cairn(&["preview"]).success();
-    assert!(preview.stdout.contains("Previewing update (dev)"), "{}", preview.stdout);
-    assert!(preview.stdout.contains("name: output<string>"), "{}", preview.stdout);
-    assert!(preview.stdout.contains("Resources: 3 to create"), "{}", preview.stdout);
-    assert!(preview.stdout.contains("random:index:RandomPet"), "{}", preview.stdout);
-    assert!(!context.project().join("made.txt").exists(), "preview ran a command");
+    assert!(
+        preview.stdout.contains("Previewing update (dev)"),
+        "{}",
+        preview.stdout
+    );
+    assert!(
+        preview.stdout.contains("name: output<string>"),
+        "{}",
+        preview.stdout
+    );
+    assert!(
+        preview.stdout.contains("Resources: 3 to create"),
+        "{}",
+        preview.stdout
+    );
+    assert!(
+        preview.stdout.contains("random:index:RandomPet"),
+        "{}",
+        preview.stdout
+    );
+    assert!(
+        !context.project().join("made.txt").exists(),
+        "preview ran a command"
+    );
     assert!(context.resources().is_empty(), "preview wrote state");
 
     context.cairn(&["up", "--yes"]).success();
@@ -206,12 +249,22 @@ resources:
     let names: Vec<String> = context
         .resources()
         .iter()
-        .map(|resource| resource["urn"].as_str().unwrap().rsplit("::").next().unwrap().to_owned())
+        .map(|resource| {
+            resource["urn"]
+                .as_str()
+                .unwrap()
+                .rsplit("::")
+                .next()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(names, vec!["good"]);
-    assert!(context.export()["deployment"]["pending_operations"]
-        .as_array()
-        .is_none_or(Vec::is_empty));
+    assert!(
+        context.export()["deployment"]["pending_operations"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+    );
 }
 
 #[test]
@@ -245,7 +298,11 @@ fn ignore_changes_keeps_old_inputs() {
     context.cairn(&["up", "--yes"]).success();
     context.write_program(&program(2));
     let run = context.cairn(&["up", "--yes"]).success();
-    assert!(run.stdout.contains("Resources: 2 unchanged"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Resources: 2 unchanged"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(context.resource("thing")["inputs"]["ignored"], 1);
 }
 

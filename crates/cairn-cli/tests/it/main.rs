@@ -1,6 +1,9 @@
 //! End-to-end tests: the real `cairn` binary in a temporary project and `CAIRN_HOME`, checking
 //! output, exit codes and the resulting state. One test binary for the whole CLI.
 
+// Test helpers panic on purpose: a failed setup step is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod config;

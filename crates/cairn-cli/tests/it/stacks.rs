@@ -5,7 +5,8 @@ use crate::support::TestContext;
 #[test]
 fn stack_init_select_list_and_remove() {
     let context = TestContext::new();
-    context.write_program("name: stacks\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n");
+    context
+        .write_program("name: stacks\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n");
     context.cairn(&["stack", "init", "dev"]).success();
     context.cairn(&["stack", "init", "prod"]).success();
     let again = context.cairn(&["stack", "init", "dev"]).expect_code(2);
@@ -27,10 +28,14 @@ fn stack_init_select_list_and_remove() {
         .unwrap();
     assert_eq!(dev["current"], true);
 
-    let refused = context.cairn(&["stack", "rm", "dev", "--yes"]).expect_code(1);
+    let refused = context
+        .cairn(&["stack", "rm", "dev", "--yes"])
+        .expect_code(1);
     assert!(refused.stderr.contains("still has"), "{}", refused.stderr);
     context.cairn(&["stack", "rm", "prod", "--yes"]).success();
-    context.cairn(&["stack", "rm", "dev", "--yes", "--force"]).success();
+    context
+        .cairn(&["stack", "rm", "dev", "--yes", "--force"])
+        .success();
     let list = context.cairn(&["stack", "ls", "--json"]).success();
     assert_eq!(list.stdout.trim(), "[]");
     assert!(context.cairn(&["stack", "select", "dev"]).code == 2);
@@ -43,11 +48,24 @@ fn stack_output_forms() {
     );
     context.cairn(&["up", "--yes"]).success();
     let table = context.cairn(&["stack", "output"]).success();
-    assert!(table.stdout.contains("Current stack outputs (2):"), "{}", table.stdout);
-    assert_eq!(context.cairn(&["stack", "output", "s"]).success().stdout, "text\n");
-    assert_eq!(context.cairn(&["stack", "output", "n"]).success().stdout, "3\n");
+    assert!(
+        table.stdout.contains("Current stack outputs (2):"),
+        "{}",
+        table.stdout
+    );
+    assert_eq!(
+        context.cairn(&["stack", "output", "s"]).success().stdout,
+        "text\n"
+    );
+    assert_eq!(
+        context.cairn(&["stack", "output", "n"]).success().stdout,
+        "3\n"
+    );
     let json: serde_json::Value = serde_json::from_str(
-        &context.cairn(&["stack", "output", "--json"]).success().stdout,
+        &context
+            .cairn(&["stack", "output", "--json"])
+            .success()
+            .stdout,
     )
     .unwrap();
     assert_eq!(json, serde_json::json!({"n": 3, "s": "text"}));
@@ -65,10 +83,18 @@ fn export_is_shaped_as_pulumis_deployment() {
     let deployment = &export["deployment"];
     assert!(deployment["manifest"]["time"].is_string());
     let resources = deployment["resources"].as_array().unwrap();
-    let types: Vec<&str> = resources.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = resources
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
     assert_eq!(
         types,
-        vec!["pulumi:pulumi:Stack", "pulumi:providers:fake", "fake:index:Resource", "fake:index:Resource"]
+        vec![
+            "pulumi:pulumi:Stack",
+            "pulumi:providers:fake",
+            "fake:index:Resource",
+            "fake:index:Resource"
+        ]
     );
     let stack_urn = "urn:pulumi:dev::shape::pulumi:pulumi:Stack::shape-dev";
     assert_eq!(resources[0]["urn"], stack_urn);

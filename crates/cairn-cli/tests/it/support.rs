@@ -71,12 +71,6 @@ impl TestContext {
         std::fs::write(self.project().join("Cairn.yaml"), program).unwrap();
     }
 
-    pub fn write(&self, relative: &str, text: &str) {
-        let path = self.project().join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-
     pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
         command
