@@ -13,6 +13,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// The engine allocates many small maps and strings per resource; mimalloc keeps that fast and
+// keeps memory from fragmenting across the parallel executor's threads (glibc's allocator spent
+// a fifth of a 10,000-resource preview consolidating free lists).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An error caused by the user's input (exit code 2), as opposed to a failed operation (1).
 #[derive(Debug)]
 pub struct BadInput(pub String);

@@ -77,8 +77,14 @@ impl Workspace {
     pub fn project_name(&self) -> anyhow::Result<String> {
         let path = self.project_file()?;
         let text = fs_err::read_to_string(&path)?;
-        let document = crate::stack_config::yaml_to_json(&text)
-            .map_err(|error| crate::bad_input(format!("{}:{error}", path.display())))?;
+        // A top-level `name:` key starts a line at column 0 (nothing nested can); parsing that
+        // one line spares parsing a program of thousands of resources just for its name.
+        let name_line = text.lines().find(|line| line.starts_with("name:"));
+        let document = match name_line {
+            Some(line) => crate::stack_config::yaml_to_json(line),
+            None => crate::stack_config::yaml_to_json(&text),
+        }
+        .map_err(|error| crate::bad_input(format!("{}:{error}", path.display())))?;
         document
             .get("name")
             .and_then(serde_json::Value::as_str)

@@ -29,10 +29,13 @@ pub(crate) struct Shared {
     pub persister: Option<Persister>,
     pub events: UnboundedSender<EngineEvent>,
     pub permits: Semaphore,
-    /// Old resources by URN (not counting old copies waiting for deletion).
-    pub old_by_urn: HashMap<Urn, ResourceState>,
+    /// The old snapshot, refreshed first when asked, and the position of each live (not
+    /// waiting-for-deletion) resource in it by URN. Set again after a refresh.
+    old: std::sync::RwLock<(Arc<Snapshot>, HashMap<Urn, usize>)>,
     /// URNs of the program's resources, by resource index.
     pub urns: Vec<Urn>,
+    /// Resource index by resource key.
+    pub resource_index: HashMap<String, usize>,
     /// Provider references (`urn::id`) of the default provider of each package.
     pub default_providers: Mutex<HashMap<String, String>>,
     /// Provider references of explicit provider resources, by resource key.
@@ -122,9 +125,46 @@ impl Shared {
         }
     }
 
+    /// The old state of the live resource with this URN.
+    pub fn old_state(&self, urn: &Urn) -> Option<ResourceState> {
+        let old = self
+            .old
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        old.1.get(urn).map(|&index| old.0.resources[index].clone())
+    }
+
+    pub fn old_snapshot(&self) -> Arc<Snapshot> {
+        let old = self
+            .old
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        old.0.clone()
+    }
+
+    fn set_old(&self, snapshot: Arc<Snapshot>) {
+        let mut old = self
+            .old
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *old = index_old(snapshot);
+    }
+
     pub fn is_targeted(&self, urn: &Urn) -> bool {
         self.options.targets.is_empty() || self.options.targets.contains(urn)
     }
+}
+
+/// Indexes the live resources of a snapshot by URN.
+fn index_old(snapshot: Arc<Snapshot>) -> (Arc<Snapshot>, HashMap<Urn, usize>) {
+    let index = snapshot
+        .resources
+        .iter()
+        .enumerate()
+        .filter(|(_, resource)| !resource.delete)
+        .map(|(position, resource)| (resource.urn.clone(), position))
+        .collect();
+    (snapshot, index)
 }
 
 /// Runs one operation on a stack. Resource failures are collected in the outcome; only a
@@ -143,16 +183,19 @@ pub async fn deploy(
         ROOT_STACK_TYPE,
         &format!("{}-{}", request.project, request.stack),
     );
-    let old_by_urn = request
-        .old
-        .resources
-        .iter()
-        .filter(|resource| !resource.delete)
-        .map(|resource| (resource.urn.clone(), resource.clone()))
-        .collect();
+    let old = index_old(request.old.clone());
     let urns = match &request.program {
         Some(program) => program_urns(program, &request.stack, &request.project),
         None => Vec::new(),
+    };
+    let resource_index = match &request.program {
+        Some(program) => program
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(index, resource)| (resource.key.clone(), index))
+            .collect(),
+        None => HashMap::new(),
     };
     let parallel = options.parallel.max(1);
     let shared = Arc::new(Shared {
@@ -164,17 +207,19 @@ pub async fn deploy(
         persister,
         events,
         permits: Semaphore::new(parallel),
-        old_by_urn,
+        old: std::sync::RwLock::new(old),
         urns,
+        resource_index,
         default_providers: Mutex::new(HashMap::new()),
         explicit_providers: Mutex::new(HashMap::new()),
         outcome: Mutex::new(OutcomeBuilder::default()),
     });
 
-    let mut old = shared.request.old.clone();
     if shared.options.operation == Operation::Refresh || shared.options.refresh {
-        old = crate::resources::refresh_all(&shared, old).await;
+        let refreshed = crate::resources::refresh_all(&shared, &shared.old_snapshot()).await;
+        shared.set_old(Arc::new(refreshed));
     }
+    let old = shared.old_snapshot();
     let remaining = match shared.options.operation {
         Operation::Refresh => old.resources.clone(),
         Operation::Destroy => destroy_all(&shared, &old).await?,
@@ -209,7 +254,7 @@ async fn update(shared: &Arc<Shared>, old: &Snapshot) -> Vec<ResourceState> {
     let deps_of = |deps: &cairn_program::Deps| -> Vec<usize> {
         deps.variables
             .iter()
-            .filter_map(|name| program.variables.iter().position(|v| &v.name == name))
+            .filter_map(|name| node_ids.get(name.as_str()).copied())
             .chain(
                 deps.resources
                     .iter()
@@ -230,16 +275,21 @@ async fn update(shared: &Arc<Shared>, old: &Snapshot) -> Vec<ResourceState> {
         .collect();
 
     let run_shared = shared.clone();
-    let result = run_dag(dependencies, &shared.cancel, move |node| {
-        let shared = run_shared.clone();
-        async move {
-            if node < n_variables {
-                crate::resources::evaluate_variable(&shared, node)
-            } else {
-                crate::resources::run_resource(&shared, node - n_variables).await
+    let result = run_dag(
+        dependencies,
+        &shared.cancel,
+        parallel_of(shared),
+        move |node| {
+            let shared = run_shared.clone();
+            async move {
+                if node < n_variables {
+                    crate::resources::evaluate_variable(&shared, node)
+                } else {
+                    crate::resources::run_resource(&shared, node - n_variables).await
+                }
             }
-        }
-    })
+        },
+    )
     .await;
     if result.n_blocked > 0 {
         shared.emit(EngineEvent::Warning(format!(
@@ -343,7 +393,7 @@ async fn delete_in_reverse_order(
     let resources = Arc::new(resources);
     let run_resources = resources.clone();
     let run_shared = shared.clone();
-    let result = run_dag(wait_for, &shared.cancel, move |node| {
+    let result = run_dag(wait_for, &shared.cancel, parallel_of(shared), move |node| {
         let shared = run_shared.clone();
         let resources = run_resources.clone();
         async move { crate::resources::delete_resource(&shared, &resources[node]).await }
@@ -376,7 +426,7 @@ pub(crate) fn resource_dependencies(resource: &ResourceState) -> Vec<Urn> {
 /// Assembles the new snapshot, persists it, and builds the outcome.
 async fn finish(
     shared: Arc<Shared>,
-    old: Snapshot,
+    old: Arc<Snapshot>,
     remaining_old: Vec<ResourceState>,
 ) -> Result<DeployOutcome, EngineError> {
     let mut builder = std::mem::take(&mut *shared.lock_outcome());
@@ -385,16 +435,16 @@ async fn finish(
     // old state.
     for urn in &shared.urns {
         if !builder.finished_urns.contains(urn)
-            && let Some(old_state) = shared.old_by_urn.get(urn)
+            && let Some(old_state) = shared.old_state(urn)
         {
-            resources.push(old_state.clone());
+            resources.push(old_state);
         }
     }
     if shared.options.operation == Operation::Update
         && !builder.finished_urns.contains(&shared.root_urn)
-        && let Some(root) = shared.old_by_urn.get(&shared.root_urn)
+        && let Some(root) = shared.old_state(&shared.root_urn)
     {
-        resources.push(root.clone());
+        resources.push(root);
     }
     resources.extend(remaining_old);
     let snapshot = Snapshot {
@@ -483,12 +533,19 @@ pub(crate) struct DagResult {
     pub n_blocked: usize,
 }
 
-/// Runs every node once all its dependencies succeeded, as many at once as are ready. A failed
+/// How many nodes may run at once: provider operations are bounded by `--parallel` anyway, and
+/// spawning every ready node up front would only hold thousands of idle futures in memory.
+pub(crate) fn parallel_of(shared: &Shared) -> usize {
+    shared.options.parallel.max(1)
+}
+
+/// Runs every node once all its dependencies succeeded, up to `max_in_flight` at once. A failed
 /// node blocks everything that depends on it, transitively; independent nodes go on. A graceful
 /// cancellation starts nothing new; a hard one abandons the nodes in flight.
 pub(crate) async fn run_dag<F, Fut>(
     dependencies: Vec<Vec<usize>>,
     cancel: &Cancellation,
+    max_in_flight: usize,
     run: F,
 ) -> DagResult
 where
@@ -517,6 +574,7 @@ where
     let mut node_of_task = HashMap::new();
     loop {
         while !cancel.graceful.is_cancelled()
+            && in_flight.len() < max_in_flight
             && let Some(node) = ready.pop()
         {
             let future = run(node);
@@ -552,8 +610,16 @@ where
                 }
             }
         } else {
-            for dependent in graph::reachable_from(node, &dependents) {
-                blocked[dependent] = true;
+            // Block everything downstream; a node already blocked was reached before, and so
+            // were its dependents, which keeps this linear overall.
+            let mut to_visit = vec![node];
+            while let Some(current) = to_visit.pop() {
+                for &dependent in &dependents[current] {
+                    if !blocked[dependent] {
+                        blocked[dependent] = true;
+                        to_visit.push(dependent);
+                    }
+                }
             }
         }
     }

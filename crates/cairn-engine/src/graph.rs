@@ -1,8 +1,6 @@
 //! Dependency graphs over indices: topological order and cycle detection, used to order
 //! deletions (reverse dependency order) and to sort snapshots. Pure data, no async.
 
-use std::collections::VecDeque;
-
 /// Orders `n_nodes` nodes so that every node comes after the nodes it depends on, keeping the
 /// original order where dependencies allow it. `dependencies[i]` lists the nodes node `i`
 /// depends on (out-of-range or self edges are ignored). Nodes on a cycle are appended at the
@@ -54,23 +52,6 @@ pub fn dependents_of(dependencies: &[Vec<usize>]) -> Vec<Vec<usize>> {
     dependents
 }
 
-/// Nodes reachable from `start` by following `edges` (excluding `start` itself).
-pub fn reachable_from(start: usize, edges: &[Vec<usize>]) -> Vec<usize> {
-    let mut seen = vec![false; edges.len()];
-    let mut queue = VecDeque::from([start]);
-    let mut reached = Vec::new();
-    while let Some(node) = queue.pop_front() {
-        for &next in &edges[node] {
-            if !seen[next] && next != start {
-                seen[next] = true;
-                reached.push(next);
-                queue.push_back(next);
-            }
-        }
-    }
-    reached
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,14 +74,5 @@ mod tests {
     fn cycles_are_appended_not_lost() {
         let order = topological_order(&[vec![1], vec![0], vec![]]);
         assert_eq!(order, vec![2, 0, 1]);
-    }
-
-    #[test]
-    fn finds_transitive_dependents() {
-        let deps = vec![vec![], vec![0], vec![1], vec![]];
-        let dependents = dependents_of(&deps);
-        let mut reached = reachable_from(0, &dependents);
-        reached.sort();
-        assert_eq!(reached, vec![1, 2]);
     }
 }

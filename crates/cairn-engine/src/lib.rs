@@ -75,7 +75,9 @@ pub struct DeployRequest {
     pub program: Option<Arc<Program>>,
     /// Resolved configuration, keyed as `cairn_program::resolve_config` returns it.
     pub config: BTreeMap<String, Value>,
-    pub old: Snapshot,
+    /// The stack's state before the operation (shared, as a preview and the update that
+    /// follows it start from the same one).
+    pub old: Arc<Snapshot>,
     pub providers: Arc<ProviderRegistry>,
     pub files: Arc<dyn FileSource + Send + Sync>,
     pub stack_references: Arc<dyn StackReferences>,

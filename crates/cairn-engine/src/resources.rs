@@ -35,7 +35,7 @@ fn program_of(shared: &Shared) -> Arc<Program> {
 
 /// Records the root `pulumi:pulumi:Stack` resource: every program resource's default parent.
 pub(crate) async fn register_root(shared: &Arc<Shared>) {
-    let root = match shared.old_by_urn.get(&shared.root_urn) {
+    let root = match shared.old_state(&shared.root_urn) {
         Some(old_root) => {
             shared.record_step(StepRecord::new(
                 StepOp::Same,
@@ -43,7 +43,7 @@ pub(crate) async fn register_root(shared: &Arc<Shared>) {
                 ROOT_STACK_TYPE.to_owned(),
                 None,
             ));
-            old_root.clone()
+            old_root
         }
         None => {
             let root = ResourceState {
@@ -95,8 +95,8 @@ pub(crate) async fn register_default_providers(shared: &Arc<Shared>, program: &P
             &type_token,
             "default",
         );
-        let state = match shared.old_by_urn.get(&urn) {
-            Some(old) => old.clone(),
+        let state = match shared.old_state(&urn) {
+            Some(old) => old,
             None => {
                 let id = if shared.is_dry_run() {
                     UNKNOWN_ID.to_owned()
@@ -168,11 +168,10 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
     let decl = &program.resources[index];
     let urn = shared.urns[index].clone();
     let urn_of = |key: &str| {
-        program
-            .resources
-            .iter()
-            .position(|resource| resource.key == key)
-            .map(|position| shared.urns[position].clone())
+        shared
+            .resource_index
+            .get(key)
+            .map(|&position| shared.urns[position].clone())
     };
     let parent = decl
         .options
@@ -193,11 +192,11 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
             return false;
         }
     };
-    let old = shared.old_by_urn.get(&urn).cloned().or_else(|| {
+    let old = shared.old_state(&urn).or_else(|| {
         decl.options.aliases.iter().find_map(|alias| {
             let alias = cairn_program::evaluate(alias, shared.as_ref()).ok()?;
             let alias_urn = Urn::parse(alias.as_str()?).ok()?;
-            shared.old_by_urn.get(&alias_urn).cloned()
+            shared.old_state(&alias_urn)
         })
     });
     let plan = ResourcePlan {
@@ -492,8 +491,12 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
         type_token.clone(),
         Some(plan.parent.clone()),
     );
-    record.old_inputs = plan.old.as_ref().map(|old| old.inputs.clone());
-    record.new_inputs = Some(state.inputs.clone());
+    // A step that changes nothing has nothing to diff; not copying its properties keeps a
+    // no-op preview of a large stack small.
+    if decision.op != StepOp::Same {
+        record.old_inputs = plan.old.as_ref().map(|old| old.inputs.clone());
+        record.new_inputs = Some(state.inputs.clone());
+    }
     record.changed_keys = decision.changed_keys.clone();
     record.replace_keys = decision.replace_keys.clone();
     if decision.op != StepOp::Same {
@@ -576,7 +579,9 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             .await?;
         }
     }
-    record.outputs = state.outputs.clone();
+    if decision.op != StepOp::Same {
+        record.outputs = state.outputs.clone();
+    }
     record.duration = started.elapsed();
     shared.record_step(record);
     publish(shared, state, &decl.key, id_known);
@@ -928,7 +933,7 @@ pub(crate) async fn delete_resource(shared: &Arc<Shared>, resource: &ResourceSta
 }
 
 /// Reads every resource's live state from its provider and returns the refreshed snapshot.
-pub(crate) async fn refresh_all(shared: &Arc<Shared>, old: Snapshot) -> Snapshot {
+pub(crate) async fn refresh_all(shared: &Arc<Shared>, old: &Snapshot) -> Snapshot {
     let resources = Arc::new(old.resources.clone());
     let refreshed: Arc<std::sync::Mutex<Vec<Option<ResourceState>>>> = Arc::new(
         std::sync::Mutex::new(old.resources.iter().cloned().map(Some).collect()),
@@ -939,6 +944,7 @@ pub(crate) async fn refresh_all(shared: &Arc<Shared>, old: Snapshot) -> Snapshot
     run_dag(
         vec![Vec::new(); resources.len()],
         &shared.cancel,
+        crate::deploy::parallel_of(shared),
         move |index| {
             let shared = run_shared.clone();
             let resources = run_resources.clone();
@@ -970,7 +976,7 @@ pub(crate) async fn refresh_all(shared: &Arc<Shared>, old: Snapshot) -> Snapshot
     };
     Snapshot {
         resources: refreshed.into_iter().flatten().collect(),
-        pending_operations: old.pending_operations,
+        pending_operations: old.pending_operations.clone(),
     }
 }
 

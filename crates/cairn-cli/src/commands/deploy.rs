@@ -22,7 +22,7 @@ struct Prepared {
     project: String,
     program: Option<Arc<cairn_program::Program>>,
     config: std::collections::BTreeMap<String, cairn_core::Value>,
-    old: Snapshot,
+    old: Arc<Snapshot>,
     providers: Arc<cairn_provider::ProviderRegistry>,
 }
 
@@ -73,7 +73,7 @@ async fn prepare(workspace: &Workspace, with_program: bool) -> anyhow::Result<Pr
         project,
         program,
         config,
-        old,
+        old: Arc::new(old),
         providers,
     })
 }
