@@ -54,6 +54,8 @@ pub(crate) struct OutcomeBuilder {
     pub replaced: Vec<ResourceState>,
     /// URNs of program resources that reached a final state this run.
     pub finished_urns: HashSet<Urn>,
+    /// Old URNs that program resources took over through `aliases`.
+    pub claimed_aliases: HashSet<Urn>,
 }
 
 impl Shared {
@@ -302,7 +304,9 @@ async fn update(shared: &Arc<Shared>, old: &Snapshot) -> Vec<ResourceState> {
     // Old resources the program no longer declares, old copies left by earlier replacements,
     // and the ones this run replaced, are deleted last, in reverse dependency order. After a
     // failure nothing is deleted: the state keeps them for the next run.
-    let program_urns: HashSet<&Urn> = shared.urns.iter().collect();
+    let claimed_aliases = std::mem::take(&mut shared.lock_outcome().claimed_aliases);
+    let mut program_urns: HashSet<&Urn> = shared.urns.iter().collect();
+    program_urns.extend(claimed_aliases.iter());
     let default_provider_refs: Vec<String> = shared
         .default_providers
         .lock()

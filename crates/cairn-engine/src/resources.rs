@@ -196,7 +196,10 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
         decl.options.aliases.iter().find_map(|alias| {
             let alias = cairn_program::evaluate(alias, shared.as_ref()).ok()?;
             let alias_urn = Urn::parse(alias.as_str()?).ok()?;
-            shared.old_state(&alias_urn)
+            let old = shared.old_state(&alias_urn)?;
+            // The old URN now belongs to this resource: it must not be deleted as gone.
+            shared.lock_outcome().claimed_aliases.insert(alias_urn);
+            Some(old)
         })
     });
     let plan = ResourcePlan {

@@ -5,9 +5,12 @@
 //! `update` or `delete`: that operation fails), `replaceOn` (names of inputs whose change forces
 //! replacement). With a ledger path (`CAIRN_FAKE_LEDGER`), every real side effect is appended to
 //! that file as one JSON line and fsynced before the operation returns: the ground truth crash
-//! tests compare state against.
+//! tests compare state against. It is also the fake's "live world": with a ledger, `read`
+//! reports a resource as existing exactly when the ledger's last word on its ID is a create or
+//! update, so deleting it outside Cairn is one appended `{"op":"delete",...}` line.
 
-use std::io::Write;
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -27,19 +30,62 @@ pub const FAKE_ECHO: &str = "fake:index:echo";
 /// The fake provider. See the module docs.
 pub struct FakeProvider {
     schema: PackageSchema,
-    ledger: Option<Mutex<fs_err::File>>,
+    ledger: Option<Mutex<Ledger>>,
+}
+
+/// The ledger file, and which IDs it says exist.
+struct Ledger {
+    path: PathBuf,
+    file: fs_err::File,
+    /// ID → whether its last recorded operation left it existing.
+    live: HashMap<String, bool>,
+    /// Bytes of the file already folded into `live`.
+    read_up_to: u64,
+}
+
+impl Ledger {
+    /// Folds lines appended since the last look (by this process or anyone else) into `live`.
+    fn catch_up(&mut self) -> std::io::Result<()> {
+        let mut reader = std::io::BufReader::new(fs_err::File::open(&self.path)?);
+        std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(self.read_up_to))?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n_bytes = reader.read_line(&mut line)?;
+            // A line without its newline is still being written; read it next time.
+            if n_bytes == 0 || !line.ends_with('\n') {
+                break;
+            }
+            self.read_up_to += n_bytes as u64;
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if let (Some(operation), Some(id)) = (entry["op"].as_str(), entry["id"].as_str()) {
+                self.live.insert(id.to_owned(), operation != "delete");
+            }
+        }
+        Ok(())
+    }
 }
 
 impl FakeProvider {
     /// A fake provider; with `ledger`, side effects are appended to that file.
     pub fn new(ledger: Option<PathBuf>) -> std::io::Result<FakeProvider> {
         let ledger = match ledger {
-            Some(path) => Some(Mutex::new(
-                fs_err::OpenOptions::new()
+            Some(path) => {
+                let file = fs_err::OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(path)?,
-            )),
+                    .open(&path)?;
+                let mut ledger = Ledger {
+                    path,
+                    file,
+                    live: HashMap::new(),
+                    read_up_to: 0,
+                };
+                ledger.catch_up()?;
+                Some(Mutex::new(ledger))
+            }
             None => None,
         };
         Ok(FakeProvider {
@@ -53,11 +99,25 @@ impl FakeProvider {
             return Ok(());
         };
         let line = serde_json::json!({"op": operation, "urn": ctx.urn.as_str(), "id": id});
-        let mut file = ledger
+        let mut ledger = ledger
             .lock()
             .map_err(|_| ProviderError::Failed("the fake ledger lock is poisoned".to_owned()))?;
-        let write = writeln!(file, "{line}").and_then(|()| file.sync_data());
+        let write = writeln!(ledger.file, "{line}").and_then(|()| ledger.file.sync_data());
         write.map_err(|error| ProviderError::Failed(format!("writing the fake ledger: {error}")))
+    }
+
+    /// Whether the ledger says `id` exists; `None` without a ledger.
+    fn is_live(&self, id: &str) -> ProviderResult<Option<bool>> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(None);
+        };
+        let mut ledger = ledger
+            .lock()
+            .map_err(|_| ProviderError::Failed("the fake ledger lock is poisoned".to_owned()))?;
+        ledger
+            .catch_up()
+            .map_err(|error| ProviderError::Failed(format!("reading the fake ledger: {error}")))?;
+        Ok(Some(ledger.live.get(id).copied().unwrap_or(false)))
     }
 }
 
@@ -212,6 +272,9 @@ impl Provider for FakeProvider {
         inputs: &PropertyMap,
         outputs: &PropertyMap,
     ) -> ProviderResult<Option<ReadResponse>> {
+        if self.is_live(id)? == Some(false) {
+            return Ok(None);
+        }
         Ok(Some(ReadResponse {
             id: id.to_owned(),
             inputs: inputs.clone(),
@@ -261,5 +324,140 @@ impl Provider for FakeProvider {
             FAKE_ECHO => Ok(args.clone()),
             other => Err(ProviderError::UnknownFunction(other.to_owned())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_core::Urn;
+
+    fn ctx() -> CallContext {
+        CallContext {
+            urn: Urn::parse("urn:pulumi:dev::p::fake:index:Resource::a").unwrap(),
+            cancel: Default::default(),
+            cwd: std::env::temp_dir(),
+        }
+    }
+
+    fn inputs(entries: &[(&str, Value)]) -> PropertyMap {
+        entries
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn echoes_inputs_and_fails_on_request() {
+        let fake = FakeProvider::new(None).unwrap();
+        let news = inputs(&[("x", Value::from("y"))]);
+        let created = fake
+            .create(&ctx(), FAKE_RESOURCE, &news, false)
+            .await
+            .unwrap();
+        assert_eq!(created.outputs, news);
+        assert!(!created.id.is_empty());
+        let failing = inputs(&[("failOn", Value::from("create"))]);
+        let error = fake
+            .create(&ctx(), FAKE_RESOURCE, &failing, false)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("failOn: create"), "{error}");
+        // A preview never fails and never has side effects.
+        assert!(
+            fake.create(&ctx(), FAKE_RESOURCE, &failing, true)
+                .await
+                .is_ok()
+        );
+        let bad = inputs(&[("failOn", Value::from("sometimes"))]);
+        let checked = fake.check(&ctx(), FAKE_RESOURCE, None, &bad).await.unwrap();
+        assert_eq!(checked.failures[0].property.as_deref(), Some("failOn"));
+    }
+
+    #[tokio::test]
+    async fn replace_on_names_inputs_that_replace() {
+        let fake = FakeProvider::new(None).unwrap();
+        let replace_on = Value::Array(vec![Value::from("zone")]);
+        let olds = inputs(&[
+            ("zone", Value::from("a")),
+            ("size", Value::Number(1.0)),
+            ("replaceOn", replace_on.clone()),
+        ]);
+        let news = inputs(&[
+            ("zone", Value::from("b")),
+            ("size", Value::Number(2.0)),
+            ("replaceOn", replace_on),
+        ]);
+        let diff = fake
+            .diff(&ctx(), FAKE_RESOURCE, "id", &olds, &olds, &news)
+            .await
+            .unwrap();
+        assert_eq!(diff.changed_keys, vec!["size", "zone"]);
+        assert_eq!(diff.replace_keys, vec!["zone"]);
+    }
+
+    #[tokio::test]
+    async fn the_ledger_records_side_effects_and_decides_what_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let fake = FakeProvider::new(Some(path.clone())).unwrap();
+        let news = inputs(&[("x", Value::from("y"))]);
+        let created = fake
+            .create(&ctx(), FAKE_RESOURCE, &news, false)
+            .await
+            .unwrap();
+        fake.update(
+            &ctx(),
+            FAKE_RESOURCE,
+            &created.id,
+            &news,
+            &news,
+            &news,
+            false,
+        )
+        .await
+        .unwrap();
+        fake.create(&ctx(), FAKE_RESOURCE, &news, true)
+            .await
+            .unwrap();
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "a preview is not a side effect");
+        assert_eq!(lines[0]["op"], "create");
+        assert_eq!(lines[1]["op"], "update");
+        assert_eq!(lines[0]["id"], created.id.as_str());
+        assert!(
+            fake.read(&ctx(), FAKE_RESOURCE, &created.id, &news, &news)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            fake.read(&ctx(), FAKE_RESOURCE, "never-made", &news, &news)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // Someone deletes it behind Cairn's back: the next read sees it gone.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        writeln!(
+            file,
+            "{}",
+            serde_json::json!({"op": "delete", "urn": "x", "id": created.id})
+        )
+        .unwrap();
+        assert!(
+            fake.read(&ctx(), FAKE_RESOURCE, &created.id, &news, &news)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

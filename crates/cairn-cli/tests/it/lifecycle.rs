@@ -353,3 +353,84 @@ fn json_output_is_machine_readable() {
         .collect();
     assert_eq!(ops, vec!["create", "create"]);
 }
+
+#[test]
+fn refresh_detects_resources_deleted_outside_cairn() {
+    let context = TestContext::with_program(
+        "name: drift\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n  b:\n    type: fake:Resource\n",
+    );
+    let ledger = context.root.path().join("ledger.jsonl");
+    let env = [("CAIRN_FAKE_LEDGER", ledger.as_path())];
+    context.cairn_with(&["up", "--yes"], &env).success();
+    let a_id = context.resource("a")["id"].as_str().unwrap().to_owned();
+    assert_eq!(std::fs::read_to_string(&ledger).unwrap().lines().count(), 2);
+
+    // Delete `a` behind Cairn's back.
+    let mut text = std::fs::read_to_string(&ledger).unwrap();
+    text.push_str(&format!(
+        "{}\n",
+        serde_json::json!({"op": "delete", "urn": "outside", "id": a_id})
+    ));
+    std::fs::write(&ledger, text).unwrap();
+
+    let preview = context
+        .cairn_with(&["refresh", "--preview-only"], &env)
+        .success();
+    assert!(
+        preview
+            .stdout
+            .contains("Resources: 1 to delete, 1 unchanged"),
+        "{}",
+        preview.stdout
+    );
+    assert_eq!(context.resources().len(), 2, "a preview changed state");
+    let refresh = context.cairn_with(&["refresh", "--yes"], &env).success();
+    assert!(
+        refresh.stdout.contains("Resources: 1 deleted, 1 unchanged"),
+        "{}",
+        refresh.stdout
+    );
+    let names: Vec<String> = context
+        .resources()
+        .iter()
+        .map(|resource| {
+            resource["urn"]
+                .as_str()
+                .unwrap()
+                .rsplit("::")
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(names, vec!["b"]);
+
+    let up = context.cairn_with(&["up", "--yes"], &env).success();
+    assert!(
+        up.stdout.contains("Resources: 1 created, 2 unchanged"),
+        "{}",
+        up.stdout
+    );
+}
+
+#[test]
+fn up_with_refresh_plans_against_live_state() {
+    let context = TestContext::with_program(
+        "name: drift\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n",
+    );
+    let ledger = context.root.path().join("ledger.jsonl");
+    let env = [("CAIRN_FAKE_LEDGER", ledger.as_path())];
+    context.cairn_with(&["up", "--yes"], &env).success();
+    let a_id = context.resource("a")["id"].as_str().unwrap().to_owned();
+    let mut text = std::fs::read_to_string(&ledger).unwrap();
+    text.push_str(&format!(
+        "{}\n",
+        serde_json::json!({"op": "delete", "urn": "outside", "id": a_id})
+    ));
+    std::fs::write(&ledger, text).unwrap();
+    let up = context
+        .cairn_with(&["up", "--yes", "--refresh"], &env)
+        .success();
+    assert!(up.stdout.contains("1 created"), "{}", up.stdout);
+    assert_ne!(context.resource("a")["id"], a_id.as_str());
+}

@@ -9,5 +9,6 @@ mod support;
 mod config;
 mod errors;
 mod lifecycle;
+mod programs;
 mod secrets;
 mod stacks;

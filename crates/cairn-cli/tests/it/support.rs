@@ -92,6 +92,15 @@ impl TestContext {
         Run::from(self.command(args).output().expect("running cairn"))
     }
 
+    /// Runs `cairn ARGS` with extra environment variables.
+    pub fn cairn_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Run {
+        let mut command = self.command(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Run::from(command.output().expect("running cairn"))
+    }
+
     /// `cairn stack export` parsed.
     pub fn export(&self) -> serde_json::Value {
         let run = self.cairn(&["stack", "export"]).success();

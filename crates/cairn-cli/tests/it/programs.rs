@@ -1,0 +1,165 @@
+//! Pulumi YAML features end to end: project layouts, invokes, `get`, stack references,
+//! aliases, variables and built-ins.
+
+use crate::support::TestContext;
+
+#[test]
+fn pulumi_yaml_with_main_directory_runs_unchanged() {
+    let context = TestContext::new();
+    std::fs::write(
+        context.project().join("Pulumi.yaml"),
+        "name: pulumi-project\nruntime:\n  name: yaml\nmain: infra/\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(context.project().join("infra")).unwrap();
+    std::fs::write(
+        context.project().join("infra/Main.yaml"),
+        "resources:\n  pet:\n    type: random:index/randomPet:RandomPet\n    properties:\n      length: 3\n      separator: _\noutputs:\n  name: ${pet.id}\n",
+    )
+    .unwrap();
+    context.cairn(&["stack", "init", "dev"]).success();
+    assert!(context.project().join("Pulumi.dev.yaml").exists());
+    assert!(!context.project().join("Cairn.dev.yaml").exists());
+    context.cairn(&["up", "--yes"]).success();
+    let name = context.cairn(&["stack", "output", "name"]).success().stdout;
+    assert_eq!(name.trim().split('_').count(), 3, "{name}");
+}
+
+#[test]
+fn variables_builtins_and_invokes() {
+    let context = TestContext::with_program(
+        r#"
+name: builtins
+runtime: yaml
+variables:
+  parts:
+    fn::split: [",", "a,b,c"]
+  joined:
+    fn::join: ["-", "${parts}"]
+  second:
+    fn::select: [1, "${parts}"]
+  encoded:
+    fn::toBase64: hello
+  ran:
+    fn::invoke:
+      function: command:local:run
+      arguments:
+        command: echo invoked
+      return: stdout
+resources:
+  thing:
+    type: fake:Resource
+    properties:
+      joined: ${joined}
+      second: ${second}
+      encoded: ${encoded}
+      decoded:
+        fn::fromBase64: ${encoded}
+      json:
+        fn::toJSON:
+          a: 1
+      ran: ${ran}
+      stack: ${pulumi.stack}
+      project: ${pulumi.project}
+"#,
+    );
+    context.cairn(&["up", "--yes"]).success();
+    let inputs = &context.resource("thing")["inputs"];
+    assert_eq!(inputs["joined"], "a-b-c");
+    assert_eq!(inputs["second"], "b");
+    assert_eq!(inputs["encoded"], "aGVsbG8=");
+    assert_eq!(inputs["decoded"], "hello");
+    assert_eq!(inputs["json"], r#"{"a":1}"#);
+    assert_eq!(inputs["ran"], "invoked");
+    assert_eq!(inputs["stack"], "dev");
+    assert_eq!(inputs["project"], "builtins");
+}
+
+#[test]
+fn get_reads_an_existing_resource_without_owning_it() {
+    let context = TestContext::with_program(
+        "name: getter\nruntime: yaml\nresources:\n  existing:\n    type: fake:Resource\n    get:\n      id: some-id\noutputs:\n  id: ${existing.id}\n",
+    );
+    let run = context.cairn(&["up", "--yes"]).success();
+    assert!(run.stdout.contains("1 read"), "{}", run.stdout);
+    let existing = context.resource("existing");
+    assert_eq!(existing["id"], "some-id");
+    assert_eq!(existing["external"], true);
+    assert_eq!(
+        context
+            .cairn(&["stack", "output", "id"])
+            .success()
+            .stdout
+            .trim(),
+        "some-id"
+    );
+    context.cairn(&["destroy", "--yes"]).success();
+    assert!(context.resources().is_empty());
+}
+
+#[test]
+fn aliases_keep_a_renamed_resource() {
+    let context = TestContext::with_program(
+        "name: renamed\nruntime: yaml\nresources:\n  old:\n    type: fake:Resource\n    properties:\n      v: 1\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    let id = context.resource("old")["id"].clone();
+    context.write_program(
+        "name: renamed\nruntime: yaml\nresources:\n  new:\n    type: fake:Resource\n    properties:\n      v: 1\n    options:\n      aliases:\n        - urn:pulumi:dev::renamed::fake:index:Resource::old\n",
+    );
+    let run = context.cairn(&["up", "--yes"]).success();
+    assert!(!run.stdout.contains("created"), "{}", run.stdout);
+    assert!(!run.stdout.contains("deleted"), "{}", run.stdout);
+    let resources = context.resources();
+    assert_eq!(resources.len(), 1);
+    assert_eq!(context.resource("new")["id"], id);
+}
+
+#[test]
+fn stack_reference_reads_another_stacks_outputs() {
+    let context = TestContext::with_program(
+        "name: refs\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n    properties:\n      v: shared-value\noutputs:\n  v: ${a.v}\n  hidden:\n    fn::secret: hush\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    context.cairn(&["stack", "init", "consumer"]).success();
+    context.write_program(
+        "name: refs\nruntime: yaml\nresources:\n  ref:\n    type: pulumi:pulumi:StackReference\n    properties:\n      name: organization/refs/dev\n  b:\n    type: fake:Resource\n    properties:\n      v: ${ref.outputs[\"v\"]}\n      hidden: ${ref.outputs[\"hidden\"]}\noutputs:\n  copied: ${b.v}\n  hidden: ${b.hidden}\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(
+        context
+            .cairn(&["stack", "output", "copied"])
+            .success()
+            .stdout
+            .trim(),
+        "shared-value"
+    );
+    assert_eq!(
+        context
+            .cairn(&["stack", "output", "hidden"])
+            .success()
+            .stdout
+            .trim(),
+        "[secret]"
+    );
+}
+
+#[test]
+fn login_logout_and_whoami() {
+    let context = TestContext::new();
+    let backend_dir = context.root.path().join("elsewhere");
+    let url = format!("file://{}", backend_dir.display());
+    let login = context.cairn(&["login", &url]).success();
+    assert!(login.stdout.contains("Logged in"), "{}", login.stdout);
+    assert_eq!(context.cairn(&["whoami"]).success().stdout.trim(), "tester");
+    let json: serde_json::Value =
+        serde_json::from_str(&context.cairn(&["whoami", "--json"]).success().stdout).unwrap();
+    assert_eq!(json["url"], url.as_str());
+    context.write_program("name: where\nruntime: yaml\n");
+    context.cairn(&["stack", "init", "dev"]).success();
+    assert!(backend_dir.join(".pulumi/stacks/where/dev.json").exists());
+    context.cairn(&["logout"]).success();
+    let json: serde_json::Value =
+        serde_json::from_str(&context.cairn(&["whoami", "--json"]).success().stdout).unwrap();
+    assert!(json["url"].as_str().unwrap().ends_with("/home"), "{json}");
+}
