@@ -327,7 +327,7 @@ async fn update(shared: &Arc<Shared>, old: &Snapshot) -> Vec<ResourceState> {
     // Old states of re-declared resources are superseded by their new states (or carried
     // over by `finish` when their step did not run).
     kept.retain(|resource| resource.delete || !program_urns.contains(&resource.urn));
-    kept.retain(|resource| resource.urn != shared.root_urn);
+    kept.retain(|resource| resource.urn != shared.root_urn && !is_kept_provider(resource));
     to_delete.extend(std::mem::take(&mut shared.lock_outcome().replaced));
     let has_failed = !shared.lock_outcome().errors.is_empty();
     if has_failed || shared.cancel.graceful.is_cancelled() {
@@ -436,8 +436,12 @@ async fn finish(
     let mut builder = std::mem::take(&mut *shared.lock_outcome());
     let mut resources = std::mem::take(&mut builder.new_states);
     // Program resources whose step did not run (blocked, untargeted, cancelled) keep their
-    // old state.
-    for urn in &shared.urns {
+    // old state. (`destroy` and `refresh` account for every old resource themselves.)
+    let program_urns = match shared.options.operation {
+        Operation::Update => shared.urns.as_slice(),
+        Operation::Refresh | Operation::Destroy => &[],
+    };
+    for urn in program_urns {
         if !builder.finished_urns.contains(urn)
             && let Some(old_state) = shared.old_state(urn)
         {

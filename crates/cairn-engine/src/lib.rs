@@ -123,3 +123,6 @@ pub enum EngineError {
     #[error("{0}")]
     Refused(String),
 }
+
+#[cfg(test)]
+mod tests;

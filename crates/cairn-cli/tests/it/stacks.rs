@@ -78,7 +78,12 @@ fn export_is_shaped_as_pulumis_deployment() {
         "name: shape\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n    properties:\n      n: 1\n  b:\n    type: fake:Resource\n    properties:\n      n: ${a.n}\n",
     );
     context.cairn(&["up", "--yes"]).success();
+    // A second, no-op update must leave the state exactly as it was (it once duplicated the
+    // default provider).
+    let first = context.export()["deployment"]["resources"].clone();
+    context.cairn(&["up", "--yes"]).success();
     let export = context.export();
+    assert_eq!(export["deployment"]["resources"], first);
     assert_eq!(export["version"], 3);
     let deployment = &export["deployment"];
     assert!(deployment["manifest"]["time"].is_string());
