@@ -434,3 +434,53 @@ fn up_with_refresh_plans_against_live_state() {
     assert!(up.stdout.contains("1 created"), "{}", up.stdout);
     assert_ne!(context.resource("a")["id"], a_id.as_str());
 }
+
+#[test]
+fn retain_on_delete_leaves_the_resource_alone() {
+    let context = TestContext::with_program(
+        "name: retain\nruntime: yaml\nresources:\n  kept:\n    type: command:local:Command\n    properties:\n      create: echo made >> log.txt\n      delete: echo deleted >> log.txt\n    options:\n      retainOnDelete: true\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    let destroy = context.cairn(&["destroy", "--yes"]).success();
+    assert!(destroy.stdout.contains("2 deleted"), "{}", destroy.stdout);
+    assert_eq!(context.read("log.txt"), "made\n", "the delete command ran");
+    assert!(context.resources().is_empty());
+}
+
+#[test]
+fn replace_on_changes_forces_replacement() {
+    let program = |value: u32| {
+        format!(
+            "name: roc\nruntime: yaml\nresources:\n  thing:\n    type: fake:Resource\n    properties:\n      v: {value}\n    options:\n      replaceOnChanges: [v]\n"
+        )
+    };
+    let context = TestContext::with_program(&program(1));
+    context.cairn(&["up", "--yes"]).success();
+    let id = context.resource("thing")["id"].clone();
+    context.write_program(&program(2));
+    let run = context.cairn(&["up", "--yes"]).success();
+    assert!(run.stdout.contains("1 replaced"), "{}", run.stdout);
+    assert_ne!(context.resource("thing")["id"], id);
+}
+
+#[test]
+fn children_chain_their_parents_types_in_urns() {
+    let context = TestContext::with_program(
+        "name: tree\nruntime: yaml\nresources:\n  parent:\n    type: fake:Resource\n  child:\n    type: random:RandomPet\n    options:\n      parent: ${parent}\n",
+    );
+    let run = context.cairn(&["up", "--yes"]).success();
+    assert!(
+        run.stdout.contains("└─ random:index:RandomPet"),
+        "{}",
+        run.stdout
+    );
+    let child = context.resource("child");
+    assert_eq!(
+        child["urn"],
+        "urn:pulumi:dev::tree::fake:index:Resource$random:index/randomPet:RandomPet::child"
+    );
+    assert_eq!(
+        child["parent"],
+        "urn:pulumi:dev::tree::fake:index:Resource::parent"
+    );
+}

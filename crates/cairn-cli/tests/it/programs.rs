@@ -59,12 +59,16 @@ resources:
         fn::toJSON:
           a: 1
       ran: ${ran}
+      file:
+        fn::readFile: ./data.txt
       stack: ${pulumi.stack}
       project: ${pulumi.project}
 "#,
     );
+    std::fs::write(context.project().join("data.txt"), "from a file").unwrap();
     context.cairn(&["up", "--yes"]).success();
     let inputs = &context.resource("thing")["inputs"];
+    assert_eq!(inputs["file"], "from a file");
     assert_eq!(inputs["joined"], "a-b-c");
     assert_eq!(inputs["second"], "b");
     assert_eq!(inputs["encoded"], "aGVsbG8=");
