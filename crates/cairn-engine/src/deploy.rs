@@ -3,7 +3,6 @@
 //! program no longer declares in reverse dependency order, and assembles the new snapshot.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use cairn_core::urn::ROOT_STACK_TYPE;
@@ -12,7 +11,6 @@ use cairn_program::Program;
 use cairn_state::{Persister, UpdateResult};
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::task::JoinSet;
 
 use crate::eval_context::Resolved;
 use crate::events::{EngineEvent, StepRecord};
@@ -218,7 +216,7 @@ pub async fn deploy(
     });
 
     if shared.options.operation == Operation::Refresh || shared.options.refresh {
-        let refreshed = crate::resources::refresh_all(&shared, &shared.old_snapshot()).await;
+        let refreshed = crate::refresh::refresh_all(&shared, &shared.old_snapshot()).await;
         shared.set_old(Arc::new(refreshed));
     }
     let old = shared.old_snapshot();
@@ -236,8 +234,8 @@ async fn update(shared: &Arc<Shared>, old: &Snapshot) -> Vec<ResourceState> {
     let Some(program) = shared.request.program.clone() else {
         return old.resources.clone();
     };
-    crate::resources::register_root(shared).await;
-    crate::resources::register_default_providers(shared, &program).await;
+    crate::stack_resources::register_root(shared).await;
+    crate::stack_resources::register_default_providers(shared, &program).await;
 
     let n_variables = program.variables.len();
     let node_ids: HashMap<&str, usize> = program
@@ -277,15 +275,15 @@ async fn update(shared: &Arc<Shared>, old: &Snapshot) -> Vec<ResourceState> {
         .collect();
 
     let run_shared = shared.clone();
-    let result = run_dag(
+    let result = crate::executor::run_dag(
         dependencies,
         &shared.cancel,
-        parallel_of(shared),
+        crate::executor::parallel_of(shared),
         move |node| {
             let shared = run_shared.clone();
             async move {
                 if node < n_variables {
-                    crate::resources::evaluate_variable(&shared, node)
+                    crate::stack_resources::evaluate_variable(&shared, node)
                 } else {
                     crate::resources::run_resource(&shared, node - n_variables).await
                 }
@@ -299,7 +297,7 @@ async fn update(shared: &Arc<Shared>, old: &Snapshot) -> Vec<ResourceState> {
             result.n_blocked
         )));
     }
-    crate::resources::register_outputs(shared, &program).await;
+    crate::stack_resources::register_outputs(shared, &program).await;
 
     // Old resources the program no longer declares, old copies left by earlier replacements,
     // and the ones this run replaced, are deleted last, in reverse dependency order. After a
@@ -397,11 +395,16 @@ async fn delete_in_reverse_order(
     let resources = Arc::new(resources);
     let run_resources = resources.clone();
     let run_shared = shared.clone();
-    let result = run_dag(wait_for, &shared.cancel, parallel_of(shared), move |node| {
-        let shared = run_shared.clone();
-        let resources = run_resources.clone();
-        async move { crate::resources::delete_resource(&shared, &resources[node]).await }
-    })
+    let result = crate::executor::run_dag(
+        wait_for,
+        &shared.cancel,
+        crate::executor::parallel_of(shared),
+        move |node| {
+            let shared = run_shared.clone();
+            let resources = run_resources.clone();
+            async move { crate::delete::delete_resource(&shared, &resources[node]).await }
+        },
+    )
     .await;
     resources
         .iter()
@@ -532,109 +535,6 @@ pub(crate) fn sort_by_dependencies(resources: Vec<ResourceState>) -> Vec<Resourc
         .into_iter()
         .filter_map(|index| slots[index].take())
         .collect()
-}
-
-/// The outcome of running a graph of nodes.
-pub(crate) struct DagResult {
-    pub succeeded: Vec<bool>,
-    /// Nodes that never ran because a dependency failed.
-    pub n_blocked: usize,
-}
-
-/// How many nodes may run at once: provider operations are bounded by `--parallel` anyway, and
-/// spawning every ready node up front would only hold thousands of idle futures in memory.
-pub(crate) fn parallel_of(shared: &Shared) -> usize {
-    shared.options.parallel.max(1)
-}
-
-/// Runs every node once all its dependencies succeeded, up to `max_in_flight` at once. A failed
-/// node blocks everything that depends on it, transitively; independent nodes go on. A graceful
-/// cancellation starts nothing new; a hard one abandons the nodes in flight.
-pub(crate) async fn run_dag<F, Fut>(
-    dependencies: Vec<Vec<usize>>,
-    cancel: &Cancellation,
-    max_in_flight: usize,
-    run: F,
-) -> DagResult
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = bool> + Send + 'static,
-{
-    let n_nodes = dependencies.len();
-    let dependents = graph::dependents_of(&dependencies);
-    let mut n_waiting_for: Vec<usize> = dependencies
-        .iter()
-        .enumerate()
-        .map(|(node, deps)| {
-            deps.iter()
-                .filter(|&&dep| dep < n_nodes && dep != node)
-                .collect::<HashSet<_>>()
-                .len()
-        })
-        .collect();
-    let mut succeeded = vec![false; n_nodes];
-    let mut blocked = vec![false; n_nodes];
-    let mut ready: Vec<usize> = (0..n_nodes)
-        .filter(|&node| n_waiting_for[node] == 0)
-        .collect();
-    ready.reverse();
-    let mut in_flight: JoinSet<(usize, bool)> = JoinSet::new();
-    let mut node_of_task = HashMap::new();
-    loop {
-        while !cancel.graceful.is_cancelled()
-            && in_flight.len() < max_in_flight
-            && let Some(node) = ready.pop()
-        {
-            let future = run(node);
-            let handle = in_flight.spawn(async move { (node, future.await) });
-            node_of_task.insert(handle.id(), node);
-        }
-        let joined = tokio::select! {
-            joined = in_flight.join_next_with_id() => joined,
-            () = cancel.hard.cancelled() => {
-                in_flight.abort_all();
-                while in_flight.join_next().await.is_some() {}
-                break;
-            }
-        };
-        let Some(joined) = joined else {
-            break;
-        };
-        let (node, node_succeeded) = match joined {
-            Ok((_task, (node, node_succeeded))) => (node, node_succeeded),
-            // A panicking step is a bug; treat it as a failure of its node so the rest of the
-            // deployment can still finish and save state.
-            Err(error) => match node_of_task.get(&error.id()) {
-                Some(&node) => (node, false),
-                None => continue,
-            },
-        };
-        if node_succeeded {
-            succeeded[node] = true;
-            for &dependent in &dependents[node] {
-                n_waiting_for[dependent] -= 1;
-                if n_waiting_for[dependent] == 0 && !blocked[dependent] {
-                    ready.push(dependent);
-                }
-            }
-        } else {
-            // Block everything downstream; a node already blocked was reached before, and so
-            // were its dependents, which keeps this linear overall.
-            let mut to_visit = vec![node];
-            while let Some(current) = to_visit.pop() {
-                for &dependent in &dependents[current] {
-                    if !blocked[dependent] {
-                        blocked[dependent] = true;
-                        to_visit.push(dependent);
-                    }
-                }
-            }
-        }
-    }
-    DagResult {
-        succeeded,
-        n_blocked: blocked.iter().filter(|&&is_blocked| is_blocked).count(),
-    }
 }
 
 /// The URN of every program resource, parents' types chained.

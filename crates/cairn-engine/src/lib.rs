@@ -7,12 +7,16 @@
 //! `cairn_program::FileSource`, and other stacks through `StackReferences`. It never prints:
 //! it sends `EngineEvent`s and returns a `DeployOutcome` for the CLI to render.
 
+mod delete;
 mod deploy;
 mod eval_context;
 mod events;
+mod executor;
 pub mod graph;
 pub mod plan;
+mod refresh;
 mod resources;
+mod stack_resources;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,155 +1,34 @@
 //! One resource's part of a deployment: evaluating its inputs, asking its provider to check and
-//! diff them, deciding its step and carrying it out with the intent recorded first. Also the
-//! root stack resource, default providers, stack outputs, deletes and refreshes.
+//! diff them, deciding its step and carrying it out with the intent recorded first.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_core::resource::CustomTimeouts;
-use cairn_core::urn::ROOT_STACK_TYPE;
-use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, Snapshot, StepOp, Urn, Value};
+use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, StepOp, Urn, Value};
 use cairn_program::{Program, ResourceDecl, ResourceValue};
 use cairn_provider::{CallContext, Provider, ProviderError};
 
-use crate::deploy::{Shared, reseal_outputs, run_dag};
+use crate::deploy::{Shared, reseal_outputs};
 use crate::events::{EngineEvent, StepRecord};
 use crate::plan::{Decision, apply_ignore_changes, decide};
 
 /// Pulumi's marker for a value that is not known yet, used as the ID of resources a preview
 /// would create.
-const UNKNOWN_ID: &str = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+pub(crate) const UNKNOWN_ID: &str = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
-const STACK_REFERENCE_TYPE: &str = "pulumi:pulumi:StackReference";
+pub(crate) const STACK_REFERENCE_TYPE: &str = "pulumi:pulumi:StackReference";
 
-fn is_provider_type(type_token: &str) -> bool {
+pub(crate) fn is_provider_type(type_token: &str) -> bool {
     type_token.starts_with("pulumi:providers:") || type_token.starts_with("cairn:providers:")
 }
 
-fn program_of(shared: &Shared) -> Arc<Program> {
+pub(crate) fn program_of(shared: &Shared) -> Arc<Program> {
     shared
         .request
         .program
         .clone()
         .expect("program nodes only run when the request has a program")
-}
-
-/// Records the root `pulumi:pulumi:Stack` resource: every program resource's default parent.
-pub(crate) async fn register_root(shared: &Arc<Shared>) {
-    let root = match shared.old_state(&shared.root_urn) {
-        Some(old_root) => {
-            shared.record_step(StepRecord::new(
-                StepOp::Same,
-                shared.root_urn.clone(),
-                ROOT_STACK_TYPE.to_owned(),
-                None,
-            ));
-            old_root
-        }
-        None => {
-            let root = ResourceState {
-                urn: shared.root_urn.clone(),
-                type_: ROOT_STACK_TYPE.to_owned(),
-                ..ResourceState::default()
-            };
-            let result = async {
-                let op = shared.begin(PendingOperationKind::Creating, &root).await?;
-                shared.end(op, None, Some(&root)).await
-            }
-            .await;
-            let mut record = StepRecord::new(
-                StepOp::Create,
-                shared.root_urn.clone(),
-                ROOT_STACK_TYPE.to_owned(),
-                None,
-            );
-            record.error = result.err();
-            shared.record_step(record);
-            root
-        }
-    };
-    let mut outcome = shared.lock_outcome();
-    outcome.finished_urns.insert(root.urn.clone());
-    outcome.new_states.push(root);
-}
-
-/// Records a default provider for every package whose resources name no explicit provider.
-pub(crate) async fn register_default_providers(shared: &Arc<Shared>, program: &Program) {
-    let mut packages: Vec<&str> = program
-        .resources
-        .iter()
-        .filter(|resource| {
-            resource.options.provider.is_none()
-                && resource.type_token != STACK_REFERENCE_TYPE
-                && !is_provider_type(&resource.type_token)
-        })
-        .map(|resource| cairn_core::type_token::package_of(&resource.type_token))
-        .collect();
-    packages.sort_unstable();
-    packages.dedup();
-    for package in packages {
-        let type_token = format!("pulumi:providers:{package}");
-        let urn = Urn::new(
-            &shared.request.stack,
-            &shared.request.project,
-            None,
-            &type_token,
-            "default",
-        );
-        let state = match shared.old_state(&urn) {
-            Some(old) => old,
-            None => {
-                let id = if shared.is_dry_run() {
-                    UNKNOWN_ID.to_owned()
-                } else {
-                    uuid::Uuid::new_v4().to_string()
-                };
-                let state = ResourceState {
-                    urn: urn.clone(),
-                    custom: true,
-                    id,
-                    type_: type_token,
-                    ..ResourceState::default()
-                };
-                let result = async {
-                    let op = shared.begin(PendingOperationKind::Creating, &state).await?;
-                    shared.end(op, None, Some(&state)).await
-                }
-                .await;
-                if let Err(error) = result {
-                    shared.record_error(&urn, error);
-                }
-                state
-            }
-        };
-        if let Ok(mut providers) = shared.default_providers.lock() {
-            providers.insert(package.to_owned(), format!("{}::{}", state.urn, state.id));
-        }
-        let mut outcome = shared.lock_outcome();
-        outcome.finished_urns.insert(state.urn.clone());
-        outcome.new_states.push(state);
-    }
-}
-
-/// Evaluates a program variable once everything it refers to is known.
-pub(crate) fn evaluate_variable(shared: &Arc<Shared>, index: usize) -> bool {
-    let program = program_of(shared);
-    let variable = &program.variables[index];
-    match cairn_program::evaluate(&variable.value, shared.as_ref()) {
-        Ok(value) => {
-            if let Ok(mut variables) = shared.resolved.variables.write() {
-                variables.insert(variable.name.clone(), value);
-            }
-            true
-        }
-        Err(error) => {
-            shared.emit(EngineEvent::Warning(error.to_string()));
-            shared
-                .lock_outcome()
-                .errors
-                .push(format!("variable `{}`: {error}", variable.name));
-            false
-        }
-    }
 }
 
 /// Everything needed to carry out one program resource's step.
@@ -271,13 +150,13 @@ fn publish(shared: &Shared, state: ResourceState, key: &str, id_known: bool) {
     outcome.new_states.push(state);
 }
 
-fn reveal_map(map: &PropertyMap) -> PropertyMap {
+pub(crate) fn reveal_map(map: &PropertyMap) -> PropertyMap {
     map.iter()
         .map(|(key, value)| (key.clone(), value.reveal()))
         .collect()
 }
 
-fn new_state(shared: &Shared, plan: &ResourcePlan<'_>, type_: &str) -> ResourceState {
+fn new_state(plan: &ResourcePlan<'_>, type_: &str) -> ResourceState {
     let options = &plan.decl.options;
     ResourceState {
         urn: plan.urn.clone(),
@@ -303,20 +182,6 @@ fn new_state(shared: &Shared, plan: &ResourcePlan<'_>, type_: &str) -> ResourceS
             update: parse_timeout(options.custom_timeouts.update.as_deref()),
             delete: parse_timeout(options.custom_timeouts.delete.as_deref()),
         },
-    }
-    .with_root_parent(&shared.root_urn)
-}
-
-trait WithRootParent {
-    fn with_root_parent(self, root: &Urn) -> Self;
-}
-
-impl WithRootParent for ResourceState {
-    fn with_root_parent(mut self, root: &Urn) -> Self {
-        if self.parent.is_none() {
-            self.parent = Some(root.clone());
-        }
-        self
     }
 }
 
@@ -350,7 +215,7 @@ pub(crate) fn parse_timeout(text: Option<&str>) -> f64 {
 }
 
 /// Runs a provider call with the resource's time limit (if any) and the hard cancellation.
-async fn call_provider<T>(
+pub(crate) async fn call_provider<T>(
     shared: &Shared,
     timeout_seconds: f64,
     operation: &str,
@@ -418,7 +283,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
         .await
         .map_err(|_| "the executor was shut down".to_owned())?;
 
-    let mut state = new_state(shared, plan, &type_token);
+    let mut state = new_state(plan, &type_token);
     state.provider = provider_reference;
 
     if let Some(get) = &decl.get {
@@ -639,7 +504,7 @@ async fn create_with_provider(
     Ok(true)
 }
 
-async fn delete_with_provider(
+pub(crate) async fn delete_with_provider(
     shared: &Shared,
     provider: &dyn Provider,
     ctx: &CallContext,
@@ -728,7 +593,7 @@ async fn run_provider_resource(
     shared: &Arc<Shared>,
     plan: &ResourcePlan<'_>,
 ) -> Result<(), String> {
-    let mut state = new_state(shared, plan, &plan.decl.type_token);
+    let mut state = new_state(plan, &plan.decl.type_token);
     state.outputs = plan.inputs.clone();
     let op = match &plan.old {
         Some(old) if old.inputs == state.inputs => StepOp::Same,
@@ -782,7 +647,7 @@ async fn run_stack_reference(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
         .filter(|(_, value)| value.is_secret())
         .map(|(key, _)| Value::String(key.clone()))
         .collect();
-    let mut state = new_state(shared, plan, STACK_REFERENCE_TYPE);
+    let mut state = new_state(plan, STACK_REFERENCE_TYPE);
     state.id = name.clone();
     state.external = true;
     state.outputs = PropertyMap::from([
@@ -808,290 +673,6 @@ async fn run_stack_reference(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     shared.record_step(record);
     publish(shared, state, &plan.decl.key, true);
     Ok(())
-}
-
-/// Evaluates the program's outputs and records them on the root stack resource.
-pub(crate) async fn register_outputs(shared: &Arc<Shared>, program: &Program) {
-    let old_root = shared
-        .lock_outcome()
-        .new_states
-        .iter()
-        .find(|state| state.urn == shared.root_urn)
-        .cloned();
-    let Some(old_root) = old_root else {
-        return;
-    };
-    let mut outputs = PropertyMap::new();
-    for (name, expr) in &program.outputs {
-        match cairn_program::evaluate(expr, shared.as_ref()) {
-            Ok(value) if shared.is_dry_run() || !value.contains_unknown() => {
-                outputs.insert(name.clone(), value);
-            }
-            Ok(_) | Err(_) => {
-                // An output that refers to a resource that failed keeps its last value.
-                if let Some(previous) = old_root.outputs.get(name) {
-                    outputs.insert(name.clone(), previous.clone());
-                }
-            }
-        }
-    }
-    if outputs == old_root.outputs {
-        return;
-    }
-    let mut new_root = old_root.clone();
-    new_root.outputs = outputs;
-    let saved = async {
-        let op = shared
-            .begin(PendingOperationKind::Updating, &old_root)
-            .await?;
-        shared.end(op, Some(&old_root), Some(&new_root)).await
-    }
-    .await;
-    if let Err(error) = saved {
-        shared.record_error(&shared.root_urn, error);
-        return;
-    }
-    let mut outcome = shared.lock_outcome();
-    if let Some(root) = outcome
-        .new_states
-        .iter_mut()
-        .find(|state| state.urn == shared.root_urn)
-    {
-        *root = new_root;
-    }
-}
-
-/// Deletes one resource (or, in a dry run, plans it); returns whether it is gone.
-pub(crate) async fn delete_resource(shared: &Arc<Shared>, resource: &ResourceState) -> bool {
-    let started = Instant::now();
-    let is_default_provider = is_provider_type(&resource.type_) && resource.urn.name() == "default";
-    // The old copy of a resource replaced in this run was shown as part of its `+-` step.
-    let is_replaced_now =
-        resource.delete && shared.lock_outcome().finished_urns.contains(&resource.urn);
-    let is_shown = !is_default_provider && !is_replaced_now;
-    if resource.protect {
-        shared.record_error(
-            &resource.urn,
-            "it is protected and cannot be deleted; set `protect: false` or run `cairn state unprotect`"
-                .to_owned(),
-        );
-        return false;
-    }
-    if is_shown {
-        shared.emit(EngineEvent::StepStarted {
-            op: StepOp::Delete,
-            urn: resource.urn.clone(),
-            type_: resource.type_.clone(),
-        });
-    }
-    let needs_provider = resource.custom
-        && !is_provider_type(&resource.type_)
-        && resource.type_ != STACK_REFERENCE_TYPE;
-    let result = if needs_provider {
-        match shared.request.providers.resolve_resource(&resource.type_) {
-            Some(resolved) => {
-                let provider = resolved.provider.clone();
-                let ctx = CallContext {
-                    urn: resource.urn.clone(),
-                    cancel: shared.cancel.hard.child_token(),
-                    cwd: shared.request.program_dir.clone(),
-                };
-                match shared.permits.acquire().await {
-                    Ok(_permit) => {
-                        delete_with_provider(shared, provider.as_ref(), &ctx, resource).await
-                    }
-                    Err(_) => Err("the executor was shut down".to_owned()),
-                }
-            }
-            None => Err(format!(
-                "no provider offers the resource type `{}`, so it cannot be deleted",
-                resource.type_
-            )),
-        }
-    } else if shared.is_dry_run() {
-        Ok(())
-    } else {
-        async {
-            let op = shared
-                .begin(PendingOperationKind::Deleting, resource)
-                .await?;
-            shared.end(op, Some(resource), None).await
-        }
-        .await
-    };
-    let mut record = StepRecord::new(
-        StepOp::Delete,
-        resource.urn.clone(),
-        resource.type_.clone(),
-        resource.parent.clone(),
-    );
-    record.old_inputs = Some(resource.inputs.clone());
-    record.duration = started.elapsed();
-    let succeeded = result.is_ok();
-    record.error = result.err();
-    if is_shown || record.error.is_some() {
-        shared.record_step(record);
-    }
-    succeeded
-}
-
-/// Reads every resource's live state from its provider and returns the refreshed snapshot.
-pub(crate) async fn refresh_all(shared: &Arc<Shared>, old: &Snapshot) -> Snapshot {
-    let resources = Arc::new(old.resources.clone());
-    let refreshed: Arc<std::sync::Mutex<Vec<Option<ResourceState>>>> = Arc::new(
-        std::sync::Mutex::new(old.resources.iter().cloned().map(Some).collect()),
-    );
-    let run_shared = shared.clone();
-    let run_resources = resources.clone();
-    let run_refreshed = refreshed.clone();
-    run_dag(
-        vec![Vec::new(); resources.len()],
-        &shared.cancel,
-        crate::deploy::parallel_of(shared),
-        move |index| {
-            let shared = run_shared.clone();
-            let resources = run_resources.clone();
-            let refreshed = run_refreshed.clone();
-            async move {
-                let resource = &resources[index];
-                match refresh_resource(&shared, resource).await {
-                    Ok(new_state) => {
-                        if let Ok(mut refreshed) = refreshed.lock() {
-                            refreshed[index] = new_state;
-                        }
-                        true
-                    }
-                    Err(error) => {
-                        shared.record_error(&resource.urn, error);
-                        false
-                    }
-                }
-            }
-        },
-    )
-    .await;
-    let refreshed = match Arc::try_unwrap(refreshed) {
-        Ok(mutex) => mutex.into_inner().unwrap_or_default(),
-        Err(shared_refreshed) => shared_refreshed
-            .lock()
-            .map(|refreshed| refreshed.clone())
-            .unwrap_or_default(),
-    };
-    Snapshot {
-        resources: refreshed.into_iter().flatten().collect(),
-        pending_operations: old.pending_operations.clone(),
-    }
-}
-
-/// Refreshes one resource: `Ok(None)` when it no longer exists.
-async fn refresh_resource(
-    shared: &Arc<Shared>,
-    resource: &ResourceState,
-) -> Result<Option<ResourceState>, String> {
-    let is_readable = resource.custom
-        && !resource.delete
-        && !is_provider_type(&resource.type_)
-        && resource.type_ != STACK_REFERENCE_TYPE;
-    if !is_readable {
-        return Ok(Some(resource.clone()));
-    }
-    let started = Instant::now();
-    let resolved = shared
-        .request
-        .providers
-        .resolve_resource(&resource.type_)
-        .ok_or_else(|| format!("no provider offers the resource type `{}`", resource.type_))?;
-    let provider = resolved.provider.clone();
-    let secret_outputs: Vec<String> = resolved
-        .schema
-        .outputs
-        .iter()
-        .filter(|(_, property)| property.secret)
-        .map(|(name, _)| name.clone())
-        .collect();
-    let ctx = CallContext {
-        urn: resource.urn.clone(),
-        cancel: shared.cancel.hard.child_token(),
-        cwd: shared.request.program_dir.clone(),
-    };
-    let _permit = shared
-        .permits
-        .acquire()
-        .await
-        .map_err(|_| "the executor was shut down".to_owned())?;
-    let read = call_provider(
-        shared,
-        0.0,
-        "read",
-        provider.read(
-            &ctx,
-            &resource.type_,
-            &resource.id,
-            &reveal_map(&resource.inputs),
-            &reveal_map(&resource.outputs),
-        ),
-    )
-    .await?;
-    let new_state = read.map(|read| {
-        let mut state = resource.clone();
-        state.id = read.id;
-        if !read.inputs.is_empty() {
-            state.inputs = reseal_outputs(&resource.inputs, read.inputs, &|_| false);
-        }
-        state.outputs = reseal_outputs(&resource.inputs, read.outputs, &|key| {
-            secret_outputs.iter().any(|name| name == key)
-                || resource.outputs.get(key).is_some_and(Value::is_secret)
-        });
-        state
-    });
-    let op = match &new_state {
-        None => StepOp::Delete,
-        Some(state) if state.outputs.reveal_all() != resource.outputs.reveal_all() => {
-            StepOp::Refresh
-        }
-        Some(_) => StepOp::Same,
-    };
-    if op != StepOp::Same && !shared.is_dry_run() {
-        let pending = shared
-            .begin(PendingOperationKind::Reading, resource)
-            .await?;
-        shared
-            .end(pending, Some(resource), new_state.as_ref())
-            .await?;
-    }
-    let mut record = StepRecord::new(
-        op,
-        resource.urn.clone(),
-        resource.type_.clone(),
-        resource.parent.clone(),
-    );
-    record.old_inputs = Some(resource.outputs.clone());
-    record.new_inputs = new_state.as_ref().map(|state| state.outputs.clone());
-    if let Some(state) = &new_state {
-        record.changed_keys = changed_keys(&resource.outputs, &state.outputs);
-        record.outputs = state.outputs.clone();
-    }
-    record.duration = started.elapsed();
-    shared.record_step(record);
-    Ok(new_state)
-}
-
-fn changed_keys(old: &PropertyMap, new: &PropertyMap) -> Vec<String> {
-    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-    keys.into_iter()
-        .filter(|key| old.get(*key).map(Value::reveal) != new.get(*key).map(Value::reveal))
-        .cloned()
-        .collect()
-}
-
-trait RevealAll {
-    fn reveal_all(&self) -> PropertyMap;
-}
-
-impl RevealAll for PropertyMap {
-    fn reveal_all(&self) -> PropertyMap {
-        reveal_map(self)
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,86 @@
+//! Deleting one resource: through its provider unless it is retained, read-only, a component
+//! or a provider; refused when protected.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cairn_core::{PendingOperationKind, ResourceState, StepOp};
+use cairn_provider::CallContext;
+
+use crate::deploy::Shared;
+use crate::events::{EngineEvent, StepRecord};
+use crate::resources::{STACK_REFERENCE_TYPE, delete_with_provider, is_provider_type};
+
+/// Deletes one resource (or, in a dry run, plans it); returns whether it is gone.
+pub(crate) async fn delete_resource(shared: &Arc<Shared>, resource: &ResourceState) -> bool {
+    let started = Instant::now();
+    let is_default_provider = is_provider_type(&resource.type_) && resource.urn.name() == "default";
+    // The old copy of a resource replaced in this run was shown as part of its `+-` step.
+    let is_replaced_now =
+        resource.delete && shared.lock_outcome().finished_urns.contains(&resource.urn);
+    let is_shown = !is_default_provider && !is_replaced_now;
+    if resource.protect {
+        shared.record_error(
+            &resource.urn,
+            "it is protected and cannot be deleted; set `protect: false` or run `cairn state unprotect`"
+                .to_owned(),
+        );
+        return false;
+    }
+    if is_shown {
+        shared.emit(EngineEvent::StepStarted {
+            op: StepOp::Delete,
+            urn: resource.urn.clone(),
+            type_: resource.type_.clone(),
+        });
+    }
+    let needs_provider = resource.custom
+        && !is_provider_type(&resource.type_)
+        && resource.type_ != STACK_REFERENCE_TYPE;
+    let result = if needs_provider {
+        match shared.request.providers.resolve_resource(&resource.type_) {
+            Some(resolved) => {
+                let provider = resolved.provider.clone();
+                let ctx = CallContext {
+                    urn: resource.urn.clone(),
+                    cancel: shared.cancel.hard.child_token(),
+                    cwd: shared.request.program_dir.clone(),
+                };
+                match shared.permits.acquire().await {
+                    Ok(_permit) => {
+                        delete_with_provider(shared, provider.as_ref(), &ctx, resource).await
+                    }
+                    Err(_) => Err("the executor was shut down".to_owned()),
+                }
+            }
+            None => Err(format!(
+                "no provider offers the resource type `{}`, so it cannot be deleted",
+                resource.type_
+            )),
+        }
+    } else if shared.is_dry_run() {
+        Ok(())
+    } else {
+        async {
+            let op = shared
+                .begin(PendingOperationKind::Deleting, resource)
+                .await?;
+            shared.end(op, Some(resource), None).await
+        }
+        .await
+    };
+    let mut record = StepRecord::new(
+        StepOp::Delete,
+        resource.urn.clone(),
+        resource.type_.clone(),
+        resource.parent.clone(),
+    );
+    record.old_inputs = Some(resource.inputs.clone());
+    record.duration = started.elapsed();
+    let succeeded = result.is_ok();
+    record.error = result.err();
+    if is_shown || record.error.is_some() {
+        shared.record_step(record);
+    }
+    succeeded
+}

@@ -1,0 +1,161 @@
+//! Refreshing: reading every resource's live state from its provider and recording drift (a
+//! changed resource is a `refresh` step, a vanished one a `delete`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, Snapshot, StepOp, Value};
+use cairn_provider::CallContext;
+
+use crate::deploy::{Shared, reseal_outputs};
+use crate::events::StepRecord;
+use crate::resources::{STACK_REFERENCE_TYPE, call_provider, is_provider_type, reveal_map};
+
+/// Reads every resource's live state from its provider and returns the refreshed snapshot.
+pub(crate) async fn refresh_all(shared: &Arc<Shared>, old: &Snapshot) -> Snapshot {
+    let resources = Arc::new(old.resources.clone());
+    let refreshed: Arc<std::sync::Mutex<Vec<Option<ResourceState>>>> = Arc::new(
+        std::sync::Mutex::new(old.resources.iter().cloned().map(Some).collect()),
+    );
+    let run_shared = shared.clone();
+    let run_resources = resources.clone();
+    let run_refreshed = refreshed.clone();
+    crate::executor::run_dag(
+        vec![Vec::new(); resources.len()],
+        &shared.cancel,
+        crate::executor::parallel_of(shared),
+        move |index| {
+            let shared = run_shared.clone();
+            let resources = run_resources.clone();
+            let refreshed = run_refreshed.clone();
+            async move {
+                let resource = &resources[index];
+                match refresh_resource(&shared, resource).await {
+                    Ok(new_state) => {
+                        if let Ok(mut refreshed) = refreshed.lock() {
+                            refreshed[index] = new_state;
+                        }
+                        true
+                    }
+                    Err(error) => {
+                        shared.record_error(&resource.urn, error);
+                        false
+                    }
+                }
+            }
+        },
+    )
+    .await;
+    let refreshed = match Arc::try_unwrap(refreshed) {
+        Ok(mutex) => mutex.into_inner().unwrap_or_default(),
+        Err(shared_refreshed) => shared_refreshed
+            .lock()
+            .map(|refreshed| refreshed.clone())
+            .unwrap_or_default(),
+    };
+    Snapshot {
+        resources: refreshed.into_iter().flatten().collect(),
+        pending_operations: old.pending_operations.clone(),
+    }
+}
+
+/// Refreshes one resource: `Ok(None)` when it no longer exists.
+async fn refresh_resource(
+    shared: &Arc<Shared>,
+    resource: &ResourceState,
+) -> Result<Option<ResourceState>, String> {
+    let is_readable = resource.custom
+        && !resource.delete
+        && !is_provider_type(&resource.type_)
+        && resource.type_ != STACK_REFERENCE_TYPE;
+    if !is_readable {
+        return Ok(Some(resource.clone()));
+    }
+    let started = Instant::now();
+    let resolved = shared
+        .request
+        .providers
+        .resolve_resource(&resource.type_)
+        .ok_or_else(|| format!("no provider offers the resource type `{}`", resource.type_))?;
+    let provider = resolved.provider.clone();
+    let secret_outputs: Vec<String> = resolved
+        .schema
+        .outputs
+        .iter()
+        .filter(|(_, property)| property.secret)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let ctx = CallContext {
+        urn: resource.urn.clone(),
+        cancel: shared.cancel.hard.child_token(),
+        cwd: shared.request.program_dir.clone(),
+    };
+    let _permit = shared
+        .permits
+        .acquire()
+        .await
+        .map_err(|_| "the executor was shut down".to_owned())?;
+    let read = call_provider(
+        shared,
+        0.0,
+        "read",
+        provider.read(
+            &ctx,
+            &resource.type_,
+            &resource.id,
+            &reveal_map(&resource.inputs),
+            &reveal_map(&resource.outputs),
+        ),
+    )
+    .await?;
+    let new_state = read.map(|read| {
+        let mut state = resource.clone();
+        state.id = read.id;
+        if !read.inputs.is_empty() {
+            state.inputs = reseal_outputs(&resource.inputs, read.inputs, &|_| false);
+        }
+        state.outputs = reseal_outputs(&resource.inputs, read.outputs, &|key| {
+            secret_outputs.iter().any(|name| name == key)
+                || resource.outputs.get(key).is_some_and(Value::is_secret)
+        });
+        state
+    });
+    let op = match &new_state {
+        None => StepOp::Delete,
+        Some(state) if reveal_map(&state.outputs) != reveal_map(&resource.outputs) => {
+            StepOp::Refresh
+        }
+        Some(_) => StepOp::Same,
+    };
+    if op != StepOp::Same && !shared.is_dry_run() {
+        let pending = shared
+            .begin(PendingOperationKind::Reading, resource)
+            .await?;
+        shared
+            .end(pending, Some(resource), new_state.as_ref())
+            .await?;
+    }
+    let mut record = StepRecord::new(
+        op,
+        resource.urn.clone(),
+        resource.type_.clone(),
+        resource.parent.clone(),
+    );
+    record.old_inputs = Some(resource.outputs.clone());
+    record.new_inputs = new_state.as_ref().map(|state| state.outputs.clone());
+    if let Some(state) = &new_state {
+        record.changed_keys = changed_keys(&resource.outputs, &state.outputs);
+        record.outputs = state.outputs.clone();
+    }
+    record.duration = started.elapsed();
+    shared.record_step(record);
+    Ok(new_state)
+}
+
+fn changed_keys(old: &PropertyMap, new: &PropertyMap) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    keys.into_iter()
+        .filter(|key| old.get(*key).map(Value::reveal) != new.get(*key).map(Value::reveal))
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,183 @@
+//! The resources every deployment has besides the program's own: the root
+//! `pulumi:pulumi:Stack` resource (whose outputs are the stack's outputs), a default provider per
+//! package, and the program's variables, evaluated as graph nodes.
+
+use std::sync::Arc;
+
+use cairn_core::urn::ROOT_STACK_TYPE;
+use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, StepOp, Urn};
+use cairn_program::Program;
+
+use crate::deploy::Shared;
+use crate::events::{EngineEvent, StepRecord};
+use crate::resources::{STACK_REFERENCE_TYPE, UNKNOWN_ID, is_provider_type, program_of};
+
+/// Records the root `pulumi:pulumi:Stack` resource: every program resource's default parent.
+pub(crate) async fn register_root(shared: &Arc<Shared>) {
+    let root = match shared.old_state(&shared.root_urn) {
+        Some(old_root) => {
+            shared.record_step(StepRecord::new(
+                StepOp::Same,
+                shared.root_urn.clone(),
+                ROOT_STACK_TYPE.to_owned(),
+                None,
+            ));
+            old_root
+        }
+        None => {
+            let root = ResourceState {
+                urn: shared.root_urn.clone(),
+                type_: ROOT_STACK_TYPE.to_owned(),
+                ..ResourceState::default()
+            };
+            let result = async {
+                let op = shared.begin(PendingOperationKind::Creating, &root).await?;
+                shared.end(op, None, Some(&root)).await
+            }
+            .await;
+            let mut record = StepRecord::new(
+                StepOp::Create,
+                shared.root_urn.clone(),
+                ROOT_STACK_TYPE.to_owned(),
+                None,
+            );
+            record.error = result.err();
+            shared.record_step(record);
+            root
+        }
+    };
+    let mut outcome = shared.lock_outcome();
+    outcome.finished_urns.insert(root.urn.clone());
+    outcome.new_states.push(root);
+}
+
+/// Records a default provider for every package whose resources name no explicit provider.
+pub(crate) async fn register_default_providers(shared: &Arc<Shared>, program: &Program) {
+    let mut packages: Vec<&str> = program
+        .resources
+        .iter()
+        .filter(|resource| {
+            resource.options.provider.is_none()
+                && resource.type_token != STACK_REFERENCE_TYPE
+                && !is_provider_type(&resource.type_token)
+        })
+        .map(|resource| cairn_core::type_token::package_of(&resource.type_token))
+        .collect();
+    packages.sort_unstable();
+    packages.dedup();
+    for package in packages {
+        let type_token = format!("pulumi:providers:{package}");
+        let urn = Urn::new(
+            &shared.request.stack,
+            &shared.request.project,
+            None,
+            &type_token,
+            "default",
+        );
+        let state = match shared.old_state(&urn) {
+            Some(old) => old,
+            None => {
+                let id = if shared.is_dry_run() {
+                    UNKNOWN_ID.to_owned()
+                } else {
+                    uuid::Uuid::new_v4().to_string()
+                };
+                let state = ResourceState {
+                    urn: urn.clone(),
+                    custom: true,
+                    id,
+                    type_: type_token,
+                    ..ResourceState::default()
+                };
+                let result = async {
+                    let op = shared.begin(PendingOperationKind::Creating, &state).await?;
+                    shared.end(op, None, Some(&state)).await
+                }
+                .await;
+                if let Err(error) = result {
+                    shared.record_error(&urn, error);
+                }
+                state
+            }
+        };
+        if let Ok(mut providers) = shared.default_providers.lock() {
+            providers.insert(package.to_owned(), format!("{}::{}", state.urn, state.id));
+        }
+        let mut outcome = shared.lock_outcome();
+        outcome.finished_urns.insert(state.urn.clone());
+        outcome.new_states.push(state);
+    }
+}
+
+/// Evaluates a program variable once everything it refers to is known.
+pub(crate) fn evaluate_variable(shared: &Arc<Shared>, index: usize) -> bool {
+    let program = program_of(shared);
+    let variable = &program.variables[index];
+    match cairn_program::evaluate(&variable.value, shared.as_ref()) {
+        Ok(value) => {
+            if let Ok(mut variables) = shared.resolved.variables.write() {
+                variables.insert(variable.name.clone(), value);
+            }
+            true
+        }
+        Err(error) => {
+            shared.emit(EngineEvent::Warning(error.to_string()));
+            shared
+                .lock_outcome()
+                .errors
+                .push(format!("variable `{}`: {error}", variable.name));
+            false
+        }
+    }
+}
+
+/// Evaluates the program's outputs and records them on the root stack resource.
+pub(crate) async fn register_outputs(shared: &Arc<Shared>, program: &Program) {
+    let old_root = shared
+        .lock_outcome()
+        .new_states
+        .iter()
+        .find(|state| state.urn == shared.root_urn)
+        .cloned();
+    let Some(old_root) = old_root else {
+        return;
+    };
+    let mut outputs = PropertyMap::new();
+    for (name, expr) in &program.outputs {
+        match cairn_program::evaluate(expr, shared.as_ref()) {
+            Ok(value) if shared.is_dry_run() || !value.contains_unknown() => {
+                outputs.insert(name.clone(), value);
+            }
+            Ok(_) | Err(_) => {
+                // An output that refers to a resource that failed keeps its last value.
+                if let Some(previous) = old_root.outputs.get(name) {
+                    outputs.insert(name.clone(), previous.clone());
+                }
+            }
+        }
+    }
+    if outputs == old_root.outputs {
+        return;
+    }
+    let mut new_root = old_root.clone();
+    new_root.outputs = outputs;
+    let saved = async {
+        let op = shared
+            .begin(PendingOperationKind::Updating, &old_root)
+            .await?;
+        shared.end(op, Some(&old_root), Some(&new_root)).await
+    }
+    .await;
+    if let Err(error) = saved {
+        shared.record_error(&shared.root_urn, error);
+        return;
+    }
+    let mut outcome = shared.lock_outcome();
+    if let Some(root) = outcome
+        .new_states
+        .iter_mut()
+        .find(|state| state.urn == shared.root_urn)
+    {
+        *root = new_root;
+    }
+}
