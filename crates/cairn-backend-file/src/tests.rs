@@ -304,3 +304,43 @@ async fn concurrent_steps_are_all_durable_and_bytes_grow_linearly() {
         "{journal_bytes} vs {checkpoint_like}"
     );
 }
+
+#[tokio::test]
+async fn operations_still_open_at_finish_stay_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    backend.create_stack(&stack("dev")).await.unwrap();
+    let persister = persister(&backend, &stack("dev")).await;
+    let op = persister
+        .begin(PendingOperationKind::Creating, &resource("a", ""))
+        .await
+        .unwrap();
+    persister
+        .end(op, None, Some(&resource("a", "1")))
+        .await
+        .unwrap();
+    persister
+        .begin(PendingOperationKind::Deleting, &resource("gone", "9"))
+        .await
+        .unwrap();
+    let snapshot = Snapshot {
+        resources: vec![resource("a", "1")],
+        pending_operations: Vec::new(),
+    };
+    persister
+        .finish(&snapshot, UpdateResult::Cancelled, Default::default())
+        .await
+        .unwrap();
+    let deployment = backend
+        .load_deployment(&stack("dev"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(names(&deployment), vec!["a"]);
+    assert_eq!(deployment.pending_operations.len(), 1);
+    assert_eq!(deployment.pending_operations[0].type_, "deleting");
+    assert_eq!(
+        backend.history(&stack("dev")).await.unwrap()[0].result,
+        UpdateResult::Cancelled
+    );
+}

@@ -1,11 +1,11 @@
 //! The `Persister`: how the engine records each step through a backend's `UpdateWriter`,
 //! converting engine states to the stored format (secrets sealed) on the way.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use cairn_core::{PendingOperationKind, ResourceState, Snapshot, Urn};
+use cairn_core::{PendingOperation, PendingOperationKind, ResourceState, Snapshot, Urn};
 use cairn_secrets::Crypter;
 
 use crate::backend::{BackendError, UpdateResult, UpdateWriter};
@@ -28,6 +28,9 @@ pub struct Persister {
     writer: Box<dyn UpdateWriter>,
     crypter: Arc<dyn Crypter>,
     next_op: AtomicU64,
+    /// Operations begun and not ended. If the update stops with some still open (a hard stop,
+    /// a step that panicked), the final checkpoint keeps them as pending operations.
+    open: Mutex<HashMap<u64, PendingOperation>>,
     /// When the update started, for the checkpoint's manifest.
     manifest_time: String,
 }
@@ -38,6 +41,7 @@ impl Persister {
             writer,
             crypter,
             next_op: AtomicU64::new(1),
+            open: Mutex::new(HashMap::new()),
             manifest_time: rfc3339_now(),
         }
     }
@@ -55,7 +59,21 @@ impl Persister {
             resource: encode_resource(resource, self.crypter.as_ref())?,
         };
         self.writer.append(vec![record]).await?;
+        self.lock_open().insert(
+            op,
+            PendingOperation {
+                kind,
+                resource: resource.clone(),
+            },
+        );
         Ok(op)
+    }
+
+    fn lock_open(&self) -> std::sync::MutexGuard<'_, HashMap<u64, PendingOperation>> {
+        // The map stays consistent even if a holder panicked: each access is one insert/remove.
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Durably records an operation's outcome: the resource copy `removed` (URN and ID) left
@@ -77,17 +95,25 @@ impl Persister {
                 .transpose()?,
         };
         self.writer.append(vec![record]).await?;
+        self.lock_open().remove(&op);
         Ok(())
     }
 
-    /// Writes the final checkpoint and the history record.
+    /// Writes the final checkpoint (with any operation still open as a pending operation) and
+    /// the history record.
     pub async fn finish(
         self,
         snapshot: &Snapshot,
         result: UpdateResult,
         resource_changes: BTreeMap<String, usize>,
     ) -> Result<(), StateError> {
-        let deployment = encode_snapshot(snapshot, self.crypter.as_ref(), &self.manifest_time)?;
+        let mut open: Vec<(u64, PendingOperation)> = self.lock_open().drain().collect();
+        open.sort_by_key(|(op, _)| *op);
+        let mut snapshot = snapshot.clone();
+        snapshot
+            .pending_operations
+            .extend(open.into_iter().map(|(_, operation)| operation));
+        let deployment = encode_snapshot(&snapshot, self.crypter.as_ref(), &self.manifest_time)?;
         self.writer
             .finish(deployment, result, resource_changes)
             .await?;

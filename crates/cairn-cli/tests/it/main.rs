@@ -11,4 +11,5 @@ mod errors;
 mod lifecycle;
 mod programs;
 mod secrets;
+mod signals;
 mod stacks;
