@@ -11,6 +11,8 @@ pub enum StepOp {
     Delete,
     /// Read an existing resource (`get`).
     Read,
+    /// Adopt an existing resource into the stack (the `import` option).
+    Import,
     /// Refresh found the resource changed outside Cairn.
     Refresh,
 }
@@ -25,6 +27,7 @@ impl StepOp {
             StepOp::Replace => "+-",
             StepOp::Delete => "-",
             StepOp::Read => ">",
+            StepOp::Import => "=",
             StepOp::Refresh => "~",
         }
     }
@@ -38,6 +41,7 @@ impl StepOp {
             StepOp::Replace => "replace",
             StepOp::Delete => "delete",
             StepOp::Read => "read",
+            StepOp::Import => "import",
             StepOp::Refresh => "refresh",
         }
     }
@@ -51,6 +55,7 @@ impl StepOp {
             StepOp::Replace => "replaced",
             StepOp::Delete => "deleted",
             StepOp::Read => "read",
+            StepOp::Import => "imported",
             StepOp::Refresh => "refreshed",
         }
     }
@@ -64,6 +69,7 @@ impl StepOp {
             StepOp::Replace => "to replace",
             StepOp::Delete => "to delete",
             StepOp::Read => "to read",
+            StepOp::Import => "to import",
             StepOp::Refresh => "to refresh",
         }
     }

@@ -322,6 +322,20 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
         return Ok(());
     }
 
+    if plan.old.is_none()
+        && let Some(import_id) = &decl.options.import
+    {
+        return import_existing(
+            shared,
+            plan,
+            provider.as_ref(),
+            &ctx,
+            state,
+            import_id,
+            started,
+        )
+        .await;
+    }
     let decision = match &plan.old {
         None => Decision::create(),
         Some(old) => {
@@ -581,6 +595,67 @@ async fn read_existing(
         state.type_.clone(),
         Some(plan.parent.clone()),
     );
+    record.outputs = state.outputs.clone();
+    record.duration = started.elapsed();
+    shared.record_step(record);
+    publish(shared, state, &plan.decl.key, true);
+    Ok(())
+}
+
+/// The `import` option: adopt an existing resource (read through the provider) instead of
+/// creating one. From then on Cairn owns it like any other.
+async fn import_existing(
+    shared: &Arc<Shared>,
+    plan: &ResourcePlan<'_>,
+    provider: &dyn Provider,
+    ctx: &CallContext,
+    mut state: ResourceState,
+    import_id: &str,
+    started: Instant,
+) -> Result<(), String> {
+    shared.emit(EngineEvent::StepStarted {
+        op: StepOp::Import,
+        urn: plan.urn.clone(),
+        type_: state.type_.clone(),
+    });
+    let pending = shared.begin(PendingOperationKind::Reading, &state).await?;
+    let read = call_provider(
+        shared,
+        0.0,
+        "import",
+        provider.read(
+            ctx,
+            &state.type_,
+            import_id,
+            &reveal_map(&state.inputs),
+            &PropertyMap::new(),
+        ),
+    )
+    .await;
+    let read = match read {
+        Ok(Some(read)) => read,
+        Ok(None) => {
+            shared.end(pending, None, None).await?;
+            return Err(format!(
+                "there is no `{}` with ID `{import_id}` to import",
+                state.type_
+            ));
+        }
+        Err(error) => {
+            shared.end(pending, None, None).await?;
+            return Err(error);
+        }
+    };
+    state.id = read.id;
+    state.outputs = reseal_outputs(&state.inputs, read.outputs, &|_| false);
+    shared.end(pending, None, Some(&state)).await?;
+    let mut record = StepRecord::new(
+        StepOp::Import,
+        plan.urn.clone(),
+        state.type_.clone(),
+        Some(plan.parent.clone()),
+    );
+    record.new_inputs = Some(state.inputs.clone());
     record.outputs = state.outputs.clone();
     record.duration = started.elapsed();
     shared.record_step(record);

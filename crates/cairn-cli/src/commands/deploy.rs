@@ -244,6 +244,7 @@ fn progressive(op: StepOp) -> &'static str {
         StepOp::Replace => "replacing",
         StepOp::Delete => "deleting",
         StepOp::Read => "reading",
+        StepOp::Import => "importing",
         StepOp::Refresh => "refreshing",
         StepOp::Same => "",
     }

@@ -133,8 +133,9 @@ fn order_of(op: StepOp) -> usize {
         StepOp::Replace => 2,
         StepOp::Delete => 3,
         StepOp::Read => 4,
-        StepOp::Refresh => 5,
-        StepOp::Same => 6,
+        StepOp::Import => 5,
+        StepOp::Refresh => 6,
+        StepOp::Same => 7,
     }
 }
 
@@ -334,7 +335,7 @@ pub fn diff_lines(outcome: &DeployOutcome, show_secrets: bool) -> Vec<String> {
         let old = step.old_inputs.as_ref().unwrap_or(&empty);
         let new = step.new_inputs.as_ref().unwrap_or(&empty);
         match step.op {
-            StepOp::Create | StepOp::Read => {
+            StepOp::Create | StepOp::Read | StepOp::Import => {
                 for (key, value) in new {
                     lines.push(format!(
                         "      {key}: {}",

@@ -167,3 +167,40 @@ fn login_logout_and_whoami() {
         serde_json::from_str(&context.cairn(&["whoami", "--json"]).success().stdout).unwrap();
     assert!(json["url"].as_str().unwrap().ends_with("/home"), "{json}");
 }
+
+#[test]
+fn import_adopts_an_existing_resource() {
+    let context = TestContext::with_program(
+        "name: adopt\nruntime: yaml\nresources:\n  found:\n    type: fake:Resource\n    properties:\n      v: 1\n    options:\n      import: existing-7\n",
+    );
+    let ledger = context.root.path().join("ledger.jsonl");
+    std::fs::write(
+        &ledger,
+        format!(
+            "{}\n",
+            serde_json::json!({"op": "create", "urn": "elsewhere", "id": "existing-7"})
+        ),
+    )
+    .unwrap();
+    let env = [("CAIRN_FAKE_LEDGER", ledger.as_path())];
+    let preview = context.cairn_with(&["preview"], &env).success();
+    assert!(preview.stdout.contains("1 to import"), "{}", preview.stdout);
+    let up = context.cairn_with(&["up", "--yes"], &env).success();
+    assert!(up.stdout.contains("1 imported"), "{}", up.stdout);
+    let found = context.resource("found");
+    assert_eq!(found["id"], "existing-7");
+    assert!(
+        found.get("external").is_none(),
+        "an imported resource is owned: {found}"
+    );
+    // Nothing was created: the ledger still has only the outside create.
+    assert_eq!(std::fs::read_to_string(&ledger).unwrap().lines().count(), 1);
+    let again = context.cairn_with(&["up", "--yes"], &env).success();
+    assert!(again.stdout.contains("2 unchanged"), "{}", again.stdout);
+
+    context.write_program(
+        "name: adopt\nruntime: yaml\nresources:\n  missing:\n    type: fake:Resource\n    options:\n      import: no-such-id\n",
+    );
+    let failed = context.cairn_with(&["up", "--yes"], &env).expect_code(1);
+    assert!(failed.stdout.contains("no-such-id"), "{}", failed.stdout);
+}
