@@ -21,7 +21,9 @@ pub(crate) async fn delete_resource(shared: &Arc<Shared>, resource: &ResourceSta
     let is_shown = !is_default_provider && !is_replaced_now;
     if resource.protect {
         shared.record_error(
+            StepOp::Delete,
             &resource.urn,
+            resource.parent.as_ref(),
             "it is protected and cannot be deleted; set `protect: false` or run `cairn state unprotect`"
                 .to_owned(),
         );

@@ -71,9 +71,14 @@ impl Shared {
         outcome.steps.push(record);
     }
 
-    pub fn record_error(&self, urn: &Urn, message: String) {
-        let mut record =
-            StepRecord::new(StepOp::Same, urn.clone(), urn.type_token().to_owned(), None);
+    /// Records a failed step: what it attempted, on which resource, and why.
+    pub fn record_error(&self, op: StepOp, urn: &Urn, parent: Option<&Urn>, message: String) {
+        let mut record = StepRecord::new(
+            op,
+            urn.clone(),
+            urn.type_token().to_owned(),
+            parent.cloned(),
+        );
         record.error = Some(message);
         self.record_step(record);
     }
@@ -292,10 +297,15 @@ async fn update(shared: &Arc<Shared>, old: &Snapshot) -> Vec<ResourceState> {
     )
     .await;
     if result.n_blocked > 0 {
-        shared.emit(EngineEvent::Warning(format!(
-            "{} resources were not changed because a resource they depend on failed",
-            result.n_blocked
-        )));
+        let message = if result.n_blocked == 1 {
+            "1 resource was not changed because a resource it depends on failed".to_owned()
+        } else {
+            format!(
+                "{} resources were not changed because a resource they depend on failed",
+                result.n_blocked
+            )
+        };
+        shared.emit(EngineEvent::Warning(message));
     }
     crate::stack_resources::register_outputs(shared, &program).await;
 

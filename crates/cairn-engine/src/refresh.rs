@@ -38,7 +38,12 @@ pub(crate) async fn refresh_all(shared: &Arc<Shared>, old: &Snapshot) -> Snapsho
                         true
                     }
                     Err(error) => {
-                        shared.record_error(&resource.urn, error);
+                        shared.record_error(
+                            StepOp::Refresh,
+                            &resource.urn,
+                            resource.parent.as_ref(),
+                            error,
+                        );
                         false
                     }
                 }

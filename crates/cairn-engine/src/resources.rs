@@ -39,6 +39,8 @@ struct ResourcePlan<'a> {
     dependencies: Vec<Urn>,
     inputs: PropertyMap,
     old: Option<ResourceState>,
+    /// The step decided on, once it is (a failure after that point is shown as that step's).
+    attempted: std::sync::Mutex<Option<StepOp>>,
 }
 
 /// Runs one program resource; returns whether it succeeded.
@@ -67,7 +69,12 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
     let inputs = match evaluate_properties(shared, decl) {
         Ok(inputs) => inputs,
         Err(error) => {
-            shared.record_error(&urn, error);
+            let op = if shared.old_state(&urn).is_some() {
+                StepOp::Update
+            } else {
+                StepOp::Create
+            };
+            shared.record_error(op, &urn, Some(&parent), error);
             return false;
         }
     };
@@ -88,6 +95,7 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
         dependencies,
         inputs,
         old,
+        attempted: std::sync::Mutex::new(None),
     };
     let result = if is_provider_type(&decl.type_token) {
         run_provider_resource(shared, &plan).await
@@ -99,7 +107,16 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
     match result {
         Ok(()) => true,
         Err(error) => {
-            shared.record_error(&plan.urn, error);
+            let attempted = *plan
+                .attempted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let op = attempted.unwrap_or(if plan.old.is_some() {
+                StepOp::Update
+            } else {
+                StepOp::Create
+            });
+            shared.record_error(op, &plan.urn, Some(&plan.parent), error);
             false
         }
     }
@@ -325,6 +342,10 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     if plan.old.is_none()
         && let Some(import_id) = &decl.options.import
     {
+        *plan
+            .attempted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(StepOp::Import);
         return import_existing(
             shared,
             plan,
@@ -358,6 +379,10 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             )
         }
     };
+    *plan
+        .attempted
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(decision.op);
     if decision.op == StepOp::Replace
         && let Some(old) = &plan.old
         && old.protect

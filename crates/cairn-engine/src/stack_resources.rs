@@ -95,7 +95,7 @@ pub(crate) async fn register_default_providers(shared: &Arc<Shared>, program: &P
                 }
                 .await;
                 if let Err(error) = result {
-                    shared.record_error(&urn, error);
+                    shared.record_error(StepOp::Create, &urn, None, error);
                 }
                 state
             }
@@ -169,7 +169,7 @@ pub(crate) async fn register_outputs(shared: &Arc<Shared>, program: &Program) {
     }
     .await;
     if let Err(error) = saved {
-        shared.record_error(&shared.root_urn, error);
+        shared.record_error(StepOp::Update, &shared.root_urn, None, error);
         return;
     }
     let mut outcome = shared.lock_outcome();

@@ -246,6 +246,13 @@ resources:
     let run = context.cairn(&["up", "--yes"]).expect_code(1);
     assert!(run.stdout.contains("failOn: create"), "{}", run.stdout);
     assert!(run.stdout.contains("Diagnostics:"), "{}", run.stdout);
+    assert!(
+        run.stdout.lines().any(|line| line.starts_with(" +")
+            && line.contains("bad")
+            && line.contains("**create failed**")),
+        "{}",
+        run.stdout
+    );
     let names: Vec<String> = context
         .resources()
         .iter()
