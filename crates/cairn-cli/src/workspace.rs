@@ -246,12 +246,9 @@ pub fn passphrase() -> Result<String, String> {
             .map_err(|error| error.to_string());
     }
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        crate::output::prompt("Enter your passphrase to unlock config/secrets: ");
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|error| error.to_string())?;
-        return Ok(line.trim_end_matches(['\n', '\r']).to_owned());
+        // Read without echo, so the passphrase never shows on screen or in a recording.
+        return rpassword::prompt_password("Enter your passphrase to unlock config/secrets: ")
+            .map_err(|error| format!("reading the passphrase: {error}"));
     }
     Err(format!(
         "a passphrase is needed for this stack's secrets: set `{}` (or `{}`)",

@@ -36,6 +36,11 @@ async fn prepare(workspace: &Workspace, with_program: bool) -> anyhow::Result<Pr
         None
     };
     let context = commands::open_stack(workspace).await?;
+    // On a terminal, ask for the passphrase now rather than in the middle of an update, when
+    // the first secret output needs sealing.
+    if commands::is_interactive() {
+        context.crypter.encrypt("")?;
+    }
     let config = match &program {
         Some(program) => {
             let stack_values = commands::stack_config_values(&context)?;
