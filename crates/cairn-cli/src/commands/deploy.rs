@@ -290,7 +290,6 @@ async fn watch_signals(cancellation: Cancellation) {
 }
 
 fn render_outcome(
-    title: &str,
     outcome: &DeployOutcome,
     is_preview: bool,
     display: &Display,
@@ -307,8 +306,6 @@ fn render_outcome(
         ));
         return;
     }
-    output::line(&format!("{title}:"));
-    output::line("");
     let tree = render::tree(outcome, is_preview, display.show_sames);
     for row in &tree {
         output::line(row);
@@ -415,202 +412,194 @@ fn fail_if(outcome: &DeployOutcome) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn preview(workspace: &Workspace, args: DeployArgs) -> anyhow::Result<()> {
-    let targets = parse_targets(&args.target)?;
-    let prepared = prepare(workspace, true).await?;
-    let display = Display::of(workspace, args.show_sames, args.diff);
+/// What one command does: its operation and the words it shows.
+struct Command {
+    operation: Operation,
+    kind: UpdateKind,
+    /// "update", "refresh", "destroy".
+    noun: &'static str,
+    /// "Updating", "Refreshing", "Destroying".
+    doing: &'static str,
+}
+
+const UPDATE: Command = Command {
+    operation: Operation::Update,
+    kind: UpdateKind::Update,
+    noun: "update",
+    doing: "Updating",
+};
+const REFRESH: Command = Command {
+    operation: Operation::Refresh,
+    kind: UpdateKind::Refresh,
+    noun: "refresh",
+    doing: "Refreshing",
+};
+const DESTROY: Command = Command {
+    operation: Operation::Destroy,
+    kind: UpdateKind::Destroy,
+    noun: "destroy",
+    doing: "Destroying",
+};
+
+/// How far to go.
+struct Flow {
+    yes: bool,
+    skip_preview: bool,
+    preview_only: bool,
+    message: Option<String>,
+}
+
+/// The shape of every command here: a preview (unless skipped), a confirmation, then the real
+/// run; each rendered as Pulumi does. Returns the real run's outcome, or the preview's when
+/// only previewing.
+async fn preview_then_apply(
+    workspace: &Workspace,
+    command: &Command,
+    options: DeployOptions,
+    flow: Flow,
+    display: &Display,
+) -> anyhow::Result<DeployOutcome> {
+    if !flow.preview_only {
+        require_approval(flow.yes, command.noun)?;
+    }
+    let prepared = prepare(workspace, command.operation == Operation::Update).await?;
+    let stack = prepared.context.stack.name.clone();
+    if flow.preview_only || !flow.skip_preview {
+        // In `--json` mode a preview that leads to an update prints nothing of its own (one
+        // JSON document per command), unless it fails.
+        let is_shown = flow.preview_only || !display.json;
+        if is_shown && !display.json {
+            output::line(&format!("Previewing {} ({stack}):", command.noun));
+            output::line("");
+        }
+        let started = Instant::now();
+        let dry_run = DeployOptions {
+            dry_run: true,
+            ..options.clone()
+        };
+        let preview = run_engine(
+            workspace,
+            &prepared,
+            dry_run,
+            UpdateKind::Preview,
+            None,
+            display,
+        )
+        .await?;
+        if is_shown || preview.has_failed() {
+            render_outcome(&preview, true, display, started, None);
+        }
+        fail_if(&preview)?;
+        if flow.preview_only {
+            return Ok(preview);
+        }
+        ask_approval(
+            flow.yes,
+            &format!("Do you want to perform this {}?", command.noun),
+        )?;
+        if !display.json {
+            output::line("");
+        }
+    }
+    if !display.json {
+        output::line(&format!("{} ({stack}):", command.doing));
+        output::line("");
+    }
     let started = Instant::now();
-    let options = DeployOptions {
-        operation: Operation::Update,
-        dry_run: true,
-        targets,
-        parallel: args.parallel,
-        refresh: args.refresh,
+    let apply = DeployOptions {
+        dry_run: false,
+        ..options
     };
     let outcome = run_engine(
         workspace,
         &prepared,
-        options,
-        UpdateKind::Preview,
-        None,
-        &display,
+        apply,
+        command.kind,
+        flow.message,
+        display,
     )
     .await?;
-    let title = format!("Previewing update ({})", prepared.context.stack.name);
-    render_outcome(&title, &outcome, true, &display, started, None);
-    fail_if(&outcome)
+    let bytes = prepared.context.backend.bytes_written();
+    render_outcome(&outcome, false, display, started, Some(bytes));
+    fail_if(&outcome)?;
+    if command.operation == Operation::Destroy
+        && !display.json
+        && outcome.snapshot.resources.is_empty()
+    {
+        output::line("");
+        output::line(&format!(
+            "The resources in the stack have been deleted, but the history and configuration associated with the stack are still maintained.\nIf you want to remove the stack completely, run `cairn stack rm {stack}`."
+        ));
+    }
+    Ok(outcome)
+}
+
+fn options(
+    operation: Operation,
+    targets: Vec<Urn>,
+    parallel: usize,
+    refresh: bool,
+) -> DeployOptions {
+    DeployOptions {
+        operation,
+        dry_run: false,
+        targets,
+        parallel,
+        refresh,
+    }
+}
+
+pub async fn preview(workspace: &Workspace, args: DeployArgs) -> anyhow::Result<()> {
+    let targets = parse_targets(&args.target)?;
+    let display = Display::of(workspace, args.show_sames, args.diff);
+    let flow = Flow {
+        yes: true,
+        skip_preview: false,
+        preview_only: true,
+        message: None,
+    };
+    let options = options(Operation::Update, targets, args.parallel, args.refresh);
+    preview_then_apply(workspace, &UPDATE, options, flow, &display).await?;
+    Ok(())
 }
 
 pub async fn up(workspace: &Workspace, args: DeployArgs) -> anyhow::Result<()> {
-    require_approval(args.yes, "update")?;
     let targets = parse_targets(&args.target)?;
-    let prepared = prepare(workspace, true).await?;
     let display = Display::of(workspace, args.show_sames, args.diff);
-    let options = DeployOptions {
-        operation: Operation::Update,
-        dry_run: true,
-        targets,
-        parallel: args.parallel,
-        refresh: args.refresh,
+    let flow = Flow {
+        yes: args.yes,
+        skip_preview: args.skip_preview,
+        preview_only: false,
+        message: args.message,
     };
-    if !args.skip_preview {
-        let started = Instant::now();
-        let preview = run_engine(
-            workspace,
-            &prepared,
-            options.clone(),
-            UpdateKind::Preview,
-            None,
-            &display,
-        )
-        .await?;
-        if !display.json || preview.has_failed() {
-            let title = format!("Previewing update ({})", prepared.context.stack.name);
-            render_outcome(&title, &preview, true, &display, started, None);
-        }
-        fail_if(&preview)?;
-        ask_approval(args.yes, "Do you want to perform this update?")?;
-        if !display.json {
-            output::line("");
-        }
-    }
-    let started = Instant::now();
-    let outcome = run_engine(
-        workspace,
-        &prepared,
-        DeployOptions {
-            dry_run: false,
-            ..options
-        },
-        UpdateKind::Update,
-        args.message,
-        &display,
-    )
-    .await?;
-    let title = format!("Updating ({})", prepared.context.stack.name);
-    let bytes = prepared.context.backend.bytes_written();
-    render_outcome(&title, &outcome, false, &display, started, Some(bytes));
-    fail_if(&outcome)
+    let options = options(Operation::Update, targets, args.parallel, args.refresh);
+    preview_then_apply(workspace, &UPDATE, options, flow, &display).await?;
+    Ok(())
 }
 
 pub async fn refresh(workspace: &Workspace, args: RefreshArgs) -> anyhow::Result<()> {
-    if !args.preview_only {
-        require_approval(args.yes, "refresh")?;
-    }
-    let prepared = prepare(workspace, false).await?;
     let display = Display::of(workspace, false, false);
-    let options = DeployOptions {
-        operation: Operation::Refresh,
-        dry_run: true,
-        targets: Vec::new(),
-        parallel: args.parallel,
-        refresh: false,
+    let flow = Flow {
+        yes: args.yes,
+        skip_preview: args.skip_preview,
+        preview_only: args.preview_only,
+        message: None,
     };
-    if args.preview_only || !args.skip_preview {
-        let started = Instant::now();
-        let preview = run_engine(
-            workspace,
-            &prepared,
-            options.clone(),
-            UpdateKind::Preview,
-            None,
-            &display,
-        )
-        .await?;
-        let title = format!("Previewing refresh ({})", prepared.context.stack.name);
-        render_outcome(&title, &preview, true, &display, started, None);
-        fail_if(&preview)?;
-        if args.preview_only {
-            return Ok(());
-        }
-        ask_approval(args.yes, "Do you want to perform this refresh?")?;
-    }
-    let started = Instant::now();
-    let outcome = run_engine(
-        workspace,
-        &prepared,
-        DeployOptions {
-            dry_run: false,
-            ..options
-        },
-        UpdateKind::Refresh,
-        None,
-        &display,
-    )
-    .await?;
-    let title = format!("Refreshing ({})", prepared.context.stack.name);
-    render_outcome(
-        &title,
-        &outcome,
-        false,
-        &display,
-        started,
-        Some(prepared.context.backend.bytes_written()),
-    );
-    fail_if(&outcome)
+    let options = options(Operation::Refresh, Vec::new(), args.parallel, false);
+    preview_then_apply(workspace, &REFRESH, options, flow, &display).await?;
+    Ok(())
 }
 
 pub async fn destroy(workspace: &Workspace, args: DestroyArgs) -> anyhow::Result<()> {
-    require_approval(args.yes, "destroy")?;
     let targets = parse_targets(&args.target)?;
-    let prepared = prepare(workspace, false).await?;
     let display = Display::of(workspace, false, false);
-    let options = DeployOptions {
-        operation: Operation::Destroy,
-        dry_run: true,
-        targets,
-        parallel: args.parallel,
-        refresh: false,
+    let flow = Flow {
+        yes: args.yes,
+        skip_preview: args.skip_preview,
+        preview_only: false,
+        message: args.message,
     };
-    if !args.skip_preview {
-        let started = Instant::now();
-        let preview = run_engine(
-            workspace,
-            &prepared,
-            options.clone(),
-            UpdateKind::Preview,
-            None,
-            &display,
-        )
-        .await?;
-        if !display.json {
-            let title = format!("Previewing destroy ({})", prepared.context.stack.name);
-            render_outcome(&title, &preview, true, &display, started, None);
-        }
-        fail_if(&preview)?;
-        ask_approval(args.yes, "Do you want to perform this destroy?")?;
-        if !display.json {
-            output::line("");
-        }
-    }
-    let started = Instant::now();
-    let outcome = run_engine(
-        workspace,
-        &prepared,
-        DeployOptions {
-            dry_run: false,
-            ..options
-        },
-        UpdateKind::Destroy,
-        args.message,
-        &display,
-    )
-    .await?;
-    let title = format!("Destroying ({})", prepared.context.stack.name);
-    render_outcome(
-        &title,
-        &outcome,
-        false,
-        &display,
-        started,
-        Some(prepared.context.backend.bytes_written()),
-    );
-    if !outcome.has_failed() && !display.json {
-        output::line("");
-        output::line(&format!(
-            "The resources in the stack have been deleted, but the history and configuration associated with the stack are still maintained.\nIf you want to remove the stack completely, run `cairn stack rm {}`.",
-            prepared.context.stack.name
-        ));
-    }
-    fail_if(&outcome)
+    let options = options(Operation::Destroy, targets, args.parallel, false);
+    preview_then_apply(workspace, &DESTROY, options, flow, &display).await?;
+    Ok(())
 }
