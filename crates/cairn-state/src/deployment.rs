@@ -37,7 +37,8 @@ pub struct Deployment {
     pub secrets_providers: Option<SecretsProviders>,
     #[serde(default)]
     pub resources: Vec<ResourceV3>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Always written, even when empty, so readers can rely on the key.
+    #[serde(default)]
     pub pending_operations: Vec<OperationV2>,
 }
 

@@ -87,6 +87,7 @@ fn export_is_shaped_as_pulumis_deployment() {
     assert_eq!(export["version"], 3);
     let deployment = &export["deployment"];
     assert!(deployment["manifest"]["time"].is_string());
+    assert_eq!(deployment["pending_operations"], serde_json::json!([]));
     let resources = deployment["resources"].as_array().unwrap();
     let types: Vec<&str> = resources
         .iter()
