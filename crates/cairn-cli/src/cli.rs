@@ -172,6 +172,10 @@ pub struct RefreshArgs {
     pub skip_preview: bool,
     #[arg(long, short = 'p', default_value_t = 64)]
     pub parallel: usize,
+    /// Resolve the pending operations of an interrupted update: adopt creates that happened,
+    /// forget those that did not, drop resources whose delete happened
+    #[arg(long, alias = "clear-pending-creates")]
+    pub clear_pending: bool,
 }
 
 #[derive(Debug, Args)]

@@ -220,6 +220,10 @@ pub async fn deploy(
         outcome: Mutex::new(OutcomeBuilder::default()),
     });
 
+    if shared.options.clear_pending {
+        let resolved = crate::refresh::resolve_pending(&shared, &shared.old_snapshot()).await;
+        shared.set_old(Arc::new(resolved));
+    }
     if shared.options.operation == Operation::Refresh || shared.options.refresh {
         let refreshed = crate::refresh::refresh_all(&shared, &shared.old_snapshot()).await;
         shared.set_old(Arc::new(refreshed));

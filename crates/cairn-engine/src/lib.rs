@@ -53,6 +53,9 @@ pub struct DeployOptions {
     pub parallel: usize,
     /// Refresh the old state from the providers before planning.
     pub refresh: bool,
+    /// Resolve the pending operations of an interrupted update by asking the providers
+    /// whether they happened (`refresh --clear-pending`).
+    pub clear_pending: bool,
 }
 
 /// Cancellation: `graceful` stops new steps from starting; `hard` abandons in-flight steps,

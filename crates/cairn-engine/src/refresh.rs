@@ -1,14 +1,17 @@
 //! Refreshing: reading every resource's live state from its provider and recording drift (a
-//! changed resource is a `refresh` step, a vanished one a `delete`).
+//! changed resource is a `refresh` step, a vanished one a `delete`), and resolving the pending
+//! operations an interrupted update left behind.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, Snapshot, StepOp, Value};
+use cairn_core::{
+    PendingOperation, PendingOperationKind, PropertyMap, ResourceState, Snapshot, StepOp, Value,
+};
 use cairn_provider::CallContext;
 
 use crate::deploy::{Shared, reseal_outputs};
-use crate::events::StepRecord;
+use crate::events::{EngineEvent, StepRecord};
 use crate::resources::{STACK_REFERENCE_TYPE, call_provider, is_provider_type, reveal_map};
 
 /// Reads every resource's live state from its provider and returns the refreshed snapshot.
@@ -163,4 +166,142 @@ fn changed_keys(old: &PropertyMap, new: &PropertyMap) -> Vec<String> {
         .filter(|key| old.get(*key).map(Value::reveal) != new.get(*key).map(Value::reveal))
         .cloned()
         .collect()
+}
+
+/// Asks the providers what became of each pending operation and returns the snapshot without
+/// them: a create that happened is adopted (an `import` step), one that did not is dropped; a
+/// delete that happened removes the resource. Updates and reads leave the resource as recorded,
+/// for the refresh that follows to bring up to date.
+pub(crate) async fn resolve_pending(shared: &Arc<Shared>, old: &Snapshot) -> Snapshot {
+    let mut snapshot = Snapshot {
+        resources: old.resources.clone(),
+        pending_operations: Vec::new(),
+    };
+    for operation in &old.pending_operations {
+        match resolve_one(shared, operation, &snapshot.resources).await {
+            Ok(Resolution::Adopted(state)) => {
+                // A live copy under the same URN is the one this create was replacing.
+                for resource in &mut snapshot.resources {
+                    if resource.urn == state.urn && !resource.delete {
+                        resource.delete = true;
+                    }
+                }
+                snapshot.resources.push(state);
+            }
+            Ok(Resolution::Deleted) => snapshot.resources.retain(|resource| {
+                resource.urn != operation.resource.urn || resource.id != operation.resource.id
+            }),
+            Ok(Resolution::Unchanged) => {}
+            Err(error) => {
+                // Keep what cannot be resolved, so nothing is forgotten.
+                snapshot.pending_operations.push(operation.clone());
+                shared.record_error(
+                    StepOp::Refresh,
+                    &operation.resource.urn,
+                    operation.resource.parent.as_ref(),
+                    error,
+                );
+            }
+        }
+    }
+    snapshot.resources = crate::deploy::sort_by_dependencies(snapshot.resources);
+    snapshot
+}
+
+enum Resolution {
+    Adopted(ResourceState),
+    Deleted,
+    Unchanged,
+}
+
+async fn resolve_one(
+    shared: &Arc<Shared>,
+    operation: &PendingOperation,
+    known: &[ResourceState],
+) -> Result<Resolution, String> {
+    let resource = &operation.resource;
+    let is_checkable = resource.custom
+        && !is_provider_type(&resource.type_)
+        && resource.type_ != STACK_REFERENCE_TYPE;
+    if !is_checkable
+        || !matches!(
+            operation.kind,
+            PendingOperationKind::Creating | PendingOperationKind::Deleting
+        )
+    {
+        return Ok(Resolution::Unchanged);
+    }
+    let resolved = shared
+        .request
+        .providers
+        .resolve_resource(&resource.type_)
+        .ok_or_else(|| format!("no provider offers the resource type `{}`", resource.type_))?;
+    let provider = resolved.provider.clone();
+    let ctx = CallContext {
+        urn: resource.urn.clone(),
+        cancel: shared.cancel.hard.child_token(),
+        cwd: shared.request.program_dir.clone(),
+    };
+    let read = call_provider(
+        shared,
+        0.0,
+        "read",
+        provider.read(
+            &ctx,
+            &resource.type_,
+            &resource.id,
+            &reveal_map(&resource.inputs),
+            &reveal_map(&resource.outputs),
+        ),
+    )
+    .await?;
+    let mut record = StepRecord::new(
+        StepOp::Same,
+        resource.urn.clone(),
+        resource.type_.clone(),
+        resource.parent.clone(),
+    );
+    let resolution = match (operation.kind, read) {
+        // The provider found a resource already tracked: the create itself never happened (in
+        // a replacement, the old copy is what it found).
+        (PendingOperationKind::Creating, Some(read))
+            if known
+                .iter()
+                .any(|existing| existing.urn == resource.urn && existing.id == read.id) =>
+        {
+            return Ok(Resolution::Unchanged);
+        }
+        (PendingOperationKind::Creating, Some(read)) => {
+            let mut state = resource.clone();
+            state.id = read.id;
+            state.outputs = reseal_outputs(&resource.inputs, read.outputs, &|_| false);
+            if !shared.is_dry_run() {
+                let pending = shared.begin(PendingOperationKind::Reading, &state).await?;
+                shared.end(pending, None, Some(&state)).await?;
+            }
+            record.op = StepOp::Import;
+            record.outputs = state.outputs.clone();
+            Resolution::Adopted(state)
+        }
+        (PendingOperationKind::Creating, None) => {
+            shared.emit(EngineEvent::Warning(format!(
+                "the interrupted create of `{}` never happened; it is forgotten",
+                resource.urn
+            )));
+            return Ok(Resolution::Unchanged);
+        }
+        (PendingOperationKind::Deleting, None) => {
+            if !shared.is_dry_run() {
+                let pending = shared
+                    .begin(PendingOperationKind::Reading, resource)
+                    .await?;
+                shared.end(pending, Some(resource), None).await?;
+            }
+            record.op = StepOp::Delete;
+            Resolution::Deleted
+        }
+        _ => Resolution::Unchanged,
+    };
+    shared.record_step(record);
+    Ok(resolution)
 }

@@ -294,6 +294,7 @@ impl Harness {
             targets: Vec::new(),
             parallel,
             refresh: false,
+            clear_pending: false,
         };
         let (sender, _receiver) = tokio::sync::mpsc::unbounded_channel();
         crate::deploy(request, options, persister, sender, Cancellation::default())

@@ -39,6 +39,9 @@ struct Ledger {
     file: fs_err::File,
     /// ID → whether its last recorded operation left it existing.
     live: HashMap<String, bool>,
+    /// URN → the ID of its latest create: how a create that finished just before a crash
+    /// (so its ID never reached the state) is found again.
+    latest_by_urn: HashMap<String, String>,
     /// Bytes of the file already folded into `live`.
     read_up_to: u64,
 }
@@ -62,6 +65,11 @@ impl Ledger {
             };
             if let (Some(operation), Some(id)) = (entry["op"].as_str(), entry["id"].as_str()) {
                 self.live.insert(id.to_owned(), operation != "delete");
+                if operation == "create"
+                    && let Some(urn) = entry["urn"].as_str()
+                {
+                    self.latest_by_urn.insert(urn.to_owned(), id.to_owned());
+                }
             }
         }
         Ok(())
@@ -73,14 +81,20 @@ impl FakeProvider {
     pub fn new(ledger: Option<PathBuf>) -> std::io::Result<FakeProvider> {
         let ledger = match ledger {
             Some(path) => {
-                let file = fs_err::OpenOptions::new()
+                let mut file = fs_err::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(&path)?;
+                // End a line torn by a crash, so the next entry starts on a line of its own.
+                let existing = fs_err::read(&path)?;
+                if existing.last().is_some_and(|&byte| byte != b'\n') {
+                    file.write_all(b"\n")?;
+                }
                 let mut ledger = Ledger {
                     path,
                     file,
                     live: HashMap::new(),
+                    latest_by_urn: HashMap::new(),
                     read_up_to: 0,
                 };
                 ledger.catch_up()?;
@@ -102,12 +116,19 @@ impl FakeProvider {
         let mut ledger = ledger
             .lock()
             .map_err(|_| ProviderError::Failed("the fake ledger lock is poisoned".to_owned()))?;
-        let write = writeln!(ledger.file, "{line}").and_then(|()| ledger.file.sync_data());
+        // One write call per line: a process killed mid-operation leaves a whole line or none.
+        let line = format!("{line}\n");
+        let write = ledger
+            .file
+            .write_all(line.as_bytes())
+            .and_then(|()| ledger.file.sync_data());
         write.map_err(|error| ProviderError::Failed(format!("writing the fake ledger: {error}")))
     }
 
-    /// Whether the ledger says `id` exists; `None` without a ledger.
-    fn is_live(&self, id: &str) -> ProviderResult<Option<bool>> {
+    /// Looks a resource up in the ledger: by `id`, or (when `id` is empty, for a create whose
+    /// outcome was lost) the live resource most recently created for `urn`. `Ok(None)` without
+    /// a ledger; `Ok(Some(None))` when the ledger says it does not exist.
+    fn find_live(&self, id: &str, urn: &str) -> ProviderResult<Option<Option<String>>> {
         let Some(ledger) = &self.ledger else {
             return Ok(None);
         };
@@ -117,7 +138,16 @@ impl FakeProvider {
         ledger
             .catch_up()
             .map_err(|error| ProviderError::Failed(format!("reading the fake ledger: {error}")))?;
-        Ok(Some(ledger.live.get(id).copied().unwrap_or(false)))
+        let id = if id.is_empty() {
+            match ledger.latest_by_urn.get(urn) {
+                Some(id) => id.clone(),
+                None => return Ok(Some(None)),
+            }
+        } else {
+            id.to_owned()
+        };
+        let is_live = ledger.live.get(&id).copied().unwrap_or(false);
+        Ok(Some(is_live.then_some(id)))
     }
 }
 
@@ -266,17 +296,22 @@ impl Provider for FakeProvider {
 
     async fn read(
         &self,
-        _ctx: &CallContext,
+        ctx: &CallContext,
         _type_token: &str,
         id: &str,
         inputs: &PropertyMap,
         outputs: &PropertyMap,
     ) -> ProviderResult<Option<ReadResponse>> {
-        if self.is_live(id)? == Some(false) {
-            return Ok(None);
-        }
+        let id = match self.find_live(id, ctx.urn.as_str())? {
+            Some(Some(live_id)) => live_id,
+            Some(None) => return Ok(None),
+            None => id.to_owned(),
+        };
+        // The fake's outputs are its inputs; a resource found again after a lost create has
+        // no recorded outputs yet.
+        let outputs = if outputs.is_empty() { inputs } else { outputs };
         Ok(Some(ReadResponse {
-            id: id.to_owned(),
+            id,
             inputs: inputs.clone(),
             outputs: outputs.clone(),
         }))
@@ -441,6 +476,14 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+        // A create whose ID was lost is found again by URN.
+        let found = fake
+            .read(&ctx(), FAKE_RESOURCE, "", &news, &PropertyMap::new())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, created.id);
+        assert_eq!(found.outputs, news);
 
         // Someone deletes it behind Cairn's back: the next read sees it gone.
         let mut file = std::fs::OpenOptions::new()

@@ -70,7 +70,9 @@ async fn prepare(workspace: &Workspace, with_program: bool) -> anyhow::Result<Pr
                 operation.resource.urn
             ));
         }
-        message.push_str("\nhelp: check whether those resources exist; `cairn refresh` reads the live state of the others");
+        message.push_str(
+            "\nhelp: run `cairn refresh --clear-pending` to ask the providers what happened and record it",
+        );
         output::warning(&message);
     }
     Ok(Prepared {
@@ -546,6 +548,7 @@ fn options(
         targets,
         parallel,
         refresh,
+        clear_pending: false,
     }
 }
 
@@ -585,7 +588,10 @@ pub async fn refresh(workspace: &Workspace, args: RefreshArgs) -> anyhow::Result
         preview_only: args.preview_only,
         message: None,
     };
-    let options = options(Operation::Refresh, Vec::new(), args.parallel, false);
+    let options = DeployOptions {
+        clear_pending: args.clear_pending,
+        ..options(Operation::Refresh, Vec::new(), args.parallel, false)
+    };
     preview_then_apply(workspace, &REFRESH, options, flow, &display).await?;
     Ok(())
 }

@@ -13,3 +13,4 @@ mod programs;
 mod secrets;
 mod signals;
 mod stacks;
+mod torture;

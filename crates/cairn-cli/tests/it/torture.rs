@@ -1,0 +1,253 @@
+//! Crash torture: `kill -9` the real binary at seeded random instants during `up`, updates and
+//! `destroy` of a few hundred `fake` resources, and check against the fake's ledger (the ground
+//! truth of what exists) that no resource is ever lost or unknown, and that recovery
+//! (`refresh --clear-pending`, then the command again) leaves ledger and state in exact agreement
+//! with nothing created twice.
+//!
+//! Size: `CAIRN_TORTURE_KILLS` (default 200) and `CAIRN_TORTURE_RESOURCES` (default 300);
+//! `CAIRN_TORTURE_SEED` picks the instants.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::TestContext;
+
+/// A small, seeded generator (xorshift64*): the same seed gives the same kill instants.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound.max(1)
+    }
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Version 1 and 2 of the program: 2 changes a third of the values (updates) and a fifth of the
+/// zones (replacements); every tenth resource depends on the one before it.
+fn program(n_resources: u64, version: u64, rng_seed: u64) -> String {
+    let mut rng = Rng(rng_seed | 1);
+    let mut text = String::from("name: torture\nruntime: yaml\nresources:\n");
+    for index in 0..n_resources {
+        let value = if version == 2 && index % 3 == 0 { 2 } else { 1 };
+        let zone = if version == 2 && index % 5 == 0 {
+            "b"
+        } else {
+            "a"
+        };
+        text.push_str(&format!(
+            "  r{index}:\n    type: fake:Resource\n    properties:\n      latencyMs: {}\n      value: {value}\n      zone: {zone}\n      replaceOn: [zone]\n",
+            rng.below(51)
+        ));
+        if index % 10 != 0 {
+            text.push_str(&format!("      after: ${{r{}.value}}\n", index - 1));
+        }
+    }
+    text
+}
+
+/// What the ledger says exists: ID → URN.
+fn ledger_live(ledger: &Path) -> BTreeMap<String, String> {
+    let mut live = BTreeMap::new();
+    let text = std::fs::read_to_string(ledger).unwrap_or_default();
+    for line in text.split_inclusive('\n') {
+        // A line without its newline was cut by the kill: that write never completed.
+        let Some(line) = line.strip_suffix('\n') else {
+            continue;
+        };
+        if line.is_empty() {
+            continue;
+        }
+        let entry: serde_json::Value =
+            serde_json::from_str(line).expect("the ledger holds JSON lines");
+        let id = entry["id"].as_str().unwrap().to_owned();
+        match entry["op"].as_str().unwrap() {
+            "delete" => {
+                live.remove(&id);
+            }
+            _ => {
+                live.insert(id, entry["urn"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    live
+}
+
+/// The state's fake resources (ID → URN) and its pending operations (kind, URN, ID).
+fn state_of(context: &TestContext) -> (BTreeMap<String, String>, Vec<(String, String, String)>) {
+    let export = context.export();
+    let resources = export["deployment"]["resources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|resource| resource["type"] == "fake:index:Resource")
+        .map(|resource| {
+            (
+                resource["id"].as_str().unwrap().to_owned(),
+                resource["urn"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let pending = export["deployment"]["pending_operations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|operation| {
+            (
+                operation["type"].as_str().unwrap().to_owned(),
+                operation["resource"]["urn"].as_str().unwrap().to_owned(),
+                operation["resource"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    (resources, pending)
+}
+
+/// After a crash: every live resource is in the state or covered by a pending create of its
+/// URN, and every resource in the state is live or covered by a pending delete.
+#[track_caller]
+fn check_nothing_lost(context: &TestContext, ledger: &Path, what: &str) {
+    let live = ledger_live(ledger);
+    let (state, pending) = state_of(context);
+    let mut pending_creates: BTreeMap<&str, usize> = BTreeMap::new();
+    for (kind, urn, _) in &pending {
+        if kind == "creating" {
+            *pending_creates.entry(urn.as_str()).or_default() += 1;
+        }
+    }
+    for (id, urn) in &live {
+        if state.contains_key(id) {
+            continue;
+        }
+        let covering = pending_creates.get_mut(urn.as_str());
+        match covering {
+            Some(count) if *count > 0 => *count -= 1,
+            _ => panic!(
+                "{what}: live resource {id} ({urn}) is neither in the state nor a pending create"
+            ),
+        }
+    }
+    for (id, urn) in &state {
+        let is_pending_delete = pending.iter().any(|(kind, pending_urn, pending_id)| {
+            kind == "deleting" && pending_urn == urn && pending_id == id
+        });
+        assert!(
+            live.contains_key(id) || is_pending_delete,
+            "{what}: the state has {id} ({urn}), which the ledger says does not exist"
+        );
+    }
+}
+
+/// After recovery: ledger and state agree exactly, one live resource per URN.
+#[track_caller]
+fn check_exact_agreement(context: &TestContext, ledger: &Path, expected_count: usize, what: &str) {
+    let live = ledger_live(ledger);
+    let (state, pending) = state_of(context);
+    assert!(
+        pending.is_empty(),
+        "{what}: pending operations remain: {pending:?}"
+    );
+    let only_live: Vec<_> = live
+        .iter()
+        .filter(|(id, _)| !state.contains_key(*id))
+        .collect();
+    let only_state: Vec<_> = state
+        .iter()
+        .filter(|(id, _)| !live.contains_key(*id))
+        .collect();
+    assert!(
+        only_live.is_empty() && only_state.is_empty(),
+        "{what}: ledger and state disagree: live but not in the state {only_live:?}, in the state but not live {only_state:?}"
+    );
+    let urns: BTreeSet<&String> = live.values().collect();
+    assert_eq!(
+        urns.len(),
+        live.len(),
+        "{what}: a URN has two live resources (created twice)"
+    );
+    assert_eq!(live.len(), expected_count, "{what}");
+}
+
+#[test]
+fn kill_9_at_random_instants_loses_nothing() {
+    let n_kills = env_number("CAIRN_TORTURE_KILLS", 200);
+    let n_resources = env_number("CAIRN_TORTURE_RESOURCES", 300);
+    let seed = env_number("CAIRN_TORTURE_SEED", 0x5eed);
+    let mut rng = Rng(seed | 1);
+    let context = TestContext::with_program(&program(n_resources, 1, seed));
+    let ledger = context.root.path().join("ledger.jsonl");
+    let env = [("CAIRN_FAKE_LEDGER", ledger.as_path())];
+    let mut counts = BTreeMap::<&str, u64>::new();
+    for kill in 0..n_kills {
+        // Cycle through the three operations so each is interrupted a third of the time.
+        let (args, version, expected): (&[&str], u64, usize) = match kill % 3 {
+            0 => (&["up", "--yes", "--skip-preview"], 1, n_resources as usize),
+            1 => (&["up", "--yes", "--skip-preview"], 2, n_resources as usize),
+            _ => (&["destroy", "--yes", "--skip-preview"], 1, 0),
+        };
+        context.write_program(&program(n_resources, version, seed));
+        let mut child = context.command(args);
+        child.env("CAIRN_FAKE_LEDGER", &ledger);
+        let mut child = child
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.below(600)));
+        let was_running = child.try_wait().unwrap().is_none();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        *counts
+            .entry(if was_running {
+                "killed mid-run"
+            } else {
+                "finished first"
+            })
+            .or_default() += 1;
+        let what = format!("kill {kill} ({})", args[0]);
+        check_nothing_lost(&context, &ledger, &what);
+        let (_, pending) = state_of(&context);
+        *counts.entry("pending operations left").or_default() += pending.len() as u64;
+
+        // Recover, then finish the interrupted command.
+        context
+            .cairn_with(
+                &["refresh", "--yes", "--skip-preview", "--clear-pending"],
+                &env,
+            )
+            .success();
+        context.cairn_with(args, &env).success();
+        check_exact_agreement(&context, &ledger, expected, &what);
+    }
+    let creates = std::fs::read_to_string(&ledger)
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("\"op\":\"create\""))
+        .count();
+    // Printed so a run shows what it exercised (`cargo test -- --nocapture`).
+    println!(
+        "torture: {n_kills} kills of {n_resources} resources: {counts:?}, {creates} creates in the ledger"
+    );
+    assert!(
+        counts.get("killed mid-run").copied().unwrap_or(0) > n_kills / 2,
+        "{counts:?}"
+    );
+}
