@@ -53,7 +53,7 @@ pub fn read_checkpoint(path: &Path, stack: &str) -> Result<Option<Checkpoint>, B
     let raw = file.deployment.get();
     if sha256_hex(raw.as_bytes()) != file.checksum {
         return Err(corrupt(
-            "its checksum does not match its contents; the previous checkpoint is kept beside it as `.json.bak`".to_owned(),
+            "its checksum does not match its contents".to_owned(),
         ));
     }
     let deployment: Deployment =
@@ -99,6 +99,21 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BackendError> {
     drop(file);
     fs_err::rename(&temporary, path).map_err(|error| io_error("renaming into", path, error))?;
     sync_dir(dir)
+}
+
+/// Keeps the current checkpoint as `backup`: a hard link where the filesystem has them (no
+/// bytes written, and the rename that follows leaves the link on the old contents), a copy
+/// otherwise. Returns the bytes written.
+pub fn keep_backup(path: &Path, backup: &Path) -> Result<u64, BackendError> {
+    match fs_err::remove_file(backup) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(io_error("removing", backup, error)),
+    }
+    if fs_err::hard_link(path, backup).is_ok() {
+        return Ok(0);
+    }
+    fs_err::copy(path, backup).map_err(|error| io_error("backing up", path, error))
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), BackendError> {

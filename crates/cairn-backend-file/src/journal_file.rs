@@ -107,22 +107,34 @@ fn write_batches(
     receiver: mpsc::Receiver<(String, Ack)>,
     bytes_written: Arc<AtomicU64>,
 ) {
+    // After a failed write the file may end in a partial line; writing more after it would
+    // turn a torn tail into corruption in the middle, so every later append fails too.
+    let mut failure: Option<String> = None;
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while let Ok(more) = receiver.try_recv() {
             batch.push(more);
         }
-        let mut buffer = String::new();
-        for (lines, _) in &batch {
-            buffer.push_str(lines);
-        }
-        let result = file
-            .write_all(buffer.as_bytes())
-            .and_then(|()| file.sync_data())
-            .map_err(|error| error.to_string());
-        if result.is_ok() {
-            bytes_written.fetch_add(buffer.len() as u64, Ordering::Relaxed);
-        }
+        let result = match &failure {
+            Some(message) => Err(message.clone()),
+            None => {
+                let mut buffer = String::new();
+                for (lines, _) in &batch {
+                    buffer.push_str(lines);
+                }
+                let written = file
+                    .write_all(buffer.as_bytes())
+                    .and_then(|()| file.sync_data())
+                    .map_err(|error| error.to_string());
+                match &written {
+                    Ok(()) => {
+                        bytes_written.fetch_add(buffer.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(message) => failure = Some(message.clone()),
+                }
+                written
+            }
+        };
         for (_, ack) in batch {
             // The waiting step may have been abandoned (hard cancellation); nothing to tell it.
             let _ = ack.send(result.clone());

@@ -9,6 +9,7 @@
 
 mod files;
 mod journal_file;
+mod lock;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,12 +19,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use cairn_state::backend::BackendResult;
 use cairn_state::{
-    Backend, BackendError, Deployment, JournalRecord, StackRef, StackSummary, UpdateInfo,
-    UpdateKind, UpdateMetadata, UpdateResult, UpdateWriter,
+    Backend, BackendError, Deployment, JournalRecord, LockOwner, StackLock, StackRef, StackSummary,
+    UpdateInfo, UpdateKind, UpdateMetadata, UpdateResult, UpdateWriter,
 };
 
 use crate::files::{Checkpoint, io_error};
 use crate::journal_file::{JournalFile, read_journal};
+
+/// How many past checkpoints are kept per stack (`cairn stack export --version N`).
+const KEPT_CHECKPOINTS: usize = 10;
 
 /// A backend in a local directory.
 pub struct FileBackend {
@@ -63,6 +67,27 @@ impl FileBackend {
             .join(format!("{}.journal", stack.name))
     }
 
+    fn lock_path(&self, stack: &StackRef) -> PathBuf {
+        self.root
+            .join(".pulumi")
+            .join("locks")
+            .join(&stack.project)
+            .join(format!("{}.json", stack.name))
+    }
+
+    /// Writes a history record (the same path is rewritten when the update ends).
+    fn write_history(&self, path: &std::path::Path, info: &UpdateInfo) -> BackendResult<()> {
+        if let Some(dir) = path.parent() {
+            fs_err::create_dir_all(dir).map_err(|error| io_error("creating", dir, error))?;
+        }
+        let text = serde_json::to_string_pretty(info)
+            .map_err(|error| BackendError::Format(error.to_string()))?;
+        files::write_atomically(path, text.as_bytes())?;
+        self.bytes_written
+            .fetch_add(text.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn history_dir(&self, stack: &StackRef) -> PathBuf {
         self.root
             .join(".pulumi")
@@ -72,7 +97,82 @@ impl FileBackend {
     }
 
     fn read_checkpoint(&self, stack: &StackRef) -> BackendResult<Option<Checkpoint>> {
-        files::read_checkpoint(&self.checkpoint_path(stack), &stack.name)
+        files::read_checkpoint(&self.checkpoint_path(stack), &stack.name).map_err(|error| {
+            match error {
+                // Point at the good checkpoints that are kept, and at how to go back to one.
+                BackendError::Corrupt { stack: name, reason } => {
+                    let versions = self.backup_versions(stack).unwrap_or_default();
+                    let hint = match versions.last() {
+                        Some(newest) => format!(
+                            "\nhelp: the last good checkpoints are versions {}; restore one with `cairn stack export --version {newest} --file good.json` and `cairn stack import --file good.json`",
+                            versions.iter().rev().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                        ),
+                        None => "\nhelp: no earlier checkpoint is kept for this stack".to_owned(),
+                    };
+                    BackendError::Corrupt {
+                        stack: name,
+                        reason: format!("{reason}{hint}"),
+                    }
+                }
+                other => other,
+            }
+        })
+    }
+
+    fn backups_dir(&self, stack: &StackRef) -> PathBuf {
+        self.root
+            .join(".pulumi")
+            .join("backups")
+            .join(&stack.project)
+            .join(&stack.name)
+    }
+
+    fn backup_path(&self, stack: &StackRef, version: u64) -> PathBuf {
+        self.backups_dir(stack)
+            .join(format!("{}.{version}.json", stack.name))
+    }
+
+    /// Versions of the checkpoints kept, oldest first.
+    fn backup_versions(&self, stack: &StackRef) -> BackendResult<Vec<u64>> {
+        let dir = self.backups_dir(stack);
+        let Ok(entries) = fs_err::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let prefix = format!("{}.", stack.name);
+        let mut versions: Vec<u64> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                name.strip_prefix(&prefix)?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    /// Keeps the checkpoint an update replaced (the `.json.bak` that `write_checkpoint` just
+    /// set aside) as `version`, and only the newest few. The kept files are hard links to
+    /// checkpoints that are never written again, so keeping them costs no bytes and damage to
+    /// the current checkpoint cannot reach them.
+    fn keep_version(&self, stack: &StackRef, version: u64) -> BackendResult<()> {
+        let replaced = self.checkpoint_path(stack).with_extension("json.bak");
+        if !replaced.exists() {
+            return Ok(());
+        }
+        let dir = self.backups_dir(stack);
+        fs_err::create_dir_all(&dir).map_err(|error| io_error("creating", &dir, error))?;
+        let copied = files::keep_backup(&replaced, &self.backup_path(stack, version))?;
+        self.bytes_written.fetch_add(copied, Ordering::Relaxed);
+        let versions = self.backup_versions(stack)?;
+        let excess = versions.len().saturating_sub(KEPT_CHECKPOINTS);
+        for old in &versions[..excess] {
+            let path = self.backup_path(stack, *old);
+            fs_err::remove_file(&path).map_err(|error| io_error("removing", &path, error))?;
+        }
+        Ok(())
     }
 
     /// The latest state: the checkpoint, plus the journal of an unfinished update.
@@ -96,7 +196,8 @@ impl FileBackend {
         let path = self.checkpoint_path(stack);
         if path.exists() {
             let backup = path.with_extension("json.bak");
-            fs_err::copy(&path, &backup).map_err(|error| io_error("backing up", &path, error))?;
+            let copied = files::keep_backup(&path, &backup)?;
+            self.bytes_written.fetch_add(copied, Ordering::Relaxed);
         }
         let (bytes, checksum) = files::write_checkpoint(&path, deployment)?;
         self.bytes_written.fetch_add(bytes, Ordering::Relaxed);
@@ -116,12 +217,19 @@ impl FileBackend {
 
     fn read_history(&self, stack: &StackRef) -> BackendResult<Vec<UpdateInfo>> {
         let dir = self.history_dir(stack);
-        let Ok(entries) = fs_err::read_dir(&dir) else {
-            return Ok(Vec::new());
+        let entries = match fs_err::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io_error("listing", &dir, error)),
         };
         let mut paths: Vec<PathBuf> = entries
-            .flatten()
-            .map(|entry| entry.path())
+            .map(|entry| {
+                entry
+                    .map(|entry| entry.path())
+                    .map_err(|error| io_error("listing", &dir, error))
+            })
+            .collect::<BackendResult<Vec<PathBuf>>>()?
+            .into_iter()
             .filter(|path| path.to_string_lossy().ends_with(".history.json"))
             .collect();
         paths.sort();
@@ -210,7 +318,10 @@ impl Backend for FileBackend {
                 let last_update = self
                     .read_history(&stack)?
                     .iter()
-                    .find(|update| update.kind != UpdateKind::Preview)
+                    .find(|update| {
+                        update.kind != UpdateKind::Preview
+                            && update.result != UpdateResult::InProgress
+                    })
                     .map(|update| update.end_time);
                 summaries.push(StackSummary {
                     stack,
@@ -223,17 +334,20 @@ impl Backend for FileBackend {
     }
 
     async fn remove_stack(&self, stack: &StackRef, force: bool) -> BackendResult<()> {
-        let Some((deployment, _)) = self.load(stack)? else {
-            return Err(BackendError::StackNotFound(stack.name.clone()));
-        };
-        let count = FileBackend::count_resources(&deployment);
-        if count > 0 && !force {
-            return Err(BackendError::StackHasResources {
-                stack: stack.name.clone(),
-                count,
-            });
-        }
         let checkpoint = self.checkpoint_path(stack);
+        if !checkpoint.exists() {
+            return Err(BackendError::StackNotFound(stack.name.clone()));
+        }
+        // With `force` the state is not even read, so a corrupt stack can still be removed.
+        if !force && let Some((deployment, _)) = self.load(stack)? {
+            let count = FileBackend::count_resources(&deployment);
+            if count > 0 {
+                return Err(BackendError::StackHasResources {
+                    stack: stack.name.clone(),
+                    count,
+                });
+            }
+        }
         for path in [
             checkpoint.clone(),
             checkpoint.with_extension("json.bak"),
@@ -277,6 +391,26 @@ impl Backend for FileBackend {
         };
         let journal =
             JournalFile::create(&journal_path, &base_checksum, self.bytes_written.clone())?;
+        // The update is in history from its start, so `cairn cancel` can mark it cancelled if
+        // this process dies.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|duration| duration.as_nanos())
+            .unwrap_or(0);
+        let history_path = self
+            .history_dir(stack)
+            .join(format!("{}-{nanos:020}.history.json", stack.name));
+        let info = UpdateInfo {
+            kind,
+            start_time: unix_now(),
+            message: metadata.message,
+            environment: metadata.environment,
+            result: UpdateResult::InProgress,
+            end_time: 0,
+            resource_changes: BTreeMap::new(),
+            version: self.read_history(stack)?.len() as u64 + 1,
+        };
+        self.write_history(&history_path, &info)?;
         Ok(Box::new(FileUpdateWriter {
             backend: FileBackend {
                 root: self.root.clone(),
@@ -286,14 +420,98 @@ impl Backend for FileBackend {
             },
             stack: stack.clone(),
             journal,
-            kind,
-            metadata,
-            start_time: unix_now(),
+            history_path,
+            info,
         }))
     }
 
     async fn history(&self, stack: &StackRef) -> BackendResult<Vec<UpdateInfo>> {
         self.read_history(stack)
+    }
+
+    async fn load_version(
+        &self,
+        stack: &StackRef,
+        version: u64,
+    ) -> BackendResult<Option<Deployment>> {
+        let path = self.backup_path(stack, version);
+        if let Some(checkpoint) = files::read_checkpoint(&path, &stack.name)? {
+            return Ok(Some(checkpoint.deployment));
+        }
+        // The newest version is the current checkpoint itself.
+        let newest = self
+            .read_history(stack)?
+            .first()
+            .map(|update| update.version);
+        if newest == Some(version) {
+            return Ok(self
+                .read_checkpoint(stack)?
+                .map(|checkpoint| checkpoint.deployment));
+        }
+        Ok(None)
+    }
+
+    async fn import_deployment(
+        &self,
+        stack: &StackRef,
+        deployment: Deployment,
+    ) -> BackendResult<()> {
+        if !self.checkpoint_path(stack).exists() {
+            return Err(BackendError::StackNotFound(stack.name.clone()));
+        }
+        self.write_checkpoint(stack, &deployment)?;
+        // The imported state replaces whatever an interrupted update left behind.
+        let journal_path = self.journal_path(stack);
+        if journal_path.exists() {
+            fs_err::remove_file(&journal_path)
+                .map_err(|error| io_error("removing", &journal_path, error))?;
+        }
+        Ok(())
+    }
+
+    async fn lock_stack(
+        &self,
+        stack: &StackRef,
+        owner: LockOwner,
+    ) -> BackendResult<Box<dyn StackLock>> {
+        if !self.checkpoint_path(stack).exists() {
+            return Err(BackendError::StackNotFound(stack.name.clone()));
+        }
+        let lock = lock::acquire(&self.lock_path(stack), &stack.name, owner)?;
+        Ok(Box::new(lock))
+    }
+
+    async fn lock_holder(&self, stack: &StackRef) -> BackendResult<Option<LockOwner>> {
+        Ok(lock::holder(&self.lock_path(stack)))
+    }
+
+    async fn cancel(&self, stack: &StackRef) -> BackendResult<Option<LockOwner>> {
+        let path = self.lock_path(stack);
+        let holder = lock::holder(&path);
+        if holder.is_some() {
+            fs_err::remove_file(&path).map_err(|error| io_error("removing", &path, error))?;
+        }
+        // The newest update still in progress is the one whose process died or hung.
+        let dir = self.history_dir(stack);
+        let mut paths: Vec<PathBuf> = fs_err::read_dir(&dir)
+            .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
+            .unwrap_or_default();
+        paths.sort();
+        for path in paths.iter().rev() {
+            let Ok(text) = fs_err::read_to_string(path) else {
+                continue;
+            };
+            let Ok(mut info) = serde_json::from_str::<UpdateInfo>(&text) else {
+                continue;
+            };
+            if info.result == UpdateResult::InProgress {
+                info.result = UpdateResult::Cancelled;
+                info.end_time = unix_now();
+                self.write_history(path, &info)?;
+                break;
+            }
+        }
+        Ok(holder)
     }
 
     fn bytes_written(&self) -> u64 {
@@ -313,9 +531,9 @@ struct FileUpdateWriter {
     backend: FileBackend,
     stack: StackRef,
     journal: JournalFile,
-    kind: UpdateKind,
-    metadata: UpdateMetadata,
-    start_time: i64,
+    history_path: PathBuf,
+    /// The in-progress history record, completed by `finish`.
+    info: UpdateInfo,
 }
 
 #[async_trait]
@@ -334,38 +552,22 @@ impl UpdateWriter for FileUpdateWriter {
             backend,
             stack,
             journal,
-            kind,
-            metadata,
-            start_time,
+            history_path,
+            mut info,
         } = *self;
         journal.close()?;
         backend.write_checkpoint(&stack, &deployment)?;
+        // The checkpoint this update replaced is the state after the previous one.
+        if info.version > 1 {
+            backend.keep_version(&stack, info.version - 1)?;
+        }
         let journal_path = backend.journal_path(&stack);
         fs_err::remove_file(&journal_path)
             .map_err(|error| io_error("removing", &journal_path, error))?;
-        let info = UpdateInfo {
-            kind,
-            start_time,
-            message: metadata.message,
-            environment: metadata.environment,
-            result,
-            end_time: unix_now(),
-            resource_changes,
-            version: backend.read_history(&stack)?.len() as u64 + 1,
-        };
-        let dir = backend.history_dir(&stack);
-        fs_err::create_dir_all(&dir).map_err(|error| io_error("creating", &dir, error))?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|duration| duration.as_nanos())
-            .unwrap_or(0);
-        let path = dir.join(format!("{}-{nanos:020}.history.json", stack.name));
-        let text = serde_json::to_string_pretty(&info)
-            .map_err(|error| BackendError::Format(error.to_string()))?;
-        files::write_atomically(&path, text.as_bytes())?;
-        backend
-            .bytes_written
-            .fetch_add(text.len() as u64, Ordering::Relaxed);
+        info.result = result;
+        info.end_time = unix_now();
+        info.resource_changes = resource_changes;
+        backend.write_history(&history_path, &info)?;
         Ok(())
     }
 }

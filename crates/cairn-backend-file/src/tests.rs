@@ -344,3 +344,126 @@ async fn operations_still_open_at_finish_stay_pending() {
         UpdateResult::Cancelled
     );
 }
+
+#[tokio::test]
+async fn the_checkpoint_carries_the_checksum_of_its_deployment_and_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    assert_eq!(backend.current_user().await.unwrap(), "tester");
+    backend.create_stack(&stack("dev")).await.unwrap();
+    let path = dir.path().join(".pulumi/stacks/proj/dev.json");
+    let created = std::fs::read_to_string(&path).unwrap();
+    let persister = persister(&backend, &stack("dev")).await;
+    let snapshot = Snapshot {
+        resources: vec![resource("a", "1")],
+        pending_operations: Vec::new(),
+    };
+    persister
+        .finish(&snapshot, UpdateResult::Succeeded, Default::default())
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with(r#"{"version":3,"checksum":""#), "{text}");
+    let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let deployment_start = text.find(r#","deployment":"#).unwrap() + r#","deployment":"#.len();
+    let deployment_json = text[deployment_start..]
+        .trim_end()
+        .strip_suffix('}')
+        .unwrap();
+    assert_eq!(
+        parsed["checksum"].as_str().unwrap(),
+        files::sha256_hex(deployment_json.as_bytes())
+    );
+    assert_eq!(parsed["deployment"]["resources"][0]["id"], "1");
+    // The checkpoint it replaced is kept beside it.
+    let backup = dir.path().join(".pulumi/stacks/proj/dev.json.bak");
+    assert_eq!(std::fs::read_to_string(backup).unwrap(), created);
+    // No temporary files are left behind.
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path().join(".pulumi/stacks/proj"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test]
+async fn history_is_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    backend.create_stack(&stack("dev")).await.unwrap();
+    for result in [UpdateResult::Failed, UpdateResult::Succeeded] {
+        let persister = persister(&backend, &stack("dev")).await;
+        persister
+            .finish(&Snapshot::default(), result, Default::default())
+            .await
+            .unwrap();
+    }
+    let history = backend.history(&stack("dev")).await.unwrap();
+    let results: Vec<UpdateResult> = history.iter().map(|update| update.result).collect();
+    assert_eq!(results, vec![UpdateResult::Succeeded, UpdateResult::Failed]);
+    assert!(history[0].version > history[1].version);
+    assert!(backend.history(&stack("other")).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_corrupt_stack_can_only_be_removed_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    backend.create_stack(&stack("dev")).await.unwrap();
+    std::fs::write(dir.path().join(".pulumi/stacks/proj/dev.json"), "{").unwrap();
+    assert!(matches!(
+        backend.remove_stack(&stack("dev"), false).await,
+        Err(BackendError::Corrupt { .. })
+    ));
+    backend.remove_stack(&stack("dev"), true).await.unwrap();
+    assert!(!backend.stack_exists(&stack("dev")).await.unwrap());
+    assert!(matches!(
+        backend.remove_stack(&stack("dev"), true).await,
+        Err(BackendError::StackNotFound(_))
+    ));
+    assert!(matches!(
+        backend
+            .begin_update(&stack("dev"), UpdateKind::Update, Default::default())
+            .await,
+        Err(BackendError::StackNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_journal_folded_into_a_newer_checkpoint_is_not_applied_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    backend.create_stack(&stack("dev")).await.unwrap();
+    let journal = dir.path().join(".pulumi/stacks/proj/dev.journal");
+    let persister = persister(&backend, &stack("dev")).await;
+    let op = persister
+        .begin(PendingOperationKind::Creating, &resource("a", ""))
+        .await
+        .unwrap();
+    persister
+        .end(op, None, Some(&resource("a", "1")))
+        .await
+        .unwrap();
+    let left_over = std::fs::read(&journal).unwrap();
+    persister
+        .finish(
+            &Snapshot {
+                resources: vec![resource("a", "1")],
+                pending_operations: Vec::new(),
+            },
+            UpdateResult::Succeeded,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    // A crash between writing the checkpoint and removing the journal leaves this.
+    std::fs::write(&journal, left_over).unwrap();
+    let deployment = backend
+        .load_deployment(&stack("dev"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(names(&deployment), vec!["a"]);
+    assert!(deployment.pending_operations.is_empty());
+}

@@ -9,8 +9,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "cairn",
     version,
-    about = "Infrastructure as code and provisioning in one binary",
-    propagate_version = true
+    about = "Infrastructure as code and provisioning in one binary"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -64,6 +63,15 @@ pub enum Command {
     Refresh(RefreshArgs),
     /// Delete every resource of the stack
     Destroy(DestroyArgs),
+    /// End an update whose process died or is stuck, releasing the stack's lock
+    Cancel(CancelArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +107,15 @@ pub enum StackCommand {
     /// Print the stack's deployment as JSON
     Export {
         /// Write to this file instead of stdout
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Export the checkpoint kept from this update version (`cairn stack history`)
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Replace the stack's state with a deployment (as `stack export` prints it)
+    Import {
+        /// Read from this file instead of stdin
         #[arg(long)]
         file: Option<PathBuf>,
     },
@@ -194,4 +211,16 @@ pub struct DestroyArgs {
     /// A message for the update history
     #[arg(long, short = 'm')]
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Clap checks every command and flag definition (duplicate names, conflicting short
+    /// flags) only when asked; a clash would otherwise surface as a panic in one subcommand.
+    #[test]
+    fn argument_definitions_are_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -25,6 +25,24 @@ pub fn user_name() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// This machine's host name, for lock owners.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .or_else(|| var("HOSTNAME"))
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// The command line, as lock owners and history show it.
+pub fn command_line() -> String {
+    let mut words: Vec<String> = std::env::args().collect();
+    if let Some(program) = words.first_mut() {
+        *program = "cairn".to_owned();
+    }
+    words.join(" ")
+}
+
 pub fn home_dir() -> std::path::PathBuf {
     var("HOME")
         .map(std::path::PathBuf::from)

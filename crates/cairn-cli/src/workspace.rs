@@ -297,4 +297,16 @@ impl Crypter for LazyCrypter {
     fn decrypt(&self, ciphertext: &str) -> Result<String, SecretsError> {
         self.get()?.decrypt(ciphertext)
     }
+
+    fn passphrase_salt_state(&self) -> Option<String> {
+        // Reading the salt needs no passphrase, so this never prompts.
+        match self.crypter.get() {
+            Some(Ok(crypter)) => crypter.passphrase_salt_state(),
+            _ => {
+                StackConfigFile::load(&self.config_path)
+                    .ok()?
+                    .encryption_salt
+            }
+        }
+    }
 }

@@ -186,7 +186,7 @@ pub(crate) async fn resolve_pending(shared: &Arc<Shared>, old: &Snapshot) -> Sna
                         resource.delete = true;
                     }
                 }
-                snapshot.resources.push(state);
+                snapshot.resources.push(*state);
             }
             Ok(Resolution::Deleted) => snapshot.resources.retain(|resource| {
                 resource.urn != operation.resource.urn || resource.id != operation.resource.id
@@ -209,7 +209,7 @@ pub(crate) async fn resolve_pending(shared: &Arc<Shared>, old: &Snapshot) -> Sna
 }
 
 enum Resolution {
-    Adopted(ResourceState),
+    Adopted(Box<ResourceState>),
     Deleted,
     Unchanged,
 }
@@ -281,7 +281,7 @@ async fn resolve_one(
             }
             record.op = StepOp::Import;
             record.outputs = state.outputs.clone();
-            Resolution::Adopted(state)
+            Resolution::Adopted(Box::new(state))
         }
         (PendingOperationKind::Creating, None) => {
             shared.emit(EngineEvent::Warning(format!(

@@ -452,11 +452,9 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             state.outputs = reseal_outputs(&state.inputs, outputs, &is_secret_output);
             shared.end(op, Some(old), Some(&state)).await?;
         }
-        (StepOp::Replace, Some(old)) => {
-            if decision.delete_before_replace {
-                delete_with_provider(shared, provider.as_ref(), &ctx, old).await?;
-            }
-            let created = create_with_provider(
+        (StepOp::Replace, Some(old)) if decision.delete_before_replace => {
+            delete_with_provider(shared, provider.as_ref(), &ctx, old).await?;
+            id_known = create_with_provider(
                 shared,
                 provider.as_ref(),
                 &ctx,
@@ -465,13 +463,36 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
                 &is_secret_output,
             )
             .await?;
-            id_known = created;
-            if !decision.delete_before_replace {
-                let mut doomed = old.clone();
-                doomed.delete = true;
-                let op = shared.begin(PendingOperationKind::Updating, old).await?;
-                shared.end(op, Some(old), Some(&doomed)).await?;
-                shared.lock_outcome().replaced.push(doomed);
+        }
+        (StepOp::Replace, Some(old)) => {
+            // Mark the old copy for deletion before creating its replacement: the state then
+            // never holds two live copies of one URN, whatever instant a crash comes at.
+            let mut doomed = old.clone();
+            doomed.delete = true;
+            let op = shared.begin(PendingOperationKind::Updating, old).await?;
+            shared.end(op, Some(old), Some(&doomed)).await?;
+            let created = create_with_provider(
+                shared,
+                provider.as_ref(),
+                &ctx,
+                &type_token,
+                &mut state,
+                &is_secret_output,
+            )
+            .await;
+            match created {
+                Ok(created) => {
+                    id_known = created;
+                    shared.lock_outcome().replaced.push(doomed);
+                }
+                Err(error) => {
+                    // No replacement exists: the old copy stays the live one.
+                    let op = shared
+                        .begin(PendingOperationKind::Updating, &doomed)
+                        .await?;
+                    shared.end(op, Some(&doomed), Some(old)).await?;
+                    return Err(error);
+                }
             }
         }
         _ => {

@@ -25,4 +25,11 @@ pub enum SecretsError {
 pub trait Crypter: Send + Sync {
     fn encrypt(&self, plaintext: &str) -> Result<String, SecretsError>;
     fn decrypt(&self, ciphertext: &str) -> Result<String, SecretsError>;
+
+    /// The salt line a passphrase crypter stores in a deployment's `secrets_providers.state.salt`
+    /// (Pulumi keeps it there too, so an exported stack can be imported elsewhere). `None` for
+    /// crypters that are not passphrase based.
+    fn passphrase_salt_state(&self) -> Option<String> {
+        None
+    }
 }

@@ -26,8 +26,11 @@ pub fn new_salt() -> String {
 
 /// Seals and unseals with a key derived from a passphrase.
 pub struct PassphraseCrypter {
+    /// Holds the derived key; `chacha20poly1305` zeroizes it when the cipher is dropped.
     cipher: XChaCha20Poly1305,
     salt_b64: String,
+    /// `v1:<salt>:<sealed check value>`, computed once so every caller stores the same line.
+    encryption_salt: String,
 }
 
 impl std::fmt::Debug for PassphraseCrypter {
@@ -55,18 +58,17 @@ impl PassphraseCrypter {
             .map_err(|error| SecretsError::MalformedSalt(format!("{salt_b64}: {error}")))?;
         let cipher = XChaCha20Poly1305::new_from_slice(key.as_ref())
             .map_err(|error| SecretsError::Malformed(error.to_string()))?;
+        let check = seal(&cipher, CHECK_PLAINTEXT)?;
         Ok(PassphraseCrypter {
             cipher,
             salt_b64: salt_b64.to_owned(),
+            encryption_salt: format!("{VERSION}:{salt_b64}:{check}"),
         })
     }
 
     /// The value stored as `encryptionsalt` in the stack file.
     pub fn encryption_salt(&self) -> String {
-        let check = self
-            .encrypt(CHECK_PLAINTEXT)
-            .expect("sealing a constant with a valid key cannot fail");
-        format!("{VERSION}:{}:{check}", self.salt_b64)
+        self.encryption_salt.clone()
     }
 
     /// Rebuilds the crypter from a stored `encryptionsalt`, verifying the passphrase.
@@ -77,28 +79,40 @@ impl PassphraseCrypter {
         let malformed = || SecretsError::MalformedSalt(encryption_salt.to_owned());
         let rest = encryption_salt.strip_prefix("v1:").ok_or_else(malformed)?;
         let (salt, check) = rest.split_once(':').ok_or_else(malformed)?;
-        let crypter = PassphraseCrypter::new(passphrase, salt)?;
+        let mut crypter = PassphraseCrypter::new(passphrase, salt)?;
         match crypter.decrypt(check) {
-            Ok(plaintext) if plaintext == CHECK_PLAINTEXT => Ok(crypter),
+            Ok(plaintext) if plaintext == CHECK_PLAINTEXT => {
+                // Keep the stored line, so saving the stack file again does not churn it.
+                crypter.encryption_salt = encryption_salt.to_owned();
+                Ok(crypter)
+            }
             Ok(_) | Err(SecretsError::WrongPassphrase) => Err(SecretsError::WrongPassphrase),
             Err(other) => Err(other),
         }
     }
 }
 
+/// Seals `plaintext` under a fresh random nonce: `v1:<nonce>:<ciphertext>`.
+fn seal(cipher: &XChaCha20Poly1305, plaintext: &str) -> Result<String, SecretsError> {
+    let mut nonce = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let ciphertext = cipher
+        .encrypt(XNonce::from_slice(&nonce), plaintext.as_bytes())
+        .map_err(|_| SecretsError::Malformed("sealing failed".to_owned()))?;
+    Ok(format!(
+        "{VERSION}:{}:{}",
+        STANDARD.encode(nonce),
+        STANDARD.encode(ciphertext)
+    ))
+}
+
 impl Crypter for PassphraseCrypter {
     fn encrypt(&self, plaintext: &str) -> Result<String, SecretsError> {
-        let mut nonce = [0u8; 24];
-        rand::thread_rng().fill_bytes(&mut nonce);
-        let ciphertext = self
-            .cipher
-            .encrypt(XNonce::from_slice(&nonce), plaintext.as_bytes())
-            .map_err(|_| SecretsError::Malformed("sealing failed".to_owned()))?;
-        Ok(format!(
-            "{VERSION}:{}:{}",
-            STANDARD.encode(nonce),
-            STANDARD.encode(ciphertext)
-        ))
+        seal(&self.cipher, plaintext)
+    }
+
+    fn passphrase_salt_state(&self) -> Option<String> {
+        Some(self.encryption_salt.clone())
     }
 
     fn decrypt(&self, ciphertext: &str) -> Result<String, SecretsError> {
@@ -156,6 +170,54 @@ mod tests {
         let tampered = format!("{head}:{}", STANDARD.encode(bytes));
         assert!(crypter.decrypt(&tampered).is_err());
         assert!(crypter.decrypt("garbage").is_err());
+    }
+
+    #[test]
+    fn the_salt_line_is_stable_and_survives_a_reload() {
+        let crypter = PassphraseCrypter::new("pass", &new_salt()).unwrap();
+        let line = crypter.encryption_salt();
+        assert_eq!(crypter.encryption_salt(), line);
+        assert!(line.starts_with("v1:"));
+        assert_eq!(
+            crypter.passphrase_salt_state().as_deref(),
+            Some(line.as_str())
+        );
+        let reloaded = PassphraseCrypter::from_encryption_salt("pass", &line).unwrap();
+        assert_eq!(reloaded.encryption_salt(), line);
+        // The reloaded crypter has the same key: it opens what the first one sealed.
+        let sealed = crypter.encrypt("s3cret").unwrap();
+        assert_eq!(reloaded.decrypt(&sealed).unwrap(), "s3cret");
+    }
+
+    #[test]
+    fn malformed_salts_and_ciphertexts_are_reported_as_such() {
+        assert!(matches!(
+            PassphraseCrypter::new("pass", "not base64!"),
+            Err(SecretsError::MalformedSalt(_))
+        ));
+        assert!(matches!(
+            PassphraseCrypter::from_encryption_salt("pass", "v2:abc"),
+            Err(SecretsError::MalformedSalt(_))
+        ));
+        let crypter = PassphraseCrypter::new("pass", &new_salt()).unwrap();
+        assert!(matches!(
+            crypter.decrypt("v1:AAAA:AAAA"),
+            Err(SecretsError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn another_passphrase_cannot_open_a_value() {
+        let salt = new_salt();
+        let sealed = PassphraseCrypter::new("right", &salt)
+            .unwrap()
+            .encrypt("value")
+            .unwrap();
+        let wrong = PassphraseCrypter::new("wrong", &salt).unwrap();
+        assert!(matches!(
+            wrong.decrypt(&sealed),
+            Err(SecretsError::WrongPassphrase)
+        ));
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub enum BackendError {
     StackNotFound(String),
     #[error("stack `{stack}` still has {count} resources")]
     StackHasResources { stack: String, count: usize },
+    #[error("stack `{stack}` is locked by {holder}")]
+    Locked { stack: String, holder: LockOwner },
     #[error("the state of stack `{stack}` is corrupt: {reason}")]
     Corrupt { stack: String, reason: String },
     #[error("{action} `{path}`: {source}")]
@@ -32,6 +34,64 @@ pub enum BackendError {
 }
 
 pub type BackendResult<T> = Result<T, BackendError>;
+
+/// Who holds a stack's lock: enough to find the process and judge whether it is alive.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LockOwner {
+    pub pid: u32,
+    pub host: String,
+    pub user: String,
+    /// The command line (`cairn up`).
+    pub command: String,
+    /// Unix seconds when the lock was taken.
+    pub started: i64,
+    /// Unix seconds of the holder's last sign of life.
+    pub heartbeat: i64,
+    /// Set by the backend when the holder is on this host and its process is gone.
+    #[serde(default, skip_serializing)]
+    pub is_stale: bool,
+}
+
+impl std::fmt::Display for LockOwner {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|duration| duration.as_secs() as i64)
+            .unwrap_or(self.started);
+        write!(
+            formatter,
+            "`{}` (pid {}, {}@{}), started {} ago",
+            self.command,
+            self.pid,
+            self.user,
+            self.host,
+            describe_age(now - self.started)
+        )?;
+        if self.is_stale {
+            write!(formatter, "; that process is gone, so the lock is stale")?;
+        } else if now - self.heartbeat > 60 {
+            write!(
+                formatter,
+                "; no sign of life for {}",
+                describe_age(now - self.heartbeat)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// "3s", "4m", "2h".
+pub fn describe_age(seconds: i64) -> String {
+    let seconds = seconds.max(0);
+    match seconds {
+        0..=119 => format!("{seconds}s"),
+        120..=7199 => format!("{}m", seconds / 60),
+        _ => format!("{}h", seconds / 3600),
+    }
+}
+
+/// A held stack lock. Dropping it releases the lock.
+pub trait StackLock: Send + Sync {}
 
 /// What `cairn stack ls` shows of one stack.
 #[derive(Clone, Debug, PartialEq)]
@@ -117,6 +177,35 @@ pub trait Backend: Send + Sync {
 
     /// Updates, newest first.
     async fn history(&self, stack: &StackRef) -> BackendResult<Vec<UpdateInfo>>;
+
+    /// A past checkpoint by update version (the last few are kept); `None` if not kept.
+    async fn load_version(
+        &self,
+        stack: &StackRef,
+        version: u64,
+    ) -> BackendResult<Option<Deployment>>;
+
+    /// Replaces the stack's state with `deployment` (`cairn stack import`).
+    async fn import_deployment(
+        &self,
+        stack: &StackRef,
+        deployment: Deployment,
+    ) -> BackendResult<()>;
+
+    /// Takes the stack's exclusive lock, or fails at once with `BackendError::Locked` naming
+    /// the holder. The lock is held (and its heartbeat kept) until the returned guard drops.
+    async fn lock_stack(
+        &self,
+        stack: &StackRef,
+        owner: LockOwner,
+    ) -> BackendResult<Box<dyn StackLock>>;
+
+    /// Who holds the stack's lock, if anyone.
+    async fn lock_holder(&self, stack: &StackRef) -> BackendResult<Option<LockOwner>>;
+
+    /// Releases a lock whose holder died or is stuck (`cairn cancel`) and marks that holder's
+    /// update cancelled in the history. Returns the holder it released.
+    async fn cancel(&self, stack: &StackRef) -> BackendResult<Option<LockOwner>>;
 
     /// Bytes this backend wrote since it was opened (for the benchmark).
     fn bytes_written(&self) -> u64;

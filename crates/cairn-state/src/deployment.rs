@@ -330,15 +330,21 @@ pub fn encode_snapshot(
     crypter: &dyn Crypter,
     manifest_time: &str,
 ) -> Result<Deployment, StateError> {
+    let version = format!("cairn {}", env!("CARGO_PKG_VERSION"));
+    // Pulumi keeps the passphrase provider's salt line in `state.salt`.
+    let mut provider_state = serde_json::Map::new();
+    if let Some(salt) = crypter.passphrase_salt_state() {
+        provider_state.insert("salt".to_owned(), Json::String(salt));
+    }
     Ok(Deployment {
         manifest: Manifest {
             time: manifest_time.to_owned(),
-            magic: String::new(),
-            version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+            magic: manifest_magic(&version),
+            version,
         },
         secrets_providers: Some(SecretsProviders {
             type_: "passphrase".to_owned(),
-            state: Json::Object(Default::default()),
+            state: Json::Object(provider_state),
         }),
         resources: snapshot
             .resources
@@ -356,6 +362,12 @@ pub fn encode_snapshot(
             })
             .collect::<Result<_, StateError>>()?,
     })
+}
+
+/// Pulumi's manifest magic: the SHA-256 of the version string, in hex.
+pub fn manifest_magic(version: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(version.as_bytes()))
 }
 
 /// Decodes a deployment into a snapshot.
@@ -503,6 +515,73 @@ mod tests {
         let text = serde_json::to_string(&revealed).unwrap();
         assert!(text.contains(r#"\"hunter2\""#), "{text}");
         assert_eq!(decode_deployment(&revealed, &Rot).unwrap(), sample());
+    }
+
+    #[test]
+    fn json_shape_matches_pulumi() {
+        let deployment = encode_snapshot(&sample(), &Rot, "2026-01-01T00:00:00Z").unwrap();
+        let json = serde_json::to_value(&deployment).unwrap();
+        assert_eq!(json["manifest"]["time"], "2026-01-01T00:00:00Z");
+        assert_eq!(
+            json["manifest"]["magic"].as_str().unwrap(),
+            manifest_magic(json["manifest"]["version"].as_str().unwrap())
+        );
+        assert_eq!(json["secrets_providers"]["type"], "passphrase");
+        let resource = &json["resources"][0];
+        assert_eq!(resource["inputs"]["n"], serde_json::json!(3));
+        assert_eq!(resource["inputs"]["half"], serde_json::json!(0.5));
+        assert_eq!(resource["outputs"]["later"], UNKNOWN_VALUE);
+        assert_eq!(resource["inputs"]["pw"][SIGNATURE_KEY], SECRET_SIGNATURE);
+        // The ciphertext seals the JSON encoding of the plaintext (`"hunter2"`, quotes included).
+        let ciphertext = resource["inputs"]["pw"]["ciphertext"].as_str().unwrap();
+        assert_eq!(Rot.decrypt(ciphertext).unwrap(), r#""hunter2""#);
+        assert_eq!(
+            resource["customTimeouts"]["create"],
+            serde_json::json!(60.0)
+        );
+        assert_eq!(json["pending_operations"][0]["type"], "creating");
+        let untyped = UntypedDeployment {
+            version: DEPLOYMENT_VERSION,
+            deployment: deployment.clone(),
+        };
+        let text = serde_json::to_string(&untyped).unwrap();
+        assert!(
+            text.starts_with(r#"{"version":3,"deployment":{"manifest""#),
+            "{text}"
+        );
+        assert_eq!(
+            serde_json::from_str::<UntypedDeployment>(&text).unwrap(),
+            untyped
+        );
+    }
+
+    #[test]
+    fn a_passphrase_crypter_leaves_its_salt_in_the_deployment() {
+        let crypter =
+            cairn_secrets::PassphraseCrypter::new("pass", &cairn_secrets::new_salt()).unwrap();
+        let deployment = encode_snapshot(&sample(), &crypter, "t").unwrap();
+        let providers = deployment.secrets_providers.clone().unwrap();
+        assert_eq!(providers.state["salt"], crypter.encryption_salt());
+        assert_eq!(decode_deployment(&deployment, &crypter).unwrap(), sample());
+    }
+
+    #[test]
+    fn reads_secrets_nested_in_objects_and_arrays() {
+        let secret = serde_json::json!({SIGNATURE_KEY: SECRET_SIGNATURE, "plaintext": "[1,\"x\"]"});
+        let json = serde_json::json!({"outer": {"list": [secret]}});
+        let decoded = decode_value(&json, &Rot).unwrap();
+        let expected = Value::Object(PropertyMap::from([(
+            "outer".to_owned(),
+            Value::Object(PropertyMap::from([(
+                "list".to_owned(),
+                Value::Array(vec![
+                    Value::Array(vec![Value::Number(1.0), Value::string("x")]).into_secret(),
+                ]),
+            )])),
+        )]));
+        assert_eq!(decoded, expected);
+        let broken = serde_json::json!({SIGNATURE_KEY: SECRET_SIGNATURE});
+        assert!(decode_value(&broken, &Rot).is_err());
     }
 
     #[test]

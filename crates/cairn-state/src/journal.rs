@@ -86,58 +86,76 @@ pub fn replay(base: Option<Deployment>, records: &[JournalRecord]) -> Deployment
     deployment
 }
 
-/// Orders resources so each follows its parent, dependencies and provider; stable otherwise.
+/// Orders resources so each follows its parent, dependencies and provider, and otherwise keeps
+/// their order: a resource that must come earlier is pulled forward to just before the first
+/// resource that needs it. Depth-first, so O(resources + references).
 pub fn sort_by_dependencies(resources: Vec<ResourceV3>) -> Vec<ResourceV3> {
+    // References name a URN; when a URN has an old copy awaiting deletion too, they mean the
+    // live copy.
     let mut index_by_urn: HashMap<&str, usize> = HashMap::new();
     for (index, resource) in resources.iter().enumerate() {
         if !resource.delete || !index_by_urn.contains_key(resource.urn.as_str()) {
             index_by_urn.insert(resource.urn.as_str(), index);
         }
     }
-    let n_resources = resources.len();
-    let mut n_waiting = vec![0usize; n_resources];
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n_resources];
-    for (index, resource) in resources.iter().enumerate() {
-        let provider_urn = resource
-            .provider
-            .as_deref()
-            .and_then(|reference| reference.rsplit_once("::"))
-            .map(|(urn, _)| urn);
-        let mut seen = HashSet::new();
-        for urn in resource
-            .parent
-            .as_deref()
-            .into_iter()
-            .chain(resource.dependencies.iter().map(String::as_str))
-            .chain(provider_urn)
-        {
-            if let Some(&dependency) = index_by_urn.get(urn)
-                && dependency != index
-                && seen.insert(dependency)
-            {
-                n_waiting[index] += 1;
-                dependents[dependency].push(index);
-            }
-        }
-    }
-    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n_resources)
-        .filter(|&index| n_waiting[index] == 0)
-        .map(std::cmp::Reverse)
+    let prerequisites: Vec<Vec<usize>> = resources
+        .iter()
+        .enumerate()
+        .map(|(index, resource)| {
+            let provider_urn = resource
+                .provider
+                .as_deref()
+                .and_then(|reference| reference.rsplit_once("::"))
+                .map(|(urn, _)| urn);
+            let mut seen = HashSet::new();
+            resource
+                .parent
+                .as_deref()
+                .into_iter()
+                .chain(resource.dependencies.iter().map(String::as_str))
+                .chain(provider_urn)
+                .filter_map(|urn| index_by_urn.get(urn).copied())
+                .filter(|&prerequisite| prerequisite != index && seen.insert(prerequisite))
+                .collect()
+        })
         .collect();
-    let mut order = Vec::with_capacity(n_resources);
-    let mut placed = vec![false; n_resources];
-    while let Some(std::cmp::Reverse(index)) = ready.pop() {
-        order.push(index);
-        placed[index] = true;
-        for &dependent in &dependents[index] {
-            n_waiting[dependent] -= 1;
-            if n_waiting[dependent] == 0 {
-                ready.push(std::cmp::Reverse(dependent));
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Unvisited,
+        /// On the current path; a reference back to it is a cycle (only a corrupt state has
+        /// one), which is ignored rather than looped on.
+        InProgress,
+        Placed,
+    }
+    let mut marks = vec![Mark::Unvisited; resources.len()];
+    let mut order = Vec::with_capacity(resources.len());
+    // (resource, how many of its prerequisites have been looked at)
+    let mut path: Vec<(usize, usize)> = Vec::new();
+    for start in 0..resources.len() {
+        if marks[start] != Mark::Unvisited {
+            continue;
+        }
+        marks[start] = Mark::InProgress;
+        path.push((start, 0));
+        while let Some((index, cursor)) = path.last_mut() {
+            let index = *index;
+            match prerequisites[index].get(*cursor) {
+                Some(&prerequisite) => {
+                    *cursor += 1;
+                    if marks[prerequisite] == Mark::Unvisited {
+                        marks[prerequisite] = Mark::InProgress;
+                        path.push((prerequisite, 0));
+                    }
+                }
+                None => {
+                    marks[index] = Mark::Placed;
+                    order.push(index);
+                    path.pop();
+                }
             }
         }
     }
-    // Resources on a dependency cycle (only a corrupt state has one) keep their order at the end.
-    order.extend((0..n_resources).filter(|&index| !placed[index]));
     let mut slots: Vec<Option<ResourceV3>> = resources.into_iter().map(Some).collect();
     order
         .into_iter()
@@ -294,6 +312,77 @@ mod tests {
         let replayed = replay(None, &records);
         assert!(replayed.resources.is_empty());
         assert!(replayed.pending_operations.is_empty());
+    }
+
+    #[test]
+    fn sorting_puts_parents_dependencies_and_providers_first_and_keeps_order_otherwise() {
+        let mut child = resource("child", "3", &[]);
+        child.parent = Some(resource("parent", "", &[]).urn);
+        let mut uses_provider = resource("uses", "4", &[]);
+        uses_provider.provider = Some(format!(
+            "urn:pulumi:dev::p::pulumi:providers:fake::default::{}",
+            "prov-id"
+        ));
+        let mut provider = resource("x", "prov-id", &[]);
+        provider.urn = "urn:pulumi:dev::p::pulumi:providers:fake::default".to_owned();
+        let sorted = sort_by_dependencies(vec![
+            resource("alone", "1", &[]),
+            child,
+            uses_provider,
+            resource("needs", "5", &["late"]),
+            resource("parent", "2", &[]),
+            provider,
+            resource("late", "6", &[]),
+            resource("tail", "7", &[]),
+        ]);
+        let names: Vec<&str> = sorted
+            .iter()
+            .map(|resource| resource.urn.rsplit("::").next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "alone", "parent", "child", "default", "uses", "late", "needs", "tail"
+            ]
+        );
+    }
+
+    #[test]
+    fn sorting_survives_a_cycle_and_points_references_at_the_live_copy() {
+        let mut doomed = resource("a", "1", &[]);
+        doomed.delete = true;
+        let sorted = sort_by_dependencies(vec![
+            resource("b", "2", &["a"]),
+            doomed,
+            resource("c", "3", &["d"]),
+            resource("d", "4", &["c"]),
+            resource("a", "5", &[]),
+        ]);
+        let ids: Vec<&str> = sorted.iter().map(|resource| resource.id.as_str()).collect();
+        assert_eq!(ids, vec!["5", "2", "1", "4", "3"]);
+    }
+
+    #[test]
+    fn removing_matches_urn_and_id_and_takes_the_first_match() {
+        let mut doomed = resource("a", "1", &[]);
+        doomed.delete = true;
+        let base = Deployment {
+            resources: vec![doomed, resource("a", "2", &[]), resource("a", "2", &[])],
+            ..Deployment::default()
+        };
+        let records = vec![JournalRecord::End {
+            op: 1,
+            removed: key("a", "2"),
+            added: None,
+        }];
+        let replayed = replay(Some(base), &records);
+        assert_eq!(names(&replayed), vec!["a/1/delete", "a/2"]);
+        let records = vec![JournalRecord::End {
+            op: 1,
+            removed: key("a", "1"),
+            added: None,
+        }];
+        assert_eq!(names(&replay(Some(replayed), &records)), vec!["a/2"]);
     }
 
     #[test]

@@ -160,6 +160,140 @@ pub fn rfc3339(seconds: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deployment::Deployment;
+
+    /// Keeps what the persister writes, in memory.
+    #[derive(Clone, Default)]
+    struct MemoryWriter {
+        records: Arc<Mutex<Vec<JournalRecord>>>,
+        finished: Arc<Mutex<Option<(Deployment, UpdateResult)>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl UpdateWriter for MemoryWriter {
+        async fn append(&self, records: Vec<JournalRecord>) -> Result<(), BackendError> {
+            self.records.lock().unwrap().extend(records);
+            Ok(())
+        }
+
+        async fn finish(
+            self: Box<Self>,
+            deployment: Deployment,
+            result: UpdateResult,
+            _resource_changes: BTreeMap<String, usize>,
+        ) -> Result<(), BackendError> {
+            *self.finished.lock().unwrap() = Some((deployment, result));
+            Ok(())
+        }
+    }
+
+    struct Reverse;
+
+    impl Crypter for Reverse {
+        fn encrypt(&self, plaintext: &str) -> Result<String, cairn_secrets::SecretsError> {
+            Ok(plaintext.chars().rev().collect())
+        }
+        fn decrypt(&self, ciphertext: &str) -> Result<String, cairn_secrets::SecretsError> {
+            Ok(ciphertext.chars().rev().collect())
+        }
+    }
+
+    fn resource(name: &str, id: &str) -> ResourceState {
+        ResourceState {
+            urn: Urn::parse(&format!("urn:pulumi:dev::p::fake:index:Resource::{name}")).unwrap(),
+            custom: true,
+            id: id.to_owned(),
+            type_: "fake:index:Resource".to_owned(),
+            outputs: [(
+                "pw".to_owned(),
+                cairn_core::Value::string("hunter2").into_secret(),
+            )]
+            .into(),
+            ..ResourceState::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn records_begin_and_end_with_secrets_sealed() {
+        let writer = MemoryWriter::default();
+        let persister = Persister::new(Box::new(writer.clone()), Arc::new(Reverse));
+        let op = persister
+            .begin(PendingOperationKind::Updating, &resource("a", "1"))
+            .await
+            .unwrap();
+        let urn = resource("a", "1").urn;
+        persister
+            .end(op, Some((&urn, "1")), Some(&resource("a", "1")))
+            .await
+            .unwrap();
+        let records = writer.records.lock().unwrap().clone();
+        assert_eq!(records.len(), 2);
+        assert!(
+            matches!(&records[0], JournalRecord::Begin { op: begun, operation, .. } if *begun == op && operation == "updating")
+        );
+        match &records[1] {
+            JournalRecord::End {
+                op: ended,
+                removed,
+                added,
+            } => {
+                assert_eq!(*ended, op);
+                assert_eq!(removed.as_ref().unwrap().id, "1");
+                assert_eq!(added.as_ref().unwrap().urn, urn.to_string());
+            }
+            other => panic!("expected an end record, got {other:?}"),
+        }
+        let text = serde_json::to_string(&records).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_steps_get_distinct_ops_and_open_ones_stay_pending() {
+        let writer = MemoryWriter::default();
+        let persister = Arc::new(Persister::new(Box::new(writer.clone()), Arc::new(Reverse)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for index in 0..100 {
+            let persister = persister.clone();
+            tasks.spawn(async move {
+                let name = format!("r{index}");
+                let op = persister
+                    .begin(PendingOperationKind::Creating, &resource(&name, ""))
+                    .await
+                    .unwrap();
+                // Every tenth step never ends, as a hard stop would leave it.
+                if index % 10 != 0 {
+                    persister
+                        .end(op, None, Some(&resource(&name, "id")))
+                        .await
+                        .unwrap();
+                }
+                op
+            });
+        }
+        let mut ops = std::collections::HashSet::new();
+        while let Some(joined) = tasks.join_next().await {
+            assert!(ops.insert(joined.unwrap()));
+        }
+        assert_eq!(ops.len(), 100);
+        let persister = Arc::into_inner(persister).unwrap();
+        persister
+            .finish(
+                &Snapshot::default(),
+                UpdateResult::Cancelled,
+                BTreeMap::new(),
+            )
+            .await
+            .unwrap();
+        let (deployment, result) = writer.finished.lock().unwrap().clone().unwrap();
+        assert_eq!(result, UpdateResult::Cancelled);
+        assert_eq!(deployment.pending_operations.len(), 10);
+        assert!(
+            deployment
+                .pending_operations
+                .iter()
+                .all(|operation| operation.type_ == "creating")
+        );
+    }
 
     #[test]
     fn formats_rfc3339() {

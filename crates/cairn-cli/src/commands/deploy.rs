@@ -24,9 +24,15 @@ struct Prepared {
     config: std::collections::BTreeMap<String, cairn_core::Value>,
     old: Arc<Snapshot>,
     providers: Arc<cairn_provider::ProviderRegistry>,
+    /// Held for the whole operation when it changes the stack.
+    _lock: Option<Box<dyn cairn_state::StackLock>>,
 }
 
-async fn prepare(workspace: &Workspace, with_program: bool) -> anyhow::Result<Prepared> {
+async fn prepare(
+    workspace: &Workspace,
+    with_program: bool,
+    with_lock: bool,
+) -> anyhow::Result<Prepared> {
     let project = workspace.project_name()?;
     let providers = Arc::new(commands::provider_registry()?);
     // The program is checked before anything else, so bad input never touches the stack.
@@ -36,6 +42,12 @@ async fn prepare(workspace: &Workspace, with_program: bool) -> anyhow::Result<Pr
         None
     };
     let context = commands::open_stack(workspace).await?;
+    // The lock comes before reading state, so what is read is what no one else is changing.
+    let lock = if with_lock {
+        Some(commands::lock_stack(&context).await?)
+    } else {
+        None
+    };
     // On a terminal, ask for the passphrase now rather than in the middle of an update, when
     // the first secret output needs sealing.
     if commands::is_interactive() {
@@ -82,6 +94,7 @@ async fn prepare(workspace: &Workspace, with_program: bool) -> anyhow::Result<Pr
         config,
         old: Arc::new(old),
         providers,
+        _lock: lock,
     })
 }
 
@@ -464,7 +477,12 @@ async fn preview_then_apply(
     if !flow.preview_only {
         require_approval(flow.yes, command.noun)?;
     }
-    let prepared = prepare(workspace, command.operation == Operation::Update).await?;
+    let prepared = prepare(
+        workspace,
+        command.operation == Operation::Update,
+        !flow.preview_only,
+    )
+    .await?;
     let stack = prepared.context.stack.name.clone();
     if flow.preview_only || !flow.skip_preview {
         // In `--json` mode a preview that leads to an update prints nothing of its own (one

@@ -1,6 +1,7 @@
 //! One module per command. A command parses nothing itself: it takes its argument struct,
 //! resolves the workspace, calls the libraries, and renders.
 
+mod cancel;
 mod config;
 mod deploy;
 mod login;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => deploy::up(&workspace, args).await,
         Command::Refresh(args) => deploy::refresh(&workspace, args).await,
         Command::Destroy(args) => deploy::destroy(&workspace, args).await,
+        Command::Cancel(args) => cancel::cancel(&workspace, args).await,
     }
 }
 
@@ -100,6 +102,42 @@ pub async fn open_stack(workspace: &Workspace) -> anyhow::Result<StackContext> {
         config_file,
         crypter,
     })
+}
+
+/// Takes the stack's lock for this process, turning "locked" into an error that names the
+/// holder and says what to do.
+pub async fn lock_stack(context: &StackContext) -> anyhow::Result<Box<dyn cairn_state::StackLock>> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|duration| duration.as_secs() as i64)
+        .unwrap_or(0);
+    let owner = cairn_state::LockOwner {
+        pid: std::process::id(),
+        host: env::host_name(),
+        user: env::user_name(),
+        command: env::command_line(),
+        started: now,
+        heartbeat: now,
+        is_stale: false,
+    };
+    match context.backend.lock_stack(&context.stack, owner).await {
+        Ok(lock) => Ok(lock),
+        Err(cairn_state::BackendError::Locked { stack, holder }) => {
+            let help = if holder.is_stale {
+                format!(
+                    "help: nothing is running it any more; run `cairn cancel --stack {stack}` to release the stack"
+                )
+            } else {
+                format!(
+                    "help: wait for it to finish; if it is stuck, run `cairn cancel --stack {stack}`"
+                )
+            };
+            Err(anyhow::anyhow!(
+                "stack `{stack}` is locked by {holder}\n{help}"
+            ))
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The stack's configuration with secrets unsealed (as `Value::Secret`), keyed as in the file.

@@ -17,7 +17,8 @@ pub async fn run(workspace: &Workspace, command: StackCommand) -> anyhow::Result
         StackCommand::Select { name } => select(workspace, name).await,
         StackCommand::Rm { name, force, yes } => remove(workspace, name, force, yes).await,
         StackCommand::Output { name } => show_outputs(workspace, name).await,
-        StackCommand::Export { file } => export(workspace, file).await,
+        StackCommand::Export { file, version } => export(workspace, file, version).await,
+        StackCommand::Import { file } => import(workspace, file).await,
         StackCommand::History => history(workspace).await,
     }
 }
@@ -217,15 +218,24 @@ async fn show_outputs(workspace: &Workspace, name: Option<String>) -> anyhow::Re
     Ok(())
 }
 
-async fn export(workspace: &Workspace, file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+async fn export(
+    workspace: &Workspace,
+    file: Option<std::path::PathBuf>,
+    version: Option<u64>,
+) -> anyhow::Result<()> {
     let context = commands::open_stack(workspace).await?;
-    let deployment = match context.backend.load_deployment(&context.stack).await? {
-        Some(deployment) => deployment,
-        None => cairn_state::deployment::encode_snapshot(
-            &cairn_core::Snapshot::default(),
-            context.crypter.as_ref(),
-            &render::now_rfc3339(),
-        )?,
+    let deployment = match version {
+        Some(version) => context
+            .backend
+            .load_version(&context.stack, version)
+            .await?
+            .ok_or_else(|| {
+                crate::bad_input(format!(
+                    "no checkpoint of version {version} is kept for stack `{}`\nhelp: `cairn stack history` lists the versions; the last 10 are kept",
+                    context.stack.name
+                ))
+            })?,
+        None => load_current(&context).await?,
     };
     let deployment = if workspace.global.show_secrets {
         cairn_state::deployment::reveal_deployment(&deployment, context.crypter.as_ref())?
@@ -241,6 +251,64 @@ async fn export(workspace: &Workspace, file: Option<std::path::PathBuf>) -> anyh
         Some(path) => fs_err::write(path, format!("{text}\n"))?,
         None => output::line(&text),
     }
+    Ok(())
+}
+
+/// The stack's current deployment (an empty one for a stack never updated).
+async fn load_current(context: &commands::StackContext) -> anyhow::Result<cairn_state::Deployment> {
+    Ok(
+        match context.backend.load_deployment(&context.stack).await? {
+            Some(deployment) => deployment,
+            None => cairn_state::deployment::encode_snapshot(
+                &cairn_core::Snapshot::default(),
+                context.crypter.as_ref(),
+                &render::now_rfc3339(),
+            )?,
+        },
+    )
+}
+
+/// Checks a deployment completely (format, URNs, secrets) before anything is written, then
+/// replaces the stack's state with it, secrets sealed with this stack's key.
+async fn import(workspace: &Workspace, file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let context = commands::open_stack(workspace).await?;
+    let (source, text) = match &file {
+        Some(path) => (path.display().to_string(), fs_err::read_to_string(path)?),
+        None => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+            ("stdin".to_owned(), text)
+        }
+    };
+    let untyped: cairn_state::UntypedDeployment = serde_json::from_str(&text).map_err(|error| {
+        crate::bad_input(format!(
+            "{source}: not a deployment ({error}); nothing was written\nhelp: import what `cairn stack export` (or `pulumi stack export`) prints"
+        ))
+    })?;
+    if untyped.version != cairn_state::deployment::DEPLOYMENT_VERSION {
+        return Err(crate::bad_input(format!(
+            "{source}: deployment version {} is not supported (expected 3); nothing was written",
+            untyped.version
+        )));
+    }
+    let snapshot =
+        cairn_state::deployment::decode_deployment(&untyped.deployment, context.crypter.as_ref())
+            .map_err(|error| crate::bad_input(format!("{source}: {error}; nothing was written")))?;
+    let _lock = commands::lock_stack(&context).await?;
+    let deployment = cairn_state::deployment::encode_snapshot(
+        &snapshot,
+        context.crypter.as_ref(),
+        &render::now_rfc3339(),
+    )?;
+    context
+        .backend
+        .import_deployment(&context.stack, deployment)
+        .await?;
+    output::line(&format!(
+        "Import complete: stack '{}' now has {} resources.",
+        context.stack.name,
+        snapshot.resources.len()
+    ));
     Ok(())
 }
 

@@ -7,8 +7,10 @@
 mod support;
 
 mod config;
+mod corruption;
 mod errors;
 mod lifecycle;
+mod locks;
 mod programs;
 mod secrets;
 mod signals;

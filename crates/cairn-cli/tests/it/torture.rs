@@ -1,7 +1,7 @@
 //! Crash torture: `kill -9` the real binary at seeded random instants during `up`, updates and
 //! `destroy` of a few hundred `fake` resources, and check against the fake's ledger (the ground
 //! truth of what exists) that no resource is ever lost or unknown, and that recovery
-//! (`refresh --clear-pending`, then the command again) leaves ledger and state in exact agreement
+//! (`cancel`, `refresh --clear-pending`, then the command again) leaves ledger and state in exact agreement
 //! with nothing created twice.
 //!
 //! Size: `CAIRN_TORTURE_KILLS` (default 200) and `CAIRN_TORTURE_RESOURCES` (default 300);
@@ -86,8 +86,14 @@ fn ledger_live(ledger: &Path) -> BTreeMap<String, String> {
     live
 }
 
-/// The state's fake resources (ID → URN) and its pending operations (kind, URN, ID).
-fn state_of(context: &TestContext) -> (BTreeMap<String, String>, Vec<(String, String, String)>) {
+/// Resources by ID → URN.
+type ById = BTreeMap<String, String>;
+
+/// Pending operations as (kind, URN, ID).
+type Pending = Vec<(String, String, String)>;
+
+/// The state's fake resources and its pending operations.
+fn state_of(context: &TestContext) -> (ById, Pending) {
     let export = context.export();
     let resources = export["deployment"]["resources"]
         .as_array()
@@ -227,7 +233,9 @@ fn kill_9_at_random_instants_loses_nothing() {
         let (_, pending) = state_of(&context);
         *counts.entry("pending operations left").or_default() += pending.len() as u64;
 
-        // Recover, then finish the interrupted command.
+        // Recover: release the dead process's lock, resolve what it left pending, then finish
+        // the interrupted command.
+        context.cairn(&["cancel", "--yes"]).success();
         context
             .cairn_with(
                 &["refresh", "--yes", "--skip-preview", "--clear-pending"],

@@ -1,0 +1,106 @@
+//! A damaged checkpoint is never used: commands refuse with a clear message that offers the
+//! kept checkpoints, and exporting one and importing it back recovers the stack.
+
+use crate::support::TestContext;
+
+const PROGRAM: &str = "name: fragile\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n    properties:\n      v: 1\n  b:\n    type: fake:Resource\n    properties:\n      v: ${a.v}\n";
+
+fn checkpoint(context: &TestContext) -> std::path::PathBuf {
+    context.home().join(".pulumi/stacks/fragile/dev.json")
+}
+
+#[track_caller]
+fn check_recovery(context: &TestContext, before: &serde_json::Value) {
+    let refused = context.cairn(&["preview"]).expect_code(1);
+    assert!(refused.stderr.contains("corrupt"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("versions 2, 1"),
+        "{}",
+        refused.stderr
+    );
+    context.cairn(&["up", "--yes"]).expect_code(1);
+    let good = context.root.path().join("good.json");
+    context
+        .cairn(&[
+            "stack",
+            "export",
+            "--version",
+            "2",
+            "--file",
+            good.to_str().unwrap(),
+        ])
+        .success();
+    context
+        .cairn(&["stack", "import", "--file", good.to_str().unwrap()])
+        .success();
+    assert_eq!(&context.export()["deployment"]["resources"], before);
+    let preview = context.cairn(&["preview"]).success();
+    assert!(preview.stdout.contains("3 unchanged"), "{}", preview.stdout);
+}
+
+#[test]
+fn a_flipped_byte_is_detected_and_recovered_from() {
+    let context = TestContext::with_program(PROGRAM);
+    for _ in 0..3 {
+        context.cairn(&["up", "--yes"]).success();
+    }
+    let before = context.export()["deployment"]["resources"].clone();
+    let path = checkpoint(&context);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let position = bytes.len() / 2;
+    bytes[position] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    check_recovery(&context, &before);
+}
+
+#[test]
+fn a_truncated_checkpoint_is_detected_and_recovered_from() {
+    let context = TestContext::with_program(PROGRAM);
+    for _ in 0..3 {
+        context.cairn(&["up", "--yes"]).success();
+    }
+    let before = context.export()["deployment"]["resources"].clone();
+    let path = checkpoint(&context);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    check_recovery(&context, &before);
+}
+
+#[test]
+fn only_the_last_ten_checkpoints_are_kept() {
+    let context = TestContext::with_program(PROGRAM);
+    for _ in 0..12 {
+        context.cairn(&["up", "--yes", "--skip-preview"]).success();
+    }
+    // Version 12 is the current checkpoint; 2 to 11 are the ten kept before it.
+    context
+        .cairn(&["stack", "export", "--version", "12"])
+        .success();
+    context
+        .cairn(&["stack", "export", "--version", "2"])
+        .success();
+    let gone = context
+        .cairn(&["stack", "export", "--version", "1"])
+        .expect_code(2);
+    assert!(gone.stderr.contains("last 10 are kept"), "{}", gone.stderr);
+}
+
+#[test]
+fn importing_garbage_writes_nothing() {
+    let context = TestContext::with_program(PROGRAM);
+    context.cairn(&["up", "--yes"]).success();
+    let before = context.export();
+    let garbage = context.root.path().join("garbage.json");
+    std::fs::write(
+        &garbage,
+        "{\"version\": 3, \"deployment\": {\"resources\": [{\"urn\": \"not-a-urn\"}]}}",
+    )
+    .unwrap();
+    context
+        .cairn(&["stack", "import", "--file", garbage.to_str().unwrap()])
+        .expect_code(2);
+    assert_eq!(
+        context.export()["deployment"]["resources"],
+        before["deployment"]["resources"]
+    );
+}

@@ -1,0 +1,102 @@
+//! Stack locks: one update at a time, the loser told who holds the stack; a dead holder's lock
+//! is reported stale and released only by `cairn cancel`.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::TestContext;
+
+const SLOW: &str = "name: locked\nruntime: yaml\nresources:\n  slow:\n    type: fake:Resource\n    properties:\n      latencyMs: 3000\n";
+
+#[test]
+fn a_second_update_fails_at_once_naming_the_holder() {
+    let context = TestContext::with_program(SLOW);
+    let first = context
+        .command(&["up", "--yes", "--skip-preview"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first holds the lock.
+    let lock = context.home().join(".pulumi/locks/locked/dev.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the first update never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    let second = context
+        .cairn(&["up", "--yes", "--skip-preview"])
+        .expect_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the loser waited"
+    );
+    assert!(
+        second.stderr.contains("is locked by `cairn up"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second.stderr.contains(&format!("pid {}", first.id())),
+        "{}",
+        second.stderr
+    );
+    assert!(second.stderr.contains("cairn cancel"), "{}", second.stderr);
+    let output = first.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert!(!lock.exists(), "the lock outlived its update");
+    assert_eq!(context.resources().len(), 1);
+    // A preview does not need the lock, and a later update gets it.
+    context.cairn(&["up", "--yes"]).success();
+}
+
+#[test]
+fn cancel_frees_a_stack_whose_update_was_killed() {
+    let context = TestContext::with_program(SLOW);
+    let mut first = context
+        .command(&["up", "--yes", "--skip-preview"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = context.home().join(".pulumi/locks/locked/dev.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lock.exists() {
+        assert!(Instant::now() < deadline, "the update never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let blocked = context.cairn(&["up", "--yes"]).expect_code(1);
+    assert!(blocked.stderr.contains("stale"), "{}", blocked.stderr);
+    assert!(
+        blocked.stderr.contains("cairn cancel"),
+        "{}",
+        blocked.stderr
+    );
+    // Without a terminal, cancel wants --yes and changes nothing without it.
+    context.cairn(&["cancel"]).expect_code(2);
+    assert!(lock.exists());
+    let cancelled = context.cairn(&["cancel", "--yes"]).success();
+    assert!(
+        cancelled.stdout.contains("has been cancelled"),
+        "{}",
+        cancelled.stdout
+    );
+    assert!(!lock.exists());
+    let history: serde_json::Value = serde_json::from_str(
+        &context
+            .cairn(&["stack", "history", "--json"])
+            .success()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(history[0]["result"], "cancelled", "{history}");
+    context.cairn(&["up", "--yes", "--skip-preview"]).success();
+    assert_eq!(context.resources().len(), 1);
+}
