@@ -65,6 +65,36 @@ pub enum Command {
     Destroy(DestroyArgs),
     /// End an update whose process died or is stuck, releasing the stack's lock
     Cancel(CancelArgs),
+    /// Edit the stack's state directly
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Remove a resource from the state without deleting it
+    Delete {
+        urn: String,
+        /// Remove it even if other resources depend on it, or it is protected
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Clear a resource's `protect` flag
+    Unprotect {
+        urn: String,
+        /// Do not ask for confirmation
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Put resources in dependency order and drop references to resources that do not exist
+    Repair {
+        /// Do not ask for confirmation
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -526,7 +526,7 @@ async fn finish(
 }
 
 /// Orders resources so each comes after its parent, dependencies and provider.
-pub(crate) fn sort_by_dependencies(resources: Vec<ResourceState>) -> Vec<ResourceState> {
+pub fn sort_by_dependencies(resources: Vec<ResourceState>) -> Vec<ResourceState> {
     let mut index_by_urn: HashMap<&Urn, usize> = HashMap::new();
     for (index, resource) in resources.iter().enumerate() {
         // The live copy wins over an old copy waiting for deletion.

@@ -27,7 +27,7 @@ use cairn_program::{FileSource, Program};
 use cairn_provider::ProviderRegistry;
 use tokio_util::sync::CancellationToken;
 
-pub use deploy::deploy;
+pub use deploy::{deploy, sort_by_dependencies};
 pub use events::{EngineEvent, StepRecord};
 
 /// What to do.

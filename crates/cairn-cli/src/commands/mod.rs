@@ -7,6 +7,7 @@ mod deploy;
 mod login;
 mod render;
 mod stack;
+mod state;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Refresh(args) => deploy::refresh(&workspace, args).await,
         Command::Destroy(args) => deploy::destroy(&workspace, args).await,
         Command::Cancel(args) => cancel::cancel(&workspace, args).await,
+        Command::State(command) => state::run(&workspace, command).await,
     }
 }
 

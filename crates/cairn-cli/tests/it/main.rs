@@ -15,4 +15,5 @@ mod programs;
 mod secrets;
 mod signals;
 mod stacks;
+mod state_edits;
 mod torture;
