@@ -1,7 +1,8 @@
 //! `cairn-bench`: generates programs of N `fake` resources (independent, chains, fan-out trees),
 //! runs the real `cairn` binary on them in a temporary `CAIRN_HOME`, and prints, as a table and
 //! as JSON, the time of `up` from empty, a no-op `preview`, `up` after changing 1%, `destroy`,
-//! peak RSS (through `/usr/bin/time`) and bytes written to the backend.
+//! peak RSS (through `/usr/bin/time`) and bytes written to the backend. Each scenario runs three
+//! times (once with `--quick`); times are medians, RSS the largest seen.
 //!
 //! It measures whole commands, as a user sees them; it does not time anything inside a test.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -115,6 +116,39 @@ fn run_cairn(cairn: &Path, project: &Path, home: &Path, args: &[&str]) -> anyhow
     })
 }
 
+/// Runs a scenario `runs` times and keeps, per figure, the median time and the largest RSS:
+/// one run on a shared 2-core machine can be off by half.
+fn run_scenario_median(
+    cairn: &Path,
+    scenario: &Scenario,
+    runs: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let results: Vec<serde_json::Value> = (0..runs)
+        .map(|_| run_scenario(cairn, scenario))
+        .collect::<anyhow::Result<_>>()?;
+    let mut combined = results[0].clone();
+    for key in [
+        "upSeconds",
+        "noopPreviewSeconds",
+        "updateOnePercentSeconds",
+        "destroySeconds",
+    ] {
+        let mut values: Vec<f64> = results
+            .iter()
+            .filter_map(|result| result[key].as_f64())
+            .collect();
+        values.sort_by(f64::total_cmp);
+        combined[key] = serde_json::json!(values[values.len() / 2]);
+    }
+    let peak = results
+        .iter()
+        .filter_map(|result| result["peakRssMiB"].as_f64())
+        .fold(0.0, f64::max);
+    combined["peakRssMiB"] = serde_json::json!(peak);
+    combined["runs"] = serde_json::json!(runs);
+    Ok(combined)
+}
+
 fn run_scenario(cairn: &Path, scenario: &Scenario) -> anyhow::Result<serde_json::Value> {
     let root = tempfile::tempdir()?;
     let project = root.path().join("project");
@@ -179,6 +213,7 @@ fn main() -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/release/cairn"));
     let quick = arguments.iter().any(|argument| argument == "--quick");
+    let runs = if quick { 1 } else { 3 };
     let cairn = std::fs::canonicalize(&cairn)
         .with_context(|| format!("no cairn binary at `{}`", cairn.display()))?;
     let sizes: &[usize] = if quick { &[1_000] } else { &[10_000, 20_000] };
@@ -215,7 +250,7 @@ fn main() -> anyhow::Result<()> {
         "checkpoint"
     );
     for scenario in &scenarios {
-        let result = run_scenario(&cairn, scenario)?;
+        let result = run_scenario_median(&cairn, scenario, runs)?;
         println!(
             "{:<12} {:>7} {:>7} {:>5} {:>8.2} {:>9.2} {:>9.2} {:>9.2} {:>8.1} {:>12} {:>11}",
             scenario.shape.name(),

@@ -43,6 +43,18 @@ struct ResourcePlan<'a> {
     attempted: std::sync::Mutex<Option<StepOp>>,
 }
 
+impl ResourcePlan<'_> {
+    /// A record of this resource's step, under its parent.
+    fn step_record(&self, op: StepOp, type_token: &str) -> StepRecord {
+        StepRecord::new(
+            op,
+            self.urn.clone(),
+            type_token.to_owned(),
+            Some(self.parent.clone()),
+        )
+    }
+}
+
 /// Runs one program resource; returns whether it succeeded.
 pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
     let program = program_of(shared);
@@ -392,12 +404,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             join_keys(&decision.replace_keys)
         ));
     }
-    let mut record = StepRecord::new(
-        decision.op,
-        plan.urn.clone(),
-        type_token.clone(),
-        Some(plan.parent.clone()),
-    );
+    let mut record = plan.step_record(decision.op, &type_token);
     // A step that changes nothing has nothing to diff; not copying its properties keeps a
     // no-op preview of a large stack small.
     if decision.op != StepOp::Same {
@@ -635,12 +642,7 @@ async fn read_existing(
         let pending = shared.begin(PendingOperationKind::Reading, &state).await?;
         shared.end(pending, plan.old.as_ref(), Some(&state)).await?;
     }
-    let mut record = StepRecord::new(
-        op,
-        plan.urn.clone(),
-        state.type_.clone(),
-        Some(plan.parent.clone()),
-    );
+    let mut record = plan.step_record(op, &state.type_);
     record.outputs = state.outputs.clone();
     record.duration = started.elapsed();
     shared.record_step(record);
@@ -695,12 +697,7 @@ async fn import_existing(
     state.id = read.id;
     state.outputs = reseal_outputs(&state.inputs, read.outputs, &|_| false);
     shared.end(pending, None, Some(&state)).await?;
-    let mut record = StepRecord::new(
-        StepOp::Import,
-        plan.urn.clone(),
-        state.type_.clone(),
-        Some(plan.parent.clone()),
-    );
+    let mut record = plan.step_record(StepOp::Import, &state.type_);
     record.new_inputs = Some(state.inputs.clone());
     record.outputs = state.outputs.clone();
     record.duration = started.elapsed();
@@ -741,12 +738,7 @@ async fn run_provider_resource(
             format!("{}::{}", state.urn, state.id),
         );
     }
-    let mut record = StepRecord::new(
-        op,
-        plan.urn.clone(),
-        state.type_.clone(),
-        Some(plan.parent.clone()),
-    );
+    let mut record = plan.step_record(op, &state.type_);
     record.old_inputs = plan.old.as_ref().map(|old| old.inputs.clone());
     record.new_inputs = Some(state.inputs.clone());
     shared.record_step(record);
@@ -785,12 +777,7 @@ async fn run_stack_reference(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
         let pending = shared.begin(PendingOperationKind::Reading, &state).await?;
         shared.end(pending, plan.old.as_ref(), Some(&state)).await?;
     }
-    let record = StepRecord::new(
-        op,
-        plan.urn.clone(),
-        state.type_.clone(),
-        Some(plan.parent.clone()),
-    );
+    let record = plan.step_record(op, &state.type_);
     shared.record_step(record);
     publish(shared, state, &plan.decl.key, true);
     Ok(())

@@ -253,19 +253,7 @@ resources:
         "{}",
         run.stdout
     );
-    let names: Vec<String> = context
-        .resources()
-        .iter()
-        .map(|resource| {
-            resource["urn"]
-                .as_str()
-                .unwrap()
-                .rsplit("::")
-                .next()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let names = context.resource_names();
     assert_eq!(names, vec!["good"]);
     assert!(
         context.export()["deployment"]["pending_operations"]
@@ -397,19 +385,7 @@ fn refresh_detects_resources_deleted_outside_cairn() {
         "{}",
         refresh.stdout
     );
-    let names: Vec<String> = context
-        .resources()
-        .iter()
-        .map(|resource| {
-            resource["urn"]
-                .as_str()
-                .unwrap()
-                .rsplit("::")
-                .next()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let names = context.resource_names();
     assert_eq!(names, vec!["b"]);
 
     let up = context.cairn_with(&["up", "--yes"], &env).success();

@@ -42,19 +42,7 @@ fn interrupt(child: &Child) {
 }
 
 fn created_names(context: &TestContext) -> Vec<String> {
-    let mut names: Vec<String> = context
-        .resources()
-        .iter()
-        .map(|resource| {
-            resource["urn"]
-                .as_str()
-                .unwrap()
-                .rsplit("::")
-                .next()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let mut names = context.resource_names();
     names.sort();
     names
 }

@@ -121,6 +121,17 @@ impl TestContext {
             .collect()
     }
 
+    /// The logical names of the resources in the state, in state order.
+    pub fn resource_names(&self) -> Vec<String> {
+        self.resources()
+            .iter()
+            .map(|resource| {
+                let urn = resource["urn"].as_str().expect("every resource has a URN");
+                urn.rsplit("::").next().unwrap_or(urn).to_owned()
+            })
+            .collect()
+    }
+
     pub fn resource(&self, name: &str) -> serde_json::Value {
         self.resources()
             .into_iter()
