@@ -64,11 +64,9 @@ pub fn read_checkpoint(path: &Path, stack: &str) -> Result<Option<Checkpoint>, B
     }))
 }
 
-/// Writes a checkpoint atomically; returns the bytes written and its checksum.
-pub fn write_checkpoint(
-    path: &Path,
-    deployment: &Deployment,
-) -> Result<(u64, String), BackendError> {
+/// A checkpoint file's text and its checksum, before anything is written: a journal that will
+/// apply to this checkpoint can name it first.
+pub fn encode_checkpoint(deployment: &Deployment) -> Result<(String, String), BackendError> {
     let deployment_json = serde_json::to_string(deployment)
         .map_err(|error| BackendError::Format(error.to_string()))?;
     let checksum = sha256_hex(deployment_json.as_bytes());
@@ -76,8 +74,7 @@ pub fn write_checkpoint(
         "{{\"version\":{},\"checksum\":\"{checksum}\",\"deployment\":{deployment_json}}}\n",
         cairn_state::deployment::DEPLOYMENT_VERSION
     );
-    write_atomically(path, text.as_bytes())?;
-    Ok((text.len() as u64, checksum))
+    Ok((text, checksum))
 }
 
 /// Temporary file in the same directory, fsync, rename over the target, fsync the directory:

@@ -24,18 +24,35 @@ pub struct JournalFile {
     path: String,
     sender: Option<mpsc::Sender<(String, Ack)>>,
     thread: Option<JoinHandle<()>>,
+    /// Bytes in this journal so far (header included), to decide when to fold it.
+    length: Arc<AtomicU64>,
+}
+
+/// One record as a journal line.
+fn encode_line(record: &JournalRecord) -> Result<String, BackendError> {
+    let record_json =
+        serde_json::to_string(record).map_err(|error| BackendError::Format(error.to_string()))?;
+    Ok(format!(
+        "{{\"sha256\":\"{}\",\"record\":{record_json}}}\n",
+        sha256_hex(record_json.as_bytes())
+    ))
 }
 
 impl JournalFile {
-    /// Creates the journal (replacing any old one) with its header, durably.
+    /// Creates the journal (replacing any old one) with its header and `initial` records (the
+    /// operations a fold carries over), durably.
     pub fn create(
         path: &Path,
         base_checksum: &str,
+        initial: &[JournalRecord],
         bytes_written: Arc<AtomicU64>,
     ) -> Result<JournalFile, BackendError> {
         let mut file =
             fs_err::File::create(path).map_err(|error| io_error("creating", path, error))?;
-        let header = format!("{}\n", serde_json::json!({ "base": base_checksum }));
+        let mut header = format!("{}\n", serde_json::json!({ "base": base_checksum }));
+        for record in initial {
+            header.push_str(&encode_line(record)?);
+        }
         file.write_all(header.as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(|error| io_error("writing", path, error))?;
@@ -43,28 +60,33 @@ impl JournalFile {
         if let Some(dir) = path.parent() {
             sync_dir(dir)?;
         }
+        let length = Arc::new(AtomicU64::new(header.len() as u64));
         let (sender, receiver) = mpsc::channel::<(String, Ack)>();
-        let thread = std::thread::Builder::new()
-            .name("cairn-journal".to_owned())
-            .spawn(move || write_batches(file, receiver, bytes_written))
-            .map_err(|error| io_error("starting a writer for", path, error))?;
+        let thread = {
+            let length = length.clone();
+            std::thread::Builder::new()
+                .name("cairn-journal".to_owned())
+                .spawn(move || write_batches(file, receiver, bytes_written, length))
+                .map_err(|error| io_error("starting a writer for", path, error))?
+        };
         Ok(JournalFile {
             path: path.display().to_string(),
             sender: Some(sender),
             thread: Some(thread),
+            length,
         })
+    }
+
+    /// Bytes in this journal so far.
+    pub fn length(&self) -> u64 {
+        self.length.load(Ordering::Relaxed)
     }
 
     /// Appends records; returns once they are on disk.
     pub async fn append(&self, records: Vec<JournalRecord>) -> Result<(), BackendError> {
         let mut lines = String::new();
         for record in &records {
-            let record_json = serde_json::to_string(record)
-                .map_err(|error| BackendError::Format(error.to_string()))?;
-            lines.push_str(&format!(
-                "{{\"sha256\":\"{}\",\"record\":{record_json}}}\n",
-                sha256_hex(record_json.as_bytes())
-            ));
+            lines.push_str(&encode_line(record)?);
         }
         let (ack, done) = tokio::sync::oneshot::channel();
         let closed = || BackendError::Format(format!("the journal `{}` is closed", self.path));
@@ -106,6 +128,7 @@ fn write_batches(
     mut file: fs_err::File,
     receiver: mpsc::Receiver<(String, Ack)>,
     bytes_written: Arc<AtomicU64>,
+    length: Arc<AtomicU64>,
 ) {
     // After a failed write the file may end in a partial line; writing more after it would
     // turn a torn tail into corruption in the middle, so every later append fails too.
@@ -129,6 +152,7 @@ fn write_batches(
                 match &written {
                     Ok(()) => {
                         bytes_written.fetch_add(buffer.len() as u64, Ordering::Relaxed);
+                        length.fetch_add(buffer.len() as u64, Ordering::Relaxed);
                     }
                     Err(message) => failure = Some(message.clone()),
                 }

@@ -35,7 +35,13 @@ pub struct FileBackend {
     url: String,
     user: String,
     bytes_written: Arc<AtomicU64>,
+    /// A journal longer than this (or than four times the checkpoint) is folded into a new
+    /// checkpoint during the update, which bounds both its length and the replay after a crash.
+    fold_threshold: u64,
 }
+
+/// The default of `FileBackend::fold_threshold`.
+pub const DEFAULT_FOLD_THRESHOLD: u64 = 64 * 1024 * 1024;
 
 impl FileBackend {
     /// Opens (and creates) the backend directory `root`. `user` is who `whoami` reports.
@@ -47,7 +53,38 @@ impl FileBackend {
             url,
             user,
             bytes_written: Arc::new(AtomicU64::new(0)),
+            fold_threshold: DEFAULT_FOLD_THRESHOLD,
         })
+    }
+
+    /// Folds journals longer than `bytes` (tests and `CAIRN_JOURNAL_FOLD_BYTES` use a small one).
+    pub fn with_fold_threshold(mut self, bytes: u64) -> FileBackend {
+        self.fold_threshold = bytes;
+        self
+    }
+
+    /// When an update's journal should fold, given the checkpoint on disk now.
+    fn fold_threshold_for(&self, stack: &StackRef) -> u64 {
+        let checkpoint = std::fs::metadata(self.checkpoint_path(stack))
+            .map(|metadata| metadata.len())
+            .unwrap_or(0);
+        self.fold_threshold.max(4 * checkpoint)
+    }
+
+    /// A second handle on the same directory, sharing the byte counter.
+    fn handle(&self) -> FileBackend {
+        FileBackend {
+            root: self.root.clone(),
+            url: self.url.clone(),
+            user: self.user.clone(),
+            bytes_written: self.bytes_written.clone(),
+            fold_threshold: self.fold_threshold,
+        }
+    }
+
+    /// Where a fold writes the journal that will follow its checkpoint.
+    fn next_journal_path(&self, stack: &StackRef) -> PathBuf {
+        self.journal_path(stack).with_extension("journal.next")
     }
 
     fn stacks_dir(&self) -> PathBuf {
@@ -180,7 +217,21 @@ impl FileBackend {
         let Some(checkpoint) = self.read_checkpoint(stack)? else {
             return Ok(None);
         };
-        let journal = read_journal(&self.journal_path(stack), &stack.name)?;
+        let mut journal = read_journal(&self.journal_path(stack), &stack.name)?;
+        if journal
+            .as_ref()
+            .is_none_or(|journal| journal.base_checksum != checkpoint.checksum)
+        {
+            // A fold that crashed after writing its checkpoint left the journal that follows
+            // it under its temporary name.
+            let next = read_journal(&self.next_journal_path(stack), &stack.name)?;
+            if next
+                .as_ref()
+                .is_some_and(|next| next.base_checksum == checkpoint.checksum)
+            {
+                journal = next;
+            }
+        }
         match journal {
             Some(journal) if journal.base_checksum == checkpoint.checksum => {
                 let deployment =
@@ -193,15 +244,23 @@ impl FileBackend {
     }
 
     fn write_checkpoint(&self, stack: &StackRef, deployment: &Deployment) -> BackendResult<String> {
+        let (text, checksum) = files::encode_checkpoint(deployment)?;
+        self.write_checkpoint_text(stack, &text)?;
+        Ok(checksum)
+    }
+
+    /// Writes an encoded checkpoint, setting the one it replaces aside as `.json.bak`.
+    fn write_checkpoint_text(&self, stack: &StackRef, text: &str) -> BackendResult<()> {
         let path = self.checkpoint_path(stack);
         if path.exists() {
             let backup = path.with_extension("json.bak");
             let copied = files::keep_backup(&path, &backup)?;
             self.bytes_written.fetch_add(copied, Ordering::Relaxed);
         }
-        let (bytes, checksum) = files::write_checkpoint(&path, deployment)?;
-        self.bytes_written.fetch_add(bytes, Ordering::Relaxed);
-        Ok(checksum)
+        files::write_atomically(&path, text.as_bytes())?;
+        self.bytes_written
+            .fetch_add(text.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     fn count_resources(deployment: &Deployment) -> usize {
@@ -352,6 +411,7 @@ impl Backend for FileBackend {
             checkpoint.clone(),
             checkpoint.with_extension("json.bak"),
             self.journal_path(stack),
+            self.next_journal_path(stack),
         ] {
             if path.exists() {
                 fs_err::remove_file(&path).map_err(|error| io_error("removing", &path, error))?;
@@ -381,16 +441,24 @@ impl Backend for FileBackend {
         // A journal left by a crashed update is folded into a checkpoint first, so the new
         // journal always applies to the checkpoint on disk.
         let journal_path = self.journal_path(stack);
-        let base_checksum = if journal_path.exists() {
+        let next_path = self.next_journal_path(stack);
+        let base_checksum = if journal_path.exists() || next_path.exists() {
             let checksum = self.write_checkpoint(stack, &deployment)?;
-            fs_err::remove_file(&journal_path)
-                .map_err(|error| io_error("removing", &journal_path, error))?;
+            for path in [&journal_path, &next_path] {
+                if path.exists() {
+                    fs_err::remove_file(path).map_err(|error| io_error("removing", path, error))?;
+                }
+            }
             checksum
         } else {
             base_checksum.unwrap_or_default()
         };
-        let journal =
-            JournalFile::create(&journal_path, &base_checksum, self.bytes_written.clone())?;
+        let journal = JournalFile::create(
+            &journal_path,
+            &base_checksum,
+            &[],
+            self.bytes_written.clone(),
+        )?;
         // The update is in history from its start, so `cairn cancel` can mark it cancelled if
         // this process dies.
         let nanos = std::time::SystemTime::now()
@@ -412,14 +480,10 @@ impl Backend for FileBackend {
         };
         self.write_history(&history_path, &info)?;
         Ok(Box::new(FileUpdateWriter {
-            backend: FileBackend {
-                root: self.root.clone(),
-                url: self.url.clone(),
-                user: self.user.clone(),
-                bytes_written: self.bytes_written.clone(),
-            },
+            backend: self.handle(),
             stack: stack.clone(),
-            journal,
+            journal: tokio::sync::RwLock::new(Some(journal)),
+            fold_threshold: AtomicU64::new(self.fold_threshold_for(stack)),
             history_path,
             info,
         }))
@@ -461,10 +525,10 @@ impl Backend for FileBackend {
         }
         self.write_checkpoint(stack, &deployment)?;
         // The imported state replaces whatever an interrupted update left behind.
-        let journal_path = self.journal_path(stack);
-        if journal_path.exists() {
-            fs_err::remove_file(&journal_path)
-                .map_err(|error| io_error("removing", &journal_path, error))?;
+        for path in [self.journal_path(stack), self.next_journal_path(stack)] {
+            if path.exists() {
+                fs_err::remove_file(&path).map_err(|error| io_error("removing", &path, error))?;
+            }
         }
         Ok(())
     }
@@ -530,7 +594,11 @@ fn unix_now() -> i64 {
 struct FileUpdateWriter {
     backend: FileBackend,
     stack: StackRef,
-    journal: JournalFile,
+    /// Appends share it; a fold takes it alone, so no append runs while the journal is swapped.
+    journal: tokio::sync::RwLock<Option<JournalFile>>,
+    /// The journal length that triggers a fold: the backend's threshold, or four times the
+    /// checkpoint, so rewriting checkpoints stays a fraction of what the journal writes.
+    fold_threshold: AtomicU64,
     history_path: PathBuf,
     /// The in-progress history record, completed by `finish`.
     info: UpdateInfo,
@@ -539,7 +607,16 @@ struct FileUpdateWriter {
 #[async_trait]
 impl UpdateWriter for FileUpdateWriter {
     async fn append(&self, records: Vec<JournalRecord>) -> BackendResult<()> {
-        self.journal.append(records).await
+        let needs_fold = {
+            let journal = self.journal.read().await;
+            let journal = journal.as_ref().ok_or_else(closed_journal)?;
+            journal.append(records).await?;
+            journal.length() > self.fold_threshold.load(Ordering::Relaxed)
+        };
+        if needs_fold {
+            self.fold().await?;
+        }
+        Ok(())
     }
 
     async fn finish(
@@ -554,8 +631,9 @@ impl UpdateWriter for FileUpdateWriter {
             journal,
             history_path,
             mut info,
+            ..
         } = *self;
-        journal.close()?;
+        journal.into_inner().ok_or_else(closed_journal)?.close()?;
         backend.write_checkpoint(&stack, &deployment)?;
         // The checkpoint this update replaced is the state after the previous one.
         if info.version > 1 {
@@ -568,6 +646,62 @@ impl UpdateWriter for FileUpdateWriter {
         info.end_time = unix_now();
         info.resource_changes = resource_changes;
         backend.write_history(&history_path, &info)?;
+        Ok(())
+    }
+}
+
+fn closed_journal() -> BackendError {
+    BackendError::Format("the update's journal is closed".to_owned())
+}
+
+impl FileUpdateWriter {
+    /// Folds the journal into a new checkpoint. Operations still open move to the new journal,
+    /// which is written (under a temporary name, naming the new checkpoint) before the
+    /// checkpoint, and renamed into place after it: at every instant, loading finds either the
+    /// old checkpoint and journal or the new ones.
+    async fn fold(&self) -> BackendResult<()> {
+        let mut guard = self.journal.write().await;
+        let Some(journal) = guard.take() else {
+            return Err(closed_journal());
+        };
+        if journal.length() <= self.fold_threshold.load(Ordering::Relaxed) {
+            // Another step folded it while this one waited.
+            *guard = Some(journal);
+            return Ok(());
+        }
+        journal.close()?;
+        let backend = &self.backend;
+        let stack = &self.stack;
+        let journal_path = backend.journal_path(stack);
+        let checkpoint = backend
+            .read_checkpoint(stack)?
+            .ok_or_else(|| BackendError::StackNotFound(stack.name.clone()))?;
+        let records = read_journal(&journal_path, &stack.name)?
+            .filter(|journal| journal.base_checksum == checkpoint.checksum)
+            .map(|journal| journal.records)
+            .unwrap_or_default();
+        let n_base_pending = checkpoint.deployment.pending_operations.len();
+        let still_open = cairn_state::journal::open_begins(&records);
+        let mut deployment = cairn_state::journal::replay(Some(checkpoint.deployment), &records);
+        // The open operations live on in the new journal, not as pending operations.
+        deployment.pending_operations.truncate(n_base_pending);
+        let (text, checksum) = files::encode_checkpoint(&deployment)?;
+        let next_path = backend.next_journal_path(stack);
+        let next = JournalFile::create(
+            &next_path,
+            &checksum,
+            &still_open,
+            backend.bytes_written.clone(),
+        )?;
+        backend.write_checkpoint_text(stack, &text)?;
+        fs_err::rename(&next_path, &journal_path)
+            .map_err(|error| io_error("renaming into", &journal_path, error))?;
+        if let Some(dir) = journal_path.parent() {
+            files::sync_dir(dir)?;
+        }
+        self.fold_threshold
+            .store(backend.fold_threshold_for(stack), Ordering::Relaxed);
+        *guard = Some(next);
         Ok(())
     }
 }

@@ -467,3 +467,67 @@ async fn a_journal_folded_into_a_newer_checkpoint_is_not_applied_again() {
     assert_eq!(names(&deployment), vec!["a"]);
     assert!(deployment.pending_operations.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_updates_fold_their_journal_and_keep_open_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir).with_fold_threshold(4 * 1024);
+    backend.create_stack(&stack("dev")).await.unwrap();
+    let journal_path = dir.path().join(".pulumi/stacks/proj/dev.journal");
+    {
+        let persister = persister(&backend, &stack("dev")).await;
+        // Begun before the folds and never ended: must survive them as a pending operation.
+        persister
+            .begin(PendingOperationKind::Creating, &resource("open", ""))
+            .await
+            .unwrap();
+        // Begun before a fold and ended after it: must end up a resource, not pending.
+        let straddling = persister
+            .begin(PendingOperationKind::Creating, &resource("straddle", ""))
+            .await
+            .unwrap();
+        let mut longest_journal = 0;
+        for index in 0..300 {
+            let name = format!("r{index}");
+            let op = persister
+                .begin(PendingOperationKind::Creating, &resource(&name, ""))
+                .await
+                .unwrap();
+            persister
+                .end(op, None, Some(&resource(&name, &index.to_string())))
+                .await
+                .unwrap();
+            longest_journal = longest_journal.max(std::fs::metadata(&journal_path).unwrap().len());
+        }
+        persister
+            .end(straddling, None, Some(&resource("straddle", "s")))
+            .await
+            .unwrap();
+        // Bounded by the threshold or four checkpoints, plus one batch.
+        let checkpoint = std::fs::metadata(dir.path().join(".pulumi/stacks/proj/dev.json"))
+            .unwrap()
+            .len();
+        assert!(
+            longest_journal < (4 * checkpoint).max(4 * 1024) + 4 * 1024,
+            "journal grew to {longest_journal} bytes (checkpoint {checkpoint})"
+        );
+        // Dropped without `finish`: a crash after many folds.
+    }
+    let deployment = backend
+        .load_deployment(&stack("dev"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        deployment.resources.len(),
+        301,
+        "300 steps and the straddling one"
+    );
+    assert!(names(&deployment).contains(&"straddle".to_owned()));
+    let pending: Vec<&str> = deployment
+        .pending_operations
+        .iter()
+        .map(|operation| operation.resource.urn.rsplit("::").next().unwrap())
+        .collect();
+    assert_eq!(pending, vec!["open"]);
+}

@@ -10,6 +10,9 @@ pub const CAIRN_CONFIG_PASSPHRASE: &str = "CAIRN_CONFIG_PASSPHRASE";
 pub const CAIRN_CONFIG_PASSPHRASE_FILE: &str = "CAIRN_CONFIG_PASSPHRASE_FILE";
 /// When set, the `fake` provider appends every side effect to this file.
 pub const CAIRN_FAKE_LEDGER: &str = "CAIRN_FAKE_LEDGER";
+/// Fold an update's journal into a checkpoint once it is longer than this many bytes (tuning
+/// and tests; the default is 64 MiB or four checkpoints).
+pub const CAIRN_JOURNAL_FOLD_BYTES: &str = "CAIRN_JOURNAL_FOLD_BYTES";
 /// Pulumi's names for the same settings, accepted so existing setups keep working.
 pub const PULUMI_CONFIG_PASSPHRASE: &str = "PULUMI_CONFIG_PASSPHRASE";
 pub const PULUMI_CONFIG_PASSPHRASE_FILE: &str = "PULUMI_CONFIG_PASSPHRASE_FILE";

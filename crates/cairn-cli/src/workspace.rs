@@ -226,8 +226,17 @@ pub fn open_backend(url: &str, home: &Path) -> anyhow::Result<Arc<dyn Backend>> 
     } else {
         PathBuf::from(path)
     };
-    let backend = cairn_backend_file::FileBackend::open(root, url.to_owned(), env::user_name())
+    let mut backend = cairn_backend_file::FileBackend::open(root, url.to_owned(), env::user_name())
         .with_context(|| format!("opening the backend `{url}`"))?;
+    if let Some(bytes) = env::var(env::CAIRN_JOURNAL_FOLD_BYTES) {
+        let bytes = bytes.parse().map_err(|_| {
+            crate::bad_input(format!(
+                "`{}` must be a number of bytes, not `{bytes}`",
+                env::CAIRN_JOURNAL_FOLD_BYTES
+            ))
+        })?;
+        backend = backend.with_fold_threshold(bytes);
+    }
     Ok(Arc::new(backend))
 }
 

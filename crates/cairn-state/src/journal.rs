@@ -39,6 +39,22 @@ pub enum JournalRecord {
     },
 }
 
+/// The `Begin` records without an `End`: the operations still open.
+pub fn open_begins(records: &[JournalRecord]) -> Vec<JournalRecord> {
+    let ended: HashSet<u64> = records
+        .iter()
+        .filter_map(|record| match record {
+            JournalRecord::End { op, .. } => Some(*op),
+            JournalRecord::Begin { .. } => None,
+        })
+        .collect();
+    records
+        .iter()
+        .filter(|record| matches!(record, JournalRecord::Begin { op, .. } if !ended.contains(op)))
+        .cloned()
+        .collect()
+}
+
 /// Applies `records` to `base` and returns the resulting deployment, its resources in
 /// dependency order.
 pub fn replay(base: Option<Deployment>, records: &[JournalRecord]) -> Deployment {

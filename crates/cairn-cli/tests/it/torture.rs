@@ -5,7 +5,8 @@
 //! with nothing created twice.
 //!
 //! Size: `CAIRN_TORTURE_KILLS` (default 200) and `CAIRN_TORTURE_RESOURCES` (default 300);
-//! `CAIRN_TORTURE_SEED` picks the instants.
+//! `CAIRN_TORTURE_SEED` picks the instants. Journals fold every 64 KiB here, so kills also land
+//! in the middle of folds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -212,6 +213,8 @@ fn kill_9_at_random_instants_loses_nothing() {
         context.write_program(&program(n_resources, version, seed));
         let mut child = context.command(args);
         child.env("CAIRN_FAKE_LEDGER", &ledger);
+        // Fold the journal often, so kills also land in the middle of folds.
+        child.env("CAIRN_JOURNAL_FOLD_BYTES", "65536");
         let mut child = child
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
