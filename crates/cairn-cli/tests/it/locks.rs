@@ -100,3 +100,51 @@ fn cancel_frees_a_stack_whose_update_was_killed() {
     context.cairn(&["up", "--yes", "--skip-preview"]).success();
     assert_eq!(context.resources().len(), 1);
 }
+
+#[test]
+fn two_updates_started_together_one_runs_one_is_refused() {
+    let context = TestContext::with_program(SLOW);
+    let spawn = || {
+        context
+            .command(&["up", "--yes", "--skip-preview"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let started = Instant::now();
+    let waiters: Vec<_> = [spawn(), spawn()]
+        .into_iter()
+        .map(|child| {
+            std::thread::spawn(move || {
+                let output = child.wait_with_output().unwrap();
+                (output, started.elapsed())
+            })
+        })
+        .collect();
+    let results: Vec<(std::process::Output, Duration)> = waiters
+        .into_iter()
+        .map(|waiter| waiter.join().unwrap())
+        .collect();
+    let mut codes: Vec<Option<i32>> = results
+        .iter()
+        .map(|(output, _)| output.status.code())
+        .collect();
+    codes.sort();
+    assert_eq!(codes, vec![Some(0), Some(1)], "exactly one runs");
+    let (loser, refused_after) = results
+        .iter()
+        .find(|(output, _)| output.status.code() == Some(1))
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&loser.stderr);
+    assert!(stderr.contains("is locked by `cairn up"), "{stderr}");
+    assert!(
+        *refused_after < Duration::from_secs(1),
+        "refused after {refused_after:?}"
+    );
+    assert_eq!(
+        context.resources().len(),
+        1,
+        "the resource was created once"
+    );
+}
