@@ -269,31 +269,32 @@ pub fn passphrase() -> Result<String, String> {
 /// A passphrase crypter made on first use; creates the stack's salt if it has none.
 struct LazyCrypter {
     config_path: PathBuf,
-    crypter: OnceLock<Result<PassphraseCrypter, String>>,
+    crypter: OnceLock<Result<Box<dyn Crypter>, String>>,
     init: Mutex<()>,
 }
 
 impl LazyCrypter {
-    fn get(&self) -> Result<&PassphraseCrypter, SecretsError> {
+    fn get(&self) -> Result<&dyn Crypter, SecretsError> {
         let _guard = self.init.lock();
         let result = self.crypter.get_or_init(|| {
             let passphrase = passphrase()?;
             let mut config =
                 StackConfigFile::load(&self.config_path).map_err(|error| format!("{error:#}"))?;
             match &config.encryption_salt {
-                Some(salt) => PassphraseCrypter::from_encryption_salt(&passphrase, salt)
+                Some(salt) => cairn_secrets::crypter_for_salt(&passphrase, salt)
                     .map_err(|error| error.to_string()),
                 None => {
                     let crypter = PassphraseCrypter::new(&passphrase, &cairn_secrets::new_salt())
                         .map_err(|error| error.to_string())?;
                     config.encryption_salt = Some(crypter.encryption_salt());
                     config.save().map_err(|error| format!("{error:#}"))?;
-                    Ok(crypter)
+                    Ok(Box::new(crypter) as Box<dyn Crypter>)
                 }
             }
         });
         result
             .as_ref()
+            .map(|crypter| crypter.as_ref())
             .map_err(|message| SecretsError::Unavailable(message.clone()))
     }
 }

@@ -4,8 +4,29 @@
 //! Architecture invariant: this is the only crate that turns a secret into ciphertext or back.
 
 mod passphrase;
+mod pulumi;
 
 pub use passphrase::{PassphraseCrypter, new_salt};
+pub use pulumi::PulumiPassphraseCrypter;
+
+/// Opens the crypter a stack file's `encryptionsalt` calls for, checking the passphrase:
+/// Cairn's own (`cairn-v1:...`) or Pulumi's (`v1:...`, so stacks made by `pulumi` keep working).
+pub fn crypter_for_salt(
+    passphrase: &str,
+    encryption_salt: &str,
+) -> Result<Box<dyn Crypter>, SecretsError> {
+    if encryption_salt.starts_with(passphrase::SALT_PREFIX) {
+        Ok(Box::new(PassphraseCrypter::from_encryption_salt(
+            passphrase,
+            encryption_salt,
+        )?))
+    } else {
+        Ok(Box::new(PulumiPassphraseCrypter::from_encryption_salt(
+            passphrase,
+            encryption_salt,
+        )?))
+    }
+}
 
 /// Errors from sealing or unsealing.
 #[derive(Debug, thiserror::Error)]

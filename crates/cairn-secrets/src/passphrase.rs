@@ -1,7 +1,7 @@
 //! The passphrase secrets manager: a 256-bit key derived from the passphrase and a per-stack
 //! salt with Argon2id, and values sealed with XChaCha20-Poly1305 under a random nonce.
 //!
-//! The stack file stores `encryptionsalt: v1:<salt>:<sealed check value>`; unsealing the check
+//! The stack file stores `encryptionsalt: cairn-v1:<salt>:<sealed check value>`; unsealing the check
 //! value tells a wrong passphrase apart from corrupt ciphertext.
 
 use base64::Engine as _;
@@ -16,6 +16,8 @@ use crate::{Crypter, SecretsError};
 /// The plaintext sealed into the salt line, to verify the passphrase.
 const CHECK_PLAINTEXT: &str = "cairn";
 const VERSION: &str = "v1";
+/// How Cairn's own `encryptionsalt` lines start; Pulumi's start with `v1:`.
+pub(crate) const SALT_PREFIX: &str = "cairn-v1:";
 
 /// A random 16-byte salt, base64.
 pub fn new_salt() -> String {
@@ -29,7 +31,7 @@ pub struct PassphraseCrypter {
     /// Holds the derived key; `chacha20poly1305` zeroizes it when the cipher is dropped.
     cipher: XChaCha20Poly1305,
     salt_b64: String,
-    /// `v1:<salt>:<sealed check value>`, computed once so every caller stores the same line.
+    /// `cairn-v1:<salt>:<sealed check value>`, computed once so every caller stores the same line.
     encryption_salt: String,
 }
 
@@ -62,7 +64,7 @@ impl PassphraseCrypter {
         Ok(PassphraseCrypter {
             cipher,
             salt_b64: salt_b64.to_owned(),
-            encryption_salt: format!("{VERSION}:{salt_b64}:{check}"),
+            encryption_salt: format!("{SALT_PREFIX}{salt_b64}:{check}"),
         })
     }
 
@@ -77,7 +79,9 @@ impl PassphraseCrypter {
         encryption_salt: &str,
     ) -> Result<PassphraseCrypter, SecretsError> {
         let malformed = || SecretsError::MalformedSalt(encryption_salt.to_owned());
-        let rest = encryption_salt.strip_prefix("v1:").ok_or_else(malformed)?;
+        let rest = encryption_salt
+            .strip_prefix(SALT_PREFIX)
+            .ok_or_else(malformed)?;
         let (salt, check) = rest.split_once(':').ok_or_else(malformed)?;
         let mut crypter = PassphraseCrypter::new(passphrase, salt)?;
         match crypter.decrypt(check) {
@@ -177,7 +181,7 @@ mod tests {
         let crypter = PassphraseCrypter::new("pass", &new_salt()).unwrap();
         let line = crypter.encryption_salt();
         assert_eq!(crypter.encryption_salt(), line);
-        assert!(line.starts_with("v1:"));
+        assert!(line.starts_with("cairn-v1:"));
         assert_eq!(
             crypter.passphrase_salt_state().as_deref(),
             Some(line.as_str())

@@ -134,3 +134,52 @@ fn wrong_passphrase_is_a_clear_error() {
         TOKEN
     );
 }
+
+#[test]
+fn a_pulumi_stack_file_with_pulumi_secrets_works_unchanged() {
+    // A stack file as `pulumi config set --secret token s3cr3t-value` writes it, for the
+    // passphrase `correct horse` (made by an independent implementation of Pulumi's scheme).
+    let salt = "v1:aXx0U3t05rg=:v1:78hHLumIeruNhoAk:6DoZAhKB9JxKjK7vYT6j3n2678hOww==";
+    let stack_file = format!(
+        "encryptionsalt: {salt}\nconfig:\n  pulumi-secrets:token:\n    secure: v1:TYTw9ZHHTdW2qo2E:kzvNu1mP51g+rHTnbzU4umN3QY78kZtnUabRGA==\n"
+    );
+    let context = TestContext::new();
+    std::fs::write(
+        context.project().join("Pulumi.yaml"),
+        "name: pulumi-secrets\nruntime: yaml\nconfig:\n  token:\n    type: string\n    secret: true\nresources:\n  user:\n    type: fake:Resource\n    properties:\n      token: ${token}\noutputs:\n  token: ${token}\n",
+    )
+    .unwrap();
+    std::fs::write(context.project().join("Pulumi.dev.yaml"), &stack_file).unwrap();
+    let run = |args: &[&str]| {
+        let output = context
+            .command(args)
+            .env("CAIRN_CONFIG_PASSPHRASE", "correct horse")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    run(&["stack", "init", "dev"]);
+    assert_eq!(run(&["config", "get", "token"]).trim(), "s3cr3t-value");
+    run(&["up", "--yes"]);
+    assert_eq!(
+        run(&["stack", "output", "token", "--show-secrets"]).trim(),
+        "s3cr3t-value"
+    );
+    assert_eq!(run(&["stack", "output", "token"]).trim(), "[secret]");
+    // The stack file keeps Pulumi's salt, so `pulumi` can still read it.
+    let after = std::fs::read_to_string(context.project().join("Pulumi.dev.yaml")).unwrap();
+    assert!(after.contains(salt), "{after}");
+    for file in files_under(&context.home()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        assert!(
+            !text.contains("s3cr3t-value"),
+            "plaintext in {}",
+            file.display()
+        );
+    }
+}
