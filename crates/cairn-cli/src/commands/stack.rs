@@ -1,11 +1,11 @@
-//! `cairn stack init|ls|select|rm|output|export|history`.
+//! `cairn stack init|ls|select|rm|output|export|import|history`.
 
 use anyhow::Context;
 
 use cairn_state::StackRef;
 
 use crate::cli::StackCommand;
-use crate::commands::{self, value_to_json};
+use crate::commands::{self, render, value_to_json};
 use crate::output;
 use crate::stack_config::StackConfigFile;
 use crate::workspace::Workspace;
@@ -118,8 +118,6 @@ async fn list(workspace: &Workspace, all: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-use super::render;
 
 async fn select(workspace: &Workspace, name: Option<String>) -> anyhow::Result<()> {
     let project = workspace.project_name()?;
