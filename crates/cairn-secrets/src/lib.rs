@@ -54,3 +54,38 @@ pub trait Crypter: Send + Sync {
         None
     }
 }
+
+/// The sealed-value format both passphrase schemes share: `v1:<nonce>:<ciphertext>`, base64.
+mod sealed {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
+    use crate::SecretsError;
+
+    pub fn format(nonce: &[u8], ciphertext: &[u8]) -> String {
+        format!(
+            "v1:{}:{}",
+            STANDARD.encode(nonce),
+            STANDARD.encode(ciphertext)
+        )
+    }
+
+    /// The nonce (which must be `nonce_len` bytes) and the ciphertext.
+    pub fn parse(text: &str, nonce_len: usize) -> Result<(Vec<u8>, Vec<u8>), SecretsError> {
+        let malformed = || SecretsError::Malformed("expected `v1:<nonce>:<ciphertext>`".to_owned());
+        let rest = text.strip_prefix("v1:").ok_or_else(malformed)?;
+        let (nonce, ciphertext) = rest.split_once(':').ok_or_else(malformed)?;
+        let nonce = STANDARD.decode(nonce).map_err(|_| malformed())?;
+        let ciphertext = STANDARD.decode(ciphertext).map_err(|_| malformed())?;
+        if nonce.len() != nonce_len {
+            return Err(malformed());
+        }
+        Ok((nonce, ciphertext))
+    }
+
+    /// Plaintext bytes as a string.
+    pub fn utf8(plaintext: Vec<u8>) -> Result<String, SecretsError> {
+        String::from_utf8(plaintext)
+            .map_err(|_| SecretsError::Malformed("the plaintext is not UTF-8".to_owned()))
+    }
+}

@@ -15,7 +15,6 @@ use crate::{Crypter, SecretsError};
 
 /// The plaintext sealed into the salt line, to verify the passphrase.
 const CHECK_PLAINTEXT: &str = "cairn";
-const VERSION: &str = "v1";
 /// How Cairn's own `encryptionsalt` lines start; Pulumi's start with `v1:`.
 pub(crate) const SALT_PREFIX: &str = "cairn-v1:";
 
@@ -103,11 +102,7 @@ fn seal(cipher: &XChaCha20Poly1305, plaintext: &str) -> Result<String, SecretsEr
     let ciphertext = cipher
         .encrypt(XNonce::from_slice(&nonce), plaintext.as_bytes())
         .map_err(|_| SecretsError::Malformed("sealing failed".to_owned()))?;
-    Ok(format!(
-        "{VERSION}:{}:{}",
-        STANDARD.encode(nonce),
-        STANDARD.encode(ciphertext)
-    ))
+    Ok(crate::sealed::format(&nonce, &ciphertext))
 }
 
 impl Crypter for PassphraseCrypter {
@@ -120,21 +115,14 @@ impl Crypter for PassphraseCrypter {
     }
 
     fn decrypt(&self, ciphertext: &str) -> Result<String, SecretsError> {
-        let malformed = || SecretsError::Malformed("expected `v1:<nonce>:<ciphertext>`".to_owned());
-        let rest = ciphertext.strip_prefix("v1:").ok_or_else(malformed)?;
-        let (nonce, sealed) = rest.split_once(':').ok_or_else(malformed)?;
-        let nonce = STANDARD.decode(nonce).map_err(|_| malformed())?;
-        let sealed = STANDARD.decode(sealed).map_err(|_| malformed())?;
-        if nonce.len() != 24 {
-            return Err(malformed());
-        }
+        let (nonce, sealed) = crate::sealed::parse(ciphertext, 24)?;
         // An authentication failure means another key: the passphrase is wrong (or the value
         // was tampered with, which the same error covers without telling which).
         let plaintext = self
             .cipher
             .decrypt(XNonce::from_slice(&nonce), sealed.as_slice())
             .map_err(|_| SecretsError::WrongPassphrase)?;
-        String::from_utf8(plaintext).map_err(|_| malformed())
+        crate::sealed::utf8(plaintext)
     }
 }
 

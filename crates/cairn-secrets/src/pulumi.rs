@@ -63,27 +63,16 @@ impl Crypter for PulumiPassphraseCrypter {
             .cipher
             .encrypt(Nonce::from_slice(&nonce), plaintext.as_bytes())
             .map_err(|_| SecretsError::Malformed("sealing failed".to_owned()))?;
-        Ok(format!(
-            "v1:{}:{}",
-            STANDARD.encode(nonce),
-            STANDARD.encode(sealed)
-        ))
+        Ok(crate::sealed::format(&nonce, &sealed))
     }
 
     fn decrypt(&self, ciphertext: &str) -> Result<String, SecretsError> {
-        let malformed = || SecretsError::Malformed("expected `v1:<nonce>:<ciphertext>`".to_owned());
-        let rest = ciphertext.strip_prefix("v1:").ok_or_else(malformed)?;
-        let (nonce, sealed) = rest.split_once(':').ok_or_else(malformed)?;
-        let nonce = STANDARD.decode(nonce).map_err(|_| malformed())?;
-        let sealed = STANDARD.decode(sealed).map_err(|_| malformed())?;
-        if nonce.len() != 12 {
-            return Err(malformed());
-        }
+        let (nonce, sealed) = crate::sealed::parse(ciphertext, 12)?;
         let plaintext = self
             .cipher
             .decrypt(Nonce::from_slice(&nonce), sealed.as_slice())
             .map_err(|_| SecretsError::WrongPassphrase)?;
-        String::from_utf8(plaintext).map_err(|_| malformed())
+        crate::sealed::utf8(plaintext)
     }
 
     fn passphrase_salt_state(&self) -> Option<String> {
