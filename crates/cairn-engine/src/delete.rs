@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cairn_core::{PendingOperationKind, ResourceState, StepOp};
-use cairn_provider::CallContext;
 
 use crate::deploy::Shared;
 use crate::events::{EngineEvent, StepRecord};
-use crate::resources::{STACK_REFERENCE_TYPE, delete_with_provider, is_provider_type};
+use crate::resources::{delete_with_provider, is_provider_managed, is_provider_type, provider_for};
 
 /// Deletes one resource (or, in a dry run, plans it); returns whether it is gone.
 pub(crate) async fn delete_resource(shared: &Arc<Shared>, resource: &ResourceState) -> bool {
@@ -36,29 +35,18 @@ pub(crate) async fn delete_resource(shared: &Arc<Shared>, resource: &ResourceSta
             type_: resource.type_.clone(),
         });
     }
-    let needs_provider = resource.custom
-        && !is_provider_type(&resource.type_)
-        && resource.type_ != STACK_REFERENCE_TYPE;
-    let result = if needs_provider {
-        match shared.request.providers.resolve_resource(&resource.type_) {
-            Some(resolved) => {
-                let provider = resolved.provider.clone();
-                let ctx = CallContext {
-                    urn: resource.urn.clone(),
-                    cancel: shared.cancel.hard.child_token(),
-                    cwd: shared.request.program_dir.clone(),
-                };
+    let result = if is_provider_managed(resource) {
+        match provider_for(shared, &resource.type_) {
+            Ok(typed) => {
+                let ctx = shared.call_context(&resource.urn);
                 match shared.permits.acquire().await {
                     Ok(_permit) => {
-                        delete_with_provider(shared, provider.as_ref(), &ctx, resource).await
+                        delete_with_provider(shared, typed.provider.as_ref(), &ctx, resource).await
                     }
                     Err(_) => Err("the executor was shut down".to_owned()),
                 }
             }
-            None => Err(format!(
-                "no provider offers the resource type `{}`, so it cannot be deleted",
-                resource.type_
-            )),
+            Err(error) => Err(format!("{error}, so it cannot be deleted")),
         }
     } else if shared.is_dry_run() {
         Ok(())

@@ -155,6 +155,15 @@ impl Shared {
         *old = index_old(snapshot);
     }
 
+    /// The context of a provider call about `urn`: cancelled by a hard stop.
+    pub fn call_context(&self, urn: &Urn) -> cairn_provider::CallContext {
+        cairn_provider::CallContext {
+            urn: urn.clone(),
+            cancel: self.cancel.hard.child_token(),
+            cwd: self.request.program_dir.clone(),
+        }
+    }
+
     pub fn is_targeted(&self, urn: &Urn) -> bool {
         self.options.targets.is_empty() || self.options.targets.contains(urn)
     }

@@ -6,7 +6,6 @@ use std::sync::RwLock;
 
 use cairn_core::{PropertyMap, Value};
 use cairn_program::{EvalContext, ResourceValue};
-use cairn_provider::CallContext;
 
 use crate::deploy::Shared;
 
@@ -64,11 +63,7 @@ impl EvalContext for Shared {
             .map(|(key, value)| (key.clone(), value.reveal()))
             .collect();
         let had_secret_args = args.values().any(Value::contains_secret);
-        let ctx = CallContext {
-            urn: self.root_urn.clone(),
-            cancel: self.cancel.hard.child_token(),
-            cwd: self.request.program_dir.clone(),
-        };
+        let ctx = self.call_context(&self.root_urn);
         // The evaluator is synchronous (expressions nest arbitrarily); an invoke is the one place
         // it waits on async work, so it blocks this worker thread on the provider call.
         let result = tokio::task::block_in_place(|| {

@@ -8,11 +8,10 @@ use std::time::Instant;
 use cairn_core::{
     PendingOperation, PendingOperationKind, PropertyMap, ResourceState, Snapshot, StepOp, Value,
 };
-use cairn_provider::CallContext;
 
 use crate::deploy::{Shared, reseal_outputs};
 use crate::events::{EngineEvent, StepRecord};
-use crate::resources::{STACK_REFERENCE_TYPE, call_provider, is_provider_type, reveal_map};
+use crate::resources::{is_provider_managed, provider_for, read_live, reveal_map};
 
 /// Reads every resource's live state from its provider and returns the refreshed snapshot.
 pub(crate) async fn refresh_all(shared: &Arc<Shared>, old: &Snapshot) -> Snapshot {
@@ -72,50 +71,17 @@ async fn refresh_resource(
     shared: &Arc<Shared>,
     resource: &ResourceState,
 ) -> Result<Option<ResourceState>, String> {
-    let is_readable = resource.custom
-        && !resource.delete
-        && !is_provider_type(&resource.type_)
-        && resource.type_ != STACK_REFERENCE_TYPE;
-    if !is_readable {
+    if resource.delete || !is_provider_managed(resource) {
         return Ok(Some(resource.clone()));
     }
     let started = Instant::now();
-    let resolved = shared
-        .request
-        .providers
-        .resolve_resource(&resource.type_)
-        .ok_or_else(|| format!("no provider offers the resource type `{}`", resource.type_))?;
-    let provider = resolved.provider.clone();
-    let secret_outputs: Vec<String> = resolved
-        .schema
-        .outputs
-        .iter()
-        .filter(|(_, property)| property.secret)
-        .map(|(name, _)| name.clone())
-        .collect();
-    let ctx = CallContext {
-        urn: resource.urn.clone(),
-        cancel: shared.cancel.hard.child_token(),
-        cwd: shared.request.program_dir.clone(),
-    };
+    let typed = provider_for(shared, &resource.type_)?;
     let _permit = shared
         .permits
         .acquire()
         .await
         .map_err(|_| "the executor was shut down".to_owned())?;
-    let read = call_provider(
-        shared,
-        0.0,
-        "read",
-        provider.read(
-            &ctx,
-            &resource.type_,
-            &resource.id,
-            &reveal_map(&resource.inputs),
-            &reveal_map(&resource.outputs),
-        ),
-    )
-    .await?;
+    let read = read_live(shared, &typed, resource).await?;
     let new_state = read.map(|read| {
         let mut state = resource.clone();
         state.id = read.id;
@@ -123,8 +89,7 @@ async fn refresh_resource(
             state.inputs = reseal_outputs(&resource.inputs, read.inputs, &|_| false);
         }
         state.outputs = reseal_outputs(&resource.inputs, read.outputs, &|key| {
-            secret_outputs.iter().any(|name| name == key)
-                || resource.outputs.get(key).is_some_and(Value::is_secret)
+            typed.is_secret_output(key) || resource.outputs.get(key).is_some_and(Value::is_secret)
         });
         state
     });
@@ -220,10 +185,7 @@ async fn resolve_one(
     known: &[ResourceState],
 ) -> Result<Resolution, String> {
     let resource = &operation.resource;
-    let is_checkable = resource.custom
-        && !is_provider_type(&resource.type_)
-        && resource.type_ != STACK_REFERENCE_TYPE;
-    if !is_checkable
+    if !is_provider_managed(resource)
         || !matches!(
             operation.kind,
             PendingOperationKind::Creating | PendingOperationKind::Deleting
@@ -231,30 +193,8 @@ async fn resolve_one(
     {
         return Ok(Resolution::Unchanged);
     }
-    let resolved = shared
-        .request
-        .providers
-        .resolve_resource(&resource.type_)
-        .ok_or_else(|| format!("no provider offers the resource type `{}`", resource.type_))?;
-    let provider = resolved.provider.clone();
-    let ctx = CallContext {
-        urn: resource.urn.clone(),
-        cancel: shared.cancel.hard.child_token(),
-        cwd: shared.request.program_dir.clone(),
-    };
-    let read = call_provider(
-        shared,
-        0.0,
-        "read",
-        provider.read(
-            &ctx,
-            &resource.type_,
-            &resource.id,
-            &reveal_map(&resource.inputs),
-            &reveal_map(&resource.outputs),
-        ),
-    )
-    .await?;
+    let typed = provider_for(shared, &resource.type_)?;
+    let read = read_live(shared, &typed, resource).await?;
     let mut record = StepRecord::new(
         StepOp::Same,
         resource.urn.clone(),

@@ -23,6 +23,67 @@ pub(crate) fn is_provider_type(type_token: &str) -> bool {
     type_token.starts_with("pulumi:providers:") || type_token.starts_with("cairn:providers:")
 }
 
+/// Whether a resource's lifecycle goes through a provider: not a component, a provider
+/// resource or a stack reference.
+pub(crate) fn is_provider_managed(resource: &ResourceState) -> bool {
+    resource.custom && !is_provider_type(&resource.type_) && resource.type_ != STACK_REFERENCE_TYPE
+}
+
+/// A resource type's provider, its canonical token and the outputs its schema marks secret.
+pub(crate) struct TypeProvider {
+    pub provider: Arc<dyn Provider>,
+    pub type_token: String,
+    secret_outputs: Vec<String>,
+}
+
+impl TypeProvider {
+    pub fn is_secret_output(&self, key: &str) -> bool {
+        self.secret_outputs.iter().any(|name| name == key)
+    }
+}
+
+/// Looks up the provider of a resource type written in any accepted spelling.
+pub(crate) fn provider_for(shared: &Shared, type_token: &str) -> Result<TypeProvider, String> {
+    let resolved = shared
+        .request
+        .providers
+        .resolve_resource(type_token)
+        .ok_or_else(|| format!("no provider offers the resource type `{type_token}`"))?;
+    Ok(TypeProvider {
+        provider: resolved.provider.clone(),
+        type_token: resolved.canonical.to_owned(),
+        secret_outputs: resolved
+            .schema
+            .outputs
+            .iter()
+            .filter(|(_, property)| property.secret)
+            .map(|(name, _)| name.clone())
+            .collect(),
+    })
+}
+
+/// Reads a resource's live state through its provider; `Ok(None)` when it is gone.
+pub(crate) async fn read_live(
+    shared: &Shared,
+    typed: &TypeProvider,
+    resource: &ResourceState,
+) -> Result<Option<cairn_provider::ReadResponse>, String> {
+    let ctx = shared.call_context(&resource.urn);
+    call_provider(
+        shared,
+        0.0,
+        "read",
+        typed.provider.read(
+            &ctx,
+            &resource.type_,
+            &resource.id,
+            &reveal_map(&resource.inputs),
+            &reveal_map(&resource.outputs),
+        ),
+    )
+    .await
+}
+
 pub(crate) fn program_of(shared: &Shared) -> Arc<Program> {
     shared
         .request
@@ -275,20 +336,10 @@ pub(crate) async fn call_provider<T>(
 async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> Result<(), String> {
     let decl = plan.decl;
     let started = Instant::now();
-    let registry = shared.request.providers.clone();
-    let resolved = registry
-        .resolve_resource(&decl.type_token)
-        .ok_or_else(|| format!("no provider offers the resource type `{}`", decl.type_token))?;
-    let provider: Arc<dyn Provider> = resolved.provider.clone();
-    let type_token = resolved.canonical.to_owned();
-    let secret_outputs: Vec<String> = resolved
-        .schema
-        .outputs
-        .iter()
-        .filter(|(_, property)| property.secret)
-        .map(|(name, _)| name.clone())
-        .collect();
-    let is_secret_output = |key: &str| secret_outputs.iter().any(|name| name == key);
+    let typed = provider_for(shared, &decl.type_token)?;
+    let provider = typed.provider.clone();
+    let type_token = typed.type_token.clone();
+    let is_secret_output = |key: &str| typed.is_secret_output(key);
     let provider_reference = match &decl.options.provider {
         Some(key) => shared
             .explicit_providers
@@ -301,11 +352,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             .ok()
             .and_then(|providers| providers.get(provider.package()).cloned()),
     };
-    let ctx = CallContext {
-        urn: plan.urn.clone(),
-        cancel: shared.cancel.hard.child_token(),
-        cwd: shared.request.program_dir.clone(),
-    };
+    let ctx = shared.call_context(&plan.urn);
     let _permit = shared
         .permits
         .acquire()
