@@ -11,6 +11,10 @@ pub struct PackageSchema {
     pub version: String,
     pub resources: Vec<ResourceSchema>,
     pub functions: Vec<FunctionSchema>,
+    /// The provider's own configuration (`<package>:<key>` stack config, or the properties of a
+    /// `pulumi:providers:<package>` resource). `replace_on_changes` marks keys whose change
+    /// replaces the provider and, with it, every resource it manages.
+    pub config: BTreeMap<String, PropertySchema>,
 }
 
 impl PackageSchema {

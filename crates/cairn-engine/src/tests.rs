@@ -43,6 +43,7 @@ impl Probe {
         Probe {
             schema: PackageSchema {
                 name: "probe".to_owned(),
+                config: Default::default(),
                 version: "1.0.0".to_owned(),
                 resources: vec![ResourceSchema {
                     token: THING.to_owned(),

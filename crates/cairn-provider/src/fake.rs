@@ -170,6 +170,7 @@ fn fake_schema() -> PackageSchema {
     );
     PackageSchema {
         name: "fake".to_owned(),
+        config: Default::default(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         resources: vec![ResourceSchema {
             token: FAKE_RESOURCE.to_owned(),

@@ -171,6 +171,137 @@ pub trait Provider: Send + Sync {
         function_token: &str,
         args: &PropertyMap,
     ) -> ProviderResult<PropertyMap>;
+
+    /// Validates the provider's own configuration and fills defaults (Pulumi's `CheckConfig`).
+    /// `news` may hold `Value::Unknown` during a preview. By default the package schema's
+    /// `config` decides: required keys must be present, known values must have their type.
+    async fn check_config(
+        &self,
+        _ctx: &CallContext,
+        _olds: Option<&PropertyMap>,
+        news: &PropertyMap,
+    ) -> ProviderResult<CheckResponse> {
+        Ok(check_config_by_schema(&self.schema().config, news))
+    }
+
+    /// Compares old and new configuration (Pulumi's `DiffConfig`). By default a change to a key
+    /// the schema marks `replace_on_changes`, or any unknown value (seed 003: config that is not
+    /// known yet must be assumed to replace), replaces the provider and the resources it manages.
+    async fn diff_config(
+        &self,
+        _ctx: &CallContext,
+        old_inputs: &PropertyMap,
+        _old_outputs: &PropertyMap,
+        news: &PropertyMap,
+    ) -> ProviderResult<DiffResponse> {
+        Ok(diff_config_by_schema(
+            &self.schema().config,
+            old_inputs,
+            news,
+        ))
+    }
+
+    /// Returns an instance configured with `config` (every value known, secrets revealed).
+    /// `None` means this instance serves every configuration as it is, which is right for
+    /// providers without configuration; a plugin returns a freshly started, configured process.
+    async fn configure(
+        &self,
+        _ctx: &CallContext,
+        _config: &PropertyMap,
+    ) -> ProviderResult<Option<std::sync::Arc<dyn Provider>>> {
+        Ok(None)
+    }
+
+    /// Called once when the engine is done with this instance: a plugin process exits here.
+    async fn shutdown(&self) {}
+}
+
+/// Keys of a provider resource's inputs that belong to the engine, not to the provider's config.
+pub const ENGINE_CONFIG_KEYS: [&str; 2] = ["version", "pluginDownloadURL"];
+
+/// The default `check_config`: required keys present, known values of the declared type.
+/// Keys the schema does not declare are passed through, as Pulumi's providers accept them.
+pub fn check_config_by_schema(
+    config: &BTreeMap<String, cairn_core::PropertySchema>,
+    news: &PropertyMap,
+) -> CheckResponse {
+    let mut failures = Vec::new();
+    for (key, property) in config {
+        let value = news.get(key).map(cairn_core::Value::reveal);
+        match value {
+            None | Some(cairn_core::Value::Null) if property.required => {
+                failures.push(CheckFailure {
+                    property: Some(key.clone()),
+                    reason: format!("missing required configuration `{key}`"),
+                });
+            }
+            Some(value) if !value_has_type(&value, &property.type_) => {
+                failures.push(CheckFailure {
+                    property: Some(key.clone()),
+                    reason: format!(
+                        "configuration `{key}` should be {}",
+                        describe_type(&property.type_)
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+    CheckResponse {
+        inputs: news.clone(),
+        failures,
+    }
+}
+
+/// The default `diff_config`: changed keys, replacing on `replace_on_changes` keys and on any
+/// value not known yet.
+pub fn diff_config_by_schema(
+    config: &BTreeMap<String, cairn_core::PropertySchema>,
+    old_inputs: &PropertyMap,
+    news: &PropertyMap,
+) -> DiffResponse {
+    let mut diff = diff_by_schema(None, old_inputs, news);
+    diff.replace_keys = diff
+        .changed_keys
+        .iter()
+        .filter(|key| {
+            config
+                .get(key.as_str())
+                .is_some_and(|property| property.replace_on_changes)
+                || news
+                    .get(key.as_str())
+                    .is_some_and(cairn_core::Value::contains_unknown)
+        })
+        .cloned()
+        .collect();
+    diff
+}
+
+fn value_has_type(value: &cairn_core::Value, type_: &cairn_core::PropertyType) -> bool {
+    use cairn_core::{PropertyType, Value};
+    match (value, type_) {
+        (Value::Unknown | Value::Null, _) | (_, PropertyType::Any) => true,
+        (Value::String(_), PropertyType::String) => true,
+        (Value::Number(_), PropertyType::Number | PropertyType::Integer) => true,
+        (Value::Bool(_), PropertyType::Boolean) => true,
+        (Value::Array(_), PropertyType::Array(_)) => true,
+        (Value::Object(_), PropertyType::Map(_)) => true,
+        // Stack config arrives as strings (`cairn config set aws:maxRetries 3`).
+        (Value::String(_), _) => true,
+        _ => false,
+    }
+}
+
+fn describe_type(type_: &cairn_core::PropertyType) -> &'static str {
+    use cairn_core::PropertyType;
+    match type_ {
+        PropertyType::String => "a string",
+        PropertyType::Number | PropertyType::Integer => "a number",
+        PropertyType::Boolean => "a boolean",
+        PropertyType::Array(_) => "a list",
+        PropertyType::Map(_) => "a map",
+        _ => "a value",
+    }
 }
 
 /// A diff computed the generic way: by comparing old inputs with new ones, key by key, and

@@ -193,6 +193,7 @@ fn command_schema() -> PackageSchema {
 
     PackageSchema {
         name: "command".to_owned(),
+        config: Default::default(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         resources: vec![ResourceSchema {
             token: COMMAND_RESOURCE.to_owned(),

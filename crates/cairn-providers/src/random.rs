@@ -364,6 +364,7 @@ fn random_schema() -> PackageSchema {
         .collect();
     PackageSchema {
         name: "random".to_owned(),
+        config: Default::default(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         resources,
         functions: Vec::new(),
