@@ -36,7 +36,7 @@ pub(crate) async fn delete_resource(shared: &Arc<Shared>, resource: &ResourceSta
         });
     }
     let result = if is_provider_managed(resource) {
-        match provider_for(shared, &resource.type_) {
+        match provider_for(shared, &resource.type_, resource.provider.as_deref()).await {
             Ok(typed) => {
                 let ctx = shared.call_context(&resource.urn);
                 match shared.permits.acquire().await {

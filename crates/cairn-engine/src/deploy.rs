@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub default_providers: Mutex<HashMap<String, String>>,
     /// Provider references of explicit provider resources, by resource key.
     pub explicit_providers: Mutex<HashMap<String, String>>,
+    /// The configured provider instance behind each provider reference.
+    pub provider_instances: crate::providers::ProviderInstances,
     pub outcome: Mutex<OutcomeBuilder>,
 }
 
@@ -226,6 +228,7 @@ pub async fn deploy(
         resource_index,
         default_providers: Mutex::new(HashMap::new()),
         explicit_providers: Mutex::new(HashMap::new()),
+        provider_instances: Default::default(),
         outcome: Mutex::new(OutcomeBuilder::default()),
     });
 
@@ -239,11 +242,13 @@ pub async fn deploy(
     }
     let old = shared.old_snapshot();
     let remaining = match shared.options.operation {
-        Operation::Refresh => old.resources.clone(),
-        Operation::Destroy => destroy_all(&shared, &old).await?,
-        Operation::Update => update(&shared, &old).await,
+        Operation::Refresh => Ok(old.resources.clone()),
+        Operation::Destroy => destroy_all(&shared, &old).await,
+        Operation::Update => Ok(update(&shared, &old).await),
     };
-    finish(shared, old, remaining).await
+    // Plugin processes configured for this run exit before the state is finished.
+    shared.provider_instances.shutdown_all().await;
+    finish(shared, old, remaining?).await
 }
 
 /// Runs the program and then deletes what it no longer declares. Returns the old resources
@@ -504,7 +509,10 @@ async fn finish(
     });
     let mut changes = std::collections::BTreeMap::new();
     for step in builder.steps.iter().filter(|step| step.error.is_none()) {
-        if !step.type_.starts_with("pulumi:providers:") {
+        // Default providers are the engine's bookkeeping; explicit ones count as Pulumi's do.
+        let is_default_provider =
+            crate::resources::is_provider_type(&step.type_) && step.urn.name() == "default";
+        if !is_default_provider {
             *changes.entry(step.op).or_insert(0) += 1;
         }
     }

@@ -51,13 +51,29 @@ impl EvalContext for Shared {
         &self,
         token: &str,
         args: PropertyMap,
-        _provider: Option<&str>,
+        provider_key: Option<&str>,
     ) -> Result<PropertyMap, String> {
-        let (canonical, function_schema, provider) = self
+        let (canonical, function_schema, base) = self
             .request
             .providers
             .resolve_function(token)
             .ok_or_else(|| format!("unknown function `{token}`"))?;
+        // The explicit provider named in `options.provider`, else the package's default one;
+        // either way the configured instance behind its reference.
+        let reference = match provider_key {
+            Some(key) => Some(
+                self.explicit_providers
+                    .lock()
+                    .ok()
+                    .and_then(|providers| providers.get(key).cloned())
+                    .ok_or_else(|| format!("the provider `{key}` is not ready"))?,
+            ),
+            None => self.default_providers.lock().ok().and_then(|providers| {
+                providers
+                    .get(cairn_core::type_token::package_of(canonical))
+                    .cloned()
+            }),
+        };
         let revealed: PropertyMap = args
             .iter()
             .map(|(key, value)| (key.clone(), value.reveal()))
@@ -67,7 +83,16 @@ impl EvalContext for Shared {
         // The evaluator is synchronous (expressions nest arbitrarily); an invoke is the one place
         // it waits on async work, so it blocks this worker thread on the provider call.
         let result = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(provider.invoke(&ctx, canonical, &revealed))
+            tokio::runtime::Handle::current().block_on(async {
+                let provider = match &reference {
+                    Some(reference) => self
+                        .provider_instance(reference)
+                        .await
+                        .map_err(cairn_provider::ProviderError::Failed)?,
+                    None => base.clone(),
+                };
+                provider.invoke(&ctx, canonical, &revealed).await
+            })
         })
         .map_err(|error| format!("invoking `{canonical}`: {error}"))?;
         Ok(result

@@ -44,7 +44,9 @@ pub fn dependents_of(dependencies: &[Vec<usize>]) -> Vec<Vec<usize>> {
     let mut dependents = vec![Vec::new(); dependencies.len()];
     for (node, deps) in dependencies.iter().enumerate() {
         for &dep in deps {
-            if dep < dependencies.len() && dep != node {
+            // A node may name one dependency twice (a resource's provider is often also in
+            // its `dependsOn`); it is still one edge, or the executor would count it twice.
+            if dep < dependencies.len() && dep != node && dependents[dep].last() != Some(&node) {
                 dependents[dep].push(node);
             }
         }
@@ -55,6 +57,12 @@ pub fn dependents_of(dependencies: &[Vec<usize>]) -> Vec<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dependency_named_twice_is_one_edge() {
+        let dependents = dependents_of(&[vec![], vec![0, 0], vec![0, 1, 0]]);
+        assert_eq!(dependents, vec![vec![1, 2], vec![2], vec![]]);
+    }
 
     #[test]
     fn keeps_original_order_when_possible() {

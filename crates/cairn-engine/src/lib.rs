@@ -14,6 +14,7 @@ mod events;
 mod executor;
 pub mod graph;
 pub mod plan;
+mod providers;
 mod refresh;
 mod resources;
 mod stack_resources;

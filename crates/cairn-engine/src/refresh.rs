@@ -75,7 +75,7 @@ async fn refresh_resource(
         return Ok(Some(resource.clone()));
     }
     let started = Instant::now();
-    let typed = provider_for(shared, &resource.type_)?;
+    let typed = provider_for(shared, &resource.type_, resource.provider.as_deref()).await?;
     let _permit = shared
         .permits
         .acquire()
@@ -193,7 +193,7 @@ async fn resolve_one(
     {
         return Ok(Resolution::Unchanged);
     }
-    let typed = provider_for(shared, &resource.type_)?;
+    let typed = provider_for(shared, &resource.type_, resource.provider.as_deref()).await?;
     let read = read_live(shared, &typed, resource).await?;
     let mut record = StepRecord::new(
         StepOp::Same,

@@ -12,6 +12,7 @@ use cairn_provider::{CallContext, Provider, ProviderError};
 use crate::deploy::{Shared, reseal_outputs};
 use crate::events::{EngineEvent, StepRecord};
 use crate::plan::{Decision, apply_ignore_changes, decide};
+use crate::providers::{ProviderStep, explicit_provider_key, provider_package, step_provider};
 
 /// Pulumi's marker for a value that is not known yet, used as the ID of resources a preview
 /// would create.
@@ -42,15 +43,24 @@ impl TypeProvider {
     }
 }
 
-/// Looks up the provider of a resource type written in any accepted spelling.
-pub(crate) fn provider_for(shared: &Shared, type_token: &str) -> Result<TypeProvider, String> {
+/// Looks up the provider of a resource type written in any accepted spelling: the configured
+/// instance behind `reference` (the resource's provider reference) when there is one.
+pub(crate) async fn provider_for(
+    shared: &Shared,
+    type_token: &str,
+    reference: Option<&str>,
+) -> Result<TypeProvider, String> {
     let resolved = shared
         .request
         .providers
         .resolve_resource(type_token)
         .ok_or_else(|| format!("no provider offers the resource type `{type_token}`"))?;
+    let provider = match reference {
+        Some(reference) => shared.provider_instance(reference).await?,
+        None => resolved.provider.clone(),
+    };
     Ok(TypeProvider {
-        provider: resolved.provider.clone(),
+        provider,
         type_token: resolved.canonical.to_owned(),
         secret_outputs: resolved
             .schema
@@ -336,22 +346,23 @@ pub(crate) async fn call_provider<T>(
 async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> Result<(), String> {
     let decl = plan.decl;
     let started = Instant::now();
-    let typed = provider_for(shared, &decl.type_token)?;
-    let provider = typed.provider.clone();
-    let type_token = typed.type_token.clone();
-    let is_secret_output = |key: &str| typed.is_secret_output(key);
-    let provider_reference = match &decl.options.provider {
+    let program = program_of(shared);
+    let provider_reference = match explicit_provider_key(&program, &shared.resource_index, decl) {
         Some(key) => shared
             .explicit_providers
             .lock()
             .ok()
-            .and_then(|providers| providers.get(key).cloned()),
-        None => shared
-            .default_providers
-            .lock()
-            .ok()
-            .and_then(|providers| providers.get(provider.package()).cloned()),
+            .and_then(|providers| providers.get(&key).cloned()),
+        None => shared.default_providers.lock().ok().and_then(|providers| {
+            providers
+                .get(cairn_core::type_token::package_of(&decl.type_token))
+                .cloned()
+        }),
     };
+    let typed = provider_for(shared, &decl.type_token, provider_reference.as_deref()).await?;
+    let provider = typed.provider.clone();
+    let type_token = typed.type_token.clone();
+    let is_secret_output = |key: &str| typed.is_secret_output(key);
     let ctx = shared.call_context(&plan.urn);
     let _permit = shared
         .permits
@@ -431,11 +442,21 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
                 )
                 .await
                 .map_err(|error| format!("diffing failed: {error}"))?;
-            decide(
+            let mut decision = decide(
                 &diff,
                 &decl.options.replace_on_changes,
                 decl.options.delete_before_replace,
-            )
+            );
+            // Seed 003: a resource whose provider reference changes (its provider was replaced
+            // or another one named) must be replaced.
+            if old.provider.is_some() && old.provider != state.provider {
+                decision.op = StepOp::Replace;
+                decision.replace_keys.push("provider".to_owned());
+                if !decision.changed_keys.iter().any(|key| key == "provider") {
+                    decision.changed_keys.push("provider".to_owned());
+                }
+            }
+            decision
         }
     };
     *plan
@@ -758,38 +779,38 @@ async fn run_provider_resource(
     shared: &Arc<Shared>,
     plan: &ResourcePlan<'_>,
 ) -> Result<(), String> {
-    let mut state = new_state(plan, &plan.decl.type_token);
-    state.outputs = plan.inputs.clone();
-    let op = match &plan.old {
-        Some(old) if old.inputs == state.inputs => StepOp::Same,
-        Some(_) => StepOp::Update,
-        None => StepOp::Create,
-    };
-    state.id = match (&plan.old, shared.is_dry_run()) {
-        (Some(old), _) => old.id.clone(),
-        (None, true) => UNKNOWN_ID.to_owned(),
-        (None, false) => uuid::Uuid::new_v4().to_string(),
-    };
-    if !shared.is_dry_run() && plan.old.as_ref() != Some(&state) {
-        let kind = if plan.old.is_some() {
-            PendingOperationKind::Updating
-        } else {
-            PendingOperationKind::Creating
-        };
-        let pending = shared.begin(kind, &state).await?;
-        shared.end(pending, plan.old.as_ref(), Some(&state)).await?;
+    let started = Instant::now();
+    let state = new_state(plan, &plan.decl.type_token);
+    if provider_package(&state.type_).is_none() {
+        return Err(format!("`{}` is not a provider type", state.type_));
     }
+    let ProviderStep {
+        op,
+        state,
+        changed_keys,
+        replace_keys,
+    } = step_provider(shared, state, plan.old.as_ref()).await?;
+    *plan
+        .attempted
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(op);
     if let Ok(mut providers) = shared.explicit_providers.lock() {
         providers.insert(
             plan.decl.key.clone(),
-            format!("{}::{}", state.urn, state.id),
+            crate::providers::reference_of(&state),
         );
     }
     let mut record = plan.step_record(op, &state.type_);
-    record.old_inputs = plan.old.as_ref().map(|old| old.inputs.clone());
-    record.new_inputs = Some(state.inputs.clone());
+    if op != StepOp::Same {
+        record.old_inputs = plan.old.as_ref().map(|old| old.inputs.clone());
+        record.new_inputs = Some(state.inputs.clone());
+    }
+    record.changed_keys = changed_keys;
+    record.replace_keys = replace_keys;
+    record.duration = started.elapsed();
     shared.record_step(record);
-    publish(shared, state, &plan.decl.key, true);
+    let id_known = state.id != UNKNOWN_ID;
+    publish(shared, state, &plan.decl.key, id_known);
     Ok(())
 }
 

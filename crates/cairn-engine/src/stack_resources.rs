@@ -10,7 +10,10 @@ use cairn_program::Program;
 
 use crate::deploy::Shared;
 use crate::events::{EngineEvent, StepRecord};
-use crate::resources::{STACK_REFERENCE_TYPE, UNKNOWN_ID, is_provider_type, program_of};
+use crate::providers::{
+    default_provider_config, explicit_provider_key, reference_of, step_provider,
+};
+use crate::resources::{STACK_REFERENCE_TYPE, is_provider_type, program_of};
 
 /// Records the root `pulumi:pulumi:Stack` resource: every program resource's default parent.
 pub(crate) async fn register_root(shared: &Arc<Shared>) {
@@ -51,15 +54,16 @@ pub(crate) async fn register_root(shared: &Arc<Shared>) {
     outcome.new_states.push(root);
 }
 
-/// Records a default provider for every package whose resources name no explicit provider.
+/// Records a default provider for every package whose resources name no explicit provider,
+/// configured from the stack's `<package>:<key>` config.
 pub(crate) async fn register_default_providers(shared: &Arc<Shared>, program: &Program) {
     let mut packages: Vec<&str> = program
         .resources
         .iter()
         .filter(|resource| {
-            resource.options.provider.is_none()
-                && resource.type_token != STACK_REFERENCE_TYPE
+            resource.type_token != STACK_REFERENCE_TYPE
                 && !is_provider_type(&resource.type_token)
+                && explicit_provider_key(program, &shared.resource_index, resource).is_none()
         })
         .map(|resource| cairn_core::type_token::package_of(&resource.type_token))
         .collect();
@@ -74,34 +78,38 @@ pub(crate) async fn register_default_providers(shared: &Arc<Shared>, program: &P
             &type_token,
             "default",
         );
-        let state = match shared.old_state(&urn) {
-            Some(old) => old,
-            None => {
-                let id = if shared.is_dry_run() {
-                    UNKNOWN_ID.to_owned()
-                } else {
-                    uuid::Uuid::new_v4().to_string()
-                };
-                let state = ResourceState {
-                    urn: urn.clone(),
-                    custom: true,
-                    id,
-                    type_: type_token,
-                    ..ResourceState::default()
-                };
-                let result = async {
-                    let op = shared.begin(PendingOperationKind::Creating, &state).await?;
-                    shared.end(op, None, Some(&state)).await
+        let new = ResourceState {
+            urn: urn.clone(),
+            custom: true,
+            type_: type_token,
+            inputs: default_provider_config(shared, package),
+            ..ResourceState::default()
+        };
+        let old = shared.old_state(&urn);
+        let state = match step_provider(shared, new, old.as_ref()).await {
+            Ok(step) => {
+                if step.op != StepOp::Same {
+                    let mut record =
+                        StepRecord::new(step.op, urn.clone(), step.state.type_.clone(), None);
+                    record.old_inputs = old.as_ref().map(|old| old.inputs.clone());
+                    record.new_inputs = Some(step.state.inputs.clone());
+                    record.changed_keys = step.changed_keys;
+                    record.replace_keys = step.replace_keys;
+                    shared.record_step(record);
                 }
-                .await;
-                if let Err(error) = result {
-                    shared.record_error(StepOp::Create, &urn, None, error);
+                step.state
+            }
+            Err(error) => {
+                shared.record_error(StepOp::Create, &urn, None, error);
+                // Its resources fail on the missing provider; the old state stays as it was.
+                match old {
+                    Some(old) => old,
+                    None => continue,
                 }
-                state
             }
         };
         if let Ok(mut providers) = shared.default_providers.lock() {
-            providers.insert(package.to_owned(), format!("{}::{}", state.urn, state.id));
+            providers.insert(package.to_owned(), reference_of(&state));
         }
         let mut outcome = shared.lock_outcome();
         outcome.finished_urns.insert(state.urn.clone());

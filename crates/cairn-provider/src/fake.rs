@@ -8,6 +8,11 @@
 //! tests compare state against. It is also the fake's "live world": with a ledger, `read`
 //! reports a resource as existing exactly when the ledger's last word on its ID is a create or
 //! update, so deleting it outside Cairn is one appended `{"op":"delete",...}` line.
+//!
+//! Provider configuration (stack config `fake:<key>` or a `pulumi:providers:fake` resource):
+//! `region` (a change replaces the provider and its resources), `label` (updated in place), and
+//! `failConfigure: true` (configuring fails). A configured instance adds the configuration to
+//! every resource's outputs as `providerConfig`, so tests can see which instance made what.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -30,7 +35,9 @@ pub const FAKE_ECHO: &str = "fake:index:echo";
 /// The fake provider. See the module docs.
 pub struct FakeProvider {
     schema: PackageSchema,
-    ledger: Option<Mutex<Ledger>>,
+    /// Shared by every configured instance: one live world.
+    ledger: Option<std::sync::Arc<Mutex<Ledger>>>,
+    config: PropertyMap,
 }
 
 /// The ledger file, and which IDs it says exist.
@@ -98,13 +105,14 @@ impl FakeProvider {
                     read_up_to: 0,
                 };
                 ledger.catch_up()?;
-                Some(Mutex::new(ledger))
+                Some(std::sync::Arc::new(Mutex::new(ledger)))
             }
             None => None,
         };
         Ok(FakeProvider {
             schema: fake_schema(),
             ledger,
+            config: PropertyMap::new(),
         })
     }
 
@@ -151,6 +159,39 @@ impl FakeProvider {
     }
 }
 
+/// The outputs of a resource with `inputs`: the inputs, plus the provider's configuration.
+impl FakeProvider {
+    fn outputs_of(&self, inputs: &PropertyMap) -> PropertyMap {
+        let mut outputs = inputs.clone();
+        if !self.config.is_empty() {
+            outputs.insert(
+                "providerConfig".to_owned(),
+                Value::Object(self.config.clone()),
+            );
+        }
+        outputs
+    }
+}
+
+fn fake_config_schema() -> std::collections::BTreeMap<String, PropertySchema> {
+    std::collections::BTreeMap::from([
+        (
+            "region".to_owned(),
+            PropertySchema::new(PropertyType::String)
+                .replaces()
+                .describe("a change replaces the provider and every resource it manages"),
+        ),
+        (
+            "label".to_owned(),
+            PropertySchema::new(PropertyType::String).describe("updated in place"),
+        ),
+        (
+            "failConfigure".to_owned(),
+            PropertySchema::new(PropertyType::Boolean).describe("when true, configuring fails"),
+        ),
+    ])
+}
+
 fn fake_schema() -> PackageSchema {
     let mut inputs = std::collections::BTreeMap::new();
     inputs.insert(
@@ -170,7 +211,7 @@ fn fake_schema() -> PackageSchema {
     );
     PackageSchema {
         name: "fake".to_owned(),
-        config: Default::default(),
+        config: fake_config_schema(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         resources: vec![ResourceSchema {
             token: FAKE_RESOURCE.to_owned(),
@@ -282,7 +323,7 @@ impl Provider for FakeProvider {
         if preview {
             return Ok(CreateResponse {
                 id: String::new(),
-                outputs: inputs.clone(),
+                outputs: self.outputs_of(inputs),
             });
         }
         simulate_latency(ctx, inputs).await?;
@@ -291,7 +332,7 @@ impl Provider for FakeProvider {
         self.record("create", ctx, &id)?;
         Ok(CreateResponse {
             id,
-            outputs: inputs.clone(),
+            outputs: self.outputs_of(inputs),
         })
     }
 
@@ -329,12 +370,12 @@ impl Provider for FakeProvider {
         preview: bool,
     ) -> ProviderResult<PropertyMap> {
         if preview {
-            return Ok(news.clone());
+            return Ok(self.outputs_of(news));
         }
         simulate_latency(ctx, news).await?;
         fail_if_asked(news, "update")?;
         self.record("update", ctx, id)?;
-        Ok(news.clone())
+        Ok(self.outputs_of(news))
     }
 
     async fn delete(
@@ -357,9 +398,34 @@ impl Provider for FakeProvider {
         args: &PropertyMap,
     ) -> ProviderResult<PropertyMap> {
         match function_token {
-            FAKE_ECHO => Ok(args.clone()),
+            FAKE_ECHO => Ok(self.outputs_of(args)),
             other => Err(ProviderError::UnknownFunction(other.to_owned())),
         }
+    }
+
+    async fn configure(
+        &self,
+        _ctx: &CallContext,
+        config: &PropertyMap,
+    ) -> ProviderResult<Option<std::sync::Arc<dyn Provider>>> {
+        let fail = config.get("failConfigure");
+        // Stack config arrives as strings (`cairn config set fake:failConfigure true`).
+        if fail.and_then(Value::as_bool) == Some(true)
+            || fail.and_then(Value::as_str) == Some("true")
+        {
+            return Err(ProviderError::Failed(
+                "the fake provider was asked to fail configuring (`failConfigure: true`)"
+                    .to_owned(),
+            ));
+        }
+        if config.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(std::sync::Arc::new(FakeProvider {
+            schema: self.schema.clone(),
+            ledger: self.ledger.clone(),
+            config: config.clone(),
+        })))
     }
 }
 

@@ -12,6 +12,7 @@ mod errors;
 mod lifecycle;
 mod locks;
 mod programs;
+mod providers;
 mod secrets;
 mod signals;
 mod stacks;
