@@ -37,7 +37,8 @@ pub(crate) fn reference_of(state: &ResourceState) -> String {
 
 /// The resource key of the explicit provider that manages `decl`: its own `provider` option,
 /// else the first matching entry of a `providers` option on it or on an ancestor (Pulumi's
-/// inheritance from parents). `None` means the package's default provider.
+/// inheritance from parents), else a provider resource of the package marked
+/// `defaultProvider: true`. `None` means the package's default provider.
 pub(crate) fn explicit_provider_key(
     program: &Program,
     index_of: &HashMap<String, usize>,
@@ -54,9 +55,12 @@ pub(crate) fn explicit_provider_key(
             == Some(package)
     };
     let mut current = Some(decl);
-    // A parent chain is acyclic (the checker rejects cycles); the bound only guards that.
-    for _ in 0..program.resources.len() + 1 {
-        let resource = current?;
+    // A parent chain is acyclic (the checker rejects cycles); the count only guards that.
+    let mut n_visited = 0;
+    while let Some(resource) = current
+        && n_visited <= program.resources.len()
+    {
+        n_visited += 1;
         if let Some(key) = resource.options.providers.iter().find(manages_package) {
             return Some(key.clone());
         }
@@ -72,7 +76,15 @@ pub(crate) fn explicit_provider_key(
             .and_then(|parent| index_of.get(parent))
             .map(|&index| &program.resources[index]);
     }
-    None
+    // A provider resource marked `defaultProvider: true` stands in for the package's default.
+    program
+        .resources
+        .iter()
+        .find(|resource| {
+            resource.options.default_provider
+                && provider_package(&resource.type_token) == Some(package)
+        })
+        .map(|resource| resource.key.clone())
 }
 
 /// The instance behind one reference, configured once however many steps ask at the same time.

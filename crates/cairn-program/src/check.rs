@@ -85,6 +85,34 @@ pub(crate) struct ParsedFile<'a> {
 }
 
 /// Checks the parsed files (the project file first) and builds the program.
+/// A provider resource with `defaultProvider: true` manages every resource of its package that
+/// names no provider, so those resources wait for it.
+fn add_default_provider_deps(resources: &mut [ResourceDecl]) {
+    let defaults: Vec<(String, String)> = resources
+        .iter()
+        .filter(|resource| resource.options.default_provider)
+        .filter_map(|resource| {
+            let package = resource
+                .type_token
+                .strip_prefix("pulumi:providers:")
+                .or_else(|| resource.type_token.strip_prefix("cairn:providers:"))?;
+            Some((package.to_owned(), resource.key.clone()))
+        })
+        .collect();
+    if defaults.is_empty() {
+        return;
+    }
+    for resource in resources.iter_mut() {
+        if resource.options.provider.is_some() || is_provider_token(&resource.type_token) {
+            continue;
+        }
+        let package = cairn_core::type_token::package_of(&resource.type_token);
+        if let Some((_, key)) = defaults.iter().find(|(name, _)| name == package) {
+            resource.deps.resources.insert(key.clone());
+        }
+    }
+}
+
 pub(crate) fn check_program(
     files: &[ParsedFile<'_>],
     schemas: &dyn SchemaSource,
@@ -152,6 +180,7 @@ pub(crate) fn check_program(
             }
         }
     }
+    add_default_provider_deps(&mut resources);
     let mut variables = Vec::new();
     for (source, entries) in &sections.variables {
         for (key, node) in *entries {

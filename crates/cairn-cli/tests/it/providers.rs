@@ -358,3 +358,27 @@ outputs:
     );
     assert!(up.stdout.contains("echoRegion: \"eu\""), "{}", up.stdout);
 }
+
+#[test]
+fn a_provider_marked_default_provider_manages_its_package() {
+    let program = r#"
+name: provs
+runtime: yaml
+resources:
+  thing:
+    type: fake:Resource
+    properties:
+      size: 1
+  mine:
+    type: pulumi:providers:fake
+    defaultProvider: true
+    properties:
+      region: mine
+"#;
+    let context = TestContext::with_program(program);
+    context.cairn(&["up", "--yes"]).success();
+    let mine = provider_named(&context, "mine");
+    let thing = context.resource("thing");
+    assert_eq!(thing["provider"], reference_of(&mine));
+    assert_eq!(thing["outputs"]["providerConfig"]["region"], "mine");
+}
