@@ -50,6 +50,8 @@ pub enum Command {
     Logout,
     /// Show the current user and backend
     Whoami,
+    /// Create a project from a built-in template (no template: list them)
+    New(NewArgs),
     /// Manage stacks
     #[command(subcommand)]
     Stack(StackCommand),
@@ -95,6 +97,27 @@ pub enum StateCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The template (`random-yaml`, `command-yaml`); without one, list the templates
+    pub template: Option<String>,
+    /// Create the project in this directory (default: the current one)
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The project name (default: the directory's name)
+    #[arg(long, short = 'n')]
+    pub name: Option<String>,
+    /// The project description
+    #[arg(long, short = 'd')]
+    pub description: Option<String>,
+    /// Write into a directory that is not empty
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask any question
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -239,7 +239,9 @@ fn render_progress(event: &EngineEvent) {
             progressive(*op)
         )),
         EngineEvent::StepFinished(record) => {
-            if record.op == StepOp::Same && record.error.is_none() {
+            let is_default_provider =
+                record.type_.starts_with("pulumi:providers:") && record.urn.name() == "default";
+            if (record.op == StepOp::Same || is_default_provider) && record.error.is_none() {
                 return;
             }
             let status = match &record.error {

@@ -5,6 +5,7 @@ mod cancel;
 mod config;
 mod deploy;
 mod login;
+mod new;
 mod render;
 mod stack;
 mod state;
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(args) => login::login(&workspace, args),
         Command::Logout => login::logout(&workspace),
         Command::Whoami => login::whoami(&workspace).await,
+        Command::New(args) => new::new(&workspace, args).await,
         Command::Stack(command) => stack::run(&workspace, command).await,
         Command::Config(args) => config::run(&workspace, args).await,
         Command::Preview(args) => deploy::preview(&workspace, args).await,

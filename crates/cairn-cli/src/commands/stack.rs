@@ -29,7 +29,7 @@ fn stack_name_argument(workspace: &Workspace, name: Option<String>) -> anyhow::R
     })
 }
 
-async fn init(workspace: &Workspace, name: Option<String>) -> anyhow::Result<()> {
+pub(crate) async fn init(workspace: &Workspace, name: Option<String>) -> anyhow::Result<()> {
     let project = workspace.project_name()?;
     let name = stack_name_argument(workspace, name)?;
     let stack = StackRef::parse(&name, &project).map_err(crate::bad_input)?;

@@ -17,4 +17,5 @@ mod secrets;
 mod signals;
 mod stacks;
 mod state_edits;
+mod templates;
 mod torture;
