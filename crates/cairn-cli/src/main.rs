@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod env;
+mod git;
 mod output;
 mod stack_config;
 mod workspace;

@@ -191,7 +191,7 @@ async fn run_engine(
     } else {
         let metadata = UpdateMetadata {
             message: message.unwrap_or_default(),
-            environment: Default::default(),
+            environment: crate::git::environment(&workspace.project_dir),
         };
         let writer = prepared
             .context

@@ -321,12 +321,14 @@ async fn history(workspace: &Workspace) -> anyhow::Result<()> {
         output::line("Stack has never been updated");
         return Ok(());
     }
-    for (index, update) in updates.iter().enumerate() {
-        output::line(&format!(
-            "Version: {}\nUpdateKind: {:?}\nStatus: {:?}\nMessage: {}\nStart: {}\nEnd: {}\nResource changes: {}\n",
-            updates.len() - index,
-            update.kind,
-            update.result,
+    for update in &updates {
+        let kind = serde_json::to_value(update.kind)?;
+        let result = serde_json::to_value(update.result)?;
+        let mut text = format!(
+            "Version: {}\nUpdateKind: {}\nStatus: {}\nMessage: {}\nStart: {}\nEnd: {}\nResource changes: {}\n",
+            update.version,
+            kind.as_str().unwrap_or_default(),
+            result.as_str().unwrap_or_default(),
             update.message,
             render::ago(update.start_time),
             render::ago(update.end_time),
@@ -336,7 +338,11 @@ async fn history(workspace: &Workspace) -> anyhow::Result<()> {
                 .map(|(op, count)| format!("{count} {op}"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        );
+        for (key, value) in &update.environment {
+            text.push_str(&format!("    {key}: {value}\n"));
+        }
+        output::line(&text);
     }
     Ok(())
 }

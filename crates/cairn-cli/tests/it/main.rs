@@ -9,6 +9,7 @@ mod support;
 mod config;
 mod corruption;
 mod errors;
+mod history;
 mod lifecycle;
 mod locks;
 mod programs;
