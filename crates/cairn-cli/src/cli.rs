@@ -70,6 +70,8 @@ pub enum Command {
     /// Edit the stack's state directly
     #[command(subcommand)]
     State(StateCommand),
+    /// Adopt an existing resource into the stack and print the program snippet that declares it
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +120,29 @@ pub struct NewArgs {
     /// Do not ask any question
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The resource type (`random:RandomPet`, `docker:Container`)
+    #[arg(value_name = "TYPE")]
+    pub type_token: String,
+    /// The resource's name in the program
+    pub name: String,
+    /// The provider's ID of the existing resource
+    pub id: String,
+    /// Mark the imported resource protected, so `destroy` leaves it alone (as `pulumi import`)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub protect: bool,
+    /// Approve without asking
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Skip the preview
+    #[arg(long, short = 'f')]
+    pub skip_preview: bool,
+    /// A message for the update history
+    #[arg(long, short = 'm')]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Args)]

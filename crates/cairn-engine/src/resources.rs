@@ -763,6 +763,11 @@ async fn import_existing(
         }
     };
     state.id = read.id;
+    // Declared no inputs (`cairn import TYPE NAME ID`): adopt the live ones, so a program that
+    // declares them afterwards has nothing to change.
+    if state.inputs.is_empty() {
+        state.inputs = read.inputs;
+    }
     state.outputs = reseal_outputs(&state.inputs, read.outputs, &|_| false);
     shared.end(pending, None, Some(&state)).await?;
     let mut record = plan.step_record(StepOp::Import, &state.type_);

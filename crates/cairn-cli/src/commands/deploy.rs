@@ -11,7 +11,7 @@ use cairn_engine::{
 };
 use cairn_state::{Persister, StackRef, UpdateKind, UpdateMetadata};
 
-use crate::cli::{DeployArgs, DestroyArgs, RefreshArgs};
+use crate::cli::{DeployArgs, DestroyArgs, ImportArgs, RefreshArgs};
 use crate::commands::{self, StackContext, render};
 use crate::output;
 use crate::workspace::Workspace;
@@ -464,6 +464,8 @@ struct Flow {
     skip_preview: bool,
     preview_only: bool,
     message: Option<String>,
+    /// A resource to add to the program for this run only (`cairn import`).
+    extra_resource: Option<cairn_program::ResourceDecl>,
 }
 
 /// The shape of every command here: a preview (unless skipped), a confirmation, then the real
@@ -479,12 +481,15 @@ async fn preview_then_apply(
     if !flow.preview_only {
         require_approval(flow.yes, command.noun)?;
     }
-    let prepared = prepare(
+    let mut prepared = prepare(
         workspace,
         command.operation == Operation::Update,
         !flow.preview_only,
     )
     .await?;
+    if let (Some(extra), Some(program)) = (flow.extra_resource, &mut prepared.program) {
+        Arc::make_mut(program).resources.push(extra);
+    }
     let stack = prepared.context.stack.name.clone();
     if flow.preview_only || !flow.skip_preview {
         // In `--json` mode a preview that leads to an update prints nothing of its own (one
@@ -580,6 +585,7 @@ pub async fn preview(workspace: &Workspace, args: DeployArgs) -> anyhow::Result<
         skip_preview: false,
         preview_only: true,
         message: None,
+        extra_resource: None,
     };
     let options = options(Operation::Update, targets, args.parallel, args.refresh);
     preview_then_apply(workspace, &UPDATE, options, flow, &display).await?;
@@ -594,6 +600,7 @@ pub async fn up(workspace: &Workspace, args: DeployArgs) -> anyhow::Result<()> {
         skip_preview: args.skip_preview,
         preview_only: false,
         message: args.message,
+        extra_resource: None,
     };
     let options = options(Operation::Update, targets, args.parallel, args.refresh);
     preview_then_apply(workspace, &UPDATE, options, flow, &display).await?;
@@ -607,6 +614,7 @@ pub async fn refresh(workspace: &Workspace, args: RefreshArgs) -> anyhow::Result
         skip_preview: args.skip_preview,
         preview_only: args.preview_only,
         message: None,
+        extra_resource: None,
     };
     let options = DeployOptions {
         clear_pending: args.clear_pending,
@@ -624,8 +632,77 @@ pub async fn destroy(workspace: &Workspace, args: DestroyArgs) -> anyhow::Result
         skip_preview: args.skip_preview,
         preview_only: false,
         message: args.message,
+        extra_resource: None,
     };
     let options = options(Operation::Destroy, targets, args.parallel, false);
     preview_then_apply(workspace, &DESTROY, options, flow, &display).await?;
+    Ok(())
+}
+
+/// `cairn import TYPE NAME ID`: an update that adds one resource, read through its provider
+/// (the `import` resource option), and changes nothing else; then the snippet to declare it.
+pub async fn import(workspace: &Workspace, args: ImportArgs) -> anyhow::Result<()> {
+    let registry = commands::provider_registry()?;
+    let resolved = registry.resolve_resource(&args.type_token).ok_or_else(|| {
+        crate::bad_input(format!(
+            "no provider offers the resource type `{}`\nhelp: `cairn plugin ls` lists the providers and their packages",
+            args.type_token
+        ))
+    })?;
+    let type_token = resolved.canonical.to_owned();
+    let project = workspace.project_name()?;
+    let program = commands::load_program(workspace, &registry)?;
+    if program
+        .resources
+        .iter()
+        .any(|resource| resource.key == args.name)
+    {
+        return Err(crate::bad_input(format!(
+            "the program already declares a resource named `{}`\nhelp: import it under another name",
+            args.name
+        )));
+    }
+    let stack = workspace.stack_ref(&project)?;
+    let urn = Urn::new(&stack.name, &project, None, &type_token, &args.name);
+    let decl = cairn_program::ResourceDecl {
+        name: args.name.clone(),
+        key: args.name.clone(),
+        type_token: type_token.clone(),
+        properties: None,
+        get: None,
+        options: cairn_program::ResourceOptions {
+            import: Some(args.id.clone()),
+            protect: args.protect,
+            ..Default::default()
+        },
+        deps: Default::default(),
+        span: Default::default(),
+    };
+    let display = Display::of(workspace, false, false);
+    let flow = Flow {
+        yes: args.yes,
+        skip_preview: args.skip_preview,
+        preview_only: false,
+        message: args.message,
+        extra_resource: Some(decl),
+    };
+    let options = options(Operation::Update, vec![urn.clone()], 1, false);
+    let outcome = preview_then_apply(workspace, &UPDATE, options, flow, &display).await?;
+    let Some(imported) = outcome
+        .snapshot
+        .resources
+        .iter()
+        .find(|resource| resource.urn == urn && !resource.delete)
+    else {
+        return Err(anyhow::anyhow!("`{}` was not imported", args.name));
+    };
+    if !display.json {
+        output::line("");
+        output::line("Add this to the program's `resources:` to manage it from now on:");
+        output::line("");
+        for row in render::resource_snippet(&args.name, &type_token, imported) {
+            output::line(&row);
+        }
+    }
     Ok(())
 }

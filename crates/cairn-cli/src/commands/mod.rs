@@ -41,6 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Destroy(args) => deploy::destroy(&workspace, args).await,
         Command::Cancel(args) => cancel::cancel(&workspace, args).await,
         Command::State(command) => state::run(&workspace, command).await,
+        Command::Import(args) => deploy::import(&workspace, args).await,
     }
 }
 

@@ -435,3 +435,32 @@ pub fn outcome_json(
     }
     json
 }
+
+/// The Pulumi YAML that declares an imported resource with the inputs it was adopted with.
+/// A secret input is never printed: the snippet asks for it instead.
+pub fn resource_snippet(
+    name: &str,
+    type_token: &str,
+    resource: &cairn_core::ResourceState,
+) -> Vec<String> {
+    let mut rows = vec![
+        format!("  {name}:"),
+        format!("    type: {}", display_type(type_token)),
+    ];
+    if !resource.inputs.is_empty() {
+        rows.push("    properties:".to_owned());
+        for (key, value) in &resource.inputs {
+            let text = if value.contains_secret() {
+                "{ fn::secret: \"<the secret value>\" }".to_owned()
+            } else {
+                value_to_json(value, false).to_string()
+            };
+            rows.push(format!("      {key}: {text}"));
+        }
+    }
+    if resource.protect {
+        rows.push("    options:".to_owned());
+        rows.push("      protect: true".to_owned());
+    }
+    rows
+}

@@ -10,6 +10,7 @@ mod config;
 mod corruption;
 mod errors;
 mod history;
+mod import;
 mod lifecycle;
 mod locks;
 mod programs;

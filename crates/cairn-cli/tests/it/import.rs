@@ -1,0 +1,106 @@
+//! `cairn import TYPE NAME ID`: adopt an existing resource through its provider's Read, change
+//! nothing else, and print the snippet that declares it.
+
+use crate::support::TestContext;
+
+const PROGRAM: &str = r#"
+name: imp
+runtime: yaml
+resources:
+  kept:
+    type: fake:Resource
+    properties:
+      size: 1
+"#;
+
+#[test]
+fn import_adopts_a_live_resource_and_its_snippet_makes_a_no_op_program() {
+    let context = TestContext::with_program(PROGRAM);
+    let ledger = context.root.path().join("ledger.jsonl");
+    let env = [("CAIRN_FAKE_LEDGER", ledger.as_path())];
+    context.cairn_with(&["up", "--yes"], &env).success();
+    let kept = context.resource("kept");
+    // A resource made outside Cairn: the fake's live world is its ledger.
+    std::fs::write(
+        &ledger,
+        format!(
+            "{}{}\n",
+            std::fs::read_to_string(&ledger).unwrap(),
+            r#"{"op":"create","urn":"outside","id":"made-by-hand"}"#
+        ),
+    )
+    .unwrap();
+
+    let run = context
+        .cairn_with(
+            &[
+                "import",
+                "fake:Resource",
+                "adopted",
+                "made-by-hand",
+                "--yes",
+            ],
+            &env,
+        )
+        .success();
+    assert!(
+        run.stdout
+            .contains("  adopted:\n    type: fake:index:Resource"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("protect: true"), "{}", run.stdout);
+    let adopted = context.resource("adopted");
+    assert_eq!(adopted["id"], "made-by-hand");
+    assert_eq!(adopted["protect"], true);
+    assert_eq!(context.resource("kept")["id"], kept["id"]);
+
+    // Declaring it as printed leaves nothing to do.
+    let snippet: String = run
+        .stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("  adopted:"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    context.write_program(&format!("{PROGRAM}{snippet}"));
+    let preview = context.cairn_with(&["preview"], &env).success();
+    assert!(preview.stdout.contains("3 unchanged"), "{}", preview.stdout);
+    assert!(!preview.stdout.contains("to create"), "{}", preview.stdout);
+}
+
+#[test]
+fn importing_what_does_not_exist_or_an_unknown_type_changes_nothing() {
+    let context = TestContext::with_program(PROGRAM);
+    let ledger = context.root.path().join("ledger.jsonl");
+    let env = [("CAIRN_FAKE_LEDGER", ledger.as_path())];
+    context.cairn_with(&["up", "--yes"], &env).success();
+    let before = context.export();
+
+    let missing = context
+        .cairn_with(
+            &["import", "fake:Resource", "ghost", "no-such-id", "--yes"],
+            &env,
+        )
+        .expect_code(1);
+    let all = format!("{}{}", missing.stdout, missing.stderr);
+    assert!(all.contains("no-such-id"), "{all}");
+
+    let unknown = context
+        .cairn(&["import", "nope:Thing", "x", "y", "--yes"])
+        .expect_code(2);
+    assert!(unknown.stderr.contains("nope:Thing"), "{}", unknown.stderr);
+
+    let taken = context
+        .cairn(&["import", "fake:Resource", "kept", "y", "--yes"])
+        .expect_code(2);
+    assert!(
+        taken.stderr.contains("already declares"),
+        "{}",
+        taken.stderr
+    );
+
+    assert_eq!(
+        context.export()["deployment"]["resources"],
+        before["deployment"]["resources"]
+    );
+}
