@@ -8,12 +8,12 @@ use cairn_core::{PendingOperationKind, ResourceState, StepOp};
 
 use crate::deploy::Shared;
 use crate::events::{EngineEvent, StepRecord};
-use crate::resources::{delete_with_provider, is_provider_managed, is_provider_type, provider_for};
+use crate::resources::{delete_with_provider, is_provider_managed, provider_for};
 
 /// Deletes one resource (or, in a dry run, plans it); returns whether it is gone.
 pub(crate) async fn delete_resource(shared: &Arc<Shared>, resource: &ResourceState) -> bool {
     let started = Instant::now();
-    let is_default_provider = is_provider_type(&resource.type_) && resource.urn.name() == "default";
+    let is_default_provider = crate::providers::is_default_provider(&resource.urn);
     // The old copy of a resource replaced in this run was shown as part of its `+-` step.
     let is_replaced_now =
         resource.delete && shared.lock_outcome().finished_urns.contains(&resource.urn);

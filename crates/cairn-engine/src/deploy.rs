@@ -510,9 +510,7 @@ async fn finish(
     let mut changes = std::collections::BTreeMap::new();
     for step in builder.steps.iter().filter(|step| step.error.is_none()) {
         // Default providers are the engine's bookkeeping; explicit ones count as Pulumi's do.
-        let is_default_provider =
-            crate::resources::is_provider_type(&step.type_) && step.urn.name() == "default";
-        if !is_default_provider {
+        if !crate::providers::is_default_provider(&step.urn) {
             *changes.entry(step.op).or_insert(0) += 1;
         }
     }

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use deploy::{deploy, sort_by_dependencies};
 pub use events::{EngineEvent, StepRecord};
+pub use providers::is_default_provider;
 
 /// What to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -30,6 +30,12 @@ pub(crate) fn provider_package(type_token: &str) -> Option<&str> {
         .or_else(|| type_token.strip_prefix("cairn:providers:"))
 }
 
+/// Whether `urn` names a default provider: `default`, or Pulumi's versioned `default_4_16_0`.
+pub fn is_default_provider(urn: &Urn) -> bool {
+    provider_package(urn.type_token()).is_some()
+        && (urn.name() == "default" || urn.name().starts_with("default_"))
+}
+
 /// A provider reference as Pulumi writes it in state.
 pub(crate) fn reference_of(state: &ResourceState) -> String {
     format!("{}::{}", state.urn, state.id)

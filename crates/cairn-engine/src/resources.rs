@@ -436,7 +436,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
                     &ctx,
                     &type_token,
                     &old.id,
-                    &reveal_map(&old.inputs),
+                    &without_bridge_bookkeeping(reveal_map(&old.inputs)),
                     &reveal_map(&old.outputs),
                     &reveal_map(&state.inputs),
                 )
@@ -589,6 +589,13 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     shared.record_step(record);
     publish(shared, state, &decl.key, id_known);
     Ok(())
+}
+
+/// Old inputs without `__defaults`, which Pulumi's bridged providers (`random`, `docker`) keep in
+/// state to remember which inputs they defaulted; it is bookkeeping, not an input to compare.
+fn without_bridge_bookkeeping(mut inputs: PropertyMap) -> PropertyMap {
+    inputs.remove("__defaults");
+    inputs
 }
 
 fn join_keys(keys: &[String]) -> String {

@@ -11,7 +11,8 @@ use cairn_program::Program;
 use crate::deploy::Shared;
 use crate::events::{EngineEvent, StepRecord};
 use crate::providers::{
-    default_provider_config, explicit_provider_key, reference_of, step_provider,
+    default_provider_config, explicit_provider_key, is_default_provider, reference_of,
+    step_provider,
 };
 use crate::resources::{STACK_REFERENCE_TYPE, is_provider_type, program_of};
 
@@ -78,14 +79,30 @@ pub(crate) async fn register_default_providers(shared: &Arc<Shared>, program: &P
             &type_token,
             "default",
         );
+        // A stack Pulumi wrote names its default providers by version (`default_4_16_0`);
+        // keeping that URN keeps the references of the resources it manages.
+        let old = shared.old_state(&urn).or_else(|| {
+            shared
+                .old_snapshot()
+                .resources
+                .iter()
+                .find(|old| !old.delete && old.type_ == type_token && is_default_provider(&old.urn))
+                .cloned()
+        });
+        let urn = old.as_ref().map_or(urn, |old| old.urn.clone());
+        let mut inputs = default_provider_config(shared, package);
+        for key in cairn_provider::ENGINE_CONFIG_KEYS {
+            if let Some(value) = old.as_ref().and_then(|old| old.inputs.get(key)) {
+                inputs.insert(key.to_owned(), value.clone());
+            }
+        }
         let new = ResourceState {
             urn: urn.clone(),
             custom: true,
             type_: type_token,
-            inputs: default_provider_config(shared, package),
+            inputs,
             ..ResourceState::default()
         };
-        let old = shared.old_state(&urn);
         let state = match step_provider(shared, new, old.as_ref()).await {
             Ok(step) => {
                 if step.op != StepOp::Same {

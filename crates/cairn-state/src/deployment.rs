@@ -89,7 +89,11 @@ pub struct ResourceV3 {
     pub dependencies: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_lists_as_empty"
+    )]
     pub property_dependencies: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
@@ -445,6 +449,18 @@ pub fn reveal_deployment(
         operation.resource = reveal_resource(&operation.resource)?;
     }
     Ok(revealed)
+}
+
+/// Pulumi writes a property without dependencies as `"length": null` (a nil Go slice).
+fn null_lists_as_empty<'de, D>(deserializer: D) -> Result<BTreeMap<String, Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let map: BTreeMap<String, Option<Vec<String>>> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(map
+        .into_iter()
+        .map(|(key, urns)| (key, urns.unwrap_or_default()))
+        .collect())
 }
 
 #[cfg(test)]

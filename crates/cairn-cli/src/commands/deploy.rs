@@ -239,9 +239,9 @@ fn render_progress(event: &EngineEvent) {
             progressive(*op)
         )),
         EngineEvent::StepFinished(record) => {
-            let is_default_provider =
-                record.type_.starts_with("pulumi:providers:") && record.urn.name() == "default";
-            if (record.op == StepOp::Same || is_default_provider) && record.error.is_none() {
+            let is_hidden =
+                record.op == StepOp::Same || cairn_engine::is_default_provider(&record.urn);
+            if is_hidden && record.error.is_none() {
                 return;
             }
             let status = match &record.error {

@@ -122,7 +122,7 @@ pub fn display_type(type_token: &str) -> String {
 }
 
 fn is_hidden(step: &StepRecord) -> bool {
-    step.type_.starts_with("pulumi:providers:") && step.urn.name() == "default"
+    cairn_engine::is_default_provider(&step.urn)
 }
 
 /// Whether the operation changes nothing (for "no changes" messages).

@@ -1,5 +1,7 @@
 //! `cairn stack init|ls|select|rm|output|export|import|history`.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 
 use cairn_state::StackRef;
@@ -289,9 +291,36 @@ async fn import(workspace: &Workspace, file: Option<std::path::PathBuf>) -> anyh
             untyped.version
         )));
     }
-    let snapshot =
-        cairn_state::deployment::decode_deployment(&untyped.deployment, context.crypter.as_ref())
-            .map_err(|error| crate::bad_input(format!("{source}: {error}; nothing was written")))?;
+    // A deployment sealed under another salt (exported from another stack, or by `pulumi`) is
+    // opened with that salt and the same passphrase, then sealed again with this stack's.
+    let export_salt = untyped
+        .deployment
+        .secrets_providers
+        .as_ref()
+        .and_then(|providers| providers.state["salt"].as_str())
+        .map(str::to_owned);
+    let has_secrets = text.contains(cairn_state::deployment::SECRET_SIGNATURE);
+    let opener: Arc<dyn cairn_secrets::Crypter> = match export_salt {
+        Some(salt)
+            if has_secrets
+                && context.config_file.encryption_salt.as_deref() != Some(salt.as_str()) =>
+        {
+            let passphrase = crate::workspace::passphrase().map_err(crate::bad_input)?;
+            Arc::from(
+                cairn_secrets::crypter_for_salt(&passphrase, &salt).map_err(|error| {
+                    crate::bad_input(format!("{source}: {error}; nothing was written"))
+                })?,
+            )
+        }
+        _ => context.crypter.clone(),
+    };
+    let snapshot = cairn_state::deployment::decode_deployment(&untyped.deployment, opener.as_ref())
+        .map_err(|error| {
+            crate::bad_input(format!(
+                "{source}: {error}; nothing was written\nhelp: secrets are opened with CAIRN_CONFIG_PASSPHRASE, which must be the passphrase the deployment was exported with"
+            ))
+        })?;
+    check_importable(&snapshot, &context.stack, &source)?;
     let _lock = commands::lock_stack(&context).await?;
     let deployment = cairn_state::deployment::encode_snapshot(
         &snapshot,
@@ -308,6 +337,50 @@ async fn import(workspace: &Workspace, file: Option<std::path::PathBuf>) -> anyh
         snapshot.resources.len()
     ));
     Ok(())
+}
+
+/// Refuses a deployment of another stack, or with resources no provider here can manage.
+fn check_importable(
+    snapshot: &cairn_core::Snapshot,
+    stack: &StackRef,
+    source: &str,
+) -> anyhow::Result<()> {
+    let registry = commands::provider_registry()?;
+    let mut problems = Vec::new();
+    for resource in &snapshot.resources {
+        let urn = &resource.urn;
+        if urn.stack() != stack.name || urn.project() != stack.project {
+            problems.push(format!(
+                "`{urn}` belongs to stack `{}` of project `{}`, not `{}` of `{}`",
+                urn.stack(),
+                urn.project(),
+                stack.name,
+                stack.project
+            ));
+            continue;
+        }
+        let type_ = resource.type_.as_str();
+        let known = if let Some(package) = type_
+            .strip_prefix("pulumi:providers:")
+            .or_else(|| type_.strip_prefix("cairn:providers:"))
+        {
+            registry.provider(package).is_some()
+        } else {
+            !resource.custom
+                || type_ == "pulumi:pulumi:StackReference"
+                || registry.resolve_resource(type_).is_some()
+        };
+        if !known {
+            problems.push(format!("`{urn}`: no provider here manages `{type_}`"));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(crate::bad_input(format!(
+        "{source} cannot be imported; nothing was written:\n  {}\nhelp: `cairn plugin ls` lists the providers Cairn has",
+        problems.join("\n  ")
+    )))
 }
 
 async fn history(workspace: &Workspace) -> anyhow::Result<()> {

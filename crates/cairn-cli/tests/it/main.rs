@@ -15,6 +15,7 @@ mod lifecycle;
 mod locks;
 mod programs;
 mod providers;
+mod pulumi_import;
 mod secrets;
 mod signals;
 mod stacks;
