@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub explicit_providers: Mutex<HashMap<String, String>>,
     /// The configured provider instance behind each provider reference.
     pub provider_instances: crate::providers::ProviderInstances,
+    /// Plaintexts of the secrets this run has seen, masked out of provider log lines.
+    pub secret_texts: SecretTexts,
     pub outcome: Mutex<OutcomeBuilder>,
 }
 
@@ -159,15 +161,93 @@ impl Shared {
 
     /// The context of a provider call about `urn`: cancelled by a hard stop.
     pub fn call_context(&self, urn: &Urn) -> cairn_provider::CallContext {
+        // Weak, so that a provider holding on to a context never keeps the event stream open
+        // after the deployment ends.
+        let events = self.events.downgrade();
+        let secrets = self.secret_texts.clone();
+        let log_urn = urn.clone();
         cairn_provider::CallContext {
             urn: urn.clone(),
             cancel: self.cancel.hard.child_token(),
             cwd: self.request.program_dir.clone(),
+            logs: cairn_provider::LogSink::new(move |severity, message| {
+                let Some(events) = events.upgrade() else {
+                    return;
+                };
+                let _ = events.send(EngineEvent::Log {
+                    urn: log_urn.clone(),
+                    severity,
+                    message: secrets.mask(message),
+                });
+            }),
         }
     }
 
     pub fn is_targeted(&self, urn: &Urn) -> bool {
         self.options.targets.is_empty() || self.options.targets.contains(urn)
+    }
+}
+
+/// The plaintexts of secrets, shared with every log sink, so a provider that prints a secret
+/// (a command echoing its environment) never puts it in the log.
+#[derive(Clone, Default)]
+pub(crate) struct SecretTexts(Arc<std::sync::RwLock<Vec<String>>>);
+
+impl SecretTexts {
+    fn of_values<'a>(values: impl Iterator<Item = &'a Value>) -> SecretTexts {
+        let texts = SecretTexts::default();
+        for value in values {
+            texts.add_secrets_of(value);
+        }
+        texts
+    }
+
+    /// Remembers every secret string (and number, as text) inside `value`.
+    pub fn add_secrets_of(&self, value: &Value) {
+        let mut found = Vec::new();
+        collect_secret_texts(value, false, &mut found);
+        if found.is_empty() {
+            return;
+        }
+        if let Ok(mut texts) = self.0.write() {
+            for text in found {
+                if !text.is_empty() && !texts.contains(&text) {
+                    texts.push(text);
+                }
+            }
+        }
+    }
+
+    pub fn mask(&self, message: &str) -> String {
+        let Ok(texts) = self.0.read() else {
+            return "[log line hidden: secrets unavailable]".to_owned();
+        };
+        let mut masked = message.to_owned();
+        for text in texts.iter() {
+            if masked.contains(text.as_str()) {
+                masked = masked.replace(text.as_str(), "[secret]");
+            }
+        }
+        masked
+    }
+}
+
+fn collect_secret_texts(value: &Value, is_secret: bool, found: &mut Vec<String>) {
+    match value {
+        Value::Secret(inner) => collect_secret_texts(inner, true, found),
+        Value::String(text) if is_secret => found.push(text.clone()),
+        Value::Number(number) if is_secret => found.push(number.to_string()),
+        Value::Array(items) => {
+            for item in items {
+                collect_secret_texts(item, is_secret, found);
+            }
+        }
+        Value::Object(map) => {
+            for item in map.values() {
+                collect_secret_texts(item, is_secret, found);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -214,6 +294,21 @@ pub async fn deploy(
         None => HashMap::new(),
     };
     let parallel = options.parallel.max(1);
+    // Secrets a provider might print: config, and the inputs of resources already in state
+    // (a `delete` command sees those).
+    let request_config_values: Vec<Value> = request
+        .config
+        .values()
+        .chain(
+            request
+                .old
+                .resources
+                .iter()
+                .flat_map(|resource| resource.inputs.values())
+                .filter(|value| value.contains_secret()),
+        )
+        .cloned()
+        .collect();
     let shared = Arc::new(Shared {
         request,
         options,
@@ -229,6 +324,7 @@ pub async fn deploy(
         default_providers: Mutex::new(HashMap::new()),
         explicit_providers: Mutex::new(HashMap::new()),
         provider_instances: Default::default(),
+        secret_texts: SecretTexts::of_values(request_config_values.iter()),
         outcome: Mutex::new(OutcomeBuilder::default()),
     });
 

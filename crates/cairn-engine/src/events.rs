@@ -49,4 +49,10 @@ pub enum EngineEvent {
     StepFinished(Box<StepRecord>),
     /// Something worth telling the user that is not a step.
     Warning(String),
+    /// A provider logged a line about a resource (secrets already masked as `[secret]`).
+    Log {
+        urn: Urn,
+        severity: cairn_provider::LogSeverity,
+        message: String,
+    },
 }

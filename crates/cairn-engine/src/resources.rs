@@ -363,6 +363,9 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     let provider = typed.provider.clone();
     let type_token = typed.type_token.clone();
     let is_secret_output = |key: &str| typed.is_secret_output(key);
+    for value in plan.inputs.values() {
+        shared.secret_texts.add_secrets_of(value);
+    }
     let ctx = shared.call_context(&plan.urn);
     let _permit = shared
         .permits

@@ -435,11 +435,11 @@ mod tests {
     use cairn_core::Urn;
 
     fn ctx() -> CallContext {
-        CallContext {
-            urn: Urn::parse("urn:pulumi:dev::p::fake:index:Resource::a").unwrap(),
-            cancel: Default::default(),
-            cwd: std::env::temp_dir(),
-        }
+        CallContext::new(
+            Urn::parse("urn:pulumi:dev::p::fake:index:Resource::a").unwrap(),
+            Default::default(),
+            std::env::temp_dir(),
+        )
     }
 
     fn inputs(entries: &[(&str, Value)]) -> PropertyMap {

@@ -83,13 +83,92 @@ pub struct ReadResponse {
     pub outputs: PropertyMap,
 }
 
-/// What every call carries: which resource, and a token that is cancelled on a hard stop.
+/// What every call carries: which resource, a token that is cancelled on a hard stop, and where
+/// the provider's log lines go.
 #[derive(Clone, Debug)]
 pub struct CallContext {
     pub urn: Urn,
     pub cancel: CancellationToken,
     /// Where relative paths in inputs resolve (the program's directory).
     pub cwd: std::path::PathBuf,
+    /// Log lines about this resource (Pulumi's `LogMessage`); `LogSink::default()` drops them.
+    pub logs: LogSink,
+}
+
+impl CallContext {
+    /// A context whose log lines are dropped (tests, one-off calls).
+    pub fn new(urn: Urn, cancel: CancellationToken, cwd: std::path::PathBuf) -> CallContext {
+        CallContext {
+            urn,
+            cancel,
+            cwd,
+            logs: LogSink::default(),
+        }
+    }
+
+    /// Logs a line about this call's resource.
+    pub fn log(&self, severity: LogSeverity, message: &str) {
+        self.logs.log(severity, message);
+    }
+}
+
+/// How much a log line matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogSeverity {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+impl LogSeverity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogSeverity::Debug => "debug",
+            LogSeverity::Info => "info",
+            LogSeverity::Warning => "warning",
+            LogSeverity::Error => "error",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<LogSeverity> {
+        match text {
+            "debug" => Some(LogSeverity::Debug),
+            "info" => Some(LogSeverity::Info),
+            "warning" | "warn" => Some(LogSeverity::Warning),
+            "error" => Some(LogSeverity::Error),
+            _ => None,
+        }
+    }
+}
+
+type LogFn = dyn Fn(LogSeverity, &str) + Send + Sync;
+
+/// Where a provider's log lines go. The engine supplies one that records them (and keeps
+/// secrets out of them); the default drops them.
+#[derive(Clone, Default)]
+pub struct LogSink(Option<std::sync::Arc<LogFn>>);
+
+impl LogSink {
+    pub fn new(sink: impl Fn(LogSeverity, &str) + Send + Sync + 'static) -> LogSink {
+        LogSink(Some(std::sync::Arc::new(sink)))
+    }
+
+    pub fn log(&self, severity: LogSeverity, message: &str) {
+        if let Some(sink) = &self.0 {
+            sink(severity, message);
+        }
+    }
+}
+
+impl std::fmt::Debug for LogSink {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(if self.0.is_some() {
+            "LogSink"
+        } else {
+            "LogSink(none)"
+        })
+    }
 }
 
 /// A resource provider. Every method is one of Pulumi's provider RPCs.

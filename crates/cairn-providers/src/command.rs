@@ -9,7 +9,8 @@
 //! `PULUMI_COMMAND_STDOUT` and `PULUMI_COMMAND_STDERR` unless `addPreviousOutputInEnv` is false.
 //!
 //! Not supported yet: `assetPaths` and `archivePaths` (Cairn has no asset values in outputs), and
-//! `logging` is accepted but output is only captured, never streamed to the user.
+//! `logging` picks which streams go to the resource's log (`cairn logs`); both are always
+//! captured as the `stdout` and `stderr` outputs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use async_trait::async_trait;
 use cairn_core::schema::FunctionSchema;
 use cairn_core::{PackageSchema, PropertyMap, PropertySchema, PropertyType, ResourceSchema, Value};
 use cairn_provider::{
-    CallContext, CheckResponse, CreateResponse, DiffResponse, Provider, ProviderError,
+    CallContext, CheckResponse, CreateResponse, DiffResponse, LogSeverity, Provider, ProviderError,
     ProviderResult, ReadResponse,
 };
 use rand::RngCore as _;
@@ -401,6 +402,7 @@ async fn run_command(
         stdout: trim_one_newline(String::from_utf8_lossy(&stdout?).into_owned()),
         stderr: trim_one_newline(String::from_utf8_lossy(&stderr?).into_owned()),
     };
+    log_output(ctx, settings, &output);
     if !status.success() {
         return Err(ProviderError::Failed(failure_message(
             role, status, &output,
@@ -440,6 +442,31 @@ fn trim_one_newline(mut text: String) -> String {
         text.pop();
     }
     text
+}
+
+/// Sends the command's output to the resource's log (`cairn logs`), as the `logging` input says
+/// (Pulumi's default: both streams), one line per log entry.
+fn log_output(ctx: &CallContext, settings: &PropertyMap, output: &CapturedOutput) {
+    let logging = settings
+        .get("logging")
+        .and_then(Value::as_str)
+        .unwrap_or("stdoutAndStderr");
+    let streams: &[(&str, LogSeverity)] = match logging {
+        "stdout" => &[("stdout", LogSeverity::Info)],
+        "stderr" => &[("stderr", LogSeverity::Info)],
+        "none" => &[],
+        _ => &[("stdout", LogSeverity::Info), ("stderr", LogSeverity::Info)],
+    };
+    for (stream, severity) in streams {
+        let text = if *stream == "stdout" {
+            &output.stdout
+        } else {
+            &output.stderr
+        };
+        for line in text.lines() {
+            ctx.log(*severity, line);
+        }
+    }
 }
 
 fn failure_message(role: CommandRole, status: ExitStatus, output: &CapturedOutput) -> String {
@@ -705,11 +732,11 @@ mod tests {
         }
 
         fn ctx(&self) -> CallContext {
-            CallContext {
-                urn: Urn::new("dev", "project", None, COMMAND_RESOURCE, "build"),
-                cancel: CancellationToken::new(),
-                cwd: self.directory.path().to_path_buf(),
-            }
+            CallContext::new(
+                Urn::new("dev", "project", None, COMMAND_RESOURCE, "build"),
+                CancellationToken::new(),
+                self.directory.path().to_path_buf(),
+            )
         }
 
         fn path(&self, name: &str) -> PathBuf {

@@ -1005,11 +1005,11 @@ mod tests {
     use super::*;
 
     fn ctx() -> CallContext {
-        CallContext {
-            urn: Urn::new("dev", "project", None, RANDOM_PET, "thing"),
-            cancel: CancellationToken::new(),
-            cwd: std::env::temp_dir(),
-        }
+        CallContext::new(
+            Urn::new("dev", "project", None, RANDOM_PET, "thing"),
+            CancellationToken::new(),
+            std::env::temp_dir(),
+        )
     }
 
     fn props(entries: &[(&str, Value)]) -> PropertyMap {

@@ -256,6 +256,15 @@ fn render_progress(event: &EngineEvent) {
             ));
         }
         EngineEvent::Warning(message) => output::warning(message),
+        EngineEvent::Log {
+            urn,
+            severity,
+            message,
+        } => {
+            if *severity >= cairn_provider::LogSeverity::Warning {
+                output::progress(&format!(" {} {}: {message}", severity.as_str(), urn.name()));
+            }
+        }
     }
 }
 
