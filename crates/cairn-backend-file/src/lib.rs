@@ -7,6 +7,7 @@
 //! journal names the checkpoint it applies to, so a journal already folded into a newer
 //! checkpoint is never applied twice.
 
+mod extras;
 mod files;
 mod journal_file;
 mod lock;
@@ -263,6 +264,14 @@ impl FileBackend {
         Ok(())
     }
 
+    fn require_stack(&self, stack: &StackRef) -> BackendResult<()> {
+        if self.checkpoint_path(stack).exists() {
+            Ok(())
+        } else {
+            Err(BackendError::StackNotFound(stack.name.clone()))
+        }
+    }
+
     fn count_resources(deployment: &Deployment) -> usize {
         deployment
             .resources
@@ -412,15 +421,17 @@ impl Backend for FileBackend {
             checkpoint.with_extension("json.bak"),
             self.journal_path(stack),
             self.next_journal_path(stack),
+            self.tags_path(stack),
+            self.logs_path(stack),
         ] {
             if path.exists() {
                 fs_err::remove_file(&path).map_err(|error| io_error("removing", &path, error))?;
             }
         }
-        let history = self.history_dir(stack);
-        if history.exists() {
-            fs_err::remove_dir_all(&history)
-                .map_err(|error| io_error("removing", &history, error))?;
+        for dir in [self.history_dir(stack), self.backups_dir(stack)] {
+            if dir.exists() {
+                fs_err::remove_dir_all(&dir).map_err(|error| io_error("removing", &dir, error))?;
+            }
         }
         Ok(())
     }
@@ -576,6 +587,70 @@ impl Backend for FileBackend {
             }
         }
         Ok(holder)
+    }
+
+    async fn rename_stack(&self, stack: &StackRef, new_name: &str) -> BackendResult<()> {
+        cairn_state::stack_ref::validate_stack_name(new_name).map_err(BackendError::InvalidName)?;
+        let new = StackRef {
+            name: new_name.to_owned(),
+            ..stack.clone()
+        };
+        if !self.checkpoint_path(stack).exists() {
+            return Err(BackendError::StackNotFound(stack.name.clone()));
+        }
+        if self.checkpoint_path(&new).exists() {
+            return Err(BackendError::StackAlreadyExists(new.name));
+        }
+        if let Some(holder) = self.lock_holder(stack).await? {
+            return Err(BackendError::Locked {
+                stack: stack.name.clone(),
+                holder,
+            });
+        }
+        if self.journal_path(stack).exists() || self.next_journal_path(stack).exists() {
+            return Err(BackendError::UpdateInProgress(stack.name.clone()));
+        }
+        self.rename(stack, &new)
+    }
+
+    async fn stack_tags(&self, stack: &StackRef) -> BackendResult<BTreeMap<String, String>> {
+        self.require_stack(stack)?;
+        self.read_tags(stack)
+    }
+
+    async fn set_stack_tag(&self, stack: &StackRef, name: &str, value: &str) -> BackendResult<()> {
+        cairn_state::validate_tag(name, value)?;
+        self.require_stack(stack)?;
+        let mut tags = self.read_tags(stack)?;
+        tags.insert(name.to_owned(), value.to_owned());
+        self.write_tags(stack, &tags)
+    }
+
+    async fn remove_stack_tag(&self, stack: &StackRef, name: &str) -> BackendResult<()> {
+        self.require_stack(stack)?;
+        let mut tags = self.read_tags(stack)?;
+        if tags.remove(name).is_some() {
+            self.write_tags(stack, &tags)?;
+        }
+        Ok(())
+    }
+
+    async fn append_logs(
+        &self,
+        stack: &StackRef,
+        entries: Vec<cairn_state::LogEntry>,
+    ) -> BackendResult<()> {
+        self.append_log_lines(stack, &entries)
+    }
+
+    async fn logs(
+        &self,
+        stack: &StackRef,
+        since_ms: Option<i64>,
+        urn: Option<&str>,
+    ) -> BackendResult<Vec<cairn_state::LogEntry>> {
+        self.require_stack(stack)?;
+        self.read_logs(stack, since_ms, urn)
     }
 
     fn bytes_written(&self) -> u64 {

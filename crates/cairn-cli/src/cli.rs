@@ -72,6 +72,8 @@ pub enum Command {
     State(StateCommand),
     /// Adopt an existing resource into the stack and print the program snippet that declares it
     Import(ImportArgs),
+    /// Show what providers and the engine logged during the stack's updates
+    Logs(LogsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +201,39 @@ pub enum StackCommand {
     },
     /// Show the stack's update history
     History,
+    /// Manage the stack's tags
+    #[command(subcommand)]
+    Tag(TagCommand),
+    /// Rename the current stack (its state, history, tags, logs and stack file)
+    Rename {
+        /// The new name
+        new_name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TagCommand {
+    /// List the stack's tags, the automatic ones included
+    Ls,
+    /// Print one tag's value
+    Get { name: String },
+    /// Set a tag
+    Set { name: String, value: String },
+    /// Remove a tag
+    Rm { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only lines about this resource (a URN)
+    #[arg(long, short = 'r', value_name = "URN")]
+    pub resource: Option<String>,
+    /// Only lines from this long ago on (`30s`, `5m`, `2h`)
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// Keep printing new lines as they arrive
+    #[arg(long, short = 'f')]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,11 @@ pub fn json(value: &serde_json::Value) {
     line(&rendered);
 }
 
+/// Prints JSON on stdout as one line (a stream of records, as `logs --json` prints).
+pub fn json_line(value: &serde_json::Value) {
+    line(&value.to_string());
+}
+
 /// Prints a progress or informational line on stderr.
 pub fn progress(text: &str) {
     let mut stderr = std::io::stderr().lock();

@@ -97,6 +97,17 @@ impl Workspace {
             })
     }
 
+    /// The project's `description:`, when it has one.
+    pub fn project_description(&self) -> Option<String> {
+        let text = fs_err::read_to_string(self.project_file().ok()?).ok()?;
+        let line = text.lines().find(|line| line.starts_with("description:"))?;
+        crate::stack_config::yaml_to_json(line)
+            .ok()?
+            .get("description")?
+            .as_str()
+            .map(str::to_owned)
+    }
+
     fn credentials_path(&self) -> PathBuf {
         self.home.join("credentials.json")
     }

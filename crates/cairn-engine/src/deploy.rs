@@ -232,6 +232,16 @@ impl SecretTexts {
     }
 }
 
+/// Whether a plain string somewhere in `value` contains one of `texts`.
+fn mentions_any(value: &Value, texts: &[String]) -> bool {
+    match value {
+        Value::String(text) => texts.iter().any(|secret| text.contains(secret.as_str())),
+        Value::Array(items) => items.iter().any(|item| mentions_any(item, texts)),
+        Value::Object(map) => map.values().any(|item| mentions_any(item, texts)),
+        _ => false,
+    }
+}
+
 fn collect_secret_texts(value: &Value, is_secret: bool, found: &mut Vec<String>) {
     match value {
         Value::Secret(inner) => collect_secret_texts(inner, true, found),
@@ -711,14 +721,26 @@ fn program_urns(program: &Program, stack: &str, project: &str) -> Vec<Urn> {
 /// Property maps of a provider's outputs with secretness re-applied: outputs named like a
 /// secret input, and outputs the schema marks secret, stay secret.
 pub(crate) fn reseal_outputs(
+    known_secrets: &SecretTexts,
     inputs: &PropertyMap,
     outputs: PropertyMap,
     schema_secret: &(dyn Fn(&str) -> bool + Sync),
 ) -> PropertyMap {
+    // An output that repeats a secret (a command echoing its token) is as secret: the
+    // plaintexts of this resource's secret inputs and of every secret the run has seen.
+    let mut secret_texts = Vec::new();
+    for value in inputs.values() {
+        collect_secret_texts(value, false, &mut secret_texts);
+    }
+    if let Ok(known) = known_secrets.0.read() {
+        secret_texts.extend(known.iter().cloned());
+    }
+    secret_texts.retain(|text| !text.is_empty());
     outputs
         .into_iter()
         .map(|(key, value)| {
-            let was_secret = inputs.get(&key).is_some_and(Value::contains_secret);
+            let was_secret = inputs.get(&key).is_some_and(Value::contains_secret)
+                || mentions_any(&value, &secret_texts);
             let value = if (was_secret || schema_secret(&key)) && !matches!(value, Value::Unknown) {
                 value.into_secret()
             } else {

@@ -278,7 +278,7 @@ pub(crate) async fn step_provider(
             reasons.join("; ")
         ));
     }
-    let mut inputs = reseal_outputs(&news, checked.inputs, &|_| false);
+    let mut inputs = reseal_outputs(&shared.secret_texts, &news, checked.inputs, &|_| false);
     for key in ENGINE_CONFIG_KEYS {
         if let Some(value) = state.inputs.get(key) {
             inputs.insert(key.to_owned(), value.clone());

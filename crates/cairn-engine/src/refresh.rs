@@ -86,11 +86,20 @@ async fn refresh_resource(
         let mut state = resource.clone();
         state.id = read.id;
         if !read.inputs.is_empty() {
-            state.inputs = reseal_outputs(&resource.inputs, read.inputs, &|_| false);
+            state.inputs =
+                reseal_outputs(&shared.secret_texts, &resource.inputs, read.inputs, &|_| {
+                    false
+                });
         }
-        state.outputs = reseal_outputs(&resource.inputs, read.outputs, &|key| {
-            typed.is_secret_output(key) || resource.outputs.get(key).is_some_and(Value::is_secret)
-        });
+        state.outputs = reseal_outputs(
+            &shared.secret_texts,
+            &resource.inputs,
+            read.outputs,
+            &|key| {
+                typed.is_secret_output(key)
+                    || resource.outputs.get(key).is_some_and(Value::is_secret)
+            },
+        );
         state
     });
     let op = match &new_state {
@@ -214,7 +223,12 @@ async fn resolve_one(
         (PendingOperationKind::Creating, Some(read)) => {
             let mut state = resource.clone();
             state.id = read.id;
-            state.outputs = reseal_outputs(&resource.inputs, read.outputs, &|_| false);
+            state.outputs = reseal_outputs(
+                &shared.secret_texts,
+                &resource.inputs,
+                read.outputs,
+                &|_| false,
+            );
             if !shared.is_dry_run() {
                 let pending = shared.begin(PendingOperationKind::Reading, &state).await?;
                 shared.end(pending, None, Some(&state)).await?;

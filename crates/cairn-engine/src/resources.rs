@@ -402,7 +402,9 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
         return Err(format!("invalid inputs: {}", reasons.join("; ")));
     }
     // Inputs that were secret stay secret after the provider filled in defaults.
-    checked.inputs = reseal_outputs(&plan.inputs, checked.inputs, &|_| false);
+    checked.inputs = reseal_outputs(&shared.secret_texts, &plan.inputs, checked.inputs, &|_| {
+        false
+    });
     state.inputs = checked.inputs;
 
     if !shared.is_targeted(&plan.urn) {
@@ -527,7 +529,12 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             .await;
             let (op, outputs) = outputs?;
             state.id = old.id.clone();
-            state.outputs = reseal_outputs(&state.inputs, outputs, &is_secret_output);
+            state.outputs = reseal_outputs(
+                &shared.secret_texts,
+                &state.inputs,
+                outputs,
+                &is_secret_output,
+            );
             shared.end(op, Some(old), Some(&state)).await?;
         }
         (StepOp::Replace, Some(old)) if decision.delete_before_replace => {
@@ -622,7 +629,12 @@ async fn create_with_provider(
             .await
             .map_err(|error| format!("create failed: {error}"))?;
         state.id = UNKNOWN_ID.to_owned();
-        state.outputs = reseal_outputs(&state.inputs, predicted.outputs, is_secret_output);
+        state.outputs = reseal_outputs(
+            &shared.secret_texts,
+            &state.inputs,
+            predicted.outputs,
+            is_secret_output,
+        );
         return Ok(false);
     }
     // Record the pending create before calling the provider: if we crash after it succeeds,
@@ -644,7 +656,12 @@ async fn create_with_provider(
         }
     };
     state.id = created.id;
-    state.outputs = reseal_outputs(&state.inputs, created.outputs, is_secret_output);
+    state.outputs = reseal_outputs(
+        &shared.secret_texts,
+        &state.inputs,
+        created.outputs,
+        is_secret_output,
+    );
     shared.end(op, None, Some(state)).await?;
     Ok(true)
 }
@@ -778,7 +795,9 @@ async fn import_existing(
     if state.inputs.is_empty() {
         state.inputs = read.inputs;
     }
-    state.outputs = reseal_outputs(&state.inputs, read.outputs, &|_| false);
+    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, read.outputs, &|_| {
+        false
+    });
     shared.end(pending, None, Some(&state)).await?;
     let mut record = plan.step_record(StepOp::Import, &state.type_);
     record.new_inputs = Some(state.inputs.clone());

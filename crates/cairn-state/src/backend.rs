@@ -30,6 +30,12 @@ pub enum BackendError {
     #[error("{0}")]
     Format(String),
     #[error("{0}")]
+    InvalidName(String),
+    #[error("stack `{0}` has an update in progress; finish it or run `cairn cancel` first")]
+    UpdateInProgress(String),
+    #[error("the database: {0}")]
+    Database(String),
+    #[error("{0}")]
     Secrets(#[from] cairn_secrets::SecretsError),
 }
 
@@ -207,8 +213,107 @@ pub trait Backend: Send + Sync {
     /// update cancelled in the history. Returns the holder it released.
     async fn cancel(&self, stack: &StackRef) -> BackendResult<Option<LockOwner>>;
 
+    /// Renames a stack within its project, rewriting the URNs in its state and carrying its
+    /// history, kept versions, tags and logs along. Refused while an update holds the stack.
+    async fn rename_stack(&self, stack: &StackRef, new_name: &str) -> BackendResult<()>;
+
+    /// The stack's tags (seed 000's `GetStackTags`), without the automatic ones.
+    async fn stack_tags(&self, stack: &StackRef) -> BackendResult<BTreeMap<String, String>>;
+
+    /// Sets one tag; name and value are checked as `validate_tag` says.
+    async fn set_stack_tag(&self, stack: &StackRef, name: &str, value: &str) -> BackendResult<()>;
+
+    /// Removes one tag (no error when it was not set).
+    async fn remove_stack_tag(&self, stack: &StackRef, name: &str) -> BackendResult<()>;
+
+    /// Keeps log lines of the stack's updates (`cairn logs`). Secrets are masked before this.
+    async fn append_logs(&self, stack: &StackRef, entries: Vec<LogEntry>) -> BackendResult<()>;
+
+    /// Log lines at or after `since_ms` (Unix milliseconds), of one resource when `urn` is
+    /// given, oldest first.
+    async fn logs(
+        &self,
+        stack: &StackRef,
+        since_ms: Option<i64>,
+        urn: Option<&str>,
+    ) -> BackendResult<Vec<LogEntry>>;
+
     /// Bytes this backend wrote since it was opened (for the benchmark).
     fn bytes_written(&self) -> u64;
+}
+
+/// One line of a stack's log: what a provider logged about a resource, or what the engine did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    pub timestamp_ms: i64,
+    /// The resource, when the line is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urn: Option<String>,
+    /// `debug`, `info`, `warning` or `error`.
+    pub severity: String,
+    pub message: String,
+}
+
+impl LogEntry {
+    /// Whether the entry passes `logs`' filters.
+    pub fn matches(&self, since_ms: Option<i64>, urn: Option<&str>) -> bool {
+        since_ms.is_none_or(|since| self.timestamp_ms >= since)
+            && urn.is_none_or(|urn| self.urn.as_deref() == Some(urn))
+    }
+}
+
+/// Pulumi's `ValidateStackProperties` rule for tags: names of 1 to 40 letters, digits, `-`,
+/// `_`, `.` or `:`; values of at most 256 characters.
+pub fn validate_tag(name: &str, value: &str) -> BackendResult<()> {
+    if name.is_empty() || name.len() > 40 {
+        return Err(BackendError::InvalidName(format!(
+            "tag name `{name}` must be 1 to 40 characters long"
+        )));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    {
+        return Err(BackendError::InvalidName(format!(
+            "tag name `{name}` may only contain letters, digits, `-`, `_`, `.` and `:`"
+        )));
+    }
+    if value.chars().count() > 256 {
+        return Err(BackendError::InvalidName(format!(
+            "the value of tag `{name}` is longer than 256 characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A deployment's JSON with every URN of `stack` moved to `new_name` (Pulumi's stack rename
+/// rewrites URNs, parents, dependencies and provider references alike). Stack and project
+/// names cannot contain JSON escapes, so a textual rewrite of the URN prefix is exact.
+pub fn rename_in_deployment(
+    deployment: &crate::Deployment,
+    stack: &StackRef,
+    new_name: &str,
+) -> BackendResult<crate::Deployment> {
+    let text = serde_json::to_string(deployment)
+        .map_err(|error| BackendError::Format(format!("encoding the deployment: {error}")))?;
+    let old_prefix = format!("urn:pulumi:{}::{}::", stack.name, stack.project);
+    let new_prefix = format!("urn:pulumi:{new_name}::{}::", stack.project);
+    // The root stack resource is named `<project>-<stack>` and is renamed with the stack; its
+    // URN always ends a JSON string, so the closing quote keeps `dev` from matching `dev2`.
+    let old_root = format!(
+        "{new_prefix}pulumi:pulumi:Stack::{}-{}\"",
+        stack.project, stack.name
+    );
+    let new_root = format!(
+        "{new_prefix}pulumi:pulumi:Stack::{}-{new_name}\"",
+        stack.project
+    );
+    let renamed = text
+        .replace(&old_prefix, &new_prefix)
+        .replace(&old_root, &new_root);
+    serde_json::from_str(&renamed)
+        .map_err(|error| BackendError::Format(format!("decoding the renamed deployment: {error}")))
 }
 
 /// Records one update. Dropping it without `finish` leaves the journal to be replayed at the

@@ -13,8 +13,8 @@ pub mod persister;
 pub mod stack_ref;
 
 pub use backend::{
-    Backend, BackendError, LockOwner, StackLock, StackSummary, UpdateInfo, UpdateKind,
-    UpdateMetadata, UpdateResult, UpdateWriter,
+    Backend, BackendError, LockOwner, LogEntry, StackLock, StackSummary, UpdateInfo, UpdateKind,
+    UpdateMetadata, UpdateResult, UpdateWriter, validate_tag,
 };
 pub use deployment::{Deployment, UntypedDeployment};
 pub use journal::JournalRecord;

@@ -9,7 +9,7 @@ use cairn_engine::{
     Cancellation, DeployOptions, DeployOutcome, DeployRequest, EngineEvent, Operation,
     StackReferences,
 };
-use cairn_state::{Persister, StackRef, UpdateKind, UpdateMetadata};
+use cairn_state::{LogEntry, Persister, StackRef, UpdateKind, UpdateMetadata};
 
 use crate::cli::{DeployArgs, DestroyArgs, ImportArgs, RefreshArgs};
 use crate::commands::{self, StackContext, render};
@@ -202,12 +202,33 @@ async fn run_engine(
     };
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     let show_progress = !options.dry_run && !display.json;
+    let keeps_logs = !options.dry_run;
+    let pending_logs: Arc<std::sync::Mutex<Vec<LogEntry>>> = Arc::default();
+    let collected = pending_logs.clone();
     let progress = tokio::spawn(async move {
         while let Some(event) = receiver.recv().await {
             if show_progress {
                 render_progress(&event);
             }
+            if keeps_logs
+                && let Some(entry) = log_entry_of(&event)
+                && let Ok(mut logs) = collected.lock()
+            {
+                logs.push(entry);
+            }
         }
+    });
+    // Log lines reach the backend while the update runs, so `cairn logs --follow` sees them.
+    let flusher = keeps_logs.then(|| {
+        let backend = prepared.context.backend.clone();
+        let stack = prepared.context.stack.clone();
+        let pending = pending_logs.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LOG_FLUSH_INTERVAL).await;
+                flush_logs(backend.as_ref(), &stack, &pending).await;
+            }
+        })
     });
     let cancellation = Cancellation::default();
     let signals = tokio::spawn(watch_signals(cancellation.clone()));
@@ -222,10 +243,89 @@ async fn run_engine(
     signals.abort();
     // The engine dropped its sender, so the progress task ends once it has printed everything.
     let _ = progress.await;
+    if let Some(flusher) = flusher {
+        flusher.abort();
+        flush_logs(
+            prepared.context.backend.as_ref(),
+            &prepared.context.stack,
+            &pending_logs,
+        )
+        .await;
+    }
     match outcome {
         Ok(outcome) => Ok(outcome),
         Err(cairn_engine::EngineError::Refused(message)) => Err(anyhow::anyhow!(message)),
         Err(error) => Err(error.into()),
+    }
+}
+
+/// How often log lines collected during an update are written to the backend.
+const LOG_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What `cairn logs` keeps of an engine event: provider log lines, and each step's outcome.
+fn log_entry_of(event: &EngineEvent) -> Option<LogEntry> {
+    let timestamp_ms = render::unix_now_millis();
+    match event {
+        EngineEvent::Log {
+            urn,
+            severity,
+            message,
+        } => Some(LogEntry {
+            timestamp_ms,
+            urn: Some(urn.to_string()),
+            severity: severity.as_str().to_owned(),
+            message: message.clone(),
+        }),
+        EngineEvent::StepFinished(record)
+            if record.op != StepOp::Same && !cairn_engine::is_default_provider(&record.urn) =>
+        {
+            let (severity, message) = match &record.error {
+                Some(error) => (
+                    "error",
+                    format!("{} failed: {error}", progressive(record.op)),
+                ),
+                None => (
+                    "info",
+                    format!(
+                        "{} in {:.2}s",
+                        record.op.past_tense(),
+                        record.duration.as_secs_f64()
+                    ),
+                ),
+            };
+            Some(LogEntry {
+                timestamp_ms,
+                urn: Some(record.urn.to_string()),
+                severity: severity.to_owned(),
+                message,
+            })
+        }
+        EngineEvent::Warning(message) => Some(LogEntry {
+            timestamp_ms,
+            urn: None,
+            severity: "warning".to_owned(),
+            message: message.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// Writes the collected log lines. Logs are a convenience: failing to keep them is reported,
+/// never a reason to fail the update.
+async fn flush_logs(
+    backend: &dyn cairn_state::Backend,
+    stack: &StackRef,
+    pending: &std::sync::Mutex<Vec<LogEntry>>,
+) {
+    let entries = match pending.lock() {
+        Ok(mut pending) => std::mem::take(&mut *pending),
+        Err(_) => return,
+    };
+    if entries.is_empty() {
+        return;
+    }
+    if let Err(error) = backend.append_logs(stack, entries).await {
+        output::warning(&format!("could not keep the update's log lines: {error}"));
     }
 }
 

@@ -5,6 +5,7 @@ mod cancel;
 mod config;
 mod deploy;
 mod login;
+mod logs;
 mod new;
 mod render;
 mod stack;
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cancel(args) => cancel::cancel(&workspace, args).await,
         Command::State(command) => state::run(&workspace, command).await,
         Command::Import(args) => deploy::import(&workspace, args).await,
+        Command::Logs(args) => logs::logs(&workspace, args).await,
     }
 }
 

@@ -39,6 +39,13 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+pub fn unix_now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|duration| duration.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// "3 minutes ago".
 pub fn ago(unix_seconds: i64) -> String {
     let seconds = (unix_now() - unix_seconds).max(0);
@@ -52,25 +59,13 @@ pub fn ago(unix_seconds: i64) -> String {
 
 /// RFC 3339 UTC time of now, for manifests.
 pub fn now_rfc3339() -> String {
-    let seconds = unix_now();
-    let days = seconds.div_euclid(86400);
-    let second_of_day = seconds.rem_euclid(86400);
-    // Civil-from-days (Howard Hinnant's algorithm): avoids a date crate for one timestamp.
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z.rem_euclid(146097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        second_of_day / 3600,
-        (second_of_day % 3600) / 60,
-        second_of_day % 60
-    )
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// RFC 3339 UTC time of a Unix time in milliseconds, for log lines.
+pub fn rfc3339_of_millis(unix_millis: i64) -> String {
+    let time = UNIX_EPOCH + std::time::Duration::from_millis(unix_millis.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
 }
 
 /// A value as `stack output NAME` prints it: strings bare, the rest as JSON.

@@ -1,12 +1,13 @@
 //! `cairn stack init|ls|select|rm|output|export|import|history`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
 
 use cairn_state::StackRef;
 
-use crate::cli::StackCommand;
+use crate::cli::{StackCommand, TagCommand};
 use crate::commands::{self, render, value_to_json};
 use crate::output;
 use crate::stack_config::StackConfigFile;
@@ -22,6 +23,8 @@ pub async fn run(workspace: &Workspace, command: StackCommand) -> anyhow::Result
         StackCommand::Export { file, version } => export(workspace, file, version).await,
         StackCommand::Import { file } => import(workspace, file).await,
         StackCommand::History => history(workspace).await,
+        StackCommand::Tag(command) => tag(workspace, command).await,
+        StackCommand::Rename { new_name } => rename(workspace, &new_name).await,
     }
 }
 
@@ -417,5 +420,107 @@ async fn history(workspace: &Workspace) -> anyhow::Result<()> {
         }
         output::line(&text);
     }
+    Ok(())
+}
+
+/// Tags Cairn sets itself (seed 000's `GetStackTags`): the project's name and description, and
+/// where its git remote lives.
+fn automatic_tags(workspace: &Workspace) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut tags = BTreeMap::new();
+    tags.insert("cairn:project".to_owned(), workspace.project_name()?);
+    tags.insert("cairn:runtime".to_owned(), "yaml".to_owned());
+    if let Some(description) = workspace.project_description() {
+        tags.insert("cairn:description".to_owned(), description);
+    }
+    let environment = crate::git::environment(&workspace.project_dir);
+    for key in ["vcs.owner", "vcs.repo", "vcs.kind"] {
+        if let Some(value) = environment.get(key) {
+            tags.insert(key.replace('.', ":"), value.clone());
+        }
+    }
+    Ok(tags)
+}
+
+async fn tag(workspace: &Workspace, command: TagCommand) -> anyhow::Result<()> {
+    let context = commands::open_stack(workspace).await?;
+    let backend = &context.backend;
+    let stack = &context.stack;
+    let invalid = |error: cairn_state::BackendError| match error {
+        cairn_state::BackendError::InvalidName(message) => crate::bad_input(message),
+        other => anyhow::Error::new(other),
+    };
+    match command {
+        TagCommand::Ls => {
+            let mut tags = automatic_tags(workspace)?;
+            tags.extend(backend.stack_tags(stack).await?);
+            if workspace.global.json {
+                output::json(&serde_json::to_value(&tags)?);
+                return Ok(());
+            }
+            let mut rows = vec![["NAME".to_owned(), "VALUE".to_owned()]];
+            rows.extend(tags.into_iter().map(|(name, value)| [name, value]));
+            for row in render::table(&rows) {
+                output::line(&row);
+            }
+        }
+        TagCommand::Get { name } => {
+            let mut tags = automatic_tags(workspace)?;
+            tags.extend(backend.stack_tags(stack).await?);
+            match tags.get(&name) {
+                Some(value) => output::line(value),
+                None => {
+                    return Err(crate::bad_input(format!(
+                        "stack `{}` has no tag `{name}`\nhelp: `cairn stack tag ls` lists them",
+                        stack.name
+                    )));
+                }
+            }
+        }
+        TagCommand::Set { name, value } => {
+            if name.starts_with("cairn:") || name.starts_with("pulumi:") {
+                return Err(crate::bad_input(format!(
+                    "`{name}` is an automatic tag and cannot be set"
+                )));
+            }
+            backend
+                .set_stack_tag(stack, &name, &value)
+                .await
+                .map_err(invalid)?;
+        }
+        TagCommand::Rm { name } => backend.remove_stack_tag(stack, &name).await?,
+    }
+    Ok(())
+}
+
+async fn rename(workspace: &Workspace, new_name: &str) -> anyhow::Result<()> {
+    let context = commands::open_stack(workspace).await?;
+    let old_name = context.stack.name.clone();
+    context
+        .backend
+        .rename_stack(&context.stack, new_name)
+        .await
+        .map_err(|error| match error {
+            cairn_state::BackendError::InvalidName(message) => crate::bad_input(message),
+            cairn_state::BackendError::StackAlreadyExists(name) => {
+                crate::bad_input(format!("stack `{name}` already exists"))
+            }
+            other => anyhow::Error::new(other),
+        })?;
+    // The stack file follows the stack, keeping its name style (Cairn.* or Pulumi.*).
+    let old_file = workspace.stack_config_path(&old_name);
+    if old_file.exists() {
+        let file_name = old_file
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let new_file = old_file.with_file_name(file_name.replacen(
+            &format!(".{old_name}."),
+            &format!(".{new_name}."),
+            1,
+        ));
+        fs_err::rename(&old_file, &new_file)?;
+    }
+    workspace.select_stack(&context.stack.project, Some(new_name))?;
+    output::line(&format!("Renamed {old_name} to {new_name}"));
     Ok(())
 }

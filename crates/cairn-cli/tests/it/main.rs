@@ -18,6 +18,7 @@ mod providers;
 mod pulumi_import;
 mod secrets;
 mod signals;
+mod stack_admin;
 mod stacks;
 mod state_edits;
 mod templates;
