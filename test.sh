@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Tests for the engine, programs, providers and the file backend need only Rust and a POSIX
-# shell (the `command` provider runs /bin/sh). Docker- and PostgreSQL-backed suites will
-# install their packages here when they arrive.
+# shell (the `command` provider runs /bin/sh). The postgres backend's tests start their own
+# PostgreSQL cluster from Debian's packages, installed here when absent.
+./scripts/ensure-postgres.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -531,3 +531,9 @@ async fn long_updates_fold_their_journal_and_keep_open_operations() {
         .collect();
     assert_eq!(pending, vec!["open"]);
 }
+
+#[tokio::test]
+async fn passes_the_backend_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    cairn_state::conformance::run_all(&backend(&dir)).await;
+}

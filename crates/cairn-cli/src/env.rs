@@ -13,6 +13,8 @@ pub const CAIRN_FAKE_LEDGER: &str = "CAIRN_FAKE_LEDGER";
 /// Fold an update's journal into a checkpoint once it is longer than this many bytes (tuning
 /// and tests; the default is 64 MiB or four checkpoints).
 pub const CAIRN_JOURNAL_FOLD_BYTES: &str = "CAIRN_JOURNAL_FOLD_BYTES";
+/// The password for a `postgres://` backend whose URL has none, as libpq reads it.
+pub const PGPASSWORD: &str = "PGPASSWORD";
 /// Pulumi's names for the same settings, accepted so existing setups keep working.
 pub const PULUMI_CONFIG_PASSPHRASE: &str = "PULUMI_CONFIG_PASSPHRASE";
 pub const PULUMI_CONFIG_PASSPHRASE_FILE: &str = "PULUMI_CONFIG_PASSPHRASE_FILE";

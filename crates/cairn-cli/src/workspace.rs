@@ -223,9 +223,30 @@ impl Workspace {
 
 /// Opens a backend by URL scheme.
 pub fn open_backend(url: &str, home: &Path) -> anyhow::Result<Arc<dyn Backend>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let password = env::var(env::PGPASSWORD);
+        // Connecting is async; commands open their backend from async code on the
+        // multi-threaded runtime, where waiting in place is allowed.
+        let backend = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(
+                cairn_backend_postgres::PostgresBackend::connect_with_password(
+                    url,
+                    password.as_deref(),
+                ),
+            )
+        })
+        .with_context(|| {
+            format!(
+                "opening the backend `{}`",
+                cairn_backend_postgres::redact(url)
+            )
+        })?;
+        return Ok(Arc::new(backend));
+    }
     let Some(path) = url.strip_prefix("file://") else {
         return Err(crate::bad_input(format!(
-            "unsupported backend URL `{url}`\nhelp: use `file://<directory>` (for example `file://~/.cairn`)"
+            "unsupported backend URL `{}`\nhelp: use `file://<directory>` (for example `file://~/.cairn`) or `postgres://user@host:5432/database`",
+            cairn_backend_postgres::redact(url)
         )));
     };
     let root = if path == "~" {

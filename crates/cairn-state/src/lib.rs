@@ -7,6 +7,8 @@
 //! a backend only ever stores ciphertext.
 
 pub mod backend;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod deployment;
 pub mod journal;
 pub mod persister;

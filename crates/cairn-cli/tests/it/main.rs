@@ -13,6 +13,7 @@ mod history;
 mod import;
 mod lifecycle;
 mod locks;
+mod postgres;
 mod programs;
 mod providers;
 mod pulumi_import;

@@ -52,6 +52,15 @@ impl TestContext {
         context
     }
 
+    /// As `with_program`, on the backend at `url` (`cairn login URL` first).
+    pub fn with_program_on(program: &str, url: &str) -> TestContext {
+        let context = TestContext::new();
+        context.write_program(program);
+        context.cairn(&["login", url]).success();
+        context.cairn(&["stack", "init", "dev"]).success();
+        context
+    }
+
     pub fn new() -> TestContext {
         let root = tempfile::tempdir().expect("creating a temporary directory");
         std::fs::create_dir_all(root.path().join("project")).unwrap();

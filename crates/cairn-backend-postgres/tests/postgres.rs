@@ -1,0 +1,145 @@
+//! The postgres backend against a real PostgreSQL server (a throwaway cluster started here):
+//! the conformance suite, two machines racing for one stack's lock, concurrent migrations, and
+//! a lost connection surfacing as an error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use cairn_backend_postgres::PostgresBackend;
+use cairn_backend_postgres::test_cluster::TestCluster;
+use cairn_state::{Backend, BackendError, LockOwner, StackRef};
+
+/// A cluster of the test's own, stopped when the test ends (nextest runs each test in a
+/// process of its own, so a shared static one would outlive them).
+fn cluster() -> TestCluster {
+    TestCluster::start().unwrap_or_else(|error| {
+        panic!("these tests need PostgreSQL and it could not start: {error}")
+    })
+}
+
+fn owner(host: &str) -> LockOwner {
+    LockOwner {
+        pid: 1,
+        host: host.to_owned(),
+        user: "tester".to_owned(),
+        command: "cairn up".to_owned(),
+        started: 0,
+        heartbeat: 0,
+        is_stale: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_backend_conformance_suite() {
+    let cluster = cluster();
+    let url = cluster.new_database().await.unwrap();
+    let backend = PostgresBackend::connect(&url).await.unwrap();
+    cairn_state::conformance::run_all(&backend).await;
+    assert_eq!(backend.current_user().await.unwrap(), "postgres");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_machines_racing_for_a_stack_exactly_one_gets_it() {
+    let cluster = cluster();
+    let url = cluster.new_database().await.unwrap();
+    let first = Arc::new(PostgresBackend::connect(&url).await.unwrap());
+    let second = Arc::new(PostgresBackend::connect(&url).await.unwrap());
+    let stack = StackRef::parse("dev", "race").unwrap();
+    first.create_stack(&stack).await.unwrap();
+    for _ in 0..10 {
+        let (a, b) = tokio::join!(
+            first.lock_stack(&stack, owner("machine-a")),
+            second.lock_stack(&stack, owner("machine-b"))
+        );
+        let winners = [a.is_ok(), b.is_ok()].iter().filter(|won| **won).count();
+        assert_eq!(winners, 1, "exactly one lock");
+        let loser = if a.is_ok() { &b } else { &a };
+        assert!(matches!(loser, Err(BackendError::Locked { .. })));
+        drop(a);
+        drop(b);
+        assert!(first.lock_holder(&stack).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_from_many_processes_at_once_apply_once() {
+    let cluster = cluster();
+    let url = cluster.new_database().await.unwrap();
+    let connects: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PostgresBackend::connect(&url).await.map(|_| ()) })
+        })
+        .collect();
+    for connect in connects {
+        connect.await.unwrap().unwrap();
+    }
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let rows = client
+        .query("SELECT version FROM cairn_schema_migrations", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_fails_the_append_and_leaves_pending_operations() {
+    let cluster = cluster();
+    let url = cluster.new_database().await.unwrap();
+    let backend = PostgresBackend::connect(&url).await.unwrap();
+    let stack = StackRef::parse("dev", "lost").unwrap();
+    backend.create_stack(&stack).await.unwrap();
+    let writer = backend
+        .begin_update(&stack, cairn_state::UpdateKind::Update, Default::default())
+        .await
+        .unwrap();
+    let persister = cairn_state::Persister::new(writer, Arc::new(Plain));
+    let resource = cairn_core::ResourceState {
+        urn: cairn_core::Urn::parse("urn:pulumi:dev::lost::fake:index:Resource::a").unwrap(),
+        custom: true,
+        type_: "fake:index:Resource".to_owned(),
+        ..Default::default()
+    };
+    persister
+        .begin(cairn_core::PendingOperationKind::Creating, &resource)
+        .await
+        .unwrap();
+    // Every session of this database is cut, as when the server restarts or the network drops.
+    let (admin, connection) = tokio_postgres::connect(&cluster.admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .unwrap();
+    let error = persister
+        .begin(cairn_core::PendingOperationKind::Creating, &resource)
+        .await
+        .expect_err("an append over a dead connection must fail");
+    assert!(!error.to_string().is_empty());
+    drop(persister);
+
+    // A new process sees the step that began as a pending operation: nothing was lost.
+    let again = PostgresBackend::connect(&url).await.unwrap();
+    let deployment = again.load_deployment(&stack).await.unwrap().unwrap();
+    assert_eq!(deployment.pending_operations.len(), 1);
+}
+
+struct Plain;
+
+impl cairn_secrets::Crypter for Plain {
+    fn encrypt(&self, plaintext: &str) -> Result<String, cairn_secrets::SecretsError> {
+        Ok(plaintext.to_owned())
+    }
+    fn decrypt(&self, ciphertext: &str) -> Result<String, cairn_secrets::SecretsError> {
+        Ok(ciphertext.to_owned())
+    }
+}

@@ -1,0 +1,214 @@
+//! A team on one PostgreSQL backend: the whole CLI against `postgres://` (a throwaway cluster
+//! started by the test), two machines (two `CAIRN_HOME`s) updating one stack, and a `kill -9`
+//! mid-update recovered with `cancel` and `refresh --clear-pending`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use cairn_backend_postgres::test_cluster::TestCluster;
+
+use crate::support::TestContext;
+
+fn cluster() -> TestCluster {
+    TestCluster::start().unwrap_or_else(|error| {
+        panic!("these tests need PostgreSQL and it could not start: {error}")
+    })
+}
+
+fn database(cluster: &TestCluster) -> String {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(cluster.new_database())
+        .unwrap()
+}
+
+const PROGRAM: &str = r#"
+name: team
+runtime: yaml
+config:
+  token:
+    type: string
+    secret: true
+resources:
+  pet:
+    type: random:RandomPet
+  thing:
+    type: fake:Resource
+    properties:
+      name: ${pet.id}
+      token: ${token}
+outputs:
+  name: ${pet.id}
+"#;
+
+#[test]
+fn the_whole_cli_works_on_a_postgres_backend() {
+    let cluster = cluster();
+    let url = database(&cluster);
+    let context = TestContext::new();
+    context.write_program(PROGRAM);
+    let login = context.cairn(&["login", &url]).success();
+    assert!(
+        login.stdout.contains("Logged in to postgres://"),
+        "{}",
+        login.stdout
+    );
+    assert_eq!(
+        context.cairn(&["whoami"]).success().stdout.trim(),
+        "postgres"
+    );
+    context.cairn(&["stack", "init", "dev"]).success();
+    context
+        .cairn(&["config", "set", "--secret", "token", "pg-s3cret"])
+        .success();
+    context.cairn(&["up", "--yes"]).success();
+    let preview = context.cairn(&["preview"]).success();
+    assert!(preview.stdout.contains("3 unchanged"), "{}", preview.stdout);
+    let listed = context.cairn(&["stack", "ls", "--json"]).success();
+    assert!(listed.stdout.contains("\"dev\""), "{}", listed.stdout);
+    let history = context.cairn(&["stack", "history", "--json"]).success();
+    assert!(history.stdout.contains("succeeded"), "{}", history.stdout);
+    context
+        .cairn(&["stack", "tag", "set", "team", "infra"])
+        .success();
+    assert_eq!(
+        context
+            .cairn(&["stack", "tag", "get", "team"])
+            .success()
+            .stdout
+            .trim(),
+        "infra"
+    );
+    // Secrets are sealed in the database too.
+    let export = context.cairn(&["stack", "export"]).success();
+    assert!(!export.stdout.contains("pg-s3cret"));
+    context.cairn(&["destroy", "--yes"]).success();
+    context.cairn(&["stack", "rm", "dev", "--yes"]).success();
+    assert!(
+        !context
+            .cairn(&["stack", "ls"])
+            .success()
+            .stdout
+            .contains("dev")
+    );
+}
+
+const SLOW: &str = "name: shared\nruntime: yaml\nresources:\n  slow:\n    type: fake:Resource\n    properties:\n      latencyMs: 2500\n";
+
+#[test]
+fn of_two_machines_updating_one_stack_exactly_one_runs() {
+    let cluster = cluster();
+    let url = database(&cluster);
+    let machine_a = TestContext::with_program_on(SLOW, &url);
+    let machine_b = TestContext::new();
+    machine_b.write_program(SLOW);
+    machine_b.cairn(&["login", &url]).success();
+    machine_b.cairn(&["stack", "select", "dev"]).success();
+
+    let first = machine_a
+        .command(&["up", "--yes", "--skip-preview"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let second = machine_b
+        .command(&["up", "--yes", "--skip-preview"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let outputs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let succeeded = outputs
+        .iter()
+        .filter(|output| output.status.success())
+        .count();
+    assert_eq!(succeeded, 1, "{outputs:?}");
+    let loser = outputs
+        .iter()
+        .find(|output| !output.status.success())
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&loser.stderr);
+    assert!(stderr.contains("is locked by `cairn up"), "{stderr}");
+    assert_eq!(machine_b.resources().len(), 1);
+}
+
+/// (URN → live IDs) according to the fake provider's ledger.
+fn live_by_urn(ledger: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut live: BTreeMap<String, bool> = BTreeMap::new();
+    let mut urn_of: BTreeMap<String, String> = BTreeMap::new();
+    for line in std::fs::read_to_string(ledger).unwrap_or_default().lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let id = entry["id"].as_str().unwrap().to_owned();
+        if entry["op"] == "create" {
+            urn_of.insert(id.clone(), entry["urn"].as_str().unwrap().to_owned());
+        }
+        live.insert(id, entry["op"] != "delete");
+    }
+    let mut by_urn: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (id, is_live) in live {
+        if is_live && let Some(urn) = urn_of.get(&id) {
+            by_urn.entry(urn.clone()).or_default().push(id);
+        }
+    }
+    by_urn
+}
+
+#[test]
+fn a_killed_update_on_postgres_is_recovered_with_cancel_and_clear_pending() {
+    let cluster = cluster();
+    let url = database(&cluster);
+    let mut program = String::from("name: crashy\nruntime: yaml\nresources:\n");
+    for index in 0..40 {
+        program.push_str(&format!(
+            "  r{index}:\n    type: fake:Resource\n    properties:\n      latencyMs: 150\n"
+        ));
+    }
+    let context = TestContext::with_program_on(&program, &url);
+    let ledger = context.root.path().join("ledger.jsonl");
+    let mut up = context
+        .command(&["up", "--yes", "--skip-preview", "--parallel", "4"])
+        .env("CAIRN_FAKE_LEDGER", &ledger)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some resources exist and others are in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while live_by_urn(&ledger).len() < 6 {
+        assert!(Instant::now() < deadline, "the update never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    up.kill().unwrap();
+    up.wait().unwrap();
+
+    let env = [("CAIRN_FAKE_LEDGER", ledger.as_path())];
+    let locked = context.cairn_with(&["up", "--yes"], &env).expect_code(1);
+    assert!(locked.stderr.contains("is locked by"), "{}", locked.stderr);
+    context.cairn_with(&["cancel", "--yes"], &env).success();
+    context
+        .cairn_with(&["refresh", "--clear-pending", "--yes"], &env)
+        .success();
+    context.cairn_with(&["up", "--yes"], &env).success();
+
+    // Every resource exists exactly once, and the state holds exactly those.
+    let live = live_by_urn(&ledger);
+    assert_eq!(live.len(), 40);
+    assert!(live.values().all(|ids| ids.len() == 1), "{live:?}");
+    let resources = context.resources();
+    assert_eq!(resources.len(), 40);
+    for resource in resources {
+        let urn = resource["urn"].as_str().unwrap();
+        assert_eq!(live[urn], vec![resource["id"].as_str().unwrap().to_owned()]);
+    }
+    let history = context.cairn(&["stack", "history", "--json"]).success();
+    assert!(history.stdout.contains("cancelled"), "{}", history.stdout);
+}
