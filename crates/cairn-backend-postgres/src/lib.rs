@@ -12,6 +12,7 @@
 mod schema;
 #[cfg(feature = "test-cluster")]
 pub mod test_cluster;
+mod update;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,9 +28,9 @@ use cairn_state::{
 use tokio_postgres::{Client, NoTls};
 
 /// How many past checkpoints are kept per stack (`cairn stack export --version N`).
-const KEPT_VERSIONS: i64 = 10;
+pub(crate) const KEPT_VERSIONS: i64 = 10;
 /// How often a held lock's heartbeat is refreshed.
-const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// A lock whose heartbeat is older than this is reported as stale (its holder died or hung).
 const STALE_AFTER_SECONDS: i64 = 30;
 
@@ -349,13 +350,13 @@ impl Backend for PostgresBackend {
             .await
             .map_err(|error| database_error("recording the update in history", &error))?;
         self.count(&[&text]);
-        Ok(Box::new(PostgresUpdateWriter {
-            client: self.client.clone(),
-            transactions: self.transactions.clone(),
-            stack_id: id,
+        Ok(Box::new(update::PostgresUpdateWriter::new(
+            self.client.clone(),
+            self.transactions.clone(),
+            id,
             info,
-            bytes_written: self.bytes_written.clone(),
-        }))
+            self.bytes_written.clone(),
+        )))
     }
 
     async fn history(&self, stack: &StackRef) -> BackendResult<Vec<UpdateInfo>> {
@@ -457,7 +458,7 @@ impl Backend for PostgresBackend {
                     .await;
             }
         });
-        Ok(Box::new(PostgresLock {
+        Ok(Box::new(update::PostgresLock {
             client: self.client.clone(),
             stack_id: id,
             token,
@@ -664,147 +665,8 @@ impl Backend for PostgresBackend {
     }
 }
 
-/// Records one update of one stack.
-struct PostgresUpdateWriter {
-    client: Arc<Client>,
-    transactions: Arc<tokio::sync::Mutex<Client>>,
-    stack_id: i64,
-    /// The in-progress history record, completed by `finish`.
-    info: UpdateInfo,
-    bytes_written: Arc<AtomicU64>,
-}
-
-#[async_trait]
-impl UpdateWriter for PostgresUpdateWriter {
-    async fn append(&self, records: Vec<JournalRecord>) -> BackendResult<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let texts: Vec<String> = records.iter().map(to_json).collect::<BackendResult<_>>()?;
-        // One statement, so one commit, for the whole batch; when it returns, the records are
-        // durable, and an error (connection lost) reaches the engine, which stops.
-        self.client
-            .execute(
-                "INSERT INTO cairn_journal (stack_id, record) SELECT $1, unnest($2::text[])",
-                &[&self.stack_id, &texts],
-            )
-            .await
-            .map_err(|error| database_error("appending to the journal", &error))?;
-        let bytes: usize = texts.iter().map(String::len).sum();
-        self.bytes_written
-            .fetch_add(bytes as u64, Ordering::Relaxed);
-        Ok(())
-    }
-
-    async fn finish(
-        self: Box<Self>,
-        deployment: Deployment,
-        result: UpdateResult,
-        resource_changes: BTreeMap<String, usize>,
-    ) -> BackendResult<()> {
-        let PostgresUpdateWriter {
-            transactions,
-            stack_id,
-            mut info,
-            bytes_written,
-            ..
-        } = *self;
-        let version = info.version as i64;
-        info.result = result;
-        info.end_time = unix_now();
-        info.resource_changes = resource_changes;
-        let checkpoint = to_json(&deployment)?;
-        let history = to_json(&info)?;
-        let result_name = serde_json::to_value(result)
-            .ok()
-            .and_then(|value| value.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        in_transaction(
-            &transactions,
-            &[
-                // The checkpoint being replaced is the state after the previous update.
-                (
-                    "INSERT INTO cairn_versions (stack_id, version, checkpoint) \
-                     SELECT id, $2::bigint - 1, checkpoint FROM cairn_stacks \
-                     WHERE id = $1 AND $2::bigint > 1 \
-                     ON CONFLICT (stack_id, version) DO NOTHING",
-                    vec![Param::Id(stack_id), Param::Int(version)],
-                ),
-                (
-                    "DELETE FROM cairn_versions \
-                     WHERE stack_id = $1 AND version <= $2::bigint - 1 - $3::bigint",
-                    vec![
-                        Param::Id(stack_id),
-                        Param::Int(version),
-                        Param::Int(KEPT_VERSIONS),
-                    ],
-                ),
-                (
-                    "UPDATE cairn_stacks SET checkpoint = $2 WHERE id = $1",
-                    vec![Param::Id(stack_id), Param::Text(checkpoint.clone())],
-                ),
-                (
-                    "DELETE FROM cairn_journal WHERE stack_id = $1",
-                    vec![Param::Id(stack_id)],
-                ),
-                (
-                    "UPDATE cairn_history SET result = $3, end_time = $4, info = $5 \
-                     WHERE stack_id = $1 AND version = $2",
-                    vec![
-                        Param::Id(stack_id),
-                        Param::Int(version),
-                        Param::Text(result_name),
-                        Param::Int(info.end_time),
-                        Param::Text(history.clone()),
-                    ],
-                ),
-            ],
-        )
-        .await?;
-        bytes_written.fetch_add((checkpoint.len() + history.len()) as u64, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-/// A held stack lock: its heartbeat runs until it is dropped, which deletes the row.
-struct PostgresLock {
-    client: Arc<Client>,
-    stack_id: i64,
-    token: String,
-    heartbeat: tokio::task::JoinHandle<()>,
-}
-
-impl StackLock for PostgresLock {}
-
-impl Drop for PostgresLock {
-    fn drop(&mut self) {
-        self.heartbeat.abort();
-        let client = self.client.clone();
-        let stack_id = self.stack_id;
-        let token = std::mem::take(&mut self.token);
-        let release = async move {
-            let _ = client
-                .execute(
-                    "DELETE FROM cairn_locks WHERE stack_id = $1 AND token = $2",
-                    &[&stack_id, &token],
-                )
-                .await;
-        };
-        // The release must be done before the process exits, or the next command would find
-        // the stack locked; on a multi-threaded runtime, wait for it here.
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            tokio::task::block_in_place(|| handle.block_on(release));
-        } else {
-            handle.spawn(release);
-        }
-    }
-}
-
 /// A parameter of a statement run in a transaction.
-enum Param {
+pub(crate) enum Param {
     Id(i64),
     Int(i64),
     Text(String),
@@ -813,7 +675,7 @@ enum Param {
 /// Runs statements in one transaction, on the connection kept for transactions (the shared
 /// one cannot give the `&mut` a transaction needs, and other tasks' statements must not land
 /// inside it).
-async fn in_transaction(
+pub(crate) async fn in_transaction(
     connection: &tokio::sync::Mutex<Client>,
     statements: &[(&str, Vec<Param>)],
 ) -> BackendResult<()> {
@@ -867,7 +729,7 @@ fn kind_name(kind: UpdateKind) -> String {
         .unwrap_or_default()
 }
 
-fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> BackendResult<String> {
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> BackendResult<String> {
     serde_json::to_string(value).map_err(|error| BackendError::Format(error.to_string()))
 }
 
@@ -877,7 +739,7 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> BackendResul
     })
 }
 
-fn database_error(action: &str, error: &tokio_postgres::Error) -> BackendError {
+pub(crate) fn database_error(action: &str, error: &tokio_postgres::Error) -> BackendError {
     // The driver's messages name hosts and databases, never the password.
     let detail = error
         .as_db_error()
@@ -900,7 +762,7 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|duration| duration.as_secs() as i64)

@@ -18,8 +18,13 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
-    /// Starts a cluster, or says why it cannot.
+    /// Starts a cluster for tests (without fsync, for speed), or says why it cannot.
     pub fn start() -> Result<TestCluster, String> {
+        TestCluster::start_with(false)
+    }
+
+    /// Starts a cluster; `durable` keeps PostgreSQL's fsync on, as benchmarks must.
+    pub fn start_with(durable: bool) -> Result<TestCluster, String> {
         let bin = find_bin_dir().ok_or_else(|| {
             "PostgreSQL's initdb was not found on PATH or under /usr/lib/postgresql/*/bin; \
              run scripts/ensure-postgres.sh (apt-get install -y postgresql)"
@@ -62,8 +67,9 @@ impl TestCluster {
             ],
         )?;
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-            cluster.dir.path().display()
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
+            cluster.dir.path().display(),
+            if durable { "on" } else { "off" }
         );
         let log = cluster.dir.path().join("server.log");
         cluster.run(

@@ -14,6 +14,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
+mod backends;
+
 /// The shape of a generated program.
 #[derive(Clone, Copy, Debug)]
 enum Shape {
@@ -216,6 +218,9 @@ fn main() -> anyhow::Result<()> {
     let runs = if quick { 1 } else { 3 };
     let cairn = std::fs::canonicalize(&cairn)
         .with_context(|| format!("no cairn binary at `{}`", cairn.display()))?;
+    if arguments.iter().any(|argument| argument == "--backends") {
+        return backends::run(&cairn, quick);
+    }
     let sizes: &[usize] = if quick { &[1_000] } else { &[10_000, 20_000] };
     let mut scenarios = Vec::new();
     for &n_resources in sizes {
