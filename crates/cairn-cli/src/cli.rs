@@ -74,6 +74,9 @@ pub enum Command {
     Import(ImportArgs),
     /// Show what providers and the engine logged during the stack's updates
     Logs(LogsArgs),
+    /// Provider plugins
+    #[command(subcommand)]
+    Plugin(PluginCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,6 +212,15 @@ pub enum StackCommand {
         /// The new name
         new_name: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// List the built-in providers and the plugins found, with their versions
+    Ls,
+    /// Serve a built-in provider over the plugin protocol on stdin/stdout
+    #[command(hide = true)]
+    Serve { package: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -34,7 +34,7 @@ async fn prepare(
     with_lock: bool,
 ) -> anyhow::Result<Prepared> {
     let project = workspace.project_name()?;
-    let providers = Arc::new(commands::provider_registry()?);
+    let providers = Arc::new(commands::plugins::registry_for(workspace).await?);
     // The program is checked before anything else, so bad input never touches the stack.
     let program = if with_program {
         Some(Arc::new(commands::load_program(workspace, &providers)?))
@@ -751,7 +751,7 @@ pub async fn destroy(workspace: &Workspace, args: DestroyArgs) -> anyhow::Result
 /// `cairn import TYPE NAME ID`: an update that adds one resource, read through its provider
 /// (the `import` resource option), and changes nothing else; then the snippet to declare it.
 pub async fn import(workspace: &Workspace, args: ImportArgs) -> anyhow::Result<()> {
-    let registry = commands::provider_registry()?;
+    let registry = commands::plugins::registry_for(workspace).await?;
     let resolved = registry.resolve_resource(&args.type_token).ok_or_else(|| {
         crate::bad_input(format!(
             "no provider offers the resource type `{}`\nhelp: `cairn plugin ls` lists the providers and their packages",

@@ -7,6 +7,7 @@ mod deploy;
 mod login;
 mod logs;
 mod new;
+pub mod plugins;
 mod render;
 mod stack;
 mod state;
@@ -29,34 +30,29 @@ use crate::workspace::Workspace;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let workspace = Workspace::new(cli.global)?;
-    match cli.command {
-        Command::Login(args) => login::login(&workspace, args),
-        Command::Logout => login::logout(&workspace),
-        Command::Whoami => login::whoami(&workspace).await,
-        Command::New(args) => new::new(&workspace, args).await,
-        Command::Stack(command) => stack::run(&workspace, command).await,
-        Command::Config(args) => config::run(&workspace, args).await,
-        Command::Preview(args) => deploy::preview(&workspace, args).await,
-        Command::Up(args) => deploy::up(&workspace, args).await,
-        Command::Refresh(args) => deploy::refresh(&workspace, args).await,
-        Command::Destroy(args) => deploy::destroy(&workspace, args).await,
-        Command::Cancel(args) => cancel::cancel(&workspace, args).await,
-        Command::State(command) => state::run(&workspace, command).await,
-        Command::Import(args) => deploy::import(&workspace, args).await,
-        Command::Logs(args) => logs::logs(&workspace, args).await,
-    }
+    let result = run_command(&workspace, cli.command).await;
+    plugins::shutdown_all().await;
+    result
 }
 
-/// The built-in providers. Plugins join here later.
-pub fn provider_registry() -> anyhow::Result<ProviderRegistry> {
-    let mut registry = ProviderRegistry::new();
-    registry.register(cairn_providers::random_provider());
-    registry.register(cairn_providers::command_provider());
-    let ledger = env::var(env::CAIRN_FAKE_LEDGER).map(std::path::PathBuf::from);
-    let fake = cairn_provider::fake::FakeProvider::new(ledger)
-        .context("opening the fake provider's ledger (CAIRN_FAKE_LEDGER)")?;
-    registry.register(Arc::new(fake));
-    Ok(registry)
+async fn run_command(workspace: &Workspace, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Login(args) => login::login(workspace, args),
+        Command::Logout => login::logout(workspace),
+        Command::Whoami => login::whoami(workspace).await,
+        Command::New(args) => new::new(workspace, args).await,
+        Command::Stack(command) => stack::run(workspace, command).await,
+        Command::Config(args) => config::run(workspace, args).await,
+        Command::Preview(args) => deploy::preview(workspace, args).await,
+        Command::Up(args) => deploy::up(workspace, args).await,
+        Command::Refresh(args) => deploy::refresh(workspace, args).await,
+        Command::Destroy(args) => deploy::destroy(workspace, args).await,
+        Command::Cancel(args) => cancel::cancel(workspace, args).await,
+        Command::State(command) => state::run(workspace, command).await,
+        Command::Import(args) => deploy::import(workspace, args).await,
+        Command::Logs(args) => logs::logs(workspace, args).await,
+        Command::Plugin(command) => plugins::run(workspace, command).await,
+    }
 }
 
 /// Reads program files from disk.

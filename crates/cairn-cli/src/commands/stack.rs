@@ -348,7 +348,7 @@ fn check_importable(
     stack: &StackRef,
     source: &str,
 ) -> anyhow::Result<()> {
-    let registry = commands::provider_registry()?;
+    let registry = commands::plugins::builtin_registry()?;
     let mut problems = Vec::new();
     for resource in &snapshot.resources {
         let urn = &resource.urn;

@@ -13,6 +13,7 @@ mod history;
 mod import;
 mod lifecycle;
 mod locks;
+mod plugins;
 mod postgres;
 mod programs;
 mod providers;
