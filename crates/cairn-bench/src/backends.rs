@@ -53,7 +53,7 @@ fn time_up(cairn: &Path, url: Option<&str>, n_resources: usize) -> anyhow::Resul
     run(&["up", "--yes", "--skip-preview", "-s", &stack])
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }

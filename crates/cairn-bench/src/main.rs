@@ -15,6 +15,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 mod backends;
+mod plugins;
 
 /// The shape of a generated program.
 #[derive(Clone, Copy, Debug)]
@@ -220,6 +221,9 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("no cairn binary at `{}`", cairn.display()))?;
     if arguments.iter().any(|argument| argument == "--backends") {
         return backends::run(&cairn, quick);
+    }
+    if arguments.iter().any(|argument| argument == "--plugins") {
+        return plugins::run(&cairn, quick);
     }
     let sizes: &[usize] = if quick { &[1_000] } else { &[10_000, 20_000] };
     let mut scenarios = Vec::new();

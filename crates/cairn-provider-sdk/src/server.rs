@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use cairn_core::Urn;
 use cairn_provider::{CallContext, LogSink, Provider, ProviderError};
 use serde_json::{Value as Json, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{RwLock, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -19,14 +18,18 @@ use crate::wire::{self, codes, map_from_json, map_to_json};
 
 /// Serves `provider` on stdin/stdout until the engine says `shutdown` or closes stdin.
 pub async fn serve(provider: Arc<dyn Provider>) -> ExitCode {
-    let (outgoing, mut to_write) = mpsc::unbounded_channel::<String>();
-    let writer = tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
-        while let Some(line) = to_write.recv().await {
-            if stdout.write_all(line.as_bytes()).await.is_err()
-                || stdout.write_all(b"\n").await.is_err()
-                || stdout.flush().await.is_err()
-            {
+    // Plain threads do the blocking reads and writes of stdin and stdout: tokio's own stdio
+    // would send every read and write through its blocking pool, which costs more than the
+    // message itself. The writer flushes only when nothing else is queued, so a burst of
+    // answers goes out in one write.
+    let (outgoing, to_write) = mpsc::unbounded_channel::<String>();
+    let writer = std::thread::spawn(move || write_lines(to_write));
+    let (line_sender, mut incoming) = mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if line_sender.send(line).is_err() {
                 break;
             }
         }
@@ -36,9 +39,8 @@ pub async fn serve(provider: Arc<dyn Provider>) -> ExitCode {
         outgoing: outgoing.clone(),
         in_flight: Mutex::new(HashMap::new()),
     });
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut tasks = tokio::task::JoinSet::new();
-    while let Ok(Some(line)) = lines.next_line().await {
+    while let Some(line) = incoming.recv().await {
         if line.trim().is_empty() {
             continue;
         }
@@ -94,8 +96,25 @@ pub async fn serve(provider: Arc<dyn Provider>) -> ExitCode {
     }
     drop(server);
     drop(outgoing);
-    let _ = writer.await;
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     ExitCode::SUCCESS
+}
+
+fn write_lines(mut to_write: mpsc::UnboundedReceiver<String>) {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    while let Some(line) = to_write.blocking_recv() {
+        let mut written = out.write_all(line.as_bytes()).and(out.write_all(b"\n"));
+        while written.is_ok()
+            && let Ok(more) = to_write.try_recv()
+        {
+            written = out.write_all(more.as_bytes()).and(out.write_all(b"\n"));
+        }
+        if written.and(out.flush()).is_err() {
+            return;
+        }
+    }
 }
 
 struct Server {
