@@ -8,6 +8,9 @@ cd "$(dirname "$0")"
 # shell (the `command` provider runs /bin/sh). The postgres backend's tests start their own
 # PostgreSQL cluster from Debian's packages, installed here when absent.
 ./scripts/ensure-postgres.sh
+# The compute tests run containers on the local Docker Engine, from an image they build out of
+# Debian's static busybox (no registry is reachable).
+./scripts/ensure-busybox.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

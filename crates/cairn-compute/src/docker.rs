@@ -1,0 +1,285 @@
+//! The `docker` driver: one container per instance, through the Docker Engine API (bollard),
+//! never the `docker` CLI. Properties: `image` (required), `command` (list), `env` (map or
+//! `K=V` list), `memoryMb`, `cpus`, `network`, `restart` (`no`, `always`, `unless-stopped`,
+//! `on-failure`). Tags become labels, and `describe` filters on them in the engine. `init` runs
+//! as the container's command under `/bin/sh -c`. The engine is the one `DOCKER_HOST` names
+//! (or the `host` setting: `unix:///path` or `tcp://host:port`); the API version is negotiated,
+//! so older engines (API 1.41) work. Docker cannot change a container's labels, so `label` keeps
+//! added tags in a label file inside the container's own metadata: not supported; see `label`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, ExecConfig, HostConfig, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, StartContainerOptions,
+};
+use futures_util::StreamExt;
+
+use crate::driver::{
+    DestroyReason, DriverError, DriverResult, InstanceDescription, InstanceDriver, InstanceSpec,
+    OutputChunk, Stream,
+};
+use crate::group::LOGICAL_ID_TAG;
+
+/// Every container this driver makes carries this label, so it never touches others.
+pub const MANAGED_LABEL: &str = "cairn.managed";
+
+pub struct DockerDriver {
+    docker: Docker,
+}
+
+fn failed(action: &str, error: bollard::errors::Error) -> DriverError {
+    DriverError::Failed(format!("docker: {action}: {error}"))
+}
+
+impl DockerDriver {
+    /// Connects to the engine named by `host` (`unix://...`, `tcp://...`), else `DOCKER_HOST`,
+    /// else the local socket, and agrees on an API version with it.
+    pub async fn connect(host: Option<&str>) -> DriverResult<DockerDriver> {
+        let docker = match host {
+            Some(host) if host.starts_with("unix://") => Docker::connect_with_socket(
+                host.trim_start_matches("unix://"),
+                120,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            Some(host) => Docker::connect_with_http(host, 120, bollard::API_DEFAULT_VERSION),
+            None => Docker::connect_with_local_defaults(),
+        }
+        .map_err(|error| failed("connecting to the engine", error))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|error| failed("reaching the engine", error))?;
+        Ok(DockerDriver { docker })
+    }
+
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+fn strings(value: &serde_json::Value) -> Option<Vec<String>> {
+    value.as_array().map(|items| {
+        items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map_or_else(|| item.to_string(), str::to_owned)
+            })
+            .collect()
+    })
+}
+
+fn env_of(value: &serde_json::Value) -> Option<Vec<String>> {
+    match value {
+        serde_json::Value::Object(map) => Some(
+            map.iter()
+                .map(|(key, value)| {
+                    format!(
+                        "{key}={}",
+                        value
+                            .as_str()
+                            .map_or_else(|| value.to_string(), str::to_owned)
+                    )
+                })
+                .collect(),
+        ),
+        other => strings(other),
+    }
+}
+
+#[async_trait]
+impl InstanceDriver for DockerDriver {
+    fn name(&self) -> &str {
+        "docker"
+    }
+
+    async fn validate(&self, properties: &serde_json::Value) -> DriverResult<()> {
+        if !properties["image"].is_string() {
+            return Err(DriverError::Invalid(
+                "the docker driver needs `image` (a local image: no registry is used)".to_owned(),
+            ));
+        }
+        if let Some(restart) = properties["restart"].as_str()
+            && !matches!(restart, "no" | "always" | "unless-stopped" | "on-failure")
+        {
+            return Err(DriverError::Invalid(format!(
+                "`restart` must be no, always, unless-stopped or on-failure, not `{restart}`"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn provision(&self, spec: InstanceSpec) -> DriverResult<String> {
+        self.validate(&spec.properties).await?;
+        let properties = &spec.properties;
+        let mut labels: HashMap<String, String> = spec.tags.clone().into_iter().collect();
+        labels.insert(MANAGED_LABEL.to_owned(), "true".to_owned());
+        if let Some(logical_id) = &spec.logical_id {
+            labels.insert(LOGICAL_ID_TAG.to_owned(), logical_id.clone());
+        }
+        let cmd = match &spec.init {
+            Some(init) => Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), init.clone()]),
+            None => strings(&properties["command"]),
+        };
+        let restart = properties["restart"].as_str().map(|name| RestartPolicy {
+            name: Some(match name {
+                "always" => RestartPolicyNameEnum::ALWAYS,
+                "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+                "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+                _ => RestartPolicyNameEnum::NO,
+            }),
+            maximum_retry_count: None,
+        });
+        let host_config = HostConfig {
+            memory: properties["memoryMb"].as_i64().map(|mb| mb * 1024 * 1024),
+            nano_cpus: properties["cpus"].as_f64().map(|cpus| (cpus * 1e9) as i64),
+            network_mode: properties["network"].as_str().map(str::to_owned),
+            restart_policy: restart,
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: properties["image"].as_str().map(str::to_owned),
+            cmd,
+            env: env_of(&properties["env"]),
+            labels: Some(labels),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(None::<CreateContainerOptions>, body)
+            .await
+            .map_err(|error| failed("creating a container", error))?;
+        if let Err(error) = self
+            .docker
+            .start_container(&created.id, None::<StartContainerOptions>)
+            .await
+        {
+            let _ = self.destroy(&created.id, DestroyReason::Terminate).await;
+            return Err(failed("starting the container", error));
+        }
+        Ok(created.id)
+    }
+
+    /// Docker fixes a container's labels when it is created; new tags cannot be added to a
+    /// running one, so this refuses rather than pretend.
+    async fn label(&self, id: &str, _tags: &BTreeMap<String, String>) -> DriverResult<()> {
+        Err(DriverError::Failed(format!(
+            "docker cannot change the labels of container `{id}`; tags are set when it is provisioned"
+        )))
+    }
+
+    async fn destroy(&self, id: &str, _reason: DestroyReason) -> DriverResult<()> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(error) => Err(failed("removing a container", error)),
+        }
+    }
+
+    async fn describe(
+        &self,
+        tags: &BTreeMap<String, String>,
+        with_properties: bool,
+    ) -> DriverResult<Vec<InstanceDescription>> {
+        let mut labels = vec![format!("{MANAGED_LABEL}=true")];
+        labels.extend(tags.iter().map(|(key, value)| format!("{key}={value}")));
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".to_owned(), labels)])),
+            ..Default::default()
+        };
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|error| failed("listing containers", error))?;
+        Ok(containers
+            .into_iter()
+            .map(|container| {
+                let tags: BTreeMap<String, String> = container
+                    .labels
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(key, _)| key != MANAGED_LABEL)
+                    .collect();
+                let running = container
+                    .state
+                    .map(|state| format!("{state:?}").eq_ignore_ascii_case("running"))
+                    .unwrap_or(false);
+                InstanceDescription {
+                    id: container.id.unwrap_or_default(),
+                    logical_id: tags.get(LOGICAL_ID_TAG).cloned(),
+                    tags,
+                    running,
+                    properties: with_properties
+                        .then(|| serde_json::json!({ "image": container.image })),
+                }
+            })
+            .collect())
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        command: &[String],
+        output: tokio::sync::mpsc::UnboundedSender<OutputChunk>,
+    ) -> DriverResult<i64> {
+        let exec = self
+            .docker
+            .create_exec(
+                id,
+                ExecConfig {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(command.to_vec()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|error| failed("starting a command", error))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None::<bollard::exec::StartExecOptions>)
+            .await
+            .map_err(|error| failed("starting a command", error))?;
+        if let bollard::exec::StartExecResults::Attached {
+            output: mut stream, ..
+        } = started
+        {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|error| failed("reading a command's output", error))?;
+                let (stream, bytes) = match chunk {
+                    bollard::container::LogOutput::StdErr { message } => (Stream::Stderr, message),
+                    bollard::container::LogOutput::StdOut { message }
+                    | bollard::container::LogOutput::Console { message } => {
+                        (Stream::Stdout, message)
+                    }
+                    bollard::container::LogOutput::StdIn { .. } => continue,
+                };
+                let _ = output.send(OutputChunk {
+                    stream,
+                    bytes: bytes.to_vec(),
+                });
+            }
+        }
+        let inspected = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|error| failed("reading a command's exit code", error))?;
+        Ok(inspected.exit_code.unwrap_or(-1))
+    }
+}

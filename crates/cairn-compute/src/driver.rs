@@ -1,0 +1,99 @@
+//! The `InstanceDriver` trait (InfraKit's `instance.Plugin`) and its types.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("invalid instance properties: {0}")]
+    Invalid(String),
+    #[error("no instance `{0}`")]
+    NotFound(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub type DriverResult<T> = Result<T, DriverError>;
+
+/// What to provision (InfraKit's `instance.Spec`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceSpec {
+    /// Driver-specific properties (for `docker`: image, command, env, ...).
+    pub properties: serde_json::Value,
+    pub tags: BTreeMap<String, String>,
+    /// A script run when the instance starts (`/bin/sh -c`).
+    #[serde(default)]
+    pub init: Option<String>,
+    /// A stable identity for members of a quorum group.
+    #[serde(default)]
+    pub logical_id: Option<String>,
+}
+
+/// One instance as a driver sees it (InfraKit's `instance.Description`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceDescription {
+    pub id: String,
+    pub logical_id: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// Whether it is running.
+    pub running: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<serde_json::Value>,
+}
+
+/// Why an instance is destroyed (InfraKit's `instance.Context`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DestroyReason {
+    RollingUpdate,
+    Terminate,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A piece of a command's output, as it arrives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputChunk {
+    pub stream: Stream,
+    pub bytes: Vec<u8>,
+}
+
+#[async_trait]
+pub trait InstanceDriver: Send + Sync {
+    /// The driver's name (`docker`, `fake`).
+    fn name(&self) -> &str;
+
+    /// Checks properties before anything is provisioned.
+    async fn validate(&self, properties: &serde_json::Value) -> DriverResult<()>;
+
+    /// Starts an instance; returns its ID.
+    async fn provision(&self, spec: InstanceSpec) -> DriverResult<String>;
+
+    /// Merges `tags` into the instance's tags.
+    async fn label(&self, id: &str, tags: &BTreeMap<String, String>) -> DriverResult<()>;
+
+    /// Stops and removes an instance; one already gone is not an error.
+    async fn destroy(&self, id: &str, reason: DestroyReason) -> DriverResult<()>;
+
+    /// The instances carrying every tag of `tags` (all of them for an empty filter).
+    async fn describe(
+        &self,
+        tags: &BTreeMap<String, String>,
+        with_properties: bool,
+    ) -> DriverResult<Vec<InstanceDescription>>;
+
+    /// Runs `command` in the instance, streaming its output to `output`; returns its exit code.
+    async fn exec(
+        &self,
+        id: &str,
+        command: &[String],
+        output: tokio::sync::mpsc::UnboundedSender<OutputChunk>,
+    ) -> DriverResult<i64>;
+}

@@ -1,0 +1,331 @@
+//! Groups (InfraKit's group plugin): a spec says what each instance is and how many there are
+//! (`size`, a scaled group) or which ones (`logicalIds`, a quorum group). Converging creates
+//! what is missing, removes the surplus, and replaces instances whose spec fingerprint is stale
+//! one at a time: the new one must pass the health check before the old one goes; if it does
+//! not, the rollout stops there and the old instances keep serving.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::driver::{
+    DestroyReason, DriverError, DriverResult, InstanceDescription, InstanceDriver, InstanceSpec,
+};
+
+pub const GROUP_TAG: &str = "cairn.group";
+pub const CONFIG_HASH_TAG: &str = "cairn.config.hash";
+pub const LOGICAL_ID_TAG: &str = "cairn.logical_id";
+
+/// How many instances are created at once.
+const CREATE_PARALLELISM: usize = 16;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupSpec {
+    pub id: String,
+    /// What each instance is (driver-specific properties).
+    pub properties: serde_json::Value,
+    #[serde(default)]
+    pub init: Option<String>,
+    /// A scaled group of this many instances...
+    #[serde(default)]
+    pub size: Option<usize>,
+    /// ...or a quorum group with exactly these members.
+    #[serde(default)]
+    pub logical_ids: Vec<String>,
+    #[serde(default)]
+    pub health: Option<HealthCheck>,
+}
+
+/// A command run in the instance: exit 0 means healthy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub command: Vec<String>,
+    #[serde(default = "default_timeout_seconds")]
+    pub timeout_seconds: u64,
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_timeout_seconds() -> u64 {
+    30
+}
+
+fn default_interval_ms() -> u64 {
+    250
+}
+
+impl GroupSpec {
+    /// The fingerprint of what defines an instance: the SHA-256 of the canonical JSON (keys
+    /// sorted) of its properties and init script. It is the `cairn.config.hash` tag.
+    pub fn fingerprint(&self) -> String {
+        let defining = serde_json::json!({ "properties": self.properties, "init": self.init });
+        hex::encode(sha2::Sha256::digest(canonical(&defining).as_bytes()))
+    }
+
+    pub fn check(&self) -> DriverResult<()> {
+        if self.id.is_empty() {
+            return Err(DriverError::Invalid("a group needs an `id`".to_owned()));
+        }
+        match (self.size, self.logical_ids.is_empty()) {
+            (Some(_), false) => Err(DriverError::Invalid(
+                "a group has either `size` or `logicalIds`, not both".to_owned(),
+            )),
+            (None, true) => Err(DriverError::Invalid(
+                "a group needs `size` (a scaled group) or `logicalIds` (a quorum group)".to_owned(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn canonical(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|key| {
+                    format!(
+                        "{}:{}",
+                        serde_json::Value::String(key.clone()),
+                        canonical(&map[key])
+                    )
+                })
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        serde_json::Value::Array(items) => {
+            format!(
+                "[{}]",
+                items.iter().map(canonical).collect::<Vec<_>>().join(",")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+/// What converging will do.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Instances to create: their logical IDs (`None` in a scaled group).
+    pub create: Vec<Option<String>>,
+    /// Instances to destroy outright: surplus, or members no longer in the quorum.
+    pub destroy: Vec<String>,
+    /// Instances with a stale fingerprint, replaced one at a time.
+    pub replace: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.create.is_empty() && self.destroy.is_empty() && self.replace.is_empty()
+    }
+}
+
+/// Decides the steps from the spec and the group's instances (a pure function).
+pub fn plan(spec: &GroupSpec, instances: &[InstanceDescription]) -> Plan {
+    let fingerprint = spec.fingerprint();
+    let is_stale = |instance: &InstanceDescription| {
+        instance.tags.get(CONFIG_HASH_TAG) != Some(&fingerprint) || !instance.running
+    };
+    let mut plan = Plan::default();
+    if !spec.logical_ids.is_empty() {
+        for logical_id in &spec.logical_ids {
+            let members: Vec<&InstanceDescription> = instances
+                .iter()
+                .filter(|instance| instance.logical_id.as_ref() == Some(logical_id))
+                .collect();
+            match members.split_first() {
+                None => plan.create.push(Some(logical_id.clone())),
+                Some((first, extra)) => {
+                    plan.destroy
+                        .extend(extra.iter().map(|instance| instance.id.clone()));
+                    if is_stale(first) {
+                        plan.replace.push(first.id.clone());
+                    }
+                }
+            }
+        }
+        plan.destroy.extend(
+            instances
+                .iter()
+                .filter(|instance| {
+                    instance
+                        .logical_id
+                        .as_ref()
+                        .is_none_or(|id| !spec.logical_ids.contains(id))
+                })
+                .map(|instance| instance.id.clone()),
+        );
+        return plan;
+    }
+    let size = spec.size.unwrap_or(0);
+    // Surplus goes stale-first, so fewer instances need replacing afterwards.
+    let mut ordered: Vec<&InstanceDescription> = instances.iter().collect();
+    ordered.sort_by_key(|instance| (!is_stale(instance), instance.id.clone()));
+    let surplus = ordered.len().saturating_sub(size);
+    plan.destroy = ordered[..surplus]
+        .iter()
+        .map(|instance| instance.id.clone())
+        .collect();
+    plan.replace = ordered[surplus..]
+        .iter()
+        .filter(|instance| is_stale(instance))
+        .map(|instance| instance.id.clone())
+        .collect();
+    plan.create = vec![None; size.saturating_sub(instances.len())];
+    plan
+}
+
+/// What converging did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub created: Vec<String>,
+    pub destroyed: Vec<String>,
+    /// (old, new) pairs.
+    pub replaced: Vec<(String, String)>,
+}
+
+/// The group's tag filter.
+pub fn group_tags(spec: &GroupSpec) -> BTreeMap<String, String> {
+    BTreeMap::from([(GROUP_TAG.to_owned(), spec.id.clone())])
+}
+
+fn instance_spec(spec: &GroupSpec, logical_id: Option<String>) -> InstanceSpec {
+    let mut tags = group_tags(spec);
+    tags.insert(CONFIG_HASH_TAG.to_owned(), spec.fingerprint());
+    if let Some(logical_id) = &logical_id {
+        tags.insert(LOGICAL_ID_TAG.to_owned(), logical_id.clone());
+    }
+    InstanceSpec {
+        properties: spec.properties.clone(),
+        tags,
+        init: spec.init.clone(),
+        logical_id,
+    }
+}
+
+/// Waits until the health check passes, or says it did not within its time.
+async fn wait_healthy(driver: &dyn InstanceDriver, spec: &GroupSpec, id: &str) -> DriverResult<()> {
+    let Some(health) = &spec.health else {
+        return Ok(());
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(health.timeout_seconds);
+    loop {
+        let (sender, _output) = tokio::sync::mpsc::unbounded_channel();
+        if matches!(driver.exec(id, &health.command, sender).await, Ok(0)) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(DriverError::Failed(format!(
+                "instance `{id}` did not pass its health check (`{}`) within {}s",
+                health.command.join(" "),
+                health.timeout_seconds
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(health.interval_ms)).await;
+    }
+}
+
+/// Brings the group in line with `spec`. A failed rolling replacement stops the rollout: the
+/// instance that failed its health check is removed, the old ones are left serving, and the
+/// error says which.
+pub async fn converge(driver: Arc<dyn InstanceDriver>, spec: &GroupSpec) -> DriverResult<Report> {
+    spec.check()?;
+    driver.validate(&spec.properties).await?;
+    let instances = driver.describe(&group_tags(spec), false).await?;
+    let plan = plan(spec, &instances);
+    let mut report = Report::default();
+
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(CREATE_PARALLELISM));
+    let mut creations = tokio::task::JoinSet::new();
+    for logical_id in plan.create {
+        let driver = driver.clone();
+        let instance = instance_spec(spec, logical_id);
+        let semaphore = semaphore.clone();
+        creations.spawn(async move {
+            let _permit = semaphore.acquire().await;
+            driver.provision(instance).await
+        });
+    }
+    let mut first_error = None;
+    while let Some(created) = creations.join_next().await {
+        match created {
+            Ok(Ok(id)) => report.created.push(id),
+            Ok(Err(error)) => first_error = first_error.or(Some(error)),
+            Err(error) => {
+                first_error = first_error.or(Some(DriverError::Failed(error.to_string())))
+            }
+        }
+    }
+    for id in plan.destroy {
+        driver.destroy(&id, DestroyReason::Terminate).await?;
+        report.destroyed.push(id);
+    }
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    for old_id in plan.replace {
+        let logical_id = instances
+            .iter()
+            .find(|instance| instance.id == old_id)
+            .and_then(|instance| instance.logical_id.clone());
+        let new_id = driver.provision(instance_spec(spec, logical_id)).await?;
+        if let Err(error) = wait_healthy(driver.as_ref(), spec, &new_id).await {
+            driver
+                .destroy(&new_id, DestroyReason::RollingUpdate)
+                .await?;
+            return Err(DriverError::Failed(format!(
+                "rolling update of group `{}` stopped after {} of its replacements: {error}; the old instances keep serving",
+                spec.id,
+                report.replaced.len()
+            )));
+        }
+        driver
+            .destroy(&old_id, DestroyReason::RollingUpdate)
+            .await?;
+        report.replaced.push((old_id, new_id));
+    }
+    Ok(report)
+}
+
+/// Destroys every instance of the group.
+pub async fn destroy_group(
+    driver: &dyn InstanceDriver,
+    spec: &GroupSpec,
+) -> DriverResult<Vec<String>> {
+    let mut destroyed = Vec::new();
+    for instance in driver.describe(&group_tags(spec), false).await? {
+        driver
+            .destroy(&instance.id, DestroyReason::Terminate)
+            .await?;
+        destroyed.push(instance.id);
+    }
+    Ok(destroyed)
+}
+
+/// Converges every `interval` until `cancel` fires: an instance that dies or is removed
+/// outside Cairn is replaced at the next pass. Errors of one pass are reported and retried.
+pub async fn watch(
+    driver: Arc<dyn InstanceDriver>,
+    spec: &GroupSpec,
+    interval: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+    reports: tokio::sync::mpsc::UnboundedSender<DriverResult<Report>>,
+) {
+    loop {
+        let result = converge(driver.clone(), spec).await;
+        let _ = reports.send(result);
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = cancel.cancelled() => return,
+        }
+    }
+}

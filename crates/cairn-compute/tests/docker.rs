@@ -1,0 +1,260 @@
+//! The `docker` driver against the real Docker Engine. No image can be pulled: the test image
+//! is built here, `FROM scratch`, from Debian's static busybox. Everything made carries a label
+//! unique to the run and is removed at the end, also when a test fails. Without a reachable
+//! engine these tests fail, loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use cairn_compute::docker::DockerDriver;
+use cairn_compute::group::{self, GroupSpec, HealthCheck};
+use cairn_compute::{DestroyReason, InstanceDriver, InstanceSpec, Stream};
+use futures_util::StreamExt;
+
+const RUN_LABEL: &str = "cairn.test.run";
+
+/// Each test builds and removes its own tag of the image (the layers are shared and cached).
+fn image_of(run: &str) -> String {
+    format!("cairn-test-busybox:{run}")
+}
+
+async fn connect() -> DockerDriver {
+    DockerDriver::connect(std::env::var("DOCKER_HOST").ok().as_deref())
+        .await
+        .unwrap_or_else(|error| panic!("these tests need the Docker Engine: {error}"))
+}
+
+/// Builds the test image from /bin/busybox (installed by scripts/ensure-busybox.sh).
+async fn ensure_image(driver: &DockerDriver, image: &str) {
+    if !Path::new("/bin/busybox").exists() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ensure-busybox.sh");
+        let status = std::process::Command::new("bash")
+            .arg(script)
+            .status()
+            .unwrap();
+        assert!(status.success(), "installing busybox-static failed");
+    }
+    let mut archive = tar::Builder::new(Vec::new());
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_size(busybox.len() as u64);
+    header.set_mode(0o755);
+    archive
+        .append_data(&mut header, "bin/busybox", busybox.as_slice())
+        .unwrap();
+    for applet in ["sh", "sleep", "true", "false", "echo", "cat"] {
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        link.set_mode(0o777);
+        archive
+            .append_link(&mut link, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    let dockerfile = b"FROM scratch\nCOPY bin /bin\nCMD [\"/bin/sh\"]\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    archive
+        .append_data(&mut header, "Dockerfile", &dockerfile[..])
+        .unwrap();
+    let context = archive.into_inner().unwrap();
+    let options = bollard::query_parameters::BuildImageOptions {
+        t: Some(image.to_owned()),
+        rm: true,
+        labels: Some([("cairn.test".to_owned(), "1".to_owned())].into()),
+        ..Default::default()
+    };
+    let mut build = driver.client().build_image(
+        options,
+        None,
+        Some(bollard::body_full(bytes::Bytes::from(context))),
+    );
+    while let Some(step) = build.next().await {
+        let step = step.unwrap_or_else(|error| panic!("building the test image: {error}"));
+        if let Some(error) = step.error_detail {
+            panic!("building the test image: {error:?}");
+        }
+    }
+}
+
+/// Removes every container of this run (tagged with the run, or members of its group) and
+/// its image tag when dropped, even after a failed assertion.
+struct Cleanup {
+    run: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let run = self.run.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                let driver = connect().await;
+                for tags in [
+                    BTreeMap::from([(RUN_LABEL.to_owned(), run.clone())]),
+                    BTreeMap::from([(group::GROUP_TAG.to_owned(), format!("web-{run}"))]),
+                ] {
+                    for instance in driver.describe(&tags, false).await.unwrap_or_default() {
+                        let _ = driver.destroy(&instance.id, DestroyReason::Terminate).await;
+                    }
+                }
+                let _ = driver
+                    .client()
+                    .remove_image(
+                        &image_of(&run),
+                        None::<bollard::query_parameters::RemoveImageOptions>,
+                        None,
+                    )
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+fn sleeper(run: &str, role: &str) -> InstanceSpec {
+    InstanceSpec {
+        properties: serde_json::json!({
+            "image": image_of(run),
+            "command": ["sleep", "300"],
+            "env": { "ROLE": role },
+            "memoryMb": 64,
+        }),
+        tags: BTreeMap::from([
+            (RUN_LABEL.to_owned(), run.to_owned()),
+            ("role".to_owned(), role.to_owned()),
+        ]),
+        init: None,
+        logical_id: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_are_provisioned_described_run_commands_and_destroyed() {
+    let driver = connect().await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let _cleanup = Cleanup { run: run.clone() };
+    ensure_image(&driver, &image_of(&run)).await;
+
+    let web = driver.provision(sleeper(&run, "web")).await.unwrap();
+    let db = driver.provision(sleeper(&run, "db")).await.unwrap();
+    let all = driver
+        .describe(&BTreeMap::from([(RUN_LABEL.to_owned(), run.clone())]), true)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|instance| instance.running));
+    let only_web = driver
+        .describe(
+            &BTreeMap::from([
+                (RUN_LABEL.to_owned(), run.clone()),
+                ("role".to_owned(), "web".to_owned()),
+            ]),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(only_web.len(), 1);
+    assert_eq!(only_web[0].id, web);
+    assert_eq!(only_web[0].tags["role"], "web");
+
+    let (sender, mut output) = tokio::sync::mpsc::unbounded_channel();
+    let code = driver
+        .exec(
+            &db,
+            &[
+                "sh".to_owned(),
+                "-c".to_owned(),
+                "echo role=$ROLE; echo oops >&2; exit 3".to_owned(),
+            ],
+            sender,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 3);
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    while let Some(chunk) = output.recv().await {
+        let text = String::from_utf8_lossy(&chunk.bytes).into_owned();
+        match chunk.stream {
+            Stream::Stdout => stdout.push_str(&text),
+            Stream::Stderr => stderr.push_str(&text),
+        }
+    }
+    assert_eq!(stdout, "role=db\n");
+    assert_eq!(stderr, "oops\n");
+
+    assert!(driver.label(&web, &BTreeMap::new()).await.is_err());
+    driver
+        .destroy(&web, DestroyReason::Terminate)
+        .await
+        .unwrap();
+    driver.destroy(&db, DestroyReason::Terminate).await.unwrap();
+    // Destroying what is gone is not an error.
+    driver.destroy(&db, DestroyReason::Terminate).await.unwrap();
+    let left = driver
+        .describe(
+            &BTreeMap::from([(RUN_LABEL.to_owned(), run.clone())]),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(left.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_containers_converges_scales_and_rolls() {
+    let driver = connect().await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let _cleanup = Cleanup { run: run.clone() };
+    ensure_image(&driver, &image_of(&run)).await;
+    let driver: Arc<dyn InstanceDriver> = Arc::new(driver);
+    let spec = |size: usize, version: &str| GroupSpec {
+        id: format!("web-{run}"),
+        properties: serde_json::json!({ "image": image_of(&run), "env": { "VERSION": version } }),
+        init: Some("sleep 300".to_owned()),
+        size: Some(size),
+        logical_ids: Vec::new(),
+        health: Some(HealthCheck {
+            command: vec![
+                "sh".to_owned(),
+                "-c".to_owned(),
+                "test -n \"$VERSION\"".to_owned(),
+            ],
+            timeout_seconds: 20,
+            interval_ms: 100,
+        }),
+    };
+    let report = group::converge(driver.clone(), &spec(3, "1"))
+        .await
+        .unwrap();
+    assert_eq!(report.created.len(), 3);
+    let report = group::converge(driver.clone(), &spec(2, "1"))
+        .await
+        .unwrap();
+    assert_eq!(report.destroyed.len(), 1);
+    let report = group::converge(driver.clone(), &spec(2, "2"))
+        .await
+        .unwrap();
+    assert_eq!(report.replaced.len(), 2);
+    let members = driver
+        .describe(&group::group_tags(&spec(2, "2")), false)
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|member| member.running));
+    let removed = group::destroy_group(driver.as_ref(), &spec(2, "2"))
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 2);
+    assert!(
+        driver
+            .describe(&group::group_tags(&spec(2, "2")), false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
