@@ -28,6 +28,7 @@ pub fn builtin_registry() -> anyhow::Result<ProviderRegistry> {
     let fake = cairn_provider::fake::FakeProvider::new(ledger)
         .context("opening the fake provider's ledger (CAIRN_FAKE_LEDGER)")?;
     registry.register(Arc::new(fake));
+    registry.register(Arc::new(cairn_compute::provider::GroupProvider::new()));
     Ok(registry)
 }
 

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod compute;
 mod config;
 mod corruption;
 mod errors;

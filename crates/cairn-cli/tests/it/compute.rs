@@ -1,0 +1,93 @@
+//! `cairn:compute:Group` in a program: `up` converges the group, a size change scales it, an
+//! instance lost outside is noticed by `refresh` and replaced by the next `up`, and `destroy`
+//! removes every member. The `fake` driver keeps its instances in a file the test can read.
+
+use crate::support::TestContext;
+
+fn program(size: usize, fleet: &std::path::Path) -> String {
+    format!(
+        r#"name: fleet
+runtime: yaml
+resources:
+  web:
+    type: cairn:compute:Group
+    properties:
+      id: web
+      driver:
+        name: fake
+        settings:
+          path: {}
+      properties:
+        image: web
+        version: 1
+      size: {size}
+      health:
+        command: ["true"]
+outputs:
+  members: ${{web.instances}}
+"#,
+        fleet.display()
+    )
+}
+
+fn members(fleet: &std::path::Path) -> usize {
+    let text = std::fs::read_to_string(fleet).unwrap_or_else(|_| "{}".to_owned());
+    serde_json::from_str::<serde_json::Value>(&text)
+        .unwrap()
+        .as_object()
+        .map_or(0, |instances| instances.len())
+}
+
+#[test]
+fn a_group_in_a_program_converges_scales_recovers_and_is_destroyed() {
+    let context = TestContext::new();
+    let fleet = context.root.path().join("fleet.json");
+    context.write_program(&program(3, &fleet));
+    context.cairn(&["stack", "init", "dev"]).success();
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(members(&fleet), 3);
+    assert_eq!(
+        context.resource("web")["outputs"]["instances"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    context.write_program(&program(5, &fleet));
+    let scaled = context.cairn(&["up", "--yes"]).success();
+    assert!(scaled.stdout.contains("1 updated"), "{}", scaled.stdout);
+    assert_eq!(members(&fleet), 5);
+
+    // An instance removed outside Cairn: refresh sees it gone, up brings the group back.
+    let mut instances: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&fleet).unwrap()).unwrap();
+    let victim = instances.keys().next().unwrap().clone();
+    instances.remove(&victim);
+    std::fs::write(&fleet, serde_json::to_string(&instances).unwrap()).unwrap();
+    context.cairn(&["refresh", "--yes"]).success();
+    assert_eq!(
+        context.resource("web")["outputs"]["instances"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(members(&fleet), 5);
+
+    context.cairn(&["destroy", "--yes"]).success();
+    assert_eq!(members(&fleet), 0);
+}
+
+#[test]
+fn a_bad_group_spec_is_refused_before_anything_runs() {
+    let context = TestContext::new();
+    let fleet = context.root.path().join("fleet.json");
+    context.write_program(&program(3, &fleet).replace("      size: 3\n", ""));
+    context.cairn(&["stack", "init", "dev"]).success();
+    let refused = context.cairn(&["up", "--yes"]).expect_code(1);
+    let all = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(all.contains("`size`"), "{all}");
+    assert_eq!(members(&fleet), 0);
+}

@@ -1,0 +1,347 @@
+//! `cairn:compute:Group` in programs: a resource whose properties are a group spec plus its
+//! driver (`driver: {name: docker|fake, settings: {...}}`). `up` converges the group (creating,
+//! scaling, rolling), `refresh` reads its members back, `destroy` removes them all.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cairn_core::schema::{PropertySchema, PropertyType, ResourceSchema};
+use cairn_core::{PackageSchema, PropertyMap, Value};
+use cairn_provider::{
+    CallContext, CheckFailure, CheckResponse, CreateResponse, DiffResponse, LogSeverity, Provider,
+    ProviderError, ProviderResult, ReadResponse,
+};
+
+use crate::driver::{DriverError, InstanceDriver};
+use crate::group::{self, GroupSpec};
+
+pub const GROUP_TYPE: &str = "cairn:compute:Group";
+
+/// Inputs that name the group or its engine: changing them means another group.
+const REPLACING: [&str; 2] = ["id", "driver"];
+
+pub struct GroupProvider {
+    schema: PackageSchema,
+}
+
+impl Default for GroupProvider {
+    fn default() -> Self {
+        GroupProvider::new()
+    }
+}
+
+impl GroupProvider {
+    pub fn new() -> GroupProvider {
+        let any = || PropertySchema::new(PropertyType::Any);
+        let inputs: BTreeMap<String, PropertySchema> = [
+            (
+                "id",
+                PropertySchema::new(PropertyType::String)
+                    .required()
+                    .replaces(),
+            ),
+            (
+                "driver",
+                any()
+                    .required()
+                    .replaces()
+                    .describe("{name: docker|fake, settings: {...}}"),
+            ),
+            (
+                "properties",
+                any()
+                    .required()
+                    .describe("what each instance is (driver properties)"),
+            ),
+            ("init", PropertySchema::new(PropertyType::String)),
+            ("size", PropertySchema::new(PropertyType::Integer)),
+            (
+                "logicalIds",
+                PropertySchema::new(PropertyType::Array(Box::new(PropertyType::String))),
+            ),
+            ("health", any()),
+        ]
+        .into_iter()
+        .map(|(name, property)| (name.to_owned(), property))
+        .collect();
+        let mut outputs = inputs.clone();
+        outputs.insert("instances".to_owned(), any());
+        outputs.insert(
+            "fingerprint".to_owned(),
+            PropertySchema::new(PropertyType::String),
+        );
+        GroupProvider {
+            schema: PackageSchema {
+                name: "cairn".to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                resources: vec![ResourceSchema {
+                    token: GROUP_TYPE.to_owned(),
+                    description: "A group of compute instances, converged to its spec".to_owned(),
+                    inputs,
+                    outputs,
+                    accepts_any_input: false,
+                }],
+                functions: Vec::new(),
+                config: BTreeMap::new(),
+            },
+        }
+    }
+}
+
+fn to_json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Null | Value::Unknown => serde_json::Value::Null,
+        Value::Bool(flag) => serde_json::Value::Bool(*flag),
+        Value::Number(number) if number.fract() == 0.0 => serde_json::json!(*number as i64),
+        Value::Number(number) => serde_json::json!(number),
+        Value::String(text) => serde_json::Value::String(text.clone()),
+        Value::Array(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
+        Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(key, value)| (key.clone(), to_json(value)))
+                .collect(),
+        ),
+        Value::Secret(inner) => to_json(inner),
+    }
+}
+
+/// The spec and driver of a group resource's inputs.
+fn parse(inputs: &PropertyMap) -> Result<(GroupSpec, serde_json::Value), String> {
+    let mut json: serde_json::Map<String, serde_json::Value> = inputs
+        .iter()
+        .map(|(key, value)| (key.clone(), to_json(value)))
+        .collect();
+    let driver = json.remove("driver").unwrap_or(serde_json::Value::Null);
+    let spec: GroupSpec = serde_json::from_value(serde_json::Value::Object(json))
+        .map_err(|error| format!("not a group spec: {error}"))?;
+    spec.check().map_err(|error| error.to_string())?;
+    Ok((spec, driver))
+}
+
+/// Builds the driver the inputs name.
+pub async fn driver_of(driver: &serde_json::Value) -> Result<Arc<dyn InstanceDriver>, DriverError> {
+    let settings = &driver["settings"];
+    match driver["name"].as_str() {
+        Some("docker") => Ok(Arc::new(
+            crate::docker::DockerDriver::connect(settings["host"].as_str()).await?,
+        )),
+        Some("fake") => Ok(Arc::new(crate::fake::FakeDriver::new(settings)?)),
+        other => Err(DriverError::Invalid(format!(
+            "unknown driver `{}`: the drivers are `docker` (settings: host) and `fake` (settings: path, startupLatencyMs, failLogicalId)",
+            other.unwrap_or("(none)")
+        ))),
+    }
+}
+
+fn failed(error: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Failed(error.to_string())
+}
+
+impl GroupProvider {
+    /// Converges and returns the outputs: the inputs, the members and the fingerprint.
+    async fn converge(
+        &self,
+        ctx: &CallContext,
+        inputs: &PropertyMap,
+    ) -> ProviderResult<PropertyMap> {
+        let (spec, driver) = parse(inputs).map_err(ProviderError::Failed)?;
+        let driver = driver_of(&driver).await.map_err(failed)?;
+        let report = tokio::select! {
+            report = group::converge(driver.clone(), &spec) => report.map_err(failed)?,
+            () = ctx.cancel.cancelled() => return Err(ProviderError::Cancelled),
+        };
+        ctx.log(
+            LogSeverity::Info,
+            &format!(
+                "group `{}`: {} created, {} destroyed, {} replaced",
+                spec.id,
+                report.created.len(),
+                report.destroyed.len(),
+                report.replaced.len()
+            ),
+        );
+        self.outputs(inputs, driver.as_ref(), &spec).await
+    }
+
+    async fn outputs(
+        &self,
+        inputs: &PropertyMap,
+        driver: &dyn InstanceDriver,
+        spec: &GroupSpec,
+    ) -> ProviderResult<PropertyMap> {
+        let mut members: Vec<String> = driver
+            .describe(&group::group_tags(spec), false)
+            .await
+            .map_err(failed)?
+            .into_iter()
+            .map(|instance| instance.id)
+            .collect();
+        members.sort();
+        let mut outputs = inputs.clone();
+        outputs.insert(
+            "instances".to_owned(),
+            Value::Array(members.into_iter().map(Value::String).collect()),
+        );
+        outputs.insert("fingerprint".to_owned(), Value::String(spec.fingerprint()));
+        Ok(outputs)
+    }
+}
+
+#[async_trait]
+impl Provider for GroupProvider {
+    fn package(&self) -> &str {
+        "cairn"
+    }
+
+    fn schema(&self) -> &PackageSchema {
+        &self.schema
+    }
+
+    async fn check(
+        &self,
+        _ctx: &CallContext,
+        _type_token: &str,
+        _olds: Option<&PropertyMap>,
+        news: &PropertyMap,
+    ) -> ProviderResult<CheckResponse> {
+        let failures = if news.values().any(Value::contains_unknown) {
+            Vec::new()
+        } else {
+            match parse(news) {
+                Ok((_, driver)) if driver["name"].as_str().is_none() => vec![CheckFailure {
+                    property: Some("driver".to_owned()),
+                    reason: "`driver` needs a `name` (docker or fake)".to_owned(),
+                }],
+                Ok(_) => Vec::new(),
+                Err(reason) => vec![CheckFailure {
+                    property: None,
+                    reason,
+                }],
+            }
+        };
+        Ok(CheckResponse {
+            inputs: news.clone(),
+            failures,
+        })
+    }
+
+    async fn diff(
+        &self,
+        _ctx: &CallContext,
+        _type_token: &str,
+        _id: &str,
+        old_inputs: &PropertyMap,
+        old_outputs: &PropertyMap,
+        news: &PropertyMap,
+    ) -> ProviderResult<DiffResponse> {
+        let mut diff = cairn_provider::diff_by_schema(None, old_inputs, news);
+        // Members lost since the last update (seen by a refresh) are a change too: `up`
+        // converges the group back to its size.
+        let size = news.get("size").and_then(Value::as_f64);
+        let members = old_outputs
+            .get("instances")
+            .and_then(Value::as_array)
+            .map(Vec::len);
+        if let (Some(size), Some(members)) = (size, members)
+            && size as usize != members
+            && !diff.changed_keys.iter().any(|key| key == "size")
+        {
+            diff.changed_keys.push("instances".to_owned());
+        }
+        diff.replace_keys = diff
+            .changed_keys
+            .iter()
+            .filter(|key| REPLACING.contains(&key.as_str()))
+            .cloned()
+            .collect();
+        Ok(diff)
+    }
+
+    async fn create(
+        &self,
+        ctx: &CallContext,
+        _type_token: &str,
+        inputs: &PropertyMap,
+        preview: bool,
+    ) -> ProviderResult<CreateResponse> {
+        if preview {
+            let mut outputs = inputs.clone();
+            outputs.insert("instances".to_owned(), Value::Unknown);
+            outputs.insert("fingerprint".to_owned(), Value::Unknown);
+            return Ok(CreateResponse {
+                id: String::new(),
+                outputs,
+            });
+        }
+        let outputs = self.converge(ctx, inputs).await?;
+        let id = inputs
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Ok(CreateResponse { id, outputs })
+    }
+
+    async fn read(
+        &self,
+        _ctx: &CallContext,
+        _type_token: &str,
+        id: &str,
+        inputs: &PropertyMap,
+        _outputs: &PropertyMap,
+    ) -> ProviderResult<Option<ReadResponse>> {
+        let (spec, driver) = parse(inputs).map_err(ProviderError::Failed)?;
+        let driver = driver_of(&driver).await.map_err(failed)?;
+        let outputs = self.outputs(inputs, driver.as_ref(), &spec).await?;
+        Ok(Some(ReadResponse {
+            id: id.to_owned(),
+            inputs: inputs.clone(),
+            outputs,
+        }))
+    }
+
+    async fn update(
+        &self,
+        ctx: &CallContext,
+        _type_token: &str,
+        _id: &str,
+        _old_inputs: &PropertyMap,
+        _old_outputs: &PropertyMap,
+        news: &PropertyMap,
+        preview: bool,
+    ) -> ProviderResult<PropertyMap> {
+        if preview {
+            let mut outputs = news.clone();
+            outputs.insert("instances".to_owned(), Value::Unknown);
+            outputs.insert("fingerprint".to_owned(), Value::Unknown);
+            return Ok(outputs);
+        }
+        self.converge(ctx, news).await
+    }
+
+    async fn delete(
+        &self,
+        _ctx: &CallContext,
+        _type_token: &str,
+        _id: &str,
+        inputs: &PropertyMap,
+        _outputs: &PropertyMap,
+    ) -> ProviderResult<()> {
+        let (spec, driver) = parse(inputs).map_err(ProviderError::Failed)?;
+        let driver = driver_of(&driver).await.map_err(failed)?;
+        group::destroy_group(driver.as_ref(), &spec)
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn invoke(
+        &self,
+        _ctx: &CallContext,
+        function_token: &str,
+        _args: &PropertyMap,
+    ) -> ProviderResult<PropertyMap> {
+        Err(ProviderError::UnknownFunction(function_token.to_owned()))
+    }
+}
