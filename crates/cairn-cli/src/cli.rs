@@ -77,6 +77,12 @@ pub enum Command {
     /// Provider plugins
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Groups of compute instances, converged to their spec
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Compute instances, straight through a driver
+    #[command(subcommand)]
+    Instance(InstanceCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +217,73 @@ pub enum StackCommand {
     Rename {
         /// The new name
         new_name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Commit a group spec (YAML or JSON) and converge the group to it
+    Commit {
+        file: PathBuf,
+        /// Only show what converging would do
+        #[arg(long)]
+        pretend: bool,
+        /// Approve without asking
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// List the committed groups
+    Ls,
+    /// Show a group's members: running, and up to date with the spec
+    Describe { id: String },
+    /// Show a group's spec, fingerprint and members
+    Inspect { id: String },
+    /// Keep converging the group (replacing members that die), until interrupted
+    Watch {
+        id: String,
+        /// Seconds between passes
+        #[arg(long, default_value_t = 2)]
+        interval: u64,
+    },
+    /// Destroy every member and forget the group
+    Destroy {
+        id: String,
+        /// Approve without asking
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// List instances, optionally only those with every `--tag key=value`
+    Ls {
+        /// `docker`, `docker:<host URL>` or `fake:<file>`
+        #[arg(long, default_value = "docker")]
+        driver: String,
+        #[arg(long)]
+        tag: Vec<String>,
+    },
+    /// Provision an instance from a spec file (properties, tags, init, logicalId)
+    Provision {
+        #[arg(long, default_value = "docker")]
+        driver: String,
+        file: PathBuf,
+    },
+    /// Add tags to an instance
+    Label {
+        #[arg(long, default_value = "docker")]
+        driver: String,
+        id: String,
+        /// `key=value`, repeatable
+        #[arg(required = true)]
+        tag: Vec<String>,
+    },
+    /// Destroy an instance
+    Destroy {
+        #[arg(long, default_value = "docker")]
+        driver: String,
+        id: String,
     },
 }
 

@@ -2,6 +2,7 @@
 //! resolves the workspace, calls the libraries, and renders.
 
 mod cancel;
+mod compute;
 mod config;
 mod deploy;
 mod login;
@@ -52,6 +53,8 @@ async fn run_command(workspace: &Workspace, command: Command) -> anyhow::Result<
         Command::Import(args) => deploy::import(workspace, args).await,
         Command::Logs(args) => logs::logs(workspace, args).await,
         Command::Plugin(command) => plugins::run(workspace, command).await,
+        Command::Group(command) => compute::group(workspace, command).await,
+        Command::Instance(command) => compute::instance(workspace, command).await,
     }
 }
 

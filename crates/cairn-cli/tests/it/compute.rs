@@ -91,3 +91,109 @@ fn a_bad_group_spec_is_refused_before_anything_runs() {
     assert!(all.contains("`size`"), "{all}");
     assert_eq!(members(&fleet), 0);
 }
+
+fn spec(size: usize, fleet: &std::path::Path) -> String {
+    format!(
+        "id: web\ndriver:\n  name: fake\n  settings:\n    path: {}\nproperties:\n  image: web\nsize: {size}\nhealth:\n  command: [\"true\"]\n",
+        fleet.display()
+    )
+}
+
+#[test]
+fn groups_are_committed_described_scaled_and_destroyed_from_the_cli() {
+    let context = TestContext::new();
+    let fleet = context.root.path().join("fleet.json");
+    let file = context.project().join("web.yaml");
+    std::fs::write(&file, spec(3, &fleet)).unwrap();
+    let file = file.to_str().unwrap();
+    context.cairn(&["group", "commit", file, "--yes"]).success();
+    assert_eq!(members(&fleet), 3);
+
+    // --pretend shows the plan and changes nothing, not even the committed spec.
+    std::fs::write(file, spec(5, &fleet)).unwrap();
+    let pretend = context
+        .cairn(&["group", "commit", file, "--pretend"])
+        .success();
+    assert!(pretend.stdout.contains("update"), "{}", pretend.stdout);
+    assert_eq!(members(&fleet), 3);
+    let described = context
+        .cairn(&["group", "describe", "web", "--json"])
+        .success();
+    let described: serde_json::Value = serde_json::from_str(&described.stdout).unwrap();
+    assert_eq!(described["spec"]["size"], 3);
+
+    context.cairn(&["group", "commit", file, "--yes"]).success();
+    assert_eq!(members(&fleet), 5);
+    let described = context
+        .cairn(&["group", "describe", "web", "--json"])
+        .success();
+    let described: serde_json::Value = serde_json::from_str(&described.stdout).unwrap();
+    let instances = described["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 5);
+    assert!(
+        instances
+            .iter()
+            .all(|instance| instance["tags"]["cairn.config.hash"] == described["fingerprint"])
+    );
+    assert_eq!(
+        context.cairn(&["group", "ls"]).success().stdout.trim(),
+        "web"
+    );
+
+    let bad = context.project().join("bad.yaml");
+    std::fs::write(&bad, spec(3, &fleet).replace("size: 3\n", "")).unwrap();
+    let refused = context
+        .cairn(&["group", "commit", bad.to_str().unwrap(), "--yes"])
+        .expect_code(2);
+    assert!(refused.stderr.contains("`size`"), "{}", refused.stderr);
+    assert_eq!(members(&fleet), 5);
+
+    context
+        .cairn(&["group", "destroy", "web", "--yes"])
+        .success();
+    assert_eq!(members(&fleet), 0);
+    assert!(
+        context
+            .cairn(&["group", "ls"])
+            .success()
+            .stdout
+            .trim()
+            .is_empty()
+    );
+}
+
+#[test]
+fn instances_are_provisioned_listed_labelled_and_destroyed_through_a_driver() {
+    let context = TestContext::new();
+    let fleet = context.root.path().join("fleet.json");
+    let driver = format!("fake:{}", fleet.display());
+    let file = context.project().join("instance.yaml");
+    std::fs::write(&file, "properties:\n  image: web\ntags:\n  role: web\n").unwrap();
+    let id = context
+        .cairn(&[
+            "instance",
+            "provision",
+            "--driver",
+            &driver,
+            file.to_str().unwrap(),
+        ])
+        .success()
+        .stdout
+        .trim()
+        .to_owned();
+    context
+        .cairn(&["instance", "label", "--driver", &driver, &id, "owner=me"])
+        .success();
+    let listed = context
+        .cairn(&[
+            "instance", "ls", "--driver", &driver, "--tag", "owner=me", "--json",
+        ])
+        .success();
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["tags"]["role"], "web");
+    context
+        .cairn(&["instance", "destroy", "--driver", &driver, &id])
+        .success();
+    assert_eq!(members(&fleet), 0);
+}
