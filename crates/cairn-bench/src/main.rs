@@ -15,6 +15,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 mod backends;
+mod compute;
 mod plugins;
 
 /// The shape of a generated program.
@@ -224,6 +225,9 @@ fn main() -> anyhow::Result<()> {
     }
     if arguments.iter().any(|argument| argument == "--plugins") {
         return plugins::run(&cairn, quick);
+    }
+    if arguments.iter().any(|argument| argument == "--compute") {
+        return compute::run(&cairn, quick);
     }
     let sizes: &[usize] = if quick { &[1_000] } else { &[10_000, 20_000] };
     let mut scenarios = Vec::new();
