@@ -107,7 +107,7 @@ impl Connection {
             logs: Mutex::new(HashMap::new()),
             stderr_tail: Mutex::new(VecDeque::new()),
         });
-        if let Some(stderr) = stderr {
+        let stderr_reader = stderr.map(|stderr| {
             let shared = shared.clone();
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stderr).lines();
@@ -119,11 +119,11 @@ impl Connection {
                         tail.push_back(line);
                     }
                 }
-            });
-        }
+            })
+        });
         if let Some(stdout) = stdout {
             let shared = shared.clone();
-            tokio::spawn(read_messages(stdout, shared));
+            tokio::spawn(read_messages(stdout, stderr_reader, shared));
         }
         Ok(Connection {
             stdin: Arc::new(tokio::sync::Mutex::new(stdin)),
@@ -248,12 +248,23 @@ impl Drop for Pending<'_> {
     }
 }
 
-async fn read_messages(stdout: tokio::process::ChildStdout, shared: Arc<Shared>) {
+/// How long, once a plugin's stdout has closed, its last stderr lines are waited for.
+const LAST_WORDS_WAIT: Duration = Duration::from_secs(1);
+
+async fn read_messages(
+    stdout: tokio::process::ChildStdout,
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
+    shared: Arc<Shared>,
+) {
     let mut lines = BufReader::new(stdout).lines();
     loop {
         let line = match lines.next_line().await {
             Ok(Some(line)) => line,
             Ok(None) => {
+                // The process is gone or going: let its stderr drain, so the error quotes it.
+                if let Some(reader) = stderr_reader {
+                    let _ = tokio::time::timeout(LAST_WORDS_WAIT, reader).await;
+                }
                 shared.break_with(format!("exited{}", shared.stderr_tail()));
                 return;
             }
