@@ -272,17 +272,6 @@ impl FileBackend {
         }
     }
 
-    fn count_resources(deployment: &Deployment) -> usize {
-        deployment
-            .resources
-            .iter()
-            .filter(|resource| {
-                resource.type_ != "pulumi:pulumi:Stack"
-                    && !resource.type_.starts_with("pulumi:providers:")
-            })
-            .count()
-    }
-
     fn read_history(&self, stack: &StackRef) -> BackendResult<Vec<UpdateInfo>> {
         let dir = self.history_dir(stack);
         let entries = match fs_err::read_dir(&dir) {
@@ -382,7 +371,7 @@ impl Backend for FileBackend {
                 };
                 let resource_count = self
                     .load(&stack)?
-                    .map(|(deployment, _)| FileBackend::count_resources(&deployment));
+                    .map(|(deployment, _)| deployment.count_resources());
                 let last_update = self
                     .read_history(&stack)?
                     .iter()
@@ -408,7 +397,7 @@ impl Backend for FileBackend {
         }
         // With `force` the state is not even read, so a corrupt stack can still be removed.
         if !force && let Some((deployment, _)) = self.load(stack)? {
-            let count = FileBackend::count_resources(&deployment);
+            let count = deployment.count_resources();
             if count > 0 {
                 return Err(BackendError::StackHasResources {
                     stack: stack.name.clone(),

@@ -7,17 +7,7 @@ use cairn_state::{Backend, Persister, StackRef, UpdateKind, UpdateResult};
 
 use super::*;
 
-/// A reversible stand-in for a real cipher, so tests do not pay for key derivation.
-struct Reverse;
-
-impl cairn_secrets::Crypter for Reverse {
-    fn encrypt(&self, plaintext: &str) -> Result<String, cairn_secrets::SecretsError> {
-        Ok(plaintext.chars().rev().collect())
-    }
-    fn decrypt(&self, ciphertext: &str) -> Result<String, cairn_secrets::SecretsError> {
-        Ok(ciphertext.chars().rev().collect())
-    }
-}
+use cairn_state::conformance::Reverse;
 
 fn backend(dir: &tempfile::TempDir) -> FileBackend {
     FileBackend::open(

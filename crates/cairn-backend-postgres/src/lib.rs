@@ -253,7 +253,7 @@ impl Backend for PostgresBackend {
                     name: row.get(3),
                 },
                 last_update: row.get::<_, Option<i64>>(4),
-                resource_count: Some(count_resources(&deployment)),
+                resource_count: Some(deployment.count_resources()),
             });
         }
         Ok(summaries)
@@ -262,7 +262,7 @@ impl Backend for PostgresBackend {
     async fn remove_stack(&self, stack: &StackRef, force: bool) -> BackendResult<()> {
         let id = self.stack_id(stack).await?;
         if !force {
-            let count = count_resources(&self.load(id).await?);
+            let count = self.load(id).await?.count_resources();
             if count > 0 {
                 return Err(BackendError::StackHasResources {
                     stack: stack.name.clone(),
@@ -709,17 +709,6 @@ pub(crate) async fn in_transaction(
         .commit()
         .await
         .map_err(|error| database_error("committing", &error))
-}
-
-fn count_resources(deployment: &Deployment) -> usize {
-    deployment
-        .resources
-        .iter()
-        .filter(|resource| {
-            resource.type_ != "pulumi:pulumi:Stack"
-                && !resource.type_.starts_with("pulumi:providers:")
-        })
-        .count()
 }
 
 fn kind_name(kind: UpdateKind) -> String {

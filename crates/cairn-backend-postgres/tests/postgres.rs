@@ -96,7 +96,8 @@ async fn a_lost_connection_fails_the_append_and_leaves_pending_operations() {
         .begin_update(&stack, cairn_state::UpdateKind::Update, Default::default())
         .await
         .unwrap();
-    let persister = cairn_state::Persister::new(writer, Arc::new(Plain));
+    let persister =
+        cairn_state::Persister::new(writer, Arc::new(cairn_state::conformance::Reverse));
     let resource = cairn_core::ResourceState {
         urn: cairn_core::Urn::parse("urn:pulumi:dev::lost::fake:index:Resource::a").unwrap(),
         custom: true,
@@ -131,15 +132,4 @@ async fn a_lost_connection_fails_the_append_and_leaves_pending_operations() {
     let again = PostgresBackend::connect(&url).await.unwrap();
     let deployment = again.load_deployment(&stack).await.unwrap().unwrap();
     assert_eq!(deployment.pending_operations.len(), 1);
-}
-
-struct Plain;
-
-impl cairn_secrets::Crypter for Plain {
-    fn encrypt(&self, plaintext: &str) -> Result<String, cairn_secrets::SecretsError> {
-        Ok(plaintext.to_owned())
-    }
-    fn decrypt(&self, ciphertext: &str) -> Result<String, cairn_secrets::SecretsError> {
-        Ok(ciphertext.to_owned())
-    }
 }

@@ -11,8 +11,8 @@ use cairn_core::{PendingOperationKind, ResourceState, Snapshot, Urn, Value};
 use crate::backend::{Backend, BackendError, LockOwner, LogEntry, UpdateKind, UpdateResult};
 use crate::{Deployment, Persister, StackRef};
 
-/// A reversible stand-in for a cipher, so the suite does not pay for key derivation.
-struct Reverse;
+/// A reversible stand-in for a cipher, so tests do not pay for key derivation.
+pub struct Reverse;
 
 impl cairn_secrets::Crypter for Reverse {
     fn encrypt(&self, plaintext: &str) -> Result<String, cairn_secrets::SecretsError> {

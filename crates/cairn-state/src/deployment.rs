@@ -451,6 +451,19 @@ pub fn reveal_deployment(
     Ok(revealed)
 }
 
+impl Deployment {
+    /// The resources a user counts (`stack ls`, `stack rm`): not the stack itself or providers.
+    pub fn count_resources(&self) -> usize {
+        self.resources
+            .iter()
+            .filter(|resource| {
+                resource.type_ != "pulumi:pulumi:Stack"
+                    && !resource.type_.starts_with("pulumi:providers:")
+            })
+            .count()
+    }
+}
+
 /// Pulumi writes a property without dependencies as `"length": null` (a nil Go slice).
 fn null_lists_as_empty<'de, D>(deserializer: D) -> Result<BTreeMap<String, Vec<String>>, D::Error>
 where

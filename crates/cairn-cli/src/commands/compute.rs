@@ -112,15 +112,8 @@ pub async fn group(workspace: &Workspace, command: GroupCommand) -> anyhow::Resu
             let text = fs_err::read_to_string(&file)?;
             let spec = crate::stack_config::yaml_to_json(&text)
                 .map_err(|error| crate::bad_input(format!("{}: {error}", file.display())))?;
-            let parsed: Result<GroupSpec, _> = serde_json::from_value({
-                let mut without_driver = spec.clone();
-                if let Some(object) = without_driver.as_object_mut() {
-                    object.remove("driver");
-                }
-                without_driver
-            });
-            let parsed = parsed.map_err(|error| {
-                crate::bad_input(format!("{}: not a group spec: {error}", file.display()))
+            let parsed = group_spec(&spec).map_err(|error| {
+                crate::bad_input(format!("{}: not a group spec: {error:#}", file.display()))
             })?;
             parsed
                 .check()
@@ -148,11 +141,11 @@ pub async fn group(workspace: &Workspace, command: GroupCommand) -> anyhow::Resu
             result
         }
         GroupCommand::Destroy { id, yes } => {
-            let mut specs = committed(&groups)?;
+            let previous = committed(&groups)?;
+            let mut specs = previous.clone();
             if specs.remove(&id).is_none() {
                 return Err(crate::bad_input(format!("no group `{id}` is committed")));
             }
-            let previous = committed(&groups)?;
             write_program(&groups, &specs)?;
             let result = deploy::up(&groups, deploy_args(yes)).await;
             if result.is_err() {
@@ -193,7 +186,7 @@ fn group_spec(spec: &serde_json::Value) -> anyhow::Result<GroupSpec> {
     if let Some(object) = without_driver.as_object_mut() {
         object.remove("driver");
     }
-    serde_json::from_value(without_driver).context("reading the committed group spec")
+    serde_json::from_value(without_driver).context("reading the group spec")
 }
 
 async fn describe(workspace: &Workspace, spec: &serde_json::Value) -> anyhow::Result<()> {
