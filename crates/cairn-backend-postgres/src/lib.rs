@@ -12,6 +12,7 @@
 mod schema;
 #[cfg(feature = "test-cluster")]
 pub mod test_cluster;
+mod tls;
 mod update;
 
 use std::collections::BTreeMap;
@@ -56,6 +57,16 @@ impl PostgresBackend {
         url: &str,
         password: Option<&str>,
     ) -> BackendResult<PostgresBackend> {
+        PostgresBackend::connect_with(url, password, None).await
+    }
+
+    /// As `connect_with_password`; with `sslmode=require` in the URL the connection is TLS
+    /// (rustls), verified against the system's roots and `root_cert` (`PGSSLROOTCERT`).
+    pub async fn connect_with(
+        url: &str,
+        password: Option<&str>,
+        root_cert: Option<&std::path::Path>,
+    ) -> BackendResult<PostgresBackend> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|error| {
             BackendError::Database(format!(
                 "`{}` is not a PostgreSQL URL: {error}",
@@ -67,13 +78,26 @@ impl PostgresBackend {
         {
             config.password(password);
         }
+        let tls = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Require => Some(tls::connector(root_cert)?),
+            _ => None,
+        };
         let connect = || async {
-            let (client, connection) = config.connect(NoTls).await.map_err(|error| {
-                database_error(&format!("connecting to {}", redact(url)), &error)
-            })?;
+            let failed = |error| database_error(&format!("connecting to {}", redact(url)), &error);
             // The connection task ends (and every later call fails) if the server goes away;
             // those failures surface as errors of the calls, never as silent loss.
-            tokio::spawn(connection);
+            let client = match &tls {
+                Some(tls) => {
+                    let (client, connection) = config.connect(tls.clone()).await.map_err(failed)?;
+                    tokio::spawn(connection);
+                    client
+                }
+                None => {
+                    let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+                    tokio::spawn(connection);
+                    client
+                }
+            };
             Ok::<Client, BackendError>(client)
         };
         let client = connect().await?;

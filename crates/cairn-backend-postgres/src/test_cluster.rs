@@ -25,6 +25,21 @@ impl TestCluster {
 
     /// Starts a cluster; `durable` keeps PostgreSQL's fsync on, as benchmarks must.
     pub fn start_with(durable: bool) -> Result<TestCluster, String> {
+        TestCluster::start_full(durable, false)
+    }
+
+    /// Starts a cluster that also accepts TLS, with a certificate for 127.0.0.1 signed by a CA
+    /// made here (`ca_cert`).
+    pub fn start_tls() -> Result<TestCluster, String> {
+        TestCluster::start_full(false, true)
+    }
+
+    /// The CA that signed a TLS cluster's certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    fn start_full(durable: bool, tls: bool) -> Result<TestCluster, String> {
         let bin = find_bin_dir().ok_or_else(|| {
             "PostgreSQL's initdb was not found on PATH or under /usr/lib/postgresql/*/bin; \
              run scripts/ensure-postgres.sh (apt-get install -y postgresql)"
@@ -66,11 +81,18 @@ impl TestCluster {
                 "--no-sync",
             ],
         )?;
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
             cluster.dir.path().display(),
             if durable { "on" } else { "off" }
         );
+        if tls {
+            cluster.make_certificates()?;
+            let dir = cluster.dir.path().display();
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key"
+            ));
+        }
         let log = cluster.dir.path().join("server.log");
         cluster.run(
             "pg_ctl",
@@ -88,6 +110,92 @@ impl TestCluster {
             ],
         )?;
         Ok(cluster)
+    }
+
+    /// A CA, and a server certificate for 127.0.0.1 signed by it (a self-signed CA certificate
+    /// cannot serve as the server's own: rustls refuses a CA as an end entity).
+    fn make_certificates(&self) -> Result<(), String> {
+        let dir = self.dir.path();
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .map_err(|error| error.to_string())?;
+        let steps: [&[&str]; 3] = [
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=cairn-test-ca",
+            ],
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+            ],
+        ];
+        for args in steps {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .map_err(|error| format!("running openssl: {error}"))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "openssl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+        }
+        let key = dir.join("server.key");
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|error| error.to_string())?;
+        if self.run_as_postgres {
+            let status = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&key)
+                .arg(dir.join("server.crt"))
+                .status()
+                .map_err(|error| error.to_string())?;
+            if !status.success() {
+                return Err("could not hand the server key to the postgres user".to_owned());
+            }
+        }
+        Ok(())
     }
 
     fn data_dir(&self) -> String {

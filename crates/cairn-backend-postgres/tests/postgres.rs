@@ -133,3 +133,43 @@ async fn a_lost_connection_fails_the_append_and_leaves_pending_operations() {
     let deployment = again.load_deployment(&stack).await.unwrap().unwrap();
     assert_eq!(deployment.pending_operations.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_require_connects_over_verified_tls() {
+    let cluster = TestCluster::start_tls()
+        .unwrap_or_else(|error| panic!("these tests need PostgreSQL and openssl: {error}"));
+    let url = format!("{}?sslmode=require", cluster.new_database().await.unwrap());
+    let backend = PostgresBackend::connect_with(&url, None, Some(&cluster.ca_cert()))
+        .await
+        .unwrap();
+    cairn_state::conformance::stacks_are_created_listed_and_removed(&backend).await;
+
+    // The backend's sessions really are encrypted.
+    let (admin, connection) = tokio_postgres::connect(&cluster.admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let database = url
+        .trim_end_matches("?sslmode=require")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let encrypted: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a ON s.pid = a.pid \
+             WHERE a.datname = $1 AND s.ssl",
+            &[&database],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(encrypted, 2, "both of the backend's connections use TLS");
+
+    // Without the CA, the server's certificate is not trusted: a clear error, no connection.
+    let error = PostgresBackend::connect_with(&url, None, None)
+        .await
+        .err()
+        .expect("an untrusted certificate must be refused");
+    assert!(error.to_string().contains("connecting to"), "{error}");
+}

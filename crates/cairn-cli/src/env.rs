@@ -15,6 +15,8 @@ pub const CAIRN_FAKE_LEDGER: &str = "CAIRN_FAKE_LEDGER";
 pub const CAIRN_JOURNAL_FOLD_BYTES: &str = "CAIRN_JOURNAL_FOLD_BYTES";
 /// The password for a `postgres://` backend whose URL has none, as libpq reads it.
 pub const PGPASSWORD: &str = "PGPASSWORD";
+/// Root certificates (PEM) to trust for a `postgres://...?sslmode=require` backend, as libpq.
+pub const PGSSLROOTCERT: &str = "PGSSLROOTCERT";
 /// Pulumi's names for the same settings, accepted so existing setups keep working.
 pub const PULUMI_CONFIG_PASSPHRASE: &str = "PULUMI_CONFIG_PASSPHRASE";
 pub const PULUMI_CONFIG_PASSPHRASE_FILE: &str = "PULUMI_CONFIG_PASSPHRASE_FILE";

@@ -225,13 +225,15 @@ impl Workspace {
 pub fn open_backend(url: &str, home: &Path) -> anyhow::Result<Arc<dyn Backend>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let password = env::var(env::PGPASSWORD);
+        let root_cert = env::var(env::PGSSLROOTCERT).map(PathBuf::from);
         // Connecting is async; commands open their backend from async code on the
         // multi-threaded runtime, where waiting in place is allowed.
         let backend = tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(
-                cairn_backend_postgres::PostgresBackend::connect_with_password(
+                cairn_backend_postgres::PostgresBackend::connect_with(
                     url,
                     password.as_deref(),
+                    root_cert.as_deref(),
                 ),
             )
         })
