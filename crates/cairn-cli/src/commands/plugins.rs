@@ -29,6 +29,7 @@ pub fn builtin_registry() -> anyhow::Result<ProviderRegistry> {
         .context("opening the fake provider's ledger (CAIRN_FAKE_LEDGER)")?;
     registry.register(Arc::new(fake));
     registry.register(Arc::new(cairn_compute::provider::GroupProvider::new()));
+    registry.register(cairn_provider_docker::docker_provider());
     Ok(registry)
 }
 

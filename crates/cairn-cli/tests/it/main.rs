@@ -9,6 +9,7 @@ mod support;
 mod compute;
 mod config;
 mod corruption;
+mod docker;
 mod errors;
 mod history;
 mod import;
