@@ -127,8 +127,9 @@ pub async fn driver_of(driver: &serde_json::Value) -> Result<Arc<dyn InstanceDri
             crate::docker::DockerDriver::connect(settings["host"].as_str()).await?,
         )),
         Some("fake") => Ok(Arc::new(crate::fake::FakeDriver::new(settings)?)),
+        Some("process") => Ok(Arc::new(crate::process::ProcessDriver::new(settings)?)),
         other => Err(DriverError::Invalid(format!(
-            "unknown driver `{}`: the drivers are `docker` (settings: host) and `fake` (settings: path, startupLatencyMs, failLogicalId)",
+            "unknown driver `{}`: the drivers are `docker` (settings: host), `process` (settings: dir) and `fake` (settings: path, startupLatencyMs, failLogicalId)",
             other.unwrap_or("(none)")
         ))),
     }
