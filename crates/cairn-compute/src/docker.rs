@@ -231,6 +231,51 @@ impl InstanceDriver for DockerDriver {
             .collect())
     }
 
+    async fn copy_in(&self, id: &str, path: &str, bytes: Vec<u8>) -> DriverResult<()> {
+        let target = std::path::Path::new(path);
+        let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+            return Err(DriverError::Invalid(format!("`{path}` is not a file path")));
+        };
+        let mut archive = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o755);
+        archive
+            .append_data(&mut header, name, bytes.as_slice())
+            .map_err(|error| DriverError::Failed(format!("packing `{path}`: {error}")))?;
+        let archive = archive
+            .into_inner()
+            .map_err(|error| DriverError::Failed(format!("packing `{path}`: {error}")))?;
+        let options = bollard::query_parameters::UploadToContainerOptions {
+            path: dir.display().to_string(),
+            ..Default::default()
+        };
+        self.docker
+            .upload_to_container(
+                id,
+                Some(options),
+                bollard::body_full(bytes::Bytes::from(archive)),
+            )
+            .await
+            .map_err(|error| failed("copying into a container", error))
+    }
+
+    async fn address(&self, id: &str) -> DriverResult<Option<String>> {
+        let container = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|error| failed("inspecting a container", error))?;
+        Ok(container
+            .network_settings
+            .and_then(|settings| settings.networks)
+            .and_then(|networks| {
+                networks
+                    .into_values()
+                    .find_map(|network| network.ip_address.filter(|ip| !ip.is_empty()))
+            }))
+    }
+
     async fn exec(
         &self,
         id: &str,

@@ -89,6 +89,21 @@ pub trait InstanceDriver: Send + Sync {
         with_properties: bool,
     ) -> DriverResult<Vec<InstanceDescription>>;
 
+    /// Writes a file into the instance (a script to run, a build's sources).
+    async fn copy_in(&self, id: &str, path: &str, bytes: Vec<u8>) -> DriverResult<()> {
+        let _ = (id, path, bytes);
+        Err(DriverError::Failed(format!(
+            "the `{}` driver cannot copy files into instances",
+            self.name()
+        )))
+    }
+
+    /// The address TCP and HTTP health probes connect to; `None` when the instance has none.
+    async fn address(&self, id: &str) -> DriverResult<Option<String>> {
+        let _ = id;
+        Ok(None)
+    }
+
     /// Runs `command` in the instance, streaming its output to `output`; returns its exit code.
     async fn exec(
         &self,

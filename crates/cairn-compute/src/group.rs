@@ -40,15 +40,32 @@ pub struct GroupSpec {
     pub health: Option<HealthCheck>,
 }
 
-/// A command run in the instance: exit 0 means healthy.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// How to tell a new instance is healthy: a `command` run in it exits 0, or a `tcp` port at
+/// its address accepts a connection, or an `http` GET there answers 2xx or 3xx.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthCheck {
+    #[serde(default)]
     pub command: Vec<String>,
+    #[serde(default)]
+    pub tcp: Option<u16>,
+    #[serde(default)]
+    pub http: Option<HttpProbe>,
     #[serde(default = "default_timeout_seconds")]
     pub timeout_seconds: u64,
     #[serde(default = "default_interval_ms")]
     pub interval_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HttpProbe {
+    pub port: u16,
+    #[serde(default = "default_path")]
+    pub path: String,
+}
+
+fn default_path() -> String {
+    "/".to_owned()
 }
 
 fn default_timeout_seconds() -> u64 {
@@ -212,6 +229,46 @@ fn instance_spec(spec: &GroupSpec, logical_id: Option<String>) -> InstanceSpec {
     }
 }
 
+fn describe_check(health: &HealthCheck) -> String {
+    match (&health.http, health.tcp) {
+        (Some(http), _) => format!("HTTP GET :{}{}", http.port, http.path),
+        (None, Some(port)) => format!("TCP :{port}"),
+        (None, None) => format!("`{}`", health.command.join(" ")),
+    }
+}
+
+/// One try of the health check.
+async fn probe(driver: &dyn InstanceDriver, health: &HealthCheck, id: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = health.http.as_ref().map(|http| http.port).or(health.tcp);
+    let Some(port) = port else {
+        let (sender, _output) = tokio::sync::mpsc::unbounded_channel();
+        return matches!(driver.exec(id, &health.command, sender).await, Ok(0));
+    };
+    let Ok(Some(address)) = driver.address(id).await else {
+        return false;
+    };
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect((address.as_str(), port))
+            .await
+            .ok()?;
+        let Some(http) = &health.http else {
+            return Some(true);
+        };
+        let request = format!("GET {} HTTP/1.0\r\nHost: {address}\r\n\r\n", http.path);
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        // "HTTP/1.x NNN"
+        Some(matches!(head.get(9), Some(b'2' | b'3')))
+    };
+    tokio::time::timeout(Duration::from_secs(2), attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
 /// Waits until the health check passes, or says it did not within its time.
 async fn wait_healthy(driver: &dyn InstanceDriver, spec: &GroupSpec, id: &str) -> DriverResult<()> {
     let Some(health) = &spec.health else {
@@ -219,14 +276,13 @@ async fn wait_healthy(driver: &dyn InstanceDriver, spec: &GroupSpec, id: &str) -
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(health.timeout_seconds);
     loop {
-        let (sender, _output) = tokio::sync::mpsc::unbounded_channel();
-        if matches!(driver.exec(id, &health.command, sender).await, Ok(0)) {
+        if probe(driver, health, id).await {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(DriverError::Failed(format!(
-                "instance `{id}` did not pass its health check (`{}`) within {}s",
-                health.command.join(" "),
+                "instance `{id}` did not pass its health check ({}) within {}s",
+                describe_check(health),
                 health.timeout_seconds
             )));
         }

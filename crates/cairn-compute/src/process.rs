@@ -224,6 +224,23 @@ impl InstanceDriver for ProcessDriver {
         Ok(instances)
     }
 
+    async fn copy_in(&self, id: &str, path: &str, bytes: Vec<u8>) -> DriverResult<()> {
+        let record = self.load(id)?;
+        let base = record.properties["workingDir"]
+            .as_str()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.dir.clone());
+        let target = base.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|error| failed("copying a file in", error))?;
+        }
+        std::fs::write(&target, bytes).map_err(|error| failed("copying a file in", error))
+    }
+
+    async fn address(&self, _id: &str) -> DriverResult<Option<String>> {
+        Ok(Some("127.0.0.1".to_owned()))
+    }
+
     async fn exec(
         &self,
         id: &str,

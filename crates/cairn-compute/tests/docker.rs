@@ -189,6 +189,22 @@ async fn instances_are_provisioned_described_run_commands_and_destroyed() {
 
     assert!(driver.label(&web, &BTreeMap::new()).await.is_err());
     driver
+        .copy_in(&db, "/script.sh", b"echo copied in".to_vec())
+        .await
+        .unwrap();
+    let (sender, mut copied) = tokio::sync::mpsc::unbounded_channel();
+    let code = driver
+        .exec(&db, &["sh".to_owned(), "/script.sh".to_owned()], sender)
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    let mut text = Vec::new();
+    while let Some(chunk) = copied.recv().await {
+        text.extend(chunk.bytes);
+    }
+    assert_eq!(String::from_utf8_lossy(&text), "copied in\n");
+    assert!(driver.address(&db).await.unwrap().is_some());
+    driver
         .destroy(&web, DestroyReason::Terminate)
         .await
         .unwrap();
@@ -226,6 +242,7 @@ async fn a_group_of_containers_converges_scales_and_rolls() {
             ],
             timeout_seconds: 20,
             interval_ms: 100,
+            ..Default::default()
         }),
     };
     let report = group::converge(driver.clone(), &spec(3, "1"))

@@ -26,6 +26,7 @@ fn scaled(size: usize, version: &str) -> GroupSpec {
             command: vec!["true".to_owned()],
             timeout_seconds: 1,
             interval_ms: 10,
+            ..Default::default()
         }),
     }
 }
@@ -138,6 +139,7 @@ async fn a_rolling_update_replaces_one_at_a_time_and_stops_when_unhealthy() {
         command: vec!["false".to_owned()],
         timeout_seconds: 1,
         interval_ms: 50,
+        ..Default::default()
     });
     let error = group::converge(driver.clone(), &broken).await.unwrap_err();
     assert!(error.to_string().contains("health check"), "{error}");

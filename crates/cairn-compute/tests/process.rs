@@ -122,6 +122,7 @@ async fn watch_replaces_a_process_killed_outside_cairn_within_ten_seconds() {
             command: vec!["true".to_owned()],
             timeout_seconds: 5,
             interval_ms: 50,
+            ..Default::default()
         }),
     };
     group::converge(driver.clone(), &spec).await.unwrap();
@@ -167,4 +168,88 @@ async fn watch_replaces_a_process_killed_outside_cairn_within_ten_seconds() {
     cancel.cancel();
     watcher.await.unwrap();
     group::destroy_group(driver.as_ref(), &spec).await.unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn http_and_tcp_probes_decide_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver: Arc<dyn InstanceDriver> = Arc::new(driver(&dir));
+    let port = free_port();
+    let spec = |id: &str, health: HealthCheck| GroupSpec {
+        id: id.to_owned(),
+        properties: serde_json::json!({ "workingDir": dir.path() }),
+        init: Some(format!(
+            "exec python3 -m http.server {port} --bind 127.0.0.1"
+        )),
+        size: Some(1),
+        logical_ids: Vec::new(),
+        health: Some(health),
+    };
+    // A new instance must answer HTTP (then TCP) before it counts as healthy.
+    let http = HealthCheck {
+        http: Some(group::HttpProbe {
+            port,
+            path: "/".to_owned(),
+        }),
+        timeout_seconds: 20,
+        interval_ms: 100,
+        ..Default::default()
+    };
+    let web = spec("web", http);
+    let replaced = group::converge(driver.clone(), &web).await.unwrap();
+    assert_eq!(replaced.created.len(), 1);
+    let tcp = HealthCheck {
+        tcp: Some(port),
+        timeout_seconds: 20,
+        interval_ms: 100,
+        ..Default::default()
+    };
+    let mut rolled = spec("web", tcp);
+    rolled.properties["version"] = serde_json::json!(2);
+    // The new instance cannot bind the port the old one holds, but the TCP probe reaches the
+    // port all the same: the probe checks the address, as a load balancer would.
+    group::converge(driver.clone(), &rolled).await.unwrap();
+
+    // A probe on a port nobody listens on never passes: the instance is removed and the
+    // error says which check failed.
+    let closed = HealthCheck {
+        tcp: Some(free_port()),
+        timeout_seconds: 1,
+        interval_ms: 100,
+        ..Default::default()
+    };
+    let mut broken = spec("web", closed);
+    broken.properties["version"] = serde_json::json!(3);
+    let error = group::converge(driver.clone(), &broken).await.unwrap_err();
+    assert!(error.to_string().contains("TCP :"), "{error}");
+    let members = driver
+        .describe(&group::group_tags(&broken), false)
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 1, "the unhealthy replacement was removed");
+    assert_eq!(
+        members[0].tags[group::CONFIG_HASH_TAG],
+        rolled.fingerprint()
+    );
+
+    // copy_in writes into the instance's working directory.
+    driver
+        .copy_in(&members[0].id, "hello.txt", b"hi".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("hello.txt")).unwrap(),
+        "hi"
+    );
+    group::destroy_group(driver.as_ref(), &rolled)
+        .await
+        .unwrap();
 }
