@@ -245,6 +245,13 @@ pub enum GroupCommand {
         #[arg(long, default_value_t = 2)]
         interval: u64,
     },
+    /// Stop managing the group, leaving its members running (InfraKit's Free)
+    Free {
+        id: String,
+        /// Approve without asking
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Destroy every member and forget the group
     Destroy {
         id: String,

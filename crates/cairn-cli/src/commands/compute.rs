@@ -60,6 +60,15 @@ fn committed(groups: &Workspace) -> anyhow::Result<BTreeMap<String, serde_json::
         .unwrap_or_default())
 }
 
+/// The resource key of a group in the groups program.
+fn resource_key(id: &str) -> String {
+    let key: String = id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("g_{key}")
+}
+
 /// Writes the groups program: one `cairn:compute:Group` per spec (JSON is YAML).
 fn write_program(
     groups: &Workspace,
@@ -67,12 +76,9 @@ fn write_program(
 ) -> anyhow::Result<()> {
     let mut text = format!("name: {GROUPS_PROJECT}\nruntime: yaml\nresources:\n");
     for (id, spec) in specs {
-        let key: String = id
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
         text.push_str(&format!(
-            "  g_{key}:\n    type: cairn:compute:Group\n    properties: {spec}\n"
+            "  {}:\n    type: cairn:compute:Group\n    properties: {spec}\n",
+            resource_key(id)
         ));
     }
     if specs.is_empty() {
@@ -152,6 +158,31 @@ pub async fn group(workspace: &Workspace, command: GroupCommand) -> anyhow::Resu
                 write_program(&groups, &previous)?;
             }
             result
+        }
+        GroupCommand::Free { id, yes } => {
+            let mut specs = committed(&groups)?;
+            if specs.remove(&id).is_none() {
+                return Err(crate::bad_input(format!("no group `{id}` is committed")));
+            }
+            // Out of the state first (members untouched), then out of the committed specs.
+            let urn = format!(
+                "urn:pulumi:{stack}::{GROUPS_PROJECT}::cairn:compute:Group::{}",
+                resource_key(&id)
+            );
+            super::state::run(
+                &groups,
+                crate::cli::StateCommand::Delete {
+                    urn,
+                    force: true,
+                    yes,
+                },
+            )
+            .await?;
+            write_program(&groups, &specs)?;
+            output::line(&format!(
+                "Group `{id}` is no longer managed; its instances keep running"
+            ));
+            Ok(())
         }
         GroupCommand::Ls => {
             let specs = committed(&groups)?;

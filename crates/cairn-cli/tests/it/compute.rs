@@ -160,6 +160,24 @@ fn groups_are_committed_described_scaled_and_destroyed_from_the_cli() {
             .trim()
             .is_empty()
     );
+
+    // Free: Cairn forgets the group; its instances keep running, and committing it again
+    // adopts them instead of making new ones.
+    std::fs::write(file, spec(2, &fleet)).unwrap();
+    context.cairn(&["group", "commit", file, "--yes"]).success();
+    context.cairn(&["group", "free", "web", "--yes"]).success();
+    assert_eq!(members(&fleet), 2);
+    assert!(
+        context
+            .cairn(&["group", "ls"])
+            .success()
+            .stdout
+            .trim()
+            .is_empty()
+    );
+    let adopted = context.cairn(&["group", "commit", file, "--yes"]).success();
+    assert!(adopted.stdout.contains("1 created"), "{}", adopted.stdout);
+    assert_eq!(members(&fleet), 2);
 }
 
 #[test]
