@@ -275,3 +275,67 @@ async fn a_group_of_containers_converges_scales_and_rolls() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_replaces_a_container_removed_outside_cairn_within_ten_seconds() {
+    let driver = connect().await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let _cleanup = Cleanup { run: run.clone() };
+    ensure_image(&driver, &image_of(&run)).await;
+    let driver: Arc<dyn InstanceDriver> = Arc::new(driver);
+    let spec = GroupSpec {
+        id: format!("web-{run}"),
+        properties: serde_json::json!({ "image": image_of(&run) }),
+        init: Some("sleep 300".to_owned()),
+        size: Some(2),
+        logical_ids: Vec::new(),
+        health: None,
+    };
+    group::converge(driver.clone(), &spec).await.unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (reports, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = tokio::spawn({
+        let driver = driver.clone();
+        let spec = spec.clone();
+        let cancel = cancel.clone();
+        async move {
+            group::watch(
+                driver,
+                &spec,
+                std::time::Duration::from_secs(1),
+                cancel,
+                reports,
+            )
+            .await
+        }
+    });
+    received.recv().await.unwrap().unwrap();
+    let victim = driver
+        .describe(&group::group_tags(&spec), false)
+        .await
+        .unwrap()
+        .remove(0);
+    driver
+        .destroy(&victim.id, DestroyReason::Terminate)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let report = received.recv().await.unwrap().unwrap();
+            if !report.created.is_empty() {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the removed container was replaced within 10 s");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    cancel.cancel();
+    watcher.await.unwrap();
+    let members = driver
+        .describe(&group::group_tags(&spec), false)
+        .await
+        .unwrap();
+    assert_eq!(members.iter().filter(|member| member.running).count(), 2);
+}
