@@ -339,3 +339,83 @@ async fn watch_replaces_a_container_removed_outside_cairn_within_ten_seconds() {
         .unwrap();
     assert_eq!(members.iter().filter(|member| member.running).count(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_members_and_a_rolling_update_of_six_that_stops_when_unhealthy() {
+    let driver = connect().await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let _cleanup = Cleanup { run: run.clone() };
+    ensure_image(&driver, &image_of(&run)).await;
+    let driver: Arc<dyn InstanceDriver> = Arc::new(driver);
+    let spec = |version: &str, healthy: bool| GroupSpec {
+        id: format!("web-{run}"),
+        properties: serde_json::json!({ "image": image_of(&run), "env": { "VERSION": version } }),
+        init: Some("sleep 300".to_owned()),
+        size: Some(6),
+        logical_ids: Vec::new(),
+        health: Some(HealthCheck {
+            command: vec![if healthy { "true" } else { "false" }.to_owned()],
+            timeout_seconds: 2,
+            interval_ms: 100,
+            ..Default::default()
+        }),
+    };
+    group::converge(driver.clone(), &spec("1", true))
+        .await
+        .unwrap();
+    let report = group::converge(driver.clone(), &spec("2", true))
+        .await
+        .unwrap();
+    assert_eq!(report.replaced.len(), 6);
+    let error = group::converge(driver.clone(), &spec("3", false))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("old instances keep serving"),
+        "{error}"
+    );
+    let members = driver
+        .describe(&group::group_tags(&spec("2", true)), false)
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 6);
+    let fingerprint = spec("2", true).fingerprint();
+    assert!(
+        members
+            .iter()
+            .all(|member| member.running && member.tags[group::CONFIG_HASH_TAG] == fingerprint)
+    );
+    group::destroy_group(driver.as_ref(), &spec("2", true))
+        .await
+        .unwrap();
+
+    // A quorum group: exactly these logical IDs, each a container labelled with its ID.
+    let quorum = GroupSpec {
+        id: format!("web-{run}"),
+        properties: serde_json::json!({ "image": image_of(&run) }),
+        init: Some("sleep 300".to_owned()),
+        size: None,
+        logical_ids: vec!["a".to_owned(), "b".to_owned(), "c".to_owned()],
+        health: None,
+    };
+    group::converge(driver.clone(), &quorum).await.unwrap();
+    let mut ids: Vec<String> = driver
+        .describe(&group::group_tags(&quorum), false)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|member| member.logical_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b", "c"]);
+    assert!(
+        group::plan(
+            &quorum,
+            &driver
+                .describe(&group::group_tags(&quorum), false)
+                .await
+                .unwrap()
+        )
+        .is_empty()
+    );
+}
