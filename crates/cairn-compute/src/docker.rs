@@ -1,11 +1,12 @@
 //! The `docker` driver: one container per instance, through the Docker Engine API (bollard),
 //! never the `docker` CLI. Properties: `image` (required), `command` (list), `env` (map or
-//! `K=V` list), `memoryMb`, `cpus`, `network`, `restart` (`no`, `always`, `unless-stopped`,
-//! `on-failure`). Tags become labels, and `describe` filters on them in the engine. `init` runs
-//! as the container's command under `/bin/sh -c`. The engine is the one `DOCKER_HOST` names
-//! (or the `host` setting: `unix:///path` or `tcp://host:port`); the API version is negotiated,
-//! so older engines (API 1.41) work. Docker cannot change a container's labels, so `label` keeps
-//! added tags in a label file inside the container's own metadata: not supported; see `label`.
+//! `K=V` list), `ports` (`[{internal, external}]`), `mounts` (`[{source, target, readOnly}]`,
+//! a volume name or host path), `memoryMb`, `cpus`, `network`, `restart` (`no`, `always`,
+//! `unless-stopped`, `on-failure`). Tags become labels, and `describe` filters on them in the
+//! engine. `init` runs as the container's command under `/bin/sh -c`. The engine is the one
+//! `DOCKER_HOST` names (or the `host` setting: `unix:///path` or `tcp://host:port`); the API
+//! version is negotiated, so older engines (API 1.41) work. Docker cannot change a container's
+//! labels, so `label` refuses rather than pretend.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -135,7 +136,56 @@ impl InstanceDriver for DockerDriver {
             }),
             maximum_retry_count: None,
         });
+        // `ports: [{internal, external}]` and `mounts: [{source, target, readOnly}]`.
+        let ports: Vec<(String, Option<String>)> = properties["ports"]
+            .as_array()
+            .map(|ports| {
+                ports
+                    .iter()
+                    .filter_map(|port| {
+                        Some((
+                            format!("{}/tcp", port["internal"].as_i64()?),
+                            port["external"]
+                                .as_i64()
+                                .map(|external| external.to_string()),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let binds: Option<Vec<String>> = properties["mounts"].as_array().map(|mounts| {
+            mounts
+                .iter()
+                .filter_map(|mount| {
+                    let mode = if mount["readOnly"].as_bool() == Some(true) {
+                        ":ro"
+                    } else {
+                        ""
+                    };
+                    Some(format!(
+                        "{}:{}{mode}",
+                        mount["source"].as_str()?,
+                        mount["target"].as_str()?
+                    ))
+                })
+                .collect()
+        });
         let host_config = HostConfig {
+            binds,
+            port_bindings: (!ports.is_empty()).then(|| {
+                ports
+                    .iter()
+                    .map(|(port, external)| {
+                        (
+                            port.clone(),
+                            Some(vec![bollard::models::PortBinding {
+                                host_ip: None,
+                                host_port: external.clone(),
+                            }]),
+                        )
+                    })
+                    .collect()
+            }),
             memory: properties["memoryMb"].as_i64().map(|mb| mb * 1024 * 1024),
             nano_cpus: properties["cpus"].as_f64().map(|cpus| (cpus * 1e9) as i64),
             network_mode: properties["network"].as_str().map(str::to_owned),
@@ -147,6 +197,8 @@ impl InstanceDriver for DockerDriver {
             cmd,
             env: env_of(&properties["env"]),
             labels: Some(labels),
+            exposed_ports: (!ports.is_empty())
+                .then(|| ports.iter().map(|(port, _)| port.clone()).collect()),
             host_config: Some(host_config),
             ..Default::default()
         };

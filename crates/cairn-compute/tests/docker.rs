@@ -101,6 +101,15 @@ impl Drop for Cleanup {
                         let _ = driver.destroy(&instance.id, DestroyReason::Terminate).await;
                     }
                 }
+                for role in ["web", "db"] {
+                    let _ = driver
+                        .client()
+                        .remove_volume(
+                            &format!("vol-{run}-{role}"),
+                            None::<bollard::query_parameters::RemoveVolumeOptions>,
+                        )
+                        .await;
+                }
                 let _ = driver
                     .client()
                     .remove_image(
@@ -122,6 +131,8 @@ fn sleeper(run: &str, role: &str) -> InstanceSpec {
             "command": ["sleep", "300"],
             "env": { "ROLE": role },
             "memoryMb": 64,
+            "ports": [{ "internal": 8080 }],
+            "mounts": [{ "source": format!("vol-{run}-{role}"), "target": "/data" }],
         }),
         tags: BTreeMap::from([
             (RUN_LABEL.to_owned(), run.to_owned()),
@@ -204,6 +215,13 @@ async fn instances_are_provisioned_described_run_commands_and_destroyed() {
     }
     assert_eq!(String::from_utf8_lossy(&text), "copied in\n");
     assert!(driver.address(&db).await.unwrap().is_some());
+    let inspected = driver.client().inspect_container(&db, None).await.unwrap();
+    let host_config = inspected.host_config.unwrap();
+    assert!(host_config.port_bindings.unwrap().contains_key("8080/tcp"));
+    assert_eq!(
+        host_config.binds.unwrap(),
+        vec![format!("vol-{run}-db:/data")]
+    );
     driver
         .destroy(&web, DestroyReason::Terminate)
         .await
