@@ -263,6 +263,8 @@ pub enum GroupCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum InstanceCommand {
+    /// List the instance drivers and the settings each takes
+    Drivers,
     /// List instances, optionally only those with every `--tag key=value`
     Ls {
         /// `docker`, `docker:<host URL>` or `fake:<file>`

@@ -153,23 +153,43 @@ impl InstanceDriver for DockerDriver {
                     .collect()
             })
             .unwrap_or_default();
-        let binds: Option<Vec<String>> = properties["mounts"].as_array().map(|mounts| {
-            mounts
-                .iter()
-                .filter_map(|mount| {
-                    let mode = if mount["readOnly"].as_bool() == Some(true) {
-                        ":ro"
-                    } else {
-                        ""
-                    };
-                    Some(format!(
-                        "{}:{}{mode}",
-                        mount["source"].as_str()?,
-                        mount["target"].as_str()?
-                    ))
-                })
-                .collect()
-        });
+        let mut binds: Vec<String> = properties["mounts"]
+            .as_array()
+            .map(|mounts| {
+                mounts
+                    .iter()
+                    .filter_map(|mount| {
+                        let mode = if mount["readOnly"].as_bool() == Some(true) {
+                            ":ro"
+                        } else {
+                            ""
+                        };
+                        Some(format!(
+                            "{}:{}{mode}",
+                            mount["source"].as_str()?,
+                            mount["target"].as_str()?
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut networks: Vec<String> = properties["network"]
+            .as_str()
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        for attachment in &spec.attachments {
+            match attachment.kind.as_str() {
+                "volume" => binds.push(format!("{0}:/attachments/{0}", attachment.id)),
+                "network" => networks.push(attachment.id.clone()),
+                other => {
+                    return Err(DriverError::Invalid(format!(
+                        "the docker driver attaches volumes and networks, not `{other}`"
+                    )));
+                }
+            }
+        }
+        let binds = (!binds.is_empty()).then_some(binds);
         let host_config = HostConfig {
             binds,
             port_bindings: (!ports.is_empty()).then(|| {
@@ -188,7 +208,7 @@ impl InstanceDriver for DockerDriver {
             }),
             memory: properties["memoryMb"].as_i64().map(|mb| mb * 1024 * 1024),
             nano_cpus: properties["cpus"].as_f64().map(|cpus| (cpus * 1e9) as i64),
-            network_mode: properties["network"].as_str().map(str::to_owned),
+            network_mode: networks.first().cloned(),
             restart_policy: restart,
             ..Default::default()
         };
@@ -207,6 +227,16 @@ impl InstanceDriver for DockerDriver {
             .create_container(None::<CreateContainerOptions>, body)
             .await
             .map_err(|error| failed("creating a container", error))?;
+        for network in networks.iter().skip(1) {
+            let request = bollard::models::NetworkConnectRequest {
+                container: created.id.clone(),
+                ..Default::default()
+            };
+            if let Err(error) = self.docker.connect_network(network, request).await {
+                let _ = self.destroy(&created.id, DestroyReason::Terminate).await;
+                return Err(failed("joining a network", error));
+            }
+        }
         if let Err(error) = self
             .docker
             .start_container(&created.id, None::<StartContainerOptions>)

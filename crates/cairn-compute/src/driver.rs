@@ -30,6 +30,17 @@ pub struct InstanceSpec {
     /// A stable identity for members of a quorum group.
     #[serde(default)]
     pub logical_id: Option<String>,
+    /// Things to attach (InfraKit's attachments): for `docker`, a `volume` (mounted at
+    /// `/attachments/<id>`) or a `network` (joined).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// One instance as a driver sees it (InfraKit's `instance.Description`).

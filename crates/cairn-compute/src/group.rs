@@ -38,6 +38,9 @@ pub struct GroupSpec {
     pub logical_ids: Vec<String>,
     #[serde(default)]
     pub health: Option<HealthCheck>,
+    /// Attached to every instance (InfraKit's attachments).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::driver::Attachment>,
 }
 
 /// How to tell a new instance is healthy: a `command` run in it exits 0, or a `tcp` port at
@@ -78,9 +81,12 @@ fn default_interval_ms() -> u64 {
 
 impl GroupSpec {
     /// The fingerprint of what defines an instance: the SHA-256 of the canonical JSON (keys
-    /// sorted) of its properties and init script. It is the `cairn.config.hash` tag.
+    /// sorted) of its properties, init script and attachments. It is the `cairn.config.hash` tag.
     pub fn fingerprint(&self) -> String {
-        let defining = serde_json::json!({ "properties": self.properties, "init": self.init });
+        let mut defining = serde_json::json!({ "properties": self.properties, "init": self.init });
+        if !self.attachments.is_empty() {
+            defining["attachments"] = serde_json::json!(self.attachments);
+        }
         hex::encode(sha2::Sha256::digest(canonical(&defining).as_bytes()))
     }
 
@@ -226,6 +232,7 @@ fn instance_spec(spec: &GroupSpec, logical_id: Option<String>) -> InstanceSpec {
         tags,
         init: spec.init.clone(),
         logical_id,
+        attachments: spec.attachments.clone(),
     }
 }
 

@@ -12,6 +12,22 @@ pub mod process;
 pub mod provider;
 
 pub use driver::{
-    DestroyReason, DriverError, DriverResult, InstanceDescription, InstanceDriver, InstanceSpec,
-    OutputChunk, Stream,
+    Attachment, DestroyReason, DriverError, DriverResult, InstanceDescription, InstanceDriver,
+    InstanceSpec, OutputChunk, Stream,
 };
+
+/// The drivers, with the settings each takes (`cairn instance drivers`).
+pub const DRIVERS: [(&str, &str); 3] = [
+    (
+        "docker",
+        "containers on the Docker Engine API. Settings: host (unix:///path or tcp://host:port; default DOCKER_HOST, then the local socket). Properties: image, command, env, ports, mounts, memoryMb, cpus, network, restart",
+    ),
+    (
+        "process",
+        "local process groups, for hosts without Docker. Settings: dir (where instance records are kept). Properties: command, env, workingDir",
+    ),
+    (
+        "fake",
+        "a test double keeping instances in a file. Settings: path, startupLatencyMs, failLogicalId",
+    ),
+];

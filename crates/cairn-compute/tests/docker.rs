@@ -140,6 +140,7 @@ fn sleeper(run: &str, role: &str) -> InstanceSpec {
         ]),
         init: None,
         logical_id: None,
+        attachments: Vec::new(),
     }
 }
 
@@ -222,6 +223,32 @@ async fn instances_are_provisioned_described_run_commands_and_destroyed() {
         host_config.binds.unwrap(),
         vec![format!("vol-{run}-db:/data")]
     );
+
+    // Attachments: a volume mounted at /attachments/<id>.
+    let mut attached = sleeper(&run, "attached");
+    attached.attachments = vec![cairn_compute::Attachment {
+        id: format!("vol-{run}-web"),
+        kind: "volume".to_owned(),
+    }];
+    attached.properties["mounts"] = serde_json::json!([]);
+    let attached = driver.provision(attached).await.unwrap();
+    let binds = driver
+        .client()
+        .inspect_container(&attached, None)
+        .await
+        .unwrap()
+        .host_config
+        .unwrap()
+        .binds
+        .unwrap();
+    assert_eq!(
+        binds,
+        vec![format!("vol-{run}-web:/attachments/vol-{run}-web")]
+    );
+    driver
+        .destroy(&attached, DestroyReason::Terminate)
+        .await
+        .unwrap();
     driver
         .destroy(&web, DestroyReason::Terminate)
         .await
@@ -252,6 +279,7 @@ async fn a_group_of_containers_converges_scales_and_rolls() {
         init: Some("sleep 300".to_owned()),
         size: Some(size),
         logical_ids: Vec::new(),
+        attachments: Vec::new(),
         health: Some(HealthCheck {
             command: vec![
                 "sh".to_owned(),
@@ -307,6 +335,7 @@ async fn watch_replaces_a_container_removed_outside_cairn_within_ten_seconds() {
         init: Some("sleep 300".to_owned()),
         size: Some(2),
         logical_ids: Vec::new(),
+        attachments: Vec::new(),
         health: None,
     };
     group::converge(driver.clone(), &spec).await.unwrap();
@@ -371,6 +400,7 @@ async fn quorum_members_and_a_rolling_update_of_six_that_stops_when_unhealthy() 
         init: Some("sleep 300".to_owned()),
         size: Some(6),
         logical_ids: Vec::new(),
+        attachments: Vec::new(),
         health: Some(HealthCheck {
             command: vec![if healthy { "true" } else { "false" }.to_owned()],
             timeout_seconds: 2,
@@ -414,6 +444,7 @@ async fn quorum_members_and_a_rolling_update_of_six_that_stops_when_unhealthy() 
         init: Some("sleep 300".to_owned()),
         size: None,
         logical_ids: vec!["a".to_owned(), "b".to_owned(), "c".to_owned()],
+        attachments: Vec::new(),
         health: None,
     };
     group::converge(driver.clone(), &quorum).await.unwrap();

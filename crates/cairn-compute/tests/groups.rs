@@ -22,6 +22,7 @@ fn scaled(size: usize, version: &str) -> GroupSpec {
         init: None,
         size: Some(size),
         logical_ids: Vec::new(),
+        attachments: Vec::new(),
         health: Some(HealthCheck {
             command: vec!["true".to_owned()],
             timeout_seconds: 1,

@@ -43,6 +43,7 @@ async fn processes_are_provisioned_described_labelled_run_commands_and_destroyed
             // The shell starts a child: destroy must take the whole group.
             init: Some("sleep 300 & sleep 300".to_owned()),
             logical_id: Some("w1".to_owned()),
+            attachments: Vec::new(),
         })
         .await
         .unwrap();
@@ -118,6 +119,7 @@ async fn watch_replaces_a_process_killed_outside_cairn_within_ten_seconds() {
         init: Some("sleep 300".to_owned()),
         size: Some(3),
         logical_ids: Vec::new(),
+        attachments: Vec::new(),
         health: Some(HealthCheck {
             command: vec!["true".to_owned()],
             timeout_seconds: 5,
@@ -191,6 +193,7 @@ async fn http_and_tcp_probes_decide_health() {
         )),
         size: Some(1),
         logical_ids: Vec::new(),
+        attachments: Vec::new(),
         health: Some(health),
     };
     // A new instance must answer HTTP (then TCP) before it counts as healthy.

@@ -309,6 +309,12 @@ fn parse_tags(tags: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 
 pub async fn instance(workspace: &Workspace, command: InstanceCommand) -> anyhow::Result<()> {
     match command {
+        InstanceCommand::Drivers => {
+            for (name, help) in cairn_compute::DRIVERS {
+                output::line(&format!("{name:<8} {help}"));
+            }
+            Ok(())
+        }
         InstanceCommand::Ls { driver, tag } => {
             let driver = driver_of(&driver_json(&driver)).await?;
             let instances = driver.describe(&parse_tags(&tag)?, false).await?;

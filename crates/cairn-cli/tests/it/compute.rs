@@ -214,4 +214,8 @@ fn instances_are_provisioned_listed_labelled_and_destroyed_through_a_driver() {
         .cairn(&["instance", "destroy", "--driver", &driver, &id])
         .success();
     assert_eq!(members(&fleet), 0);
+    let drivers = context.cairn(&["instance", "drivers"]).success();
+    for name in ["docker", "process", "fake"] {
+        assert!(drivers.stdout.contains(name), "{}", drivers.stdout);
+    }
 }
