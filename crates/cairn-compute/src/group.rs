@@ -41,6 +41,33 @@ pub struct GroupSpec {
     /// Attached to every instance (InfraKit's attachments).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<crate::driver::Attachment>,
+    /// How stale instances are replaced; one at a time by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_update: Option<RollingUpdate>,
+}
+
+/// Rolling-update policy: replace `batchSize` instances at a time (their replacements all
+/// healthy before any of them goes), waiting `pauseSeconds` between batches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollingUpdate {
+    #[serde(default = "one")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub pause_seconds: u64,
+}
+
+impl Default for RollingUpdate {
+    fn default() -> Self {
+        RollingUpdate {
+            batch_size: 1,
+            pause_seconds: 0,
+        }
+    }
+}
+
+fn one() -> usize {
+    1
 }
 
 /// How to tell a new instance is healthy: a `command` run in it exits 0, or a `tcp` port at
@@ -335,26 +362,37 @@ pub async fn converge(driver: Arc<dyn InstanceDriver>, spec: &GroupSpec) -> Driv
     if let Some(error) = first_error {
         return Err(error);
     }
-    for old_id in plan.replace {
-        let logical_id = instances
-            .iter()
-            .find(|instance| instance.id == old_id)
-            .and_then(|instance| instance.logical_id.clone());
-        let new_id = driver.provision(instance_spec(spec, logical_id)).await?;
-        if let Err(error) = wait_healthy(driver.as_ref(), spec, &new_id).await {
-            driver
-                .destroy(&new_id, DestroyReason::RollingUpdate)
-                .await?;
-            return Err(DriverError::Failed(format!(
-                "rolling update of group `{}` stopped after {} of its replacements: {error}; the old instances keep serving",
-                spec.id,
-                report.replaced.len()
-            )));
+    let policy = spec.rolling_update.clone().unwrap_or_default();
+    let batch_size = policy.batch_size.max(1);
+    for (batch_index, batch) in plan.replace.chunks(batch_size).enumerate() {
+        if batch_index > 0 && policy.pause_seconds > 0 {
+            tokio::time::sleep(Duration::from_secs(policy.pause_seconds)).await;
         }
-        driver
-            .destroy(&old_id, DestroyReason::RollingUpdate)
-            .await?;
-        report.replaced.push((old_id, new_id));
+        // New instances for the whole batch first; the old ones go only once all are healthy.
+        let mut fresh = Vec::new();
+        for old_id in batch {
+            let logical_id = instances
+                .iter()
+                .find(|instance| &instance.id == old_id)
+                .and_then(|instance| instance.logical_id.clone());
+            fresh.push(driver.provision(instance_spec(spec, logical_id)).await?);
+        }
+        for new_id in &fresh {
+            if let Err(error) = wait_healthy(driver.as_ref(), spec, new_id).await {
+                for new_id in &fresh {
+                    driver.destroy(new_id, DestroyReason::RollingUpdate).await?;
+                }
+                return Err(DriverError::Failed(format!(
+                    "rolling update of group `{}` stopped after {} of its replacements: {error}; the old instances keep serving",
+                    spec.id,
+                    report.replaced.len()
+                )));
+            }
+        }
+        for (old_id, new_id) in batch.iter().zip(fresh) {
+            driver.destroy(old_id, DestroyReason::RollingUpdate).await?;
+            report.replaced.push((old_id.clone(), new_id));
+        }
     }
     Ok(report)
 }

@@ -280,6 +280,7 @@ async fn a_group_of_containers_converges_scales_and_rolls() {
         size: Some(size),
         logical_ids: Vec::new(),
         attachments: Vec::new(),
+        rolling_update: None,
         health: Some(HealthCheck {
             command: vec![
                 "sh".to_owned(),
@@ -336,6 +337,7 @@ async fn watch_replaces_a_container_removed_outside_cairn_within_ten_seconds() {
         size: Some(2),
         logical_ids: Vec::new(),
         attachments: Vec::new(),
+        rolling_update: None,
         health: None,
     };
     group::converge(driver.clone(), &spec).await.unwrap();
@@ -401,6 +403,7 @@ async fn quorum_members_and_a_rolling_update_of_six_that_stops_when_unhealthy() 
         size: Some(6),
         logical_ids: Vec::new(),
         attachments: Vec::new(),
+        rolling_update: None,
         health: Some(HealthCheck {
             command: vec![if healthy { "true" } else { "false" }.to_owned()],
             timeout_seconds: 2,
@@ -445,6 +448,7 @@ async fn quorum_members_and_a_rolling_update_of_six_that_stops_when_unhealthy() 
         size: None,
         logical_ids: vec!["a".to_owned(), "b".to_owned(), "c".to_owned()],
         attachments: Vec::new(),
+        rolling_update: None,
         health: None,
     };
     group::converge(driver.clone(), &quorum).await.unwrap();

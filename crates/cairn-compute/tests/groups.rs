@@ -23,6 +23,7 @@ fn scaled(size: usize, version: &str) -> GroupSpec {
         size: Some(size),
         logical_ids: Vec::new(),
         attachments: Vec::new(),
+        rolling_update: None,
         health: Some(HealthCheck {
             command: vec!["true".to_owned()],
             timeout_seconds: 1,
@@ -208,4 +209,46 @@ fn specs_are_checked_and_fingerprints_ignore_key_order() {
     let changed: GroupSpec =
         serde_json::from_str(r#"{"id":"g","size":1,"properties":{"a":2}}"#).unwrap();
     assert_ne!(one.fingerprint(), changed.fingerprint());
+}
+
+#[tokio::test]
+async fn a_rolling_update_in_batches_replaces_a_batch_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&dir);
+    group::converge(driver.clone(), &scaled(6, "1"))
+        .await
+        .unwrap();
+    let mut batched = scaled(6, "2");
+    batched.rolling_update = Some(group::RollingUpdate {
+        batch_size: 3,
+        pause_seconds: 0,
+    });
+    let report = group::converge(driver.clone(), &batched).await.unwrap();
+    assert_eq!(report.replaced.len(), 6);
+    let fingerprint = batched.fingerprint();
+    let rolled = members(&driver, &batched).await;
+    assert_eq!(rolled.len(), 6);
+    assert!(
+        rolled
+            .iter()
+            .all(|instance| instance.tags[CONFIG_HASH_TAG] == fingerprint)
+    );
+
+    // An unhealthy batch is removed whole; the group stays at six, all of version 2.
+    let mut broken = scaled(6, "3");
+    broken.rolling_update = batched.rolling_update.clone();
+    broken.health = Some(HealthCheck {
+        command: vec!["false".to_owned()],
+        timeout_seconds: 1,
+        interval_ms: 50,
+        ..Default::default()
+    });
+    assert!(group::converge(driver.clone(), &broken).await.is_err());
+    let after = members(&driver, &broken).await;
+    assert_eq!(after.len(), 6);
+    assert!(
+        after
+            .iter()
+            .all(|instance| instance.tags[CONFIG_HASH_TAG] == fingerprint)
+    );
 }

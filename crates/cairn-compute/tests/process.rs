@@ -120,6 +120,7 @@ async fn watch_replaces_a_process_killed_outside_cairn_within_ten_seconds() {
         size: Some(3),
         logical_ids: Vec::new(),
         attachments: Vec::new(),
+        rolling_update: None,
         health: Some(HealthCheck {
             command: vec!["true".to_owned()],
             timeout_seconds: 5,
@@ -194,6 +195,7 @@ async fn http_and_tcp_probes_decide_health() {
         size: Some(1),
         logical_ids: Vec::new(),
         attachments: Vec::new(),
+        rolling_update: None,
         health: Some(health),
     };
     // A new instance must answer HTTP (then TCP) before it counts as healthy.
