@@ -6,7 +6,8 @@
 //! engine. `init` runs as the container's command under `/bin/sh -c`. The engine is the one
 //! `DOCKER_HOST` names (or the `host` setting: `unix:///path` or `tcp://host:port`); the API
 //! version is negotiated, so older engines (API 1.41) work. Docker cannot change a container's
-//! labels, so `label` refuses rather than pretend.
+//! labels, so tags added by `label` are kept in the `tagsFile` setting's file and merged into
+//! `describe`; without that setting `label` refuses rather than pretend.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -31,6 +32,9 @@ pub const MANAGED_LABEL: &str = "cairn.managed";
 
 pub struct DockerDriver {
     docker: Docker,
+    /// Tags added after provisioning (Docker fixes a container's labels at creation): kept in
+    /// this file, by container ID, and merged into `describe`. Without it, `label` refuses.
+    tags_file: Option<std::path::PathBuf>,
 }
 
 fn failed(action: &str, error: bollard::errors::Error) -> DriverError {
@@ -55,7 +59,48 @@ impl DockerDriver {
             .negotiate_version()
             .await
             .map_err(|error| failed("reaching the engine", error))?;
-        Ok(DockerDriver { docker })
+        Ok(DockerDriver {
+            docker,
+            tags_file: None,
+        })
+    }
+
+    /// Keeps tags added by `label` in `path` (the `tagsFile` setting).
+    pub fn with_tags_file(mut self, path: std::path::PathBuf) -> DockerDriver {
+        self.tags_file = Some(path);
+        self
+    }
+
+    fn added_tags(&self) -> DriverResult<BTreeMap<String, BTreeMap<String, String>>> {
+        let Some(path) = &self.tags_file else {
+            return Ok(BTreeMap::new());
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|error| DriverError::Failed(format!("the docker tags file: {error}"))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(error) => Err(DriverError::Failed(format!(
+                "the docker tags file: {error}"
+            ))),
+        }
+    }
+
+    fn save_added_tags(
+        &self,
+        added: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> DriverResult<()> {
+        let Some(path) = &self.tags_file else {
+            return Ok(());
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|error| DriverError::Failed(error.to_string()))?;
+        }
+        let text = serde_json::to_string_pretty(added)
+            .map_err(|error| DriverError::Failed(error.to_string()))?;
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, text)
+            .and_then(|()| std::fs::rename(&temporary, path))
+            .map_err(|error| DriverError::Failed(format!("the docker tags file: {error}")))
     }
 
     pub fn client(&self) -> &Docker {
@@ -250,10 +295,22 @@ impl InstanceDriver for DockerDriver {
 
     /// Docker fixes a container's labels when it is created; new tags cannot be added to a
     /// running one, so this refuses rather than pretend.
-    async fn label(&self, id: &str, _tags: &BTreeMap<String, String>) -> DriverResult<()> {
-        Err(DriverError::Failed(format!(
-            "docker cannot change the labels of container `{id}`; tags are set when it is provisioned"
-        )))
+    async fn label(&self, id: &str, tags: &BTreeMap<String, String>) -> DriverResult<()> {
+        if self.tags_file.is_none() {
+            return Err(DriverError::Failed(format!(
+                "docker cannot change the labels of container `{id}`; give the driver a `tagsFile` setting to keep added tags"
+            )));
+        }
+        // The container must exist; a full ID keys the file.
+        let container = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|error| failed("inspecting a container", error))?;
+        let full_id = container.id.unwrap_or_else(|| id.to_owned());
+        let mut added = self.added_tags()?;
+        added.entry(full_id).or_default().extend(tags.clone());
+        self.save_added_tags(&added)
     }
 
     async fn destroy(&self, id: &str, _reason: DestroyReason) -> DriverResult<()> {
@@ -262,6 +319,14 @@ impl InstanceDriver for DockerDriver {
             v: true,
             ..Default::default()
         };
+        if self.tags_file.is_some() {
+            let mut added = self.added_tags()?;
+            let before = added.len();
+            added.retain(|container, _| !container.starts_with(id));
+            if added.len() != before {
+                self.save_added_tags(&added)?;
+            }
+        }
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -276,8 +341,13 @@ impl InstanceDriver for DockerDriver {
         tags: &BTreeMap<String, String>,
         with_properties: bool,
     ) -> DriverResult<Vec<InstanceDescription>> {
+        let added = self.added_tags()?;
+        // Filters go to the engine, except on tags it cannot know (added after provisioning),
+        // which are applied here.
         let mut labels = vec![format!("{MANAGED_LABEL}=true")];
-        labels.extend(tags.iter().map(|(key, value)| format!("{key}={value}")));
+        if added.is_empty() {
+            labels.extend(tags.iter().map(|(key, value)| format!("{key}={value}")));
+        }
         let options = ListContainersOptions {
             all: true,
             filters: Some(HashMap::from([("label".to_owned(), labels)])),
@@ -291,12 +361,17 @@ impl InstanceDriver for DockerDriver {
         Ok(containers
             .into_iter()
             .map(|container| {
-                let tags: BTreeMap<String, String> = container
+                let id = container.id.clone().unwrap_or_default();
+                let mut found: BTreeMap<String, String> = container
                     .labels
                     .unwrap_or_default()
                     .into_iter()
                     .filter(|(key, _)| key != MANAGED_LABEL)
                     .collect();
+                if let Some(extra) = added.get(&id) {
+                    found.extend(extra.clone());
+                }
+                let tags = found;
                 let running = container
                     .state
                     .map(|state| format!("{state:?}").eq_ignore_ascii_case("running"))
@@ -309,6 +384,10 @@ impl InstanceDriver for DockerDriver {
                     properties: with_properties
                         .then(|| serde_json::json!({ "image": container.image })),
                 }
+            })
+            .filter(|instance| {
+                tags.iter()
+                    .all(|(key, value)| instance.tags.get(key) == Some(value))
             })
             .collect())
     }

@@ -123,9 +123,13 @@ fn parse(inputs: &PropertyMap) -> Result<(GroupSpec, serde_json::Value), String>
 pub async fn driver_of(driver: &serde_json::Value) -> Result<Arc<dyn InstanceDriver>, DriverError> {
     let settings = &driver["settings"];
     match driver["name"].as_str() {
-        Some("docker") => Ok(Arc::new(
-            crate::docker::DockerDriver::connect(settings["host"].as_str()).await?,
-        )),
+        Some("docker") => {
+            let driver = crate::docker::DockerDriver::connect(settings["host"].as_str()).await?;
+            Ok(Arc::new(match settings["tagsFile"].as_str() {
+                Some(path) => driver.with_tags_file(path.into()),
+                None => driver,
+            }))
+        }
         Some("fake") => Ok(Arc::new(crate::fake::FakeDriver::new(settings)?)),
         Some("process") => Ok(Arc::new(crate::process::ProcessDriver::new(settings)?)),
         other => Err(DriverError::Invalid(format!(

@@ -199,7 +199,33 @@ async fn instances_are_provisioned_described_run_commands_and_destroyed() {
     assert_eq!(stdout, "role=db\n");
     assert_eq!(stderr, "oops\n");
 
+    // Without a tags file, Docker (which fixes labels at creation) cannot label; with one,
+    // added tags are kept there and filter `describe` like labels do.
     assert!(driver.label(&web, &BTreeMap::new()).await.is_err());
+    let tags_dir = tempfile::tempdir().unwrap();
+    let labelling = connect()
+        .await
+        .with_tags_file(tags_dir.path().join("tags.json"));
+    labelling
+        .label(
+            &web,
+            &BTreeMap::from([("owner".to_owned(), "me".to_owned())]),
+        )
+        .await
+        .unwrap();
+    let owned = labelling
+        .describe(
+            &BTreeMap::from([
+                (RUN_LABEL.to_owned(), run.clone()),
+                ("owner".to_owned(), "me".to_owned()),
+            ]),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(owned.len(), 1);
+    assert_eq!(owned[0].id, web);
+    assert_eq!(owned[0].tags["role"], "web");
     driver
         .copy_in(&db, "/script.sh", b"echo copied in".to_vec())
         .await

@@ -316,7 +316,7 @@ pub async fn instance(workspace: &Workspace, command: InstanceCommand) -> anyhow
             Ok(())
         }
         InstanceCommand::Ls { driver, tag } => {
-            let driver = driver_of(&driver_json(&driver)).await?;
+            let driver = driver_of(&driver_json(workspace, &driver)).await?;
             let instances = driver.describe(&parse_tags(&tag)?, false).await?;
             if workspace.global.json {
                 output::json(&serde_json::to_value(&instances)?);
@@ -344,30 +344,37 @@ pub async fn instance(workspace: &Workspace, command: InstanceCommand) -> anyhow
             .map_err(|error| {
                 crate::bad_input(format!("{}: not an instance spec: {error}", file.display()))
             })?;
-            let driver = driver_of(&driver_json(&driver)).await?;
+            let driver = driver_of(&driver_json(workspace, &driver)).await?;
             let id = driver.provision(spec).await?;
             output::line(&id);
             Ok(())
         }
         InstanceCommand::Label { driver, id, tag } => {
-            let driver = driver_of(&driver_json(&driver)).await?;
+            let driver = driver_of(&driver_json(workspace, &driver)).await?;
             driver.label(&id, &parse_tags(&tag)?).await?;
             Ok(())
         }
         InstanceCommand::Destroy { driver, id } => {
-            let driver = driver_of(&driver_json(&driver)).await?;
+            let driver = driver_of(&driver_json(workspace, &driver)).await?;
             driver.destroy(&id, DestroyReason::Terminate).await?;
             Ok(())
         }
     }
 }
 
-/// `docker`, `docker:tcp://host:2375`, `fake:/path/to/file.json`.
-fn driver_json(driver: &str) -> serde_json::Value {
+/// `docker`, `docker:tcp://host:2375`, `fake:/path/to/file.json`. Docker tags added by
+/// `instance label` are kept under `$CAIRN_HOME/compute/`.
+fn driver_json(workspace: &Workspace, driver: &str) -> serde_json::Value {
+    let tags_file = workspace.home.join("compute").join("docker-tags.json");
     match driver.split_once(':') {
-        Some(("docker", host)) => {
-            serde_json::json!({ "name": "docker", "settings": { "host": host } })
-        }
+        Some(("docker", host)) => serde_json::json!({
+            "name": "docker",
+            "settings": { "host": host, "tagsFile": tags_file },
+        }),
+        None if driver == "docker" => serde_json::json!({
+            "name": "docker",
+            "settings": { "tagsFile": tags_file },
+        }),
         Some(("fake", path)) => serde_json::json!({ "name": "fake", "settings": { "path": path } }),
         _ => serde_json::json!({ "name": driver, "settings": {} }),
     }
