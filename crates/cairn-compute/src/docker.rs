@@ -22,8 +22,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use crate::driver::{
-    DestroyReason, DriverError, DriverResult, InstanceDescription, InstanceDriver, InstanceSpec,
-    OutputChunk, Stream,
+    DestroyReason, DriverError, DriverResult, Health, InstanceDescription, InstanceDriver,
+    InstanceSpec, OutputChunk, Stream,
 };
 use crate::group::LOGICAL_ID_TAG;
 
@@ -142,6 +142,10 @@ fn env_of(value: &serde_json::Value) -> Option<Vec<String>> {
 impl InstanceDriver for DockerDriver {
     fn name(&self) -> &str {
         "docker"
+    }
+
+    fn help(&self) -> &str {
+        crate::help_of("docker")
     }
 
     async fn validate(&self, properties: &serde_json::Value) -> DriverResult<()> {
@@ -421,6 +425,28 @@ impl InstanceDriver for DockerDriver {
             .map_err(|error| failed("copying into a container", error))
     }
 
+    /// The container's state, and Docker's own health status when its image has a
+    /// `HEALTHCHECK`.
+    async fn health(&self, id: &str) -> DriverResult<Health> {
+        use bollard::models::HealthStatusEnum;
+        let container = match self.docker.inspect_container(id, None).await {
+            Ok(container) => container,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Err(DriverError::NotFound(id.to_owned())),
+            Err(error) => return Err(failed("inspecting a container", error)),
+        };
+        let Some(state) = container.state.filter(|state| state.running == Some(true)) else {
+            return Ok(Health::Stopped);
+        };
+        Ok(match state.health.and_then(|health| health.status) {
+            Some(HealthStatusEnum::HEALTHY) => Health::Healthy,
+            Some(HealthStatusEnum::UNHEALTHY) => Health::Unhealthy,
+            Some(HealthStatusEnum::STARTING) => Health::Starting,
+            _ => Health::Running,
+        })
+    }
+
     async fn address(&self, id: &str) -> DriverResult<Option<String>> {
         let container = self
             .docker
@@ -443,11 +469,25 @@ impl InstanceDriver for DockerDriver {
         command: &[String],
         output: tokio::sync::mpsc::UnboundedSender<OutputChunk>,
     ) -> DriverResult<i64> {
+        self.exec_with_stdin(id, command, None, output).await
+    }
+
+    /// The exec API: output is demultiplexed and streamed as it comes; `stdin` is written to
+    /// the attached connection and its write half closed, which the engine passes on as EOF.
+    async fn exec_with_stdin(
+        &self,
+        id: &str,
+        command: &[String],
+        stdin: Option<Vec<u8>>,
+        output: tokio::sync::mpsc::UnboundedSender<OutputChunk>,
+    ) -> DriverResult<i64> {
+        use tokio::io::AsyncWriteExt;
         let exec = self
             .docker
             .create_exec(
                 id,
                 ExecConfig {
+                    attach_stdin: Some(stdin.is_some()),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     cmd: Some(command.to_vec()),
@@ -462,9 +502,18 @@ impl InstanceDriver for DockerDriver {
             .await
             .map_err(|error| failed("starting a command", error))?;
         if let bollard::exec::StartExecResults::Attached {
-            output: mut stream, ..
+            output: mut stream,
+            mut input,
         } = started
         {
+            if let Some(bytes) = stdin {
+                // Written while the output is read, so neither side waits on the other.
+                let writer = tokio::spawn(async move {
+                    let _ = input.write_all(&bytes).await;
+                    let _ = input.shutdown().await;
+                });
+                drop(writer);
+            }
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|error| failed("reading a command's output", error))?;
                 let (stream, bytes) = match chunk {

@@ -56,6 +56,24 @@ pub struct InstanceDescription {
     pub properties: Option<serde_json::Value>,
 }
 
+/// How an instance is doing, as its driver can tell (the `health` method). Drivers without a
+/// health check of their own say `Running` or `Stopped`; group health checks (command, TCP,
+/// HTTP) are the group's business, not the driver's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Health {
+    /// Running, and its own health check (Docker's `HEALTHCHECK`) passes.
+    Healthy,
+    /// Running, but its own health check fails.
+    Unhealthy,
+    /// Running, its own health check has not decided yet.
+    Starting,
+    /// Running, with no health check of its own.
+    Running,
+    /// Exited, dead, or never started.
+    Stopped,
+}
+
 /// Why an instance is destroyed (InfraKit's `instance.Context`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DestroyReason {
@@ -80,6 +98,12 @@ pub struct OutputChunk {
 pub trait InstanceDriver: Send + Sync {
     /// The driver's name (`docker`, `fake`).
     fn name(&self) -> &str;
+
+    /// What the driver's settings and instance properties are (as Travis's backend registry
+    /// shows them), for `cairn instance drivers` and error messages.
+    fn help(&self) -> &str {
+        ""
+    }
 
     /// Checks properties before anything is provisioned.
     async fn validate(&self, properties: &serde_json::Value) -> DriverResult<()>;
@@ -122,4 +146,38 @@ pub trait InstanceDriver: Send + Sync {
         command: &[String],
         output: tokio::sync::mpsc::UnboundedSender<OutputChunk>,
     ) -> DriverResult<i64>;
+
+    /// `exec`, with `stdin` written to the command's standard input (then closed), for what
+    /// reads a script or an archive there (tsuru's `exec`). Drivers that cannot feed stdin keep
+    /// this default, which refuses rather than run the command without its input.
+    async fn exec_with_stdin(
+        &self,
+        id: &str,
+        command: &[String],
+        stdin: Option<Vec<u8>>,
+        output: tokio::sync::mpsc::UnboundedSender<OutputChunk>,
+    ) -> DriverResult<i64> {
+        match stdin {
+            None => self.exec(id, command, output).await,
+            Some(_) => Err(DriverError::Failed(format!(
+                "the `{}` driver cannot feed a command's standard input",
+                self.name()
+            ))),
+        }
+    }
+
+    /// How the instance is doing. The default asks `describe`, so every driver answers
+    /// `Running` or `Stopped`; a driver that knows more (Docker's health status) says so.
+    async fn health(&self, id: &str) -> DriverResult<Health> {
+        let instances = self.describe(&BTreeMap::new(), false).await?;
+        let instance = instances
+            .iter()
+            .find(|instance| instance.id == id)
+            .ok_or_else(|| DriverError::NotFound(id.to_owned()))?;
+        Ok(if instance.running {
+            Health::Running
+        } else {
+            Health::Stopped
+        })
+    }
 }

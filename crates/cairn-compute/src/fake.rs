@@ -1,7 +1,8 @@
 //! The `fake` driver: a documented test double, like the seeds' fake backends. Instances are
 //! records in a JSON file (so they survive across processes); nothing runs. Settings:
 //! `path` (the file), `startupLatencyMs` (every provision sleeps that long), `failLogicalId`
-//! (provisioning that logical ID fails). `exec` of `["false"]` exits 1, anything else exits 0
+//! (provisioning that logical ID fails), `failEvery` (every Nth provision by this driver
+//! value fails: 3 fails the 3rd, 6th, ...; to test partial failures). `exec` of `["false"]` exits 1, anything else exits 0
 //! and echoes the command; an instance tagged `unhealthy=true` fails every exec.
 
 use std::collections::BTreeMap;
@@ -19,6 +20,9 @@ pub struct FakeDriver {
     path: PathBuf,
     startup_latency: Duration,
     fail_logical_id: Option<String>,
+    fail_every: Option<u64>,
+    /// Provisions asked of this driver value, for `failEvery`.
+    provisions: std::sync::atomic::AtomicU64,
     /// One writer at a time within this process; the file is rewritten whole.
     lock: tokio::sync::Mutex<()>,
 }
@@ -37,6 +41,8 @@ impl FakeDriver {
                 settings["startupLatencyMs"].as_u64().unwrap_or(0),
             ),
             fail_logical_id: settings["failLogicalId"].as_str().map(str::to_owned),
+            fail_every: settings["failEvery"].as_u64().filter(|every| *every > 0),
+            provisions: std::sync::atomic::AtomicU64::new(0),
             lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -66,6 +72,10 @@ impl InstanceDriver for FakeDriver {
         "fake"
     }
 
+    fn help(&self) -> &str {
+        crate::help_of("fake")
+    }
+
     async fn validate(&self, properties: &serde_json::Value) -> DriverResult<()> {
         if properties.is_object() || properties.is_null() {
             Ok(())
@@ -77,7 +87,18 @@ impl InstanceDriver for FakeDriver {
     }
 
     async fn provision(&self, spec: InstanceSpec) -> DriverResult<String> {
+        let count = self
+            .provisions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
         tokio::time::sleep(self.startup_latency).await;
+        if let Some(every) = self.fail_every
+            && count % every == 0
+        {
+            return Err(DriverError::Failed(format!(
+                "the fake driver fails one provision in {every} (`failEvery`); this was provision {count}"
+            )));
+        }
         if spec.logical_id.is_some() && spec.logical_id == self.fail_logical_id {
             return Err(DriverError::Failed(format!(
                 "the fake driver was asked to fail provisioning `{}`",

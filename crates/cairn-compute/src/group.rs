@@ -161,7 +161,7 @@ fn canonical(value: &serde_json::Value) -> String {
 }
 
 /// What converging will do.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     /// Instances to create: their logical IDs (`None` in a scaled group).
@@ -234,7 +234,7 @@ pub fn plan(spec: &GroupSpec, instances: &[InstanceDescription]) -> Plan {
 }
 
 /// What converging did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub created: Vec<String>,
@@ -324,32 +324,122 @@ async fn wait_healthy(driver: &dyn InstanceDriver, spec: &GroupSpec, id: &str) -
     }
 }
 
+/// A step of converging, as it happens (for progress output and `--json` event streams).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "camelCase")]
+pub enum GroupEvent {
+    /// What will be done, before anything is.
+    #[serde(rename_all = "camelCase")]
+    Planned {
+        plan: Plan,
+    },
+    #[serde(rename_all = "camelCase")]
+    Created {
+        id: String,
+        logical_id: Option<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    CreateFailed {
+        logical_id: Option<String>,
+        error: String,
+    },
+    Destroyed {
+        id: String,
+    },
+    /// A replacement for `old` is up and its health check is being waited for.
+    Replacing {
+        old: String,
+        new: String,
+    },
+    Healthy {
+        id: String,
+    },
+    Unhealthy {
+        id: String,
+        error: String,
+    },
+    Replaced {
+        old: String,
+        new: String,
+    },
+    /// The rolling update stopped; the instances not yet replaced keep serving.
+    RolloutStopped {
+        error: String,
+    },
+}
+
+/// Sends an event to whoever listens; nobody listening is fine.
+async fn emit(progress: Option<&tokio::sync::mpsc::Sender<GroupEvent>>, event: GroupEvent) {
+    if let Some(progress) = progress {
+        let _ = progress.send(event).await;
+    }
+}
+
+/// What converging would do now, changing nothing (`group commit --pretend`).
+pub async fn pretend(driver: &dyn InstanceDriver, spec: &GroupSpec) -> DriverResult<Plan> {
+    spec.check()?;
+    driver.validate(&spec.properties).await?;
+    let instances = driver.describe(&group_tags(spec), false).await?;
+    Ok(plan(spec, &instances))
+}
+
 /// Brings the group in line with `spec`. A failed rolling replacement stops the rollout: the
 /// instance that failed its health check is removed, the old ones are left serving, and the
 /// error says which.
 pub async fn converge(driver: Arc<dyn InstanceDriver>, spec: &GroupSpec) -> DriverResult<Report> {
+    converge_with_progress(driver, spec, None).await
+}
+
+/// `converge`, telling `progress` each step as it happens.
+pub async fn converge_with_progress(
+    driver: Arc<dyn InstanceDriver>,
+    spec: &GroupSpec,
+    progress: Option<tokio::sync::mpsc::Sender<GroupEvent>>,
+) -> DriverResult<Report> {
+    let progress = progress.as_ref();
     spec.check()?;
     driver.validate(&spec.properties).await?;
     let instances = driver.describe(&group_tags(spec), false).await?;
     let plan = plan(spec, &instances);
+    emit(progress, GroupEvent::Planned { plan: plan.clone() }).await;
     let mut report = Report::default();
 
     let semaphore = Arc::new(tokio::sync::Semaphore::new(CREATE_PARALLELISM));
     let mut creations = tokio::task::JoinSet::new();
     for logical_id in plan.create {
         let driver = driver.clone();
-        let instance = instance_spec(spec, logical_id);
+        let instance = instance_spec(spec, logical_id.clone());
         let semaphore = semaphore.clone();
         creations.spawn(async move {
             let _permit = semaphore.acquire().await;
-            driver.provision(instance).await
+            (logical_id, driver.provision(instance).await)
         });
     }
     let mut first_error = None;
     while let Some(created) = creations.join_next().await {
         match created {
-            Ok(Ok(id)) => report.created.push(id),
-            Ok(Err(error)) => first_error = first_error.or(Some(error)),
+            Ok((logical_id, Ok(id))) => {
+                emit(
+                    progress,
+                    GroupEvent::Created {
+                        id: id.clone(),
+                        logical_id,
+                    },
+                )
+                .await;
+                report.created.push(id);
+            }
+            Ok((logical_id, Err(error))) => {
+                emit(
+                    progress,
+                    GroupEvent::CreateFailed {
+                        logical_id,
+                        error: error.to_string(),
+                    },
+                )
+                .await;
+                first_error = first_error.or(Some(error));
+            }
             Err(error) => {
                 first_error = first_error.or(Some(DriverError::Failed(error.to_string())))
             }
@@ -357,6 +447,7 @@ pub async fn converge(driver: Arc<dyn InstanceDriver>, spec: &GroupSpec) -> Driv
     }
     for id in plan.destroy {
         driver.destroy(&id, DestroyReason::Terminate).await?;
+        emit(progress, GroupEvent::Destroyed { id: id.clone() }).await;
         report.destroyed.push(id);
     }
     if let Some(error) = first_error {
@@ -375,26 +466,101 @@ pub async fn converge(driver: Arc<dyn InstanceDriver>, spec: &GroupSpec) -> Driv
                 .iter()
                 .find(|instance| &instance.id == old_id)
                 .and_then(|instance| instance.logical_id.clone());
-            fresh.push(driver.provision(instance_spec(spec, logical_id)).await?);
+            let new_id = driver.provision(instance_spec(spec, logical_id)).await?;
+            emit(
+                progress,
+                GroupEvent::Replacing {
+                    old: old_id.clone(),
+                    new: new_id.clone(),
+                },
+            )
+            .await;
+            fresh.push(new_id);
         }
         for new_id in &fresh {
             if let Err(error) = wait_healthy(driver.as_ref(), spec, new_id).await {
+                emit(
+                    progress,
+                    GroupEvent::Unhealthy {
+                        id: new_id.clone(),
+                        error: error.to_string(),
+                    },
+                )
+                .await;
                 for new_id in &fresh {
                     driver.destroy(new_id, DestroyReason::RollingUpdate).await?;
+                    emit(progress, GroupEvent::Destroyed { id: new_id.clone() }).await;
                 }
-                return Err(DriverError::Failed(format!(
+                let error = format!(
                     "rolling update of group `{}` stopped after {} of its replacements: {error}; the old instances keep serving",
                     spec.id,
                     report.replaced.len()
-                )));
+                );
+                emit(
+                    progress,
+                    GroupEvent::RolloutStopped {
+                        error: error.clone(),
+                    },
+                )
+                .await;
+                return Err(DriverError::Failed(error));
             }
+            emit(progress, GroupEvent::Healthy { id: new_id.clone() }).await;
         }
         for (old_id, new_id) in batch.iter().zip(fresh) {
             driver.destroy(old_id, DestroyReason::RollingUpdate).await?;
+            emit(
+                progress,
+                GroupEvent::Replaced {
+                    old: old_id.clone(),
+                    new: new_id.clone(),
+                },
+            )
+            .await;
             report.replaced.push((old_id.clone(), new_id));
         }
     }
     Ok(report)
+}
+
+/// A group as it is: its spec, its members (each marked current or stale against the spec's
+/// fingerprint) and what converging would do. Serde both ways, so it can be stored or shown.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupStatus {
+    pub spec: GroupSpec,
+    pub fingerprint: String,
+    pub members: Vec<Member>,
+    pub plan: Plan,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    #[serde(flatten)]
+    pub instance: InstanceDescription,
+    /// Whether it carries the spec's fingerprint (else a rolling update will replace it).
+    pub current: bool,
+}
+
+/// The group's status (`group inspect`).
+pub async fn inspect(driver: &dyn InstanceDriver, spec: &GroupSpec) -> DriverResult<GroupStatus> {
+    let instances = driver.describe(&group_tags(spec), true).await?;
+    let fingerprint = spec.fingerprint();
+    let plan = plan(spec, &instances);
+    let members = instances
+        .into_iter()
+        .map(|instance| Member {
+            current: instance.tags.get(CONFIG_HASH_TAG) == Some(&fingerprint),
+            instance,
+        })
+        .collect();
+    Ok(GroupStatus {
+        spec: spec.clone(),
+        fingerprint,
+        members,
+        plan,
+    })
 }
 
 /// Destroys every instance of the group.

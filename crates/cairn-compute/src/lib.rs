@@ -10,11 +10,13 @@ pub mod fake;
 pub mod group;
 pub mod process;
 pub mod provider;
+pub mod registry;
 
 pub use driver::{
-    Attachment, DestroyReason, DriverError, DriverResult, InstanceDescription, InstanceDriver,
-    InstanceSpec, OutputChunk, Stream,
+    Attachment, DestroyReason, DriverError, DriverResult, Health, InstanceDescription,
+    InstanceDriver, InstanceSpec, OutputChunk, Stream,
 };
+pub use registry::DriverRegistry;
 
 /// The drivers, with the settings each takes (`cairn instance drivers`).
 pub const DRIVERS: [(&str, &str); 3] = [
@@ -28,6 +30,14 @@ pub const DRIVERS: [(&str, &str); 3] = [
     ),
     (
         "fake",
-        "a test double keeping instances in a file. Settings: path, startupLatencyMs, failLogicalId",
+        "a test double keeping instances in a file. Settings: path, startupLatencyMs, failLogicalId, failEvery (every Nth provision fails)",
     ),
 ];
+
+/// The settings help of a built-in driver (its `help()`), from `DRIVERS`.
+pub(crate) fn help_of(name: &str) -> &'static str {
+    DRIVERS
+        .iter()
+        .find(|(driver, _)| *driver == name)
+        .map_or("", |(_, help)| help)
+}

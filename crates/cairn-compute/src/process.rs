@@ -101,6 +101,10 @@ impl InstanceDriver for ProcessDriver {
         "process"
     }
 
+    fn help(&self) -> &str {
+        crate::help_of("process")
+    }
+
     async fn validate(&self, properties: &serde_json::Value) -> DriverResult<()> {
         let has_command = properties["command"]
             .as_array()
@@ -247,6 +251,19 @@ impl InstanceDriver for ProcessDriver {
         command: &[String],
         output: tokio::sync::mpsc::UnboundedSender<OutputChunk>,
     ) -> DriverResult<i64> {
+        self.exec_with_stdin(id, command, None, output).await
+    }
+
+    /// Runs the command on the host, in the instance's working directory with its `env`; its
+    /// output is sent as it comes (a long build's log shows while it runs).
+    async fn exec_with_stdin(
+        &self,
+        id: &str,
+        command: &[String],
+        stdin: Option<Vec<u8>>,
+        output: tokio::sync::mpsc::UnboundedSender<OutputChunk>,
+    ) -> DriverResult<i64> {
+        use tokio::io::AsyncWriteExt;
         let record = self.load(id)?;
         let (program, args) = command
             .split_first()
@@ -254,22 +271,64 @@ impl InstanceDriver for ProcessDriver {
         let mut process = tokio::process::Command::new(program);
         process
             .args(args)
-            .envs(ProcessDriver::env_of(&record.properties));
+            .envs(ProcessDriver::env_of(&record.properties))
+            .stdin(if stdin.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
         if let Some(dir) = record.properties["workingDir"].as_str() {
             process.current_dir(dir);
         }
-        let result = process
-            .output()
+        let mut child = process
+            .spawn()
+            .map_err(|error| failed("running a command", error))?;
+        let readers = [
+            child
+                .stdout
+                .take()
+                .map(|pipe| forward(pipe, Stream::Stdout, output.clone())),
+            child
+                .stderr
+                .take()
+                .map(|pipe| forward(pipe, Stream::Stderr, output.clone())),
+        ];
+        if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // A command that exits without reading all its input is not an error here.
+            let _ = pipe.write_all(&bytes).await;
+            drop(pipe);
+        }
+        let status = child
+            .wait()
             .await
             .map_err(|error| failed("running a command", error))?;
-        for (stream, bytes) in [
-            (Stream::Stdout, result.stdout),
-            (Stream::Stderr, result.stderr),
-        ] {
-            if !bytes.is_empty() {
-                let _ = output.send(OutputChunk { stream, bytes });
-            }
+        for reader in readers.into_iter().flatten() {
+            let _ = reader.await;
         }
-        Ok(i64::from(result.status.code().unwrap_or(-1)))
+        Ok(i64::from(status.code().unwrap_or(-1)))
     }
+}
+
+/// Sends what `pipe` gives to `output`, chunk by chunk, until it closes.
+fn forward(
+    mut pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    stream: Stream,
+    output: tokio::sync::mpsc::UnboundedSender<OutputChunk>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut buffer = vec![0u8; 8192];
+        while let Ok(read) = pipe.read(&mut buffer).await {
+            let Some(bytes) = buffer.get(..read).filter(|bytes| !bytes.is_empty()) else {
+                break;
+            };
+            let _ = output.send(OutputChunk {
+                stream,
+                bytes: bytes.to_vec(),
+            });
+        }
+    })
 }
