@@ -123,7 +123,11 @@ impl PostgresBackend {
             .ok_or_else(|| BackendError::StackNotFound(stack.name.clone()))
     }
 
+    /// The stack's row id. Every operation on an existing stack comes through here, so this is
+    /// where the reference is validated (names go into queries as parameters, never into SQL,
+    /// but every backend refuses the same names).
     async fn find_stack(&self, stack: &StackRef) -> BackendResult<Option<i64>> {
+        stack.validate().map_err(BackendError::InvalidName)?;
         let row = self
             .client
             .query_opt(
@@ -217,8 +221,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn create_stack(&self, stack: &StackRef) -> BackendResult<()> {
-        cairn_state::stack_ref::validate_stack_name(&stack.name)
-            .map_err(BackendError::InvalidName)?;
+        stack.validate().map_err(BackendError::InvalidName)?;
         let empty = Deployment {
             manifest: cairn_state::deployment::Manifest {
                 time: cairn_state::persister::rfc3339_now(),
@@ -283,7 +286,12 @@ impl Backend for PostgresBackend {
         Ok(summaries)
     }
 
-    async fn remove_stack(&self, stack: &StackRef, force: bool) -> BackendResult<()> {
+    async fn remove_stack(
+        &self,
+        stack: &StackRef,
+        force: bool,
+        lock: &dyn StackLock,
+    ) -> BackendResult<()> {
         let id = self.stack_id(stack).await?;
         if !force {
             let count = self.load(id).await?.count_resources();
@@ -294,11 +302,20 @@ impl Backend for PostgresBackend {
                 });
             }
         }
-        // Journal, history, versions, tags, logs and lock go with it (ON DELETE CASCADE).
-        self.client
-            .execute("DELETE FROM cairn_stacks WHERE id = $1", &[&id])
+        // Journal, history, versions, tags, logs and lock go with it (ON DELETE CASCADE), only
+        // while `lock` is the stack's lock: checked in the same statement.
+        let removed = self
+            .client
+            .execute(
+                "DELETE FROM cairn_stacks WHERE id = $1 AND EXISTS \
+                 (SELECT 1 FROM cairn_locks WHERE stack_id = $1 AND token = $2)",
+                &[&id, &lock.token()],
+            )
             .await
             .map_err(|error| database_error("removing the stack", &error))?;
+        if removed == 0 {
+            return Err(BackendError::LockLost(stack.name.clone()));
+        }
         Ok(())
     }
 
@@ -314,8 +331,15 @@ impl Backend for PostgresBackend {
         stack: &StackRef,
         kind: UpdateKind,
         metadata: UpdateMetadata,
+        lock: &dyn StackLock,
     ) -> BackendResult<Box<dyn UpdateWriter>> {
         let id = self.stack_id(stack).await?;
+        let fence = Fence {
+            stack: stack.name.clone(),
+            stack_id: id,
+            token: lock.token().to_owned(),
+        };
+        fence.check(&self.client).await?;
         // A journal left by a crashed update is folded into the checkpoint first, so this
         // update's journal starts empty and applies to the checkpoint as it is now.
         let has_journal = self
@@ -331,6 +355,7 @@ impl Backend for PostgresBackend {
             let folded = to_json(&self.load(id).await?)?;
             in_transaction(
                 &self.transactions,
+                Some(&fence),
                 &[
                     (
                         "UPDATE cairn_stacks SET checkpoint = $2 WHERE id = $1",
@@ -377,7 +402,7 @@ impl Backend for PostgresBackend {
         Ok(Box::new(update::PostgresUpdateWriter::new(
             self.client.clone(),
             self.transactions.clone(),
-            id,
+            fence,
             info,
             self.bytes_written.clone(),
         )))
@@ -426,6 +451,7 @@ impl Backend for PostgresBackend {
         let text = to_json(&deployment)?;
         in_transaction(
             &self.transactions,
+            None,
             &[
                 (
                     "UPDATE cairn_stacks SET checkpoint = $2 WHERE id = $1",
@@ -589,7 +615,7 @@ impl Backend for PostgresBackend {
                 ],
             ));
         }
-        in_transaction(&self.transactions, &statements).await
+        in_transaction(&self.transactions, None, &statements).await
     }
 
     async fn stack_tags(&self, stack: &StackRef) -> BackendResult<BTreeMap<String, String>> {
@@ -696,11 +722,38 @@ pub(crate) enum Param {
     Text(String),
 }
 
+/// The lock an update's writes are made under: its stack and its fencing token.
+pub(crate) struct Fence {
+    pub(crate) stack: String,
+    pub(crate) stack_id: i64,
+    pub(crate) token: String,
+}
+
+impl Fence {
+    /// Fails with `LockLost` unless the stack's lock row still carries this token.
+    async fn check(&self, client: &Client) -> BackendResult<()> {
+        let held = client
+            .query_opt(
+                "SELECT 1 FROM cairn_locks WHERE stack_id = $1 AND token = $2",
+                &[&self.stack_id, &self.token],
+            )
+            .await
+            .map_err(|error| database_error("checking the stack's lock", &error))?;
+        match held {
+            Some(_) => Ok(()),
+            None => Err(BackendError::LockLost(self.stack.clone())),
+        }
+    }
+}
+
 /// Runs statements in one transaction, on the connection kept for transactions (the shared
 /// one cannot give the `&mut` a transaction needs, and other tasks' statements must not land
-/// inside it).
+/// inside it). With a `fence`, the transaction first locks the stack's lock row, and writes
+/// nothing unless it still carries the fence's token: `cairn cancel`'s delete of that row
+/// waits for the transaction, or the transaction sees the row gone.
 pub(crate) async fn in_transaction(
     connection: &tokio::sync::Mutex<Client>,
+    fence: Option<&Fence>,
     statements: &[(&str, Vec<Param>)],
 ) -> BackendResult<()> {
     let mut client = connection.lock().await;
@@ -708,6 +761,19 @@ pub(crate) async fn in_transaction(
         .transaction()
         .await
         .map_err(|error| database_error("starting a transaction", &error))?;
+    if let Some(fence) = fence {
+        let held = transaction
+            .query_opt(
+                "SELECT 1 FROM cairn_locks WHERE stack_id = $1 AND token = $2 FOR SHARE",
+                &[&fence.stack_id, &fence.token],
+            )
+            .await
+            .map_err(|error| database_error("checking the stack's lock", &error))?;
+        if held.is_none() {
+            // Dropping the transaction rolls it back.
+            return Err(BackendError::LockLost(fence.stack.clone()));
+        }
+    }
     for (sql, params) in statements {
         let values: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
             .iter()

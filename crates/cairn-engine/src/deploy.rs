@@ -109,9 +109,22 @@ impl Shared {
                 .begin(kind, state)
                 .await
                 .map(Some)
-                .map_err(|error| format!("saving state: {error}")),
+                .map_err(|error| self.state_error(error)),
             None => Ok(None),
         }
+    }
+
+    /// A failure to record state. When the update lost its lock (`cairn cancel` ran while it
+    /// was alive), no step may start any more: the steps in flight finish, their outcomes
+    /// unrecorded, and stay pending operations for the update after the cancel to settle.
+    fn state_error(&self, error: cairn_state::persister::StateError) -> String {
+        if error.is_lock_lost() && !self.cancel.graceful.is_cancelled() {
+            self.cancel.graceful.cancel();
+            self.emit(EngineEvent::Warning(format!(
+                "{error}: starting no more steps"
+            )));
+        }
+        format!("saving state: {error}")
     }
 
     /// Durably records an operation's outcome.
@@ -129,7 +142,7 @@ impl Shared {
                     added,
                 )
                 .await
-                .map_err(|error| format!("saving state: {error}")),
+                .map_err(|error| self.state_error(error)),
             _ => Ok(()),
         }
     }

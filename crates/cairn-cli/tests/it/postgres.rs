@@ -99,6 +99,35 @@ fn the_whole_cli_works_on_a_postgres_backend() {
 
 const SLOW: &str = "name: shared\nruntime: yaml\nresources:\n  slow:\n    type: fake:Resource\n    properties:\n      latencyMs: 2500\n";
 
+/// The README's `cairn stack init team/dev`: two parts are `org/stack`, as in Pulumi.
+#[test]
+fn a_two_part_stack_name_is_an_organization_and_a_stack() {
+    let cluster = cluster();
+    let url = database(&cluster);
+    let context = TestContext::new();
+    context.write_program(
+        "name: team\nruntime: yaml\nresources:\n  thing:\n    type: fake:Resource\noutputs:\n  org: ${pulumi.organization}\n",
+    );
+    context.cairn(&["login", &url]).success();
+    context.cairn(&["stack", "init", "team/dev"]).success();
+    let listed: serde_json::Value = serde_json::from_str(
+        &context
+            .cairn(&["stack", "ls", "--all", "--json"])
+            .success()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(listed[0]["name"], "team/team/dev", "{listed}");
+    assert_eq!(listed[0]["current"], true, "{listed}");
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(context.resource_names(), ["thing"]);
+    let org = context.cairn(&["stack", "output", "org"]).success();
+    assert_eq!(org.stdout.trim(), "team");
+    // Another organization's stack of the same name is another stack.
+    context.cairn(&["stack", "init", "other/dev"]).success();
+    assert!(context.resource_names().is_empty());
+}
+
 #[test]
 fn of_two_machines_updating_one_stack_exactly_one_runs() {
     let cluster = cluster();
