@@ -187,3 +187,88 @@ fn stack_rm_is_refused_while_an_update_runs() {
         .cairn(&["stack", "rm", "dev", "--yes", "--force"])
         .success();
 }
+
+const SLOW_COMMAND: &str = "name: cmd\nruntime: yaml\nresources:\n  slow:\n    type: command:local:Command\n    properties:\n      create: \"sleep 3; echo done\"\n";
+
+/// Starts `up` of `SLOW_COMMAND`, kills it (-9) while the command runs, and cancels its lock.
+fn kill_during_the_command(context: &TestContext) {
+    let mut up = context
+        .command(&["up", "--yes", "--skip-preview"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = context.home().join(".pulumi/stacks/cmd/dev.journal");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&journal)
+        .is_ok_and(|text| text.contains("command:local:Command"))
+    {
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    up.kill().unwrap();
+    up.wait().unwrap();
+    context.cairn(&["cancel", "--yes"]).success();
+    let export = context.export();
+    assert_eq!(
+        export["deployment"]["pending_operations"][0]["type"], "creating",
+        "{export}"
+    );
+}
+
+fn stdout_of_slow(context: &TestContext) -> serde_json::Value {
+    context.resource("slow")["outputs"]["stdout"].clone()
+}
+
+#[test]
+fn clear_pending_drops_an_interrupted_command_so_it_runs_again() {
+    let context = TestContext::with_program(SLOW_COMMAND);
+    kill_during_the_command(&context);
+    let refreshed = context
+        .cairn(&["refresh", "--clear-pending", "--yes"])
+        .success();
+    assert!(
+        refreshed
+            .stderr
+            .contains("cannot tell whether the interrupted create"),
+        "{}",
+        refreshed.stderr
+    );
+    assert!(
+        context.resource_names().is_empty(),
+        "{:?}",
+        context.resource_names()
+    );
+    assert!(
+        context.export()["deployment"]["pending_operations"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+    );
+    context.cairn(&["up", "--yes", "--skip-preview"]).success();
+    assert_eq!(stdout_of_slow(&context), "done");
+}
+
+#[test]
+fn clear_pending_after_a_later_up_keeps_the_good_copy() {
+    let context = TestContext::with_program(SLOW_COMMAND);
+    kill_during_the_command(&context);
+    context.cairn(&["up", "--yes", "--skip-preview"]).success();
+    assert_eq!(stdout_of_slow(&context), "done");
+    context
+        .cairn(&["refresh", "--clear-pending", "--yes"])
+        .success();
+    assert_eq!(context.resource_names(), ["slow"]);
+    assert_eq!(stdout_of_slow(&context), "done");
+    let export = context.export();
+    assert!(
+        export["deployment"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|resource| resource["delete"] != true),
+        "{export}"
+    );
+    // The next update has nothing to do.
+    let preview = context.cairn(&["preview", "--json"]).success();
+    assert!(!preview.stdout.contains("\"delete\""), "{}", preview.stdout);
+}
