@@ -250,6 +250,27 @@ fn publish(shared: &Shared, state: ResourceState, key: &str, id_known: bool) {
     outcome.new_states.push(state);
 }
 
+/// Why a resource's inputs are still unknown in an update: most often (as in Pulumi) it uses an
+/// output of a resource that `--target` left out and that does not exist yet.
+fn unknown_inputs_error(shared: &Shared, plan: &ResourcePlan<'_>) -> String {
+    let missing: Vec<String> = plan
+        .dependencies
+        .iter()
+        .filter(|urn| !shared.is_targeted(urn) && shared.old_state(urn).is_none())
+        .map(|urn| format!("`{urn}`"))
+        .collect();
+    if missing.is_empty() {
+        return "some of its inputs are unknown outside a preview, so it was not sent to its provider".to_owned();
+    }
+    format!(
+        "it uses outputs of {}, which {} not targeted and {} not exist yet\nhelp: add {} to the targets (`--target URN`)",
+        missing.join(", "),
+        if missing.len() == 1 { "is" } else { "are" },
+        if missing.len() == 1 { "does" } else { "do" },
+        if missing.len() == 1 { "it" } else { "them" },
+    )
+}
+
 pub(crate) fn reveal_map(map: &PropertyMap) -> PropertyMap {
     map.iter()
         .map(|(key, value)| (key.clone(), value.reveal()))
@@ -412,6 +433,11 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             publish(shared, old.clone(), &decl.key, true);
         }
         return Ok(());
+    }
+    // Outside a preview a provider only ever sees known values: an unknown reaching it would be
+    // taken as real (a network named after the unknown sentinel).
+    if !shared.is_dry_run() && state.inputs.values().any(Value::contains_unknown) {
+        return Err(unknown_inputs_error(shared, plan));
     }
 
     if plan.old.is_none()

@@ -272,3 +272,29 @@ fn clear_pending_after_a_later_up_keeps_the_good_copy() {
     let preview = context.cairn(&["preview", "--json"]).success();
     assert!(!preview.stdout.contains("\"delete\""), "{}", preview.stdout);
 }
+
+#[test]
+fn a_target_that_uses_an_untargeted_resource_not_yet_created_is_refused() {
+    let context = TestContext::with_program(
+        "name: targets\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n  b:\n    type: fake:Resource\n    properties:\n      label: ${a.id}\n",
+    );
+    let b = "urn:pulumi:dev::targets::fake:index:Resource::b";
+    let a = "urn:pulumi:dev::targets::fake:index:Resource::a";
+    let refused = context
+        .cairn(&["up", "--yes", "--target", b])
+        .expect_code(1);
+    assert!(
+        refused.stderr.contains(&format!("uses outputs of `{a}`"))
+            && refused.stderr.contains("--target"),
+        "{}",
+        refused.stderr
+    );
+    assert!(context.resource_names().is_empty());
+    assert!(!context.export().to_string().contains("04da6b54"));
+    // With both targeted, B gets A's real ID.
+    context
+        .cairn(&["up", "--yes", "--target", a, "--target", b])
+        .success();
+    let a_id = context.resource("a")["id"].clone();
+    assert_eq!(context.resource("b")["outputs"]["label"], a_id);
+}
