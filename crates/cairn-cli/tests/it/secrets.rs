@@ -21,8 +21,23 @@ resources:
       copied: ${token}
       wrapped:
         fn::secret: wrapped-plaintext-value
+  sealedString:
+    type: random:RandomString
+    properties:
+      length: 32
+      special: false
+    options:
+      additionalSecretOutputs: [result]
+  sealedStdout:
+    type: command:local:Command
+    properties:
+      create: "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'"
+    options:
+      additionalSecretOutputs: [stdout]
 outputs:
   password: ${password.result}
+  sealedString: ${sealedString.result}
+  sealedStdout: ${sealedStdout.stdout}
   token: ${token}
   plain: visible
 "#;
@@ -40,6 +55,8 @@ fn secrets_never_reach_disk_or_output_in_plaintext() {
     let json: serde_json::Value = serde_json::from_str(&outputs.stdout).unwrap();
     assert_eq!(json["password"], "[secret]");
     assert_eq!(json["token"], "[secret]");
+    assert_eq!(json["sealedString"], "[secret]");
+    assert_eq!(json["sealedStdout"], "[secret]");
     assert_eq!(json["plain"], "visible");
 
     let revealed = context
@@ -49,6 +66,24 @@ fn secrets_never_reach_disk_or_output_in_plaintext() {
     assert_eq!(revealed["token"], TOKEN);
     let password = revealed["password"].as_str().unwrap().to_owned();
     assert_eq!(password.len(), 24);
+    // `additionalSecretOutputs` makes outputs that are not secret in their schema as secret as
+    // the password: a command's stdout (also kept out of its log lines) and a RandomString's
+    // result. That result is also the RandomString's ID, which is stored in plaintext (as in
+    // Pulumi), so `up` warns and the files are searched for the stdout only.
+    let sealed_stdout = revealed["sealedStdout"].as_str().unwrap().to_owned();
+    assert_eq!(sealed_stdout.len(), 32, "{sealed_stdout:?}");
+    assert!(revealed["sealedString"].as_str().unwrap().len() == 32);
+    assert!(
+        up.stderr
+            .contains("`sealedString`: `additionalSecretOutputs` cannot hide `result`"),
+        "{}",
+        up.stderr
+    );
+    let checkpoint = context.resource("sealedString");
+    assert!(
+        checkpoint["outputs"]["result"]["ciphertext"].is_string(),
+        "{checkpoint}"
+    );
     assert_eq!(
         context
             .cairn(&["stack", "output", "password", "--show-secrets"])
@@ -71,9 +106,22 @@ fn secrets_never_reach_disk_or_output_in_plaintext() {
     let config = context.cairn(&["config"]).success();
     let history = context.cairn(&["stack", "history", "--json"]).success();
     let json_up = context.cairn(&["up", "--yes", "--json"]).success();
-    let plaintexts = [TOKEN, password.as_str(), "wrapped-plaintext-value"];
+    let logs = context.cairn(&["logs"]).success();
+    // The command's output is logged, masked: its stdout was known to be secret only after it
+    // ran, so its log lines waited for that.
+    assert!(
+        logs.stdout.contains("[sealedStdout] [secret]"),
+        "{}",
+        logs.stdout
+    );
+    let plaintexts = [
+        TOKEN,
+        password.as_str(),
+        "wrapped-plaintext-value",
+        sealed_stdout.as_str(),
+    ];
     for output in [
-        &up, &outputs, &export, &preview, &config, &history, &json_up,
+        &up, &outputs, &export, &preview, &config, &history, &json_up, &logs,
     ] {
         for plaintext in plaintexts {
             assert!(
