@@ -231,3 +231,126 @@ fn a_pulumi_stack_file_with_pulumi_secrets_works_unchanged() {
         );
     }
 }
+
+/// A program whose commands echo three kinds of secret: a RandomPassword made earlier in the
+/// same run (by a command that then fails), an `fn::secret` variable, and a config secret (by a
+/// command that fails with it on stderr).
+const ECHOING_PROGRAM: &str = r#"
+name: echoing
+runtime: yaml
+config:
+  token:
+    type: string
+    secret: true
+variables:
+  wrapped:
+    fn::secret: fn-secret-plaintext-5c1e
+resources:
+  pw:
+    type: random:RandomPassword
+    properties:
+      length: 28
+      special: false
+  echoPassword:
+    type: command:local:Command
+    properties:
+      create: "echo ${pw.result}; exit 1"
+  echoWrapped:
+    type: command:local:Command
+    properties:
+      create: "echo ${wrapped}"
+  echoToken:
+    type: command:local:Command
+    properties:
+      create: "echo ${token} >&2; exit 3"
+outputs:
+  password: ${pw.result}
+  wrapped: ${echoWrapped.stdout}
+"#;
+
+const ECHOED_TOKEN: &str = "echoed-token-77ab0e";
+
+#[test]
+fn secrets_echoed_by_commands_are_masked_in_errors_logs_and_outputs() {
+    let context = TestContext::with_program(ECHOING_PROGRAM);
+    context
+        .cairn(&["config", "set", "--secret", "token", ECHOED_TOKEN])
+        .success();
+    // The first run creates the password and has a command echo it in the same run.
+    let up = context.cairn(&["up", "--yes"]).expect_code(1);
+    assert!(
+        up.stdout.contains("exited with code 1") || up.stderr.contains("exited with code 1"),
+        "the failure is reported\n{}\n{}",
+        up.stdout,
+        up.stderr
+    );
+    let json_up = context.cairn(&["up", "--yes", "--json"]).expect_code(1);
+    let revealed = context
+        .cairn(&["stack", "output", "--json", "--show-secrets"])
+        .success();
+    let revealed: serde_json::Value = serde_json::from_str(&revealed.stdout).unwrap();
+    let password = revealed["password"].as_str().unwrap().to_owned();
+    assert_eq!(password.len(), 28);
+    assert_eq!(revealed["wrapped"], "fn-secret-plaintext-5c1e");
+
+    // A command's stdout that repeats a secret is itself a secret.
+    let outputs = context.cairn(&["stack", "output", "--json"]).success();
+    let json: serde_json::Value = serde_json::from_str(&outputs.stdout).unwrap();
+    assert_eq!(json["wrapped"], "[secret]", "{}", outputs.stdout);
+    let plain_outputs = context.cairn(&["stack", "output"]).success();
+
+    let logs = context.cairn(&["logs"]).success();
+    let json_logs = context.cairn(&["logs", "--json"]).success();
+    for (what, masked) in [
+        ("the password", "[echoPassword] [secret]"),
+        ("the fn::secret", "[echoWrapped] [secret]"),
+    ] {
+        assert!(
+            logs.stdout.contains(masked),
+            "{what} is logged masked\n{}",
+            logs.stdout
+        );
+    }
+    let plaintexts = [password.as_str(), "fn-secret-plaintext-5c1e", ECHOED_TOKEN];
+    for (name, run) in [
+        ("up", &up),
+        ("up --json", &json_up),
+        ("logs", &logs),
+        ("logs --json", &json_logs),
+        ("stack output --json", &outputs),
+        ("stack output", &plain_outputs),
+    ] {
+        for plaintext in plaintexts {
+            assert!(
+                !run.stdout.contains(plaintext) && !run.stderr.contains(plaintext),
+                "`{plaintext}` leaked by `{name}`\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                run.stdout,
+                run.stderr
+            );
+        }
+    }
+    // The error, masked, still says what failed.
+    assert!(
+        up.stdout.contains("[secret]") || up.stderr.contains("[secret]"),
+        "{}\n{}",
+        up.stdout,
+        up.stderr
+    );
+    // Everything Cairn wrote, the backend's logs and history included; the program holds the
+    // `fn::secret` literal as the user wrote it.
+    let files: Vec<_> = files_under(context.root.path())
+        .into_iter()
+        .filter(|file| !file.ends_with("project/Cairn.yaml"))
+        .collect();
+    assert!(files.len() > 3, "expected state files under the test root");
+    for file in files {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        for plaintext in plaintexts {
+            assert!(
+                !text.contains(plaintext),
+                "`{plaintext}` in plaintext in {}",
+                file.display()
+            );
+        }
+    }
+}
