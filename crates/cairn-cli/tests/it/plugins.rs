@@ -259,6 +259,35 @@ fn a_plugin_that_crashes_mid_create_fails_the_step_naming_it_and_leaves_state_co
 }
 
 #[test]
+fn a_plugin_error_that_quotes_a_secret_is_masked_everywhere() {
+    let (context, run, _) = misbehaving(
+        "leak",
+        "      note: ${wrapped}\nvariables:\n  wrapped:\n    fn::secret: plugin-secret-93ad\n",
+    );
+    assert_eq!(run.code, 1, "{}", all(&run));
+    let text = all(&run);
+    assert!(text.contains("bad plugin rejects"), "{text}");
+    assert!(text.contains("[secret]"), "{text}");
+    let logs = context.cairn(&["logs", "--json"]).success();
+    assert!(
+        logs.stdout.contains("bad plugin rejects"),
+        "{}",
+        logs.stdout
+    );
+    for output in [text, logs.stdout] {
+        assert!(!output.contains("plugin-secret-93ad"), "{output}");
+    }
+    for file in crate::support::files_under(&context.home()) {
+        let stored = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        assert!(
+            !stored.contains("plugin-secret-93ad"),
+            "plaintext in {}",
+            file.display()
+        );
+    }
+}
+
+#[test]
 fn a_plugin_that_hangs_is_stopped_by_the_custom_timeout_and_killed() {
     let (context, run, took) = misbehaving(
         "hang",
