@@ -354,3 +354,29 @@ fn secrets_echoed_by_commands_are_masked_in_errors_logs_and_outputs() {
         }
     }
 }
+
+#[test]
+fn additional_secret_outputs_added_to_an_unchanged_resource_seal_its_stored_output() {
+    let program = |options: &str| {
+        format!(
+            "name: later\nruntime: yaml\nresources:\n  greet:\n    type: command:local:Command\n    properties:\n      create: \"echo later-plaintext-0f3a\"\n{options}outputs:\n  said: ${{greet.stdout}}\n"
+        )
+    };
+    let context = TestContext::with_program(&program(""));
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(
+        context.resource("greet")["outputs"]["stdout"],
+        "later-plaintext-0f3a"
+    );
+
+    context.write_program(&program(
+        "    options:\n      additionalSecretOutputs: [stdout]\n",
+    ));
+    let up = context.cairn(&["up", "--yes"]).success();
+    // Nothing about the command changed, so it is not run again; its stored output is sealed.
+    assert!(up.stdout.contains("Resources: 2 unchanged"), "{}", up.stdout);
+    let stdout = &context.resource("greet")["outputs"]["stdout"];
+    assert!(stdout["ciphertext"].is_string(), "{stdout}");
+    let output = context.cairn(&["stack", "output", "said"]).success();
+    assert_eq!(output.stdout.trim(), "[secret]");
+}
