@@ -62,22 +62,20 @@ pub(crate) struct OutcomeBuilder {
 }
 
 impl Shared {
-    /// Sends a progress event, with every secret this run has seen masked out of its text:
-    /// warnings and step errors quote provider and plugin messages, which may echo one.
+    /// Sends a progress event. A warning is masked of every secret this run has seen: it may
+    /// quote a provider's message. (Step errors are masked by `record_step`, log lines by
+    /// their sink.)
     pub fn emit(&self, event: EngineEvent) {
         let event = match event {
             EngineEvent::Warning(message) => EngineEvent::Warning(self.secret_texts.mask(&message)),
-            EngineEvent::StepFinished(mut record) => {
-                record.error = record.error.map(|error| self.secret_texts.mask(&error));
-                EngineEvent::StepFinished(record)
-            }
-            // Log lines are masked by their sink (`call_context`, `HeldLogs`).
             other => other,
         };
         // A closed receiver means nobody is watching progress; the work goes on regardless.
         let _ = self.events.send(event);
     }
 
+    /// Records a finished or failed step. Its error is masked of every secret this run has
+    /// seen: provider and plugin messages (a failed command's output) may quote one.
     pub fn record_step(&self, mut record: StepRecord) {
         record.error = record.error.map(|error| self.secret_texts.mask(&error));
         self.emit(EngineEvent::StepFinished(Box::new(record.clone())));

@@ -506,9 +506,14 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     match (decision.op, &plan.old) {
         (StepOp::Same, Some(old)) => {
             state.id = old.id.clone();
-            // An output named in `additionalSecretOutputs` since the last run is sealed now,
-            // though nothing else changed.
-            state.outputs = seal_secret_outputs(old.outputs.clone(), &is_secret_output);
+            // An output that became secret since the last run (named in
+            // `additionalSecretOutputs`, say) is sealed now, though nothing else changed.
+            state.outputs = reseal_outputs(
+                &shared.secret_texts,
+                &state.inputs,
+                old.outputs.clone(),
+                &is_secret_output,
+            );
             // Options such as `protect` may have changed without any input changing.
             if !dry_run && &state != old {
                 let op = shared.begin(PendingOperationKind::Updating, old).await?;
@@ -726,24 +731,6 @@ pub(crate) async fn delete_with_provider(
         }
     }
     shared.end(op, Some(old), None).await
-}
-
-/// `outputs` with those `is_secret_output` names sealed.
-fn seal_secret_outputs(
-    outputs: PropertyMap,
-    is_secret_output: &(dyn Fn(&str) -> bool + Sync),
-) -> PropertyMap {
-    outputs
-        .into_iter()
-        .map(|(key, value)| {
-            let value = if is_secret_output(&key) && !matches!(value, Value::Unknown) {
-                value.into_secret()
-            } else {
-                value
-            };
-            (key, value)
-        })
-        .collect()
 }
 
 /// A `get` resource: read through the provider, never owned.

@@ -374,7 +374,11 @@ fn additional_secret_outputs_added_to_an_unchanged_resource_seal_its_stored_outp
     ));
     let up = context.cairn(&["up", "--yes"]).success();
     // Nothing about the command changed, so it is not run again; its stored output is sealed.
-    assert!(up.stdout.contains("Resources: 2 unchanged"), "{}", up.stdout);
+    assert!(
+        up.stdout.contains("Resources: 2 unchanged"),
+        "{}",
+        up.stdout
+    );
     let stdout = &context.resource("greet")["outputs"]["stdout"];
     assert!(stdout["ciphertext"].is_string(), "{stdout}");
     let output = context.cairn(&["stack", "output", "said"]).success();
