@@ -833,3 +833,21 @@ pub(crate) fn reseal_outputs(
     }
     outputs
 }
+
+#[cfg(test)]
+mod secret_text_tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_that_contains_another_is_masked_whole() {
+        let texts = SecretTexts::default();
+        // Learned shortest first: masking in that order would leave `-suffix` showing.
+        texts.add_secrets_of(&Value::string("hunter2").into_secret());
+        texts.add_secrets_of(&Value::string("hunter2-suffix").into_secret());
+        texts.add_secrets_of(&Value::string("not secret"));
+        assert_eq!(
+            texts.mask("a hunter2-suffix and a hunter2, not secret"),
+            "a [secret] and a [secret], not secret"
+        );
+    }
+}
