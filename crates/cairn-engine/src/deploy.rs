@@ -203,8 +203,8 @@ impl Shared {
     }
 
     /// As `call_context`, but the log lines wait in `HeldLogs` until it is dropped, then go out
-    /// masked with the secrets known by then. For a resource with `additionalSecretOutputs`:
-    /// its command prints the secret before the engine can know it is one.
+    /// masked with the secrets known by then. For a resource with secret outputs: its provider
+    /// (or command) may print one before the engine can know it is a secret.
     pub fn held_call_context(&self, urn: &Urn) -> (cairn_provider::CallContext, HeldLogs) {
         let held = HeldLogs {
             lines: Arc::default(),

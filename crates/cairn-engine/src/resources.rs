@@ -42,6 +42,10 @@ impl TypeProvider {
         self.secret_outputs.iter().any(|name| name == key)
     }
 
+    fn has_secret_outputs(&self) -> bool {
+        !self.secret_outputs.is_empty()
+    }
+
     /// Also treats `names` as secret outputs: a resource's `additionalSecretOutputs`.
     fn with_secret_outputs(mut self, names: &[String]) -> TypeProvider {
         self.secret_outputs.extend(names.iter().cloned());
@@ -374,9 +378,10 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     for value in plan.inputs.values() {
         shared.secret_texts.add_secrets_of(value);
     }
-    // The log lines of a resource with `additionalSecretOutputs` wait until its outputs are
-    // known secrets (its command may print them first); dropping `held_logs` sends them.
-    let (ctx, held_logs) = if decl.options.additional_secret_outputs.is_empty() {
+    // The log lines of a resource with secret outputs (by its schema or its
+    // `additionalSecretOutputs`) wait until those are known (its provider or command may print
+    // them first); dropping `held_logs` sends them.
+    let (ctx, held_logs) = if !typed.has_secret_outputs() {
         (shared.call_context(&plan.urn), None)
     } else {
         let (ctx, held) = shared.held_call_context(&plan.urn);

@@ -288,6 +288,33 @@ fn a_plugin_error_that_quotes_a_secret_is_masked_everywhere() {
 }
 
 #[test]
+fn a_plugin_that_logs_the_secret_output_it_makes_is_masked() {
+    let (context, run, _) = misbehaving("tell", "outputs:\n  token: ${thing.token}\n");
+    assert_eq!(run.code, 0, "{}", all(&run));
+    let token = context
+        .cairn(&["stack", "output", "token", "--show-secrets"])
+        .success()
+        .stdout
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("told-"), "{token}");
+    let logs = context.cairn(&["logs"]).success();
+    // The line was logged before the engine saw the output its schema marks secret.
+    assert!(
+        logs.stdout.contains("[thing] made token [secret]"),
+        "{}",
+        logs.stdout
+    );
+    for output in [all(&run), logs.stdout] {
+        assert!(!output.contains(&token), "{output}");
+    }
+    for file in crate::support::files_under(&context.home()) {
+        let stored = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        assert!(!stored.contains(&token), "plaintext in {}", file.display());
+    }
+}
+
+#[test]
 fn a_plugin_that_hangs_is_stopped_by_the_custom_timeout_and_killed() {
     let (context, run, took) = misbehaving(
         "hang",
