@@ -72,7 +72,7 @@ fn secrets_never_reach_disk_or_output_in_plaintext() {
     // Pulumi), so `up` warns and the files are searched for the stdout only.
     let sealed_stdout = revealed["sealedStdout"].as_str().unwrap().to_owned();
     assert_eq!(sealed_stdout.len(), 32, "{sealed_stdout:?}");
-    assert!(revealed["sealedString"].as_str().unwrap().len() == 32);
+    assert_eq!(revealed["sealedString"].as_str().unwrap().len(), 32);
     assert!(
         up.stderr
             .contains("`sealedString`: `additionalSecretOutputs` cannot hide `result`"),
@@ -329,13 +329,14 @@ fn secrets_echoed_by_commands_are_masked_in_errors_logs_and_outputs() {
             );
         }
     }
-    // The error, masked, still says what failed.
-    assert!(
-        up.stdout.contains("[secret]") || up.stderr.contains("[secret]"),
-        "{}\n{}",
-        up.stdout,
-        up.stderr
-    );
+    // The errors, masked, still say what failed and quote the commands' output.
+    for run in [&up, &json_up] {
+        // `--json` escapes the newlines inside an error.
+        let text = format!("{}{}", run.stdout, run.stderr).replace("\\n", "\n");
+        for quoted in ["stdout:\n[secret]", "stderr:\n[secret]"] {
+            assert!(text.contains(quoted), "no `{quoted}` in\n{text}");
+        }
+    }
     // Everything Cairn wrote, the backend's logs and history included; the program holds the
     // `fn::secret` literal as the user wrote it.
     let files: Vec<_> = files_under(context.root.path())
