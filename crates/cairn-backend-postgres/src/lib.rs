@@ -827,18 +827,43 @@ pub(crate) fn database_error(action: &str, error: &tokio_postgres::Error) -> Bac
     BackendError::Database(format!("{action}: {detail}"))
 }
 
-/// The URL with any password replaced by `***`, for messages and `whoami`.
+/// The URL with any password replaced by `***`, for messages and `whoami`: the one in the user
+/// info (`postgres://user:***@host/db`) and a `password=` query parameter, which libpq also
+/// accepts.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some((credentials, host)) = rest.split_once('@') else {
-        return url.to_owned();
+    // The user info ends at the last `@` before the query, so that a password holding a raw `@`
+    // or `/` is hidden whole; a raw `?` in a password puts every `@` after it, so then it ends
+    // at the first `@`.
+    let before_query = rest.split_once('?').map_or(rest, |(before, _)| before);
+    let at = before_query.rfind('@').or_else(|| rest.find('@'));
+    let (authority, tail) = match at {
+        Some(at) => {
+            let credentials = &rest[..at];
+            let user = match credentials.split_once(':') {
+                Some((user, _password)) => format!("{user}:***"),
+                None => credentials.to_owned(),
+            };
+            (format!("{user}@"), &rest[at + 1..])
+        }
+        None => (String::new(), rest),
     };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let pairs: Vec<&str> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some(("password", _)) => "password=***",
+                    _ => pair,
+                })
+                .collect();
+            format!("{path}?{}", pairs.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 pub(crate) fn unix_now() -> i64 {
@@ -846,4 +871,39 @@ pub(crate) fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|duration| duration.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_every_form_of_password() {
+        for (url, redacted) in [
+            (
+                "postgres://user:hunter2@db:5432/cairn",
+                "postgres://user:***@db:5432/cairn",
+            ),
+            (
+                "postgresql://user:p@ss/w0rd@db/cairn?sslmode=require",
+                "postgresql://user:***@db/cairn?sslmode=require",
+            ),
+            (
+                "postgres://user:pa?ss@db/cairn",
+                "postgres://user:***@db/cairn",
+            ),
+            (
+                "postgres://user@db/cairn?password=hunter2&sslmode=require",
+                "postgres://user@db/cairn?password=***&sslmode=require",
+            ),
+            (
+                "postgres://user@db/cairn?options=a@b",
+                "postgres://user@db/cairn?options=a@b",
+            ),
+            ("postgres://db/cairn", "postgres://db/cairn"),
+            ("file://~/.cairn", "file://~/.cairn"),
+        ] {
+            assert_eq!(redact(url), redacted, "{url}");
+        }
+    }
 }

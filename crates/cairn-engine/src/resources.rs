@@ -41,6 +41,16 @@ impl TypeProvider {
     pub fn is_secret_output(&self, key: &str) -> bool {
         self.secret_outputs.iter().any(|name| name == key)
     }
+
+    fn has_secret_outputs(&self) -> bool {
+        !self.secret_outputs.is_empty()
+    }
+
+    /// Also treats `names` as secret outputs: a resource's `additionalSecretOutputs`.
+    fn with_secret_outputs(mut self, names: &[String]) -> TypeProvider {
+        self.secret_outputs.extend(names.iter().cloned());
+        self
+    }
 }
 
 /// Looks up the provider of a resource type written in any accepted spelling: the configured
@@ -380,14 +390,24 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
                 .cloned()
         }),
     };
-    let typed = provider_for(shared, &decl.type_token, provider_reference.as_deref()).await?;
+    let typed = provider_for(shared, &decl.type_token, provider_reference.as_deref())
+        .await?
+        .with_secret_outputs(&decl.options.additional_secret_outputs);
     let provider = typed.provider.clone();
     let type_token = typed.type_token.clone();
     let is_secret_output = |key: &str| typed.is_secret_output(key);
     for value in plan.inputs.values() {
         shared.secret_texts.add_secrets_of(value);
     }
-    let ctx = shared.call_context(&plan.urn);
+    // The log lines of a resource with secret outputs (by its schema or its
+    // `additionalSecretOutputs`) wait until those are known (its provider or command may print
+    // them first); dropping `held_logs` sends them.
+    let (ctx, held_logs) = if !typed.has_secret_outputs() {
+        (shared.call_context(&plan.urn), None)
+    } else {
+        let (ctx, held) = shared.held_call_context(&plan.urn);
+        (ctx, Some(held))
+    };
     let _permit = shared
         .permits
         .acquire()
@@ -398,7 +418,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     state.provider = provider_reference;
 
     if let Some(get) = &decl.get {
-        return read_existing(shared, plan, provider.as_ref(), &ctx, state, get, started).await;
+        return read_existing(shared, plan, &typed, &ctx, state, get, started).await;
     }
 
     let revealed_olds = plan.old.as_ref().map(|old| reveal_map(&old.inputs));
@@ -447,16 +467,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             .attempted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(StepOp::Import);
-        return import_existing(
-            shared,
-            plan,
-            provider.as_ref(),
-            &ctx,
-            state,
-            import_id,
-            started,
-        )
-        .await;
+        return import_existing(shared, plan, &typed, &ctx, state, import_id, started).await;
     }
     let decision = match &plan.old {
         None => Decision::create(),
@@ -526,7 +537,14 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     match (decision.op, &plan.old) {
         (StepOp::Same, Some(old)) => {
             state.id = old.id.clone();
-            state.outputs = old.outputs.clone();
+            // An output that became secret since the last run (named in
+            // `additionalSecretOutputs`, say) is sealed now, though nothing else changed.
+            state.outputs = reseal_outputs(
+                &shared.secret_texts,
+                &state.inputs,
+                old.outputs.clone(),
+                &is_secret_output,
+            );
             // Options such as `protect` may have changed without any input changing.
             if !dry_run && &state != old {
                 let op = shared.begin(PendingOperationKind::Updating, old).await?;
@@ -618,6 +636,8 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             .await?;
         }
     }
+    warn_of_secret_id(shared, plan, &state);
+    drop(held_logs);
     if decision.op != StepOp::Same {
         record.outputs = state.outputs.clone();
     }
@@ -625,6 +645,26 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     shared.record_step(record);
     publish(shared, state, &decl.key, id_known);
     Ok(())
+}
+
+/// Warns when an output named in `additionalSecretOutputs` is also the resource's ID (as a
+/// `random:RandomString`'s `result` is): the ID is stored and shown in plaintext, as in Pulumi,
+/// so the option cannot keep that value secret.
+fn warn_of_secret_id(shared: &Shared, plan: &ResourcePlan<'_>, state: &ResourceState) {
+    if state.id.is_empty() || state.id == UNKNOWN_ID {
+        return;
+    }
+    for name in &plan.decl.options.additional_secret_outputs {
+        let Some(output) = state.outputs.get(name) else {
+            continue;
+        };
+        if output.as_str() == Some(state.id.as_str()) {
+            shared.emit(EngineEvent::Warning(format!(
+                "`{}`: `additionalSecretOutputs` cannot hide `{name}`: it is also the resource's ID, which is stored in plaintext; use a resource whose ID is not the secret (e.g. `random:RandomPassword`)",
+                plan.decl.key
+            )));
+        }
+    }
 }
 
 /// Old inputs without `__defaults`, which Pulumi's bridged providers (`random`, `docker`) keep in
@@ -728,7 +768,7 @@ pub(crate) async fn delete_with_provider(
 async fn read_existing(
     shared: &Arc<Shared>,
     plan: &ResourcePlan<'_>,
-    provider: &dyn Provider,
+    typed: &TypeProvider,
     ctx: &CallContext,
     mut state: ResourceState,
     get: &cairn_program::GetDecl,
@@ -739,7 +779,8 @@ async fn read_existing(
     let Some(id) = id.as_str().map(str::to_owned) else {
         return Err("`get.id` must be a string".to_owned());
     };
-    let read = provider
+    let read = typed
+        .provider
         .read(
             ctx,
             &state.type_,
@@ -752,7 +793,10 @@ async fn read_existing(
         .ok_or_else(|| format!("no `{}` with ID `{id}` exists", state.type_))?;
     state.id = read.id;
     state.inputs = read.inputs;
-    state.outputs = read.outputs;
+    // A read resource's secret outputs are as secret as a created one's.
+    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, read.outputs, &|key| {
+        typed.is_secret_output(key)
+    });
     state.external = true;
     let op = if plan.old.as_ref() == Some(&state) {
         StepOp::Same
@@ -776,7 +820,7 @@ async fn read_existing(
 async fn import_existing(
     shared: &Arc<Shared>,
     plan: &ResourcePlan<'_>,
-    provider: &dyn Provider,
+    typed: &TypeProvider,
     ctx: &CallContext,
     mut state: ResourceState,
     import_id: &str,
@@ -792,7 +836,7 @@ async fn import_existing(
         shared,
         0.0,
         "import",
-        provider.read(
+        typed.provider.read(
             ctx,
             &state.type_,
             import_id,
@@ -821,8 +865,8 @@ async fn import_existing(
     if state.inputs.is_empty() {
         state.inputs = read.inputs;
     }
-    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, read.outputs, &|_| {
-        false
+    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, read.outputs, &|key| {
+        typed.is_secret_output(key)
     });
     shared.end(pending, None, Some(&state)).await?;
     let mut record = plan.step_record(StepOp::Import, &state.type_);
