@@ -298,3 +298,22 @@ fn a_target_that_uses_an_untargeted_resource_not_yet_created_is_refused() {
     let a_id = context.resource("a")["id"].clone();
     assert_eq!(context.resource("b")["outputs"]["label"], a_id);
 }
+
+#[test]
+fn a_bad_reference_in_outputs_is_an_error_at_its_place() {
+    let context = TestContext::with_program(
+        "name: outs\nruntime: yaml\nresources:\n  r:\n    type: fake:Resource\n    properties:\n      name: x\noutputs:\n  good: ${r.name}\n  bad: ${r.nmae}\n",
+    );
+    for args in [
+        vec!["preview"],
+        vec!["up", "--yes"],
+        vec!["up", "--yes", "--skip-preview"],
+    ] {
+        let run = context.cairn(&args).expect_code(2);
+        let shown = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            shown.contains("Cairn.yaml:10:8") && shown.contains("no property `nmae`"),
+            "{args:?}: {shown}"
+        );
+    }
+}
