@@ -100,7 +100,10 @@ pub async fn open_stack(workspace: &Workspace) -> anyhow::Result<StackContext> {
             stack.name, stack.name
         )));
     }
-    let config_file = StackConfigFile::load(&workspace.stack_config_path(&stack.name))?;
+    let mut config_file = StackConfigFile::load(&workspace.stack_config_path(&stack.name))?;
+    if config_file.encryption_salt.is_none() {
+        restore_salt(backend.as_ref(), &stack, &mut config_file).await?;
+    }
     let crypter = workspace.crypter(&stack.name);
     Ok(StackContext {
         backend,
@@ -108,6 +111,31 @@ pub async fn open_stack(workspace: &Workspace) -> anyhow::Result<StackContext> {
         config_file,
         crypter,
     })
+}
+
+/// A stack file without its salt (a fresh clone, with the stack on a shared backend) gets the
+/// salt back from the stack's state, where Pulumi's format keeps it too. A new salt would make
+/// the right passphrase look wrong for every secret already in the state.
+async fn restore_salt(
+    backend: &dyn Backend,
+    stack: &StackRef,
+    config_file: &mut StackConfigFile,
+) -> anyhow::Result<()> {
+    let salt = backend
+        .load_deployment(stack)
+        .await?
+        .and_then(|deployment| deployment.secrets_providers)
+        .and_then(|providers| providers.state.get("salt")?.as_str().map(str::to_owned));
+    if let Some(salt) = salt {
+        config_file.encryption_salt = Some(salt);
+        config_file.save()?;
+        crate::output::warning(&format!(
+            "`{}` had no `encryptionsalt`; it was restored from the state of stack `{}`",
+            config_file.path.display(),
+            stack.name
+        ));
+    }
+    Ok(())
 }
 
 /// Takes the stack's lock for this process, turning "locked" into an error that names the

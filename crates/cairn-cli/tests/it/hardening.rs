@@ -317,3 +317,33 @@ fn a_bad_reference_in_outputs_is_an_error_at_its_place() {
         );
     }
 }
+
+#[test]
+fn a_missing_stack_file_gets_its_salt_back_from_the_state() {
+    let context = TestContext::with_program(
+        "name: salted\nruntime: yaml\nresources:\n  pw:\n    type: random:RandomPassword\n    properties:\n      length: 20\noutputs:\n  pw: ${pw.result}\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    let shown = context
+        .cairn(&["stack", "output", "pw", "--show-secrets"])
+        .success()
+        .stdout;
+    let stack_file = context.project().join("Cairn.dev.yaml");
+    let salt = std::fs::read_to_string(&stack_file).unwrap();
+    // A fresh clone on another machine: the stack file is not there.
+    std::fs::remove_file(&stack_file).unwrap();
+    let run = context.cairn(&["up", "--yes"]).success();
+    assert!(
+        run.stderr.contains("restored from the state"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&stack_file).unwrap(), salt);
+    assert_eq!(
+        context
+            .cairn(&["stack", "output", "pw", "--show-secrets"])
+            .success()
+            .stdout,
+        shown
+    );
+}
