@@ -83,9 +83,10 @@ async fn prepare(
                 operation.resource.urn
             ));
         }
-        message.push_str(
-            "\nhelp: run `cairn refresh --clear-pending` to ask the providers what happened and record it",
-        );
+        message.push_str(&format!(
+            "\nhelp: run `{}` to ask the providers what happened and record it",
+            context.clear_pending_command
+        ));
         output::warning(&message);
     }
     Ok(Prepared {
