@@ -86,6 +86,7 @@ fn schema() -> PackageSchema {
                     ("restart", property(String)),
                     ("memory", property(Integer)),
                     ("mustRun", property(Boolean)),
+                    ("start", property(Boolean)),
                     ("hostname", property(String)),
                     ("workingDir", property(String)),
                     ("user", property(String)),

@@ -274,18 +274,42 @@ async fn create_container(
         .create_container(Some(options), body)
         .await
         .map_err(|error| failed("creating a container", error))?;
-    if inputs["mustRun"].as_bool() != Some(false)
-        && let Err(error) = docker
+    if inputs["start"].as_bool() != Some(false) {
+        if let Err(error) = docker
             .start_container(&created.id, None::<StartContainerOptions>)
             .await
-    {
-        let _ = delete(docker, CONTAINER, &created.id).await;
-        return Err(failed("starting the container", error));
+        {
+            let _ = delete(docker, CONTAINER, &created.id).await;
+            return Err(failed("starting the container", error));
+        }
+        // Pulumi's `mustRun` (default true): a container that stops at once is a failure, not
+        // a created resource; `mustRun: false` accepts one that exits (a one-off task).
+        if inputs["mustRun"].as_bool() != Some(false)
+            && let Some(exit_code) = exited_at_once(docker, &created.id).await
+        {
+            let _ = delete(docker, CONTAINER, &created.id).await;
+            return Err(ProviderError::Failed(format!(
+                "docker: the container `{name}` exited at once with code {exit_code}\nhelp: set `mustRun: false` for a container that is meant to stop"
+            )));
+        }
     }
     let outputs = read(docker, CONTAINER, &created.id, inputs)
         .await?
         .unwrap_or(json!({ "name": name }));
     Ok((created.id, outputs))
+}
+
+/// How long a new container must stay up to count as running (`mustRun`).
+const MUST_RUN_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The exit code of a container that stopped within `MUST_RUN_SETTLE` of starting.
+async fn exited_at_once(docker: &Docker, id: &str) -> Option<i64> {
+    tokio::time::sleep(MUST_RUN_SETTLE).await;
+    let state = docker.inspect_container(id, None).await.ok()?.state?;
+    if state.running == Some(true) {
+        return None;
+    }
+    Some(state.exit_code.unwrap_or(-1))
 }
 
 /// The build context directory and Dockerfile of an Image's inputs.

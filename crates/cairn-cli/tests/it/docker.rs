@@ -140,4 +140,29 @@ fn a_docker_program_comes_up_changes_refreshes_and_goes_down() {
         .is_empty()
     );
     assert!(docker(&["images", "-q", &format!("cairn-docker-test:{run}")]).is_empty());
+
+    // `mustRun` (default true): a container that exits at once is a failed create, and none is
+    // left behind; `mustRun: false` accepts it.
+    let one_off = |must_run: &str| {
+        format!(
+            "name: dockerapp\nruntime: yaml\nresources:\n  image:\n    type: docker:Image\n    properties:\n      imageName: cairn-docker-test:{run}\n      build:\n        context: ./app\n      skipPush: true\n  task:\n    type: docker:Container\n    properties:\n      image: ${{image.imageName}}\n      name: task-{run}\n      command: [\"sh\", \"-c\", \"exit 3\"]\n      labels:\n        - label: cairn.test.run\n          value: {run}\n{must_run}"
+        )
+    };
+    context.write_program(&one_off(""));
+    let failed = context.cairn(&["up", "--yes"]).expect_code(1);
+    assert!(
+        failed.stdout.contains("exited at once with code 3")
+            || failed.stderr.contains("exited at once with code 3"),
+        "{}{}",
+        failed.stdout,
+        failed.stderr
+    );
+    assert!(docker(&["ps", "-aq", "--filter", &format!("name=task-{run}")]).is_empty());
+    context.write_program(&one_off("      mustRun: false\n"));
+    context.cairn(&["up", "--yes"]).success();
+    // Once it has stopped, a refresh sees how it ended.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    context.cairn(&["refresh", "--yes"]).success();
+    assert_eq!(context.resource("task")["outputs"]["exitCode"], 3);
+    context.cairn(&["destroy", "--yes"]).success();
 }
