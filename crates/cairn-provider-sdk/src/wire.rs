@@ -231,6 +231,7 @@ pub fn schema_to_json(schema: &PackageSchema) -> Json {
 }
 
 pub fn schema_from_json(json: &Json) -> Result<PackageSchema, String> {
+    check_schema_shape(json)?;
     let name = json
         .get("name")
         .and_then(Json::as_str)
@@ -300,9 +301,124 @@ pub fn schema_from_json(json: &Json) -> Result<PackageSchema, String> {
     })
 }
 
+/// Refuses a schema whose parts have the wrong shape, saying where: reading it leniently would
+/// turn a plugin's mistake into "unknown resource type" far from its cause.
+fn check_schema_shape(json: &Json) -> Result<(), String> {
+    let object = |value: Option<&Json>, path: &str| -> Result<(), String> {
+        match value {
+            None | Some(Json::Object(_)) => Ok(()),
+            Some(other) => Err(format!(
+                "the schema's `{path}` must be an object, not {}",
+                json_kind(other)
+            )),
+        }
+    };
+    let properties = |value: Option<&Json>, path: &str| -> Result<(), String> {
+        object(value, path)?;
+        for (name, spec) in value.and_then(Json::as_object).into_iter().flatten() {
+            object(Some(spec), &format!("{path}.{name}"))?;
+        }
+        Ok(())
+    };
+    let names = |value: Option<&Json>, path: &str| -> Result<(), String> {
+        match value {
+            None => Ok(()),
+            Some(Json::Array(items)) if items.iter().all(Json::is_string) => Ok(()),
+            Some(_) => Err(format!("the schema's `{path}` must be a list of names")),
+        }
+    };
+    if !json.is_object() {
+        return Err(format!(
+            "the schema must be an object, not {}",
+            json_kind(json)
+        ));
+    }
+    let package = json.get("name").and_then(Json::as_str).unwrap_or_default();
+    for (section, is_resource) in [("resources", true), ("functions", false)] {
+        object(json.get(section), section)?;
+        for (token, spec) in json
+            .get(section)
+            .and_then(Json::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let path = format!("{section}.{token}");
+            if token.split(':').next() != Some(package) || token.split(':').count() != 3 {
+                return Err(format!(
+                    "the schema's `{path}`: `{token}` is not a token of package `{package}` (`{package}:module:Name`)"
+                ));
+            }
+            object(Some(spec), &path)?;
+            if is_resource {
+                properties(
+                    spec.get("inputProperties"),
+                    &format!("{path}.inputProperties"),
+                )?;
+                properties(spec.get("properties"), &format!("{path}.properties"))?;
+                names(
+                    spec.get("requiredInputs"),
+                    &format!("{path}.requiredInputs"),
+                )?;
+            } else {
+                properties(
+                    spec.pointer("/inputs/properties"),
+                    &format!("{path}.inputs.properties"),
+                )?;
+                properties(
+                    spec.pointer("/outputs/properties"),
+                    &format!("{path}.outputs.properties"),
+                )?;
+            }
+        }
+    }
+    properties(json.pointer("/config/variables"), "config.variables")?;
+    Ok(())
+}
+
+fn json_kind(value: &Json) -> &'static str {
+    match value {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schema_of_the_wrong_shape_is_refused_saying_where() {
+        for (schema, expected) in [
+            (json!([]), "the schema must be an object"),
+            (
+                json!({"name": "files", "resources": []}),
+                "`resources` must be an object",
+            ),
+            (
+                json!({"name": "files", "resources": {"files:index:File": "x"}}),
+                "`resources.files:index:File` must be an object",
+            ),
+            (
+                json!({"name": "files", "resources": {"File": {}}}),
+                "is not a token of package `files`",
+            ),
+            (
+                json!({"name": "files", "resources": {"files:index:File": {"inputProperties": {"path": 1}}}}),
+                "`resources.files:index:File.inputProperties.path` must be an object",
+            ),
+            (
+                json!({"name": "files", "resources": {"files:index:File": {"requiredInputs": "path"}}}),
+                "must be a list of names",
+            ),
+        ] {
+            let error = schema_from_json(&schema).expect_err("a malformed schema");
+            assert!(error.contains(expected), "{schema}: {error}");
+        }
+    }
 
     #[test]
     fn values_round_trip_with_unknowns_and_secrets() {

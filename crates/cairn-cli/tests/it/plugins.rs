@@ -259,6 +259,19 @@ fn a_plugin_that_crashes_mid_create_fails_the_step_naming_it_and_leaves_state_co
 }
 
 #[test]
+fn a_plugin_with_a_malformed_schema_is_named() {
+    let (context, run, _) = misbehaving("schema", "");
+    assert_eq!(run.code, 1, "{}", all(&run));
+    let text = all(&run);
+    assert!(
+        text.contains("plugin `bad`") && text.contains("`resources` must be an object"),
+        "{text}"
+    );
+    assert!(!text.contains("unknown resource type"), "{text}");
+    assert!(context.resources().is_empty());
+}
+
+#[test]
 fn a_plugin_error_that_quotes_a_secret_is_masked_everywhere() {
     let (context, run, _) = misbehaving(
         "leak",
