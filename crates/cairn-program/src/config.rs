@@ -81,6 +81,18 @@ pub fn normalize_config_key(project: &str, key: &str) -> String {
     }
 }
 
+/// The largest integer a JSON number (an `f64`, as in Pulumi) holds exactly: 2^53.
+const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
+/// An integer config value, refused when it is beyond what can be kept exactly.
+fn exact_integer(number: f64, is_exact: bool) -> Result<Value, String> {
+    if is_exact {
+        Ok(Value::Number(number))
+    } else {
+        Err("must be an integer between -2^53 and 2^53 (9007199254740992); larger ones cannot be kept exactly".to_owned())
+    }
+}
+
 /// Converts a config value to its declared type. Stack files hold strings, so `"3"` is a fine
 /// `Integer`. The error says what was wrong (never the value itself: it may be a secret).
 pub(crate) fn coerce_config_value(value: &Value, type_: &ConfigType) -> Result<Value, String> {
@@ -100,11 +112,22 @@ pub(crate) fn coerce_config_value(value: &Value, type_: &ConfigType) -> Result<V
             value.to_interpolated_string().unwrap_or_default(),
         )),
         (ConfigType::Number, Value::Number(_)) => Ok(value.clone()),
-        (ConfigType::Integer, Value::Number(number)) if number.fract() == 0.0 => Ok(value.clone()),
+        (ConfigType::Integer, Value::Number(number)) if number.fract() == 0.0 => {
+            exact_integer(*number, number.abs() <= MAX_EXACT_INTEGER)
+        }
+        (ConfigType::Integer, Value::String(text)) if text.trim().parse::<i128>().is_ok() => {
+            // Parsed as an integer first: as a float, 2^53 + 1 would silently become 2^53.
+            let integer = text.trim().parse::<i128>().unwrap_or_default();
+            exact_integer(
+                integer as f64,
+                integer.unsigned_abs() <= MAX_EXACT_INTEGER as u128,
+            )
+        }
         (ConfigType::Number | ConfigType::Integer, Value::String(text)) => {
             match text.trim().parse::<f64>() {
-                Ok(number) if *type_ == ConfigType::Number || number.fract() == 0.0 => {
-                    Ok(Value::Number(number))
+                Ok(number) if *type_ == ConfigType::Number => Ok(Value::Number(number)),
+                Ok(number) if number.fract() == 0.0 => {
+                    exact_integer(number, number.abs() <= MAX_EXACT_INTEGER)
                 }
                 _ => Err(format!(
                     "must be of type `{}`, found a string that is not one",
@@ -212,6 +235,24 @@ mod tests {
     #[test]
     fn non_integral_number_is_not_an_integer() {
         assert!(coerce_config_value(&Value::string("2.5"), &ConfigType::Integer).is_err());
+        for beyond in [
+            "9007199254740993",
+            "-9007199254740993",
+            "123456789012345678901234567890",
+            "1e300",
+        ] {
+            let error = coerce_config_value(&Value::string(beyond), &ConfigType::Integer)
+                .expect_err(beyond);
+            assert!(error.contains("2^53"), "{beyond}: {error}");
+        }
+        assert_eq!(
+            coerce_config_value(&Value::string("9007199254740992"), &ConfigType::Integer),
+            Ok(Value::Number(9_007_199_254_740_992.0))
+        );
+        assert_eq!(
+            coerce_config_value(&Value::string(" -42 "), &ConfigType::Integer),
+            Ok(Value::Number(-42.0))
+        );
         assert_eq!(
             coerce_config_value(&Value::string("2.5"), &ConfigType::Number),
             Ok(Value::Number(2.5))

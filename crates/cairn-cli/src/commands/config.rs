@@ -13,17 +13,21 @@ use crate::workspace::Workspace;
 pub async fn run(workspace: &Workspace, args: ConfigArgs) -> anyhow::Result<()> {
     let project = workspace.project_name()?;
     let mut context = commands::open_stack(workspace).await?;
-    let full_key = |key: &str| {
-        if key.contains(':') {
-            key.to_owned()
-        } else {
-            format!("{project}:{key}")
+    // Pulumi's `config.ParseKey`: `name` (in the project's namespace) or `namespace:name`,
+    // neither part empty.
+    let full_key = |key: &str| -> anyhow::Result<String> {
+        let (namespace, name) = key.split_once(':').unwrap_or((&project, key));
+        if namespace.is_empty() || name.is_empty() {
+            return Err(crate::bad_input(format!(
+                "`{key}` is not a configuration key: use `name` or `namespace:name`"
+            )));
         }
+        Ok(format!("{namespace}:{name}"))
     };
     match args.command {
         None => list(workspace, &context, &project),
         Some(ConfigCommand::Get { key }) => {
-            let key = full_key(&key);
+            let key = full_key(&key)?;
             let entry = context.config_file.get(&key).ok_or_else(|| {
                 crate::bad_input(format!(
                     "configuration key `{key}` not found for stack `{}`",
@@ -54,7 +58,7 @@ pub async fn run(workspace: &Workspace, args: ConfigArgs) -> anyhow::Result<()> 
             secret,
             plaintext: _,
         }) => {
-            let key = full_key(&key);
+            let key = full_key(&key)?;
             let value = match value {
                 Some(value) => value,
                 None => {
@@ -77,7 +81,7 @@ pub async fn run(workspace: &Workspace, args: ConfigArgs) -> anyhow::Result<()> 
             context.config_file.save()
         }
         Some(ConfigCommand::Rm { key }) => {
-            let key = full_key(&key);
+            let key = full_key(&key)?;
             if !context.config_file.remove(&key) {
                 return Err(crate::bad_input(format!(
                     "configuration key `{key}` not found"

@@ -304,11 +304,7 @@ fn a_bad_reference_in_outputs_is_an_error_at_its_place() {
     let context = TestContext::with_program(
         "name: outs\nruntime: yaml\nresources:\n  r:\n    type: fake:Resource\n    properties:\n      name: x\noutputs:\n  good: ${r.name}\n  bad: ${r.nmae}\n",
     );
-    for args in [
-        vec!["preview"],
-        vec!["up", "--yes"],
-        vec!["up", "--yes", "--skip-preview"],
-    ] {
+    for args in [vec!["up", "--yes"], vec!["up", "--yes", "--skip-preview"]] {
         let run = context.cairn(&args).expect_code(2);
         let shown = format!("{}{}", run.stdout, run.stderr);
         assert!(
@@ -346,4 +342,32 @@ fn a_missing_stack_file_gets_its_salt_back_from_the_state() {
             .stdout,
         shown
     );
+}
+
+#[test]
+fn empty_config_keys_and_integers_beyond_2_pow_53_are_refused() {
+    let context = TestContext::with_program(
+        "name: cfg\nruntime: yaml\nconfig:\n  big:\n    type: integer\noutputs:\n  big: ${big}\n",
+    );
+    let stack_file = context.project().join("Cairn.dev.yaml");
+    let before = std::fs::read_to_string(&stack_file).unwrap();
+    for key in ["", "cfg:", ":big", ":"] {
+        let run = context.cairn(&["config", "set", key, "x"]).expect_code(2);
+        assert!(
+            run.stderr.contains("is not a configuration key"),
+            "{key}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&stack_file).unwrap(), before);
+    context
+        .cairn(&["config", "set", "big", "9007199254740993"])
+        .success();
+    let run = context.cairn(&["up", "--yes"]).expect_code(2);
+    assert!(run.stderr.contains("2^53"), "{}", run.stderr);
+    assert!(context.resource_names().is_empty());
+    context
+        .cairn(&["config", "set", "big", "9007199254740992"])
+        .success();
+    context.cairn(&["up", "--yes"]).success();
 }
