@@ -44,11 +44,40 @@ pub fn error_line(text: &str) {
 
 /// Prints an error and its causes; a `help:` line inside the message stays on its own line.
 pub fn error_chain(error: &anyhow::Error) {
+    error_line(&chain_message(error));
+}
+
+/// An error and its causes on one line, each said once: many errors already quote their
+/// source in their own message.
+fn chain_message(error: &anyhow::Error) -> String {
     let mut message = error.to_string();
     for cause in error.chain().skip(1) {
-        message.push_str(&format!(": {cause}"));
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(&format!(": {cause}"));
+        }
     }
-    error_line(&message);
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_of_an_error_is_said_once() {
+        let io = std::io::Error::other("disk on fire");
+        let quoted = anyhow::Error::new(cairn_state::BackendError::Io {
+            action: "writing",
+            path: "/x".to_owned(),
+            source: io,
+        })
+        .context("saving the stack");
+        assert_eq!(
+            chain_message(&quoted),
+            "saving the stack: writing `/x`: disk on fire"
+        );
+    }
 }
 
 /// Renders a program diagnostic the way miette does: location, snippet, label and help.

@@ -93,7 +93,16 @@ impl Workspace {
     /// The project's name, read from the project file without loading the program.
     pub fn project_name(&self) -> anyhow::Result<String> {
         let path = self.project_file()?;
-        let text = fs_err::read_to_string(&path)?;
+        let text = fs_err::read_to_string(&path).map_err(|error| {
+            if error.kind() == std::io::ErrorKind::InvalidData {
+                crate::bad_input(format!(
+                    "{}: the project file is not UTF-8 text\nhelp: save it as UTF-8",
+                    path.display()
+                ))
+            } else {
+                error.into()
+            }
+        })?;
         // A top-level `name:` key starts a line at column 0 (nothing nested can); parsing that
         // one line spares parsing a program of thousands of resources just for its name.
         let name_line = text.lines().find(|line| line.starts_with("name:"));

@@ -371,3 +371,45 @@ fn empty_config_keys_and_integers_beyond_2_pow_53_are_refused() {
         .success();
     context.cairn(&["up", "--yes"]).success();
 }
+
+#[test]
+fn a_program_that_is_not_utf8_is_bad_input() {
+    let context = TestContext::new();
+    std::fs::write(
+        context.project().join("Cairn.yaml"),
+        b"name: bytes\nruntime: yaml\ndescription: \"\xff\xfe\"\n",
+    )
+    .unwrap();
+    let run = context.cairn(&["stack", "init", "dev"]).expect_code(2);
+    assert!(run.stderr.contains("not UTF-8"), "{}", run.stderr);
+    // Said once, not once per cause.
+    assert_eq!(run.stderr.matches("UTF-8").count(), 2, "{}", run.stderr);
+}
+
+#[test]
+fn an_update_whose_lock_file_is_deleted_stops_writing() {
+    let context = TestContext::with_program(SLOW_THEN_MORE);
+    let up = context
+        .command(&["up", "--yes", "--skip-preview"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = context.home().join(".pulumi/locks/fenced/dev.json");
+    wait_for(&lock, "the update taking the lock");
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_file(&lock).unwrap();
+    let output = up.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no longer holds the lock"), "{stderr}");
+    // `slow` finished, but its outcome was not written: it is a pending create; `later` never
+    // started.
+    assert!(context.resource_names().is_empty());
+    let export = context.export();
+    let pending = export["deployment"]["pending_operations"]
+        .as_array()
+        .unwrap();
+    assert_eq!(pending.len(), 1, "{export}");
+    assert!(!lock.exists(), "the lock was recreated");
+}
