@@ -60,6 +60,19 @@ fn chain_message(error: &anyhow::Error) -> String {
     message
 }
 
+
+/// Renders a program diagnostic the way miette does: location, snippet, label and help.
+pub fn diagnostic(diagnostic: &dyn miette::Diagnostic) {
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+    let mut rendered = String::new();
+    if handler.render_report(&mut rendered, diagnostic).is_err() {
+        rendered = diagnostic.to_string();
+    }
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{rendered}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,16 +91,4 @@ mod tests {
             "saving the stack: writing `/x`: disk on fire"
         );
     }
-}
-
-/// Renders a program diagnostic the way miette does: location, snippet, label and help.
-pub fn diagnostic(diagnostic: &dyn miette::Diagnostic) {
-    let handler =
-        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
-    let mut rendered = String::new();
-    if handler.render_report(&mut rendered, diagnostic).is_err() {
-        rendered = diagnostic.to_string();
-    }
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{rendered}");
 }
