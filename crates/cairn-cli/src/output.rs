@@ -60,7 +60,6 @@ fn chain_message(error: &anyhow::Error) -> String {
     message
 }
 
-
 /// Renders a program diagnostic the way miette does: location, snippet, label and help.
 pub fn diagnostic(diagnostic: &dyn miette::Diagnostic) {
     let handler =

@@ -7,10 +7,18 @@
 //! Size: `CAIRN_TORTURE_KILLS` (default 200) and `CAIRN_TORTURE_RESOURCES` (default 300);
 //! `CAIRN_TORTURE_SEED` picks the instants. Journals fold every 64 KiB here, so kills also land
 //! in the middle of folds.
+//!
+//! Two more phases run on both backends (`file://` and `postgres://`), `CAIRN_TORTURE_ROUNDS`
+//! rounds each (default 12): `cairn cancel` of an update that is still alive (it must write
+//! nothing more, so recovery finds ledger and state in agreement), and `kill -9` while
+//! `command:local:Command`s run (a half-run command is never recorded as created: after
+//! recovery every command has run to completion and printed its output).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
+
+use cairn_backend_postgres::test_cluster::TestCluster;
 
 use crate::support::TestContext;
 
@@ -261,4 +269,189 @@ fn kill_9_at_random_instants_loses_nothing() {
         counts.get("killed mid-run").copied().unwrap_or(0) > n_kills / 2,
         "{counts:?}"
     );
+}
+
+/// Where a phase runs: the default `file://` backend, or a fresh database of a test cluster.
+enum Backend {
+    File,
+    Postgres(TestCluster),
+}
+
+impl Backend {
+    fn postgres() -> Backend {
+        Backend::Postgres(TestCluster::start().unwrap_or_else(|error| {
+            panic!("these tests need PostgreSQL and it could not start: {error}")
+        }))
+    }
+
+    fn context(&self, program: &str) -> TestContext {
+        match self {
+            Backend::File => TestContext::with_program(program),
+            Backend::Postgres(cluster) => {
+                let url = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(cluster.new_database())
+                    .unwrap();
+                TestContext::with_program_on(program, &url)
+            }
+        }
+    }
+}
+
+/// `cairn cancel` of an update that is still running, at a random instant. The cancelled update
+/// stops starting steps and writes nothing more: what it had begun stays pending, so nothing it
+/// made is lost, and recovery brings ledger and state into exact agreement.
+fn cancel_while_alive(backend: &Backend) {
+    let rounds = env_number("CAIRN_TORTURE_ROUNDS", 12);
+    let n_resources = 60;
+    let seed = env_number("CAIRN_TORTURE_SEED", 0x5eed);
+    let mut rng = Rng(seed | 1);
+    let context = backend.context(&program(n_resources, 1, seed));
+    let ledger = context.root.path().join("ledger.jsonl");
+    let env = [("CAIRN_FAKE_LEDGER", ledger.as_path())];
+    let mut cancelled_alive = 0;
+    for round in 0..rounds {
+        let (args, version, expected): (&[&str], u64, usize) = match round % 3 {
+            0 => (&["up", "--yes", "--skip-preview"], 1, n_resources as usize),
+            1 => (&["up", "--yes", "--skip-preview"], 2, n_resources as usize),
+            _ => (&["destroy", "--yes", "--skip-preview"], 1, 0),
+        };
+        context.write_program(&program(n_resources, version, seed));
+        let mut child = context.command(args);
+        child.env("CAIRN_FAKE_LEDGER", &ledger);
+        child.env("CAIRN_JOURNAL_FOLD_BYTES", "65536");
+        let child = child
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
+        context.cairn(&["cancel", "--yes"]).success();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            assert!(
+                stderr.contains("no longer holds the lock"),
+                "round {round}: {stderr}"
+            );
+            cancelled_alive += 1;
+        }
+        let what = format!("cancel while alive, round {round} ({})", args[0]);
+        check_nothing_lost(&context, &ledger, &what);
+        context
+            .cairn_with(
+                &["refresh", "--yes", "--skip-preview", "--clear-pending"],
+                &env,
+            )
+            .success();
+        context.cairn_with(args, &env).success();
+        check_exact_agreement(&context, &ledger, expected, &what);
+    }
+    assert!(
+        cancelled_alive > rounds / 2,
+        "{cancelled_alive} of {rounds}"
+    );
+}
+
+/// A program of commands that each take a moment and print their name.
+fn commands_program(n_commands: u64) -> String {
+    let mut text = String::from("name: torture\nruntime: yaml\nresources:\n");
+    for index in 0..n_commands {
+        text.push_str(&format!(
+            "  c{index}:\n    type: command:local:Command\n    properties:\n      create: \"sleep 0.{}; echo c{index}\"\n      delete: \"sleep 0.0{}\"\n",
+            index % 4,
+            index % 10
+        ));
+    }
+    text
+}
+
+/// `kill -9` while commands run: a command whose create was cut short is never recorded as
+/// created; after recovery every command has completed and its output is in the state.
+fn kill_during_commands(backend: &Backend) {
+    let rounds = env_number("CAIRN_TORTURE_ROUNDS", 12);
+    let n_commands = 40;
+    let seed = env_number("CAIRN_TORTURE_SEED", 0x5eed);
+    let mut rng = Rng(seed | 1);
+    let context = backend.context(&commands_program(n_commands));
+    let mut killed_mid_run = 0;
+    for round in 0..rounds {
+        let args: &[&str] = if round % 2 == 0 {
+            &["up", "--yes", "--skip-preview", "--parallel", "4"]
+        } else {
+            &["destroy", "--yes", "--skip-preview"]
+        };
+        let mut child = context
+            .command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.below(700)));
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_run += 1;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        context.cairn(&["cancel", "--yes"]).success();
+        context
+            .cairn(&["refresh", "--yes", "--skip-preview", "--clear-pending"])
+            .success();
+        context.cairn(args).success();
+        let export = context.export();
+        let what = format!("commands, round {round} ({})", args[0]);
+        assert!(
+            export["deployment"]["pending_operations"]
+                .as_array()
+                .is_none_or(Vec::is_empty),
+            "{what}: {export}"
+        );
+        let commands: Vec<&serde_json::Value> = export["deployment"]["resources"]
+            .as_array()
+            .map(|resources| {
+                resources
+                    .iter()
+                    .filter(|resource| resource["type"] == "command:local:Command")
+                    .collect()
+            })
+            .unwrap_or_default();
+        let expected = if args[0] == "up" {
+            n_commands as usize
+        } else {
+            0
+        };
+        assert_eq!(commands.len(), expected, "{what}");
+        for command in commands {
+            let name = command["urn"]
+                .as_str()
+                .unwrap()
+                .rsplit("::")
+                .next()
+                .unwrap();
+            assert_eq!(command["outputs"]["stdout"], name, "{what}: {command}");
+        }
+    }
+    assert!(killed_mid_run > rounds / 2, "{killed_mid_run} of {rounds}");
+}
+
+#[test]
+fn torture_cancel_while_alive_on_file() {
+    cancel_while_alive(&Backend::File);
+}
+
+#[test]
+fn torture_cancel_while_alive_on_postgres() {
+    cancel_while_alive(&Backend::postgres());
+}
+
+#[test]
+fn torture_kill_during_commands_on_file() {
+    kill_during_commands(&Backend::File);
+}
+
+#[test]
+fn torture_kill_during_commands_on_postgres() {
+    kill_during_commands(&Backend::postgres());
 }
