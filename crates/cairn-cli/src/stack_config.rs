@@ -127,6 +127,15 @@ impl StackConfigFile {
 /// Parses YAML text into JSON values (the stack file uses only plain data).
 pub fn yaml_to_json(text: &str) -> Result<Json, String> {
     use saphyr::LoadableYamlNode;
+    // Loading and converting recurse per level: a file nested thousands deep would overflow.
+    if let Some(marker) = cairn_program::find_too_deep(text) {
+        return Err(format!(
+            "{}:{}: the file nests more than {} levels deep",
+            marker.line(),
+            marker.col() + 1,
+            cairn_program::MAX_DOCUMENT_DEPTH
+        ));
+    }
     let documents = saphyr::Yaml::load_from_str(text).map_err(|error| {
         format!(
             "{}:{}: {}",
@@ -185,6 +194,16 @@ mod tests {
         let loaded = StackConfigFile::load(&path).unwrap();
         assert_eq!(loaded.encryption_salt.as_deref(), Some("v1:salt"));
         assert_eq!(loaded.entries, file.entries);
+    }
+
+    #[test]
+    fn a_deeply_nested_file_is_refused_with_its_position() {
+        let text: String = (0..5_000)
+            .map(|level| format!("{}a:\n", " ".repeat(level)))
+            .collect();
+        let error = yaml_to_json(&format!("config:\n{text}")).unwrap_err();
+        // Line 2's `a:` is a top-level key (level 1), so level 129 is line 130, indented 128.
+        assert_eq!(error, "130:129: the file nests more than 128 levels deep");
     }
 
     #[test]

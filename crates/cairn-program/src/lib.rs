@@ -30,6 +30,7 @@ pub use eval::{
 
 use crate::check::{ParsedFile, check_program};
 use crate::diagnostic::{Diagnostics, SourceFile};
+pub use crate::yaml::{MAX_DOCUMENT_DEPTH, find_too_deep};
 use crate::yaml::{Node, parse_document};
 
 /// Reads project files; the CLI implements it over the real file system.
