@@ -2,6 +2,7 @@
 //! Pulumi's: `encryptionsalt: ...` and `config: {"<project>:<key>": value, "<key>": {secure: ...}}`.
 //! Secret values are stored only as ciphertext.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -89,9 +90,27 @@ impl StackConfigFile {
         self.entries.len() != before
     }
 
-    /// Writes the file atomically. Strings are written as JSON strings, which YAML reads back
-    /// verbatim, so no value can change meaning on the way.
-    pub fn save(&self) -> anyhow::Result<()> {
+    /// Reads the file, lets `change` edit it, and writes it back, holding the file's lock
+    /// throughout: parallel edits (`cairn config set` in a loop with `&`) all land, one after
+    /// another, and none is lost. `change` must not edit this file itself (the lock is not
+    /// re-entrant).
+    pub fn edit<T>(
+        path: &Path,
+        change: impl FnOnce(&mut StackConfigFile) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let _lock = lock(path)?;
+        let mut file = StackConfigFile::load(path)?;
+        let result = change(&mut file)?;
+        file.save()?;
+        Ok(result)
+    }
+
+    /// Writes the file atomically: a temporary file of this process's own beside it, fsynced,
+    /// renamed over it, and the directory fsynced, so a reader sees the old file or the new
+    /// one, even after a crash. Strings are written as JSON strings, which YAML reads back
+    /// verbatim, so no value can change meaning on the way. Callers that read the file first
+    /// go through `edit`, which holds the lock.
+    fn save(&self) -> anyhow::Result<()> {
         let mut text = String::new();
         if let Some(salt) = &self.encryption_salt {
             text.push_str(&format!("encryptionsalt: {}\n", Json::String(salt.clone())));
@@ -109,19 +128,50 @@ impl StackConfigFile {
                 }
             }
         }
-        let directory = self.path.parent().unwrap_or(Path::new("."));
+        let directory = match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        // The name is this process's own; writers are serialised by `lock` besides.
         let temporary = directory.join(format!(
-            ".{}.tmp",
-            self.path
-                .file_name()
-                .map(|name| name.to_string_lossy().into_owned())
-                .unwrap_or_default()
+            ".{}.{}.tmp",
+            file_name(&self.path),
+            std::process::id()
         ));
-        fs_err::write(&temporary, text)?;
+        let mut file = fs_err::File::create(&temporary)?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {}", temporary.display()))?;
+        drop(file);
         fs_err::rename(&temporary, &self.path)
             .with_context(|| format!("saving {}", self.path.display()))?;
+        fs_err::File::open(directory)
+            .and_then(|handle| handle.sync_all())
+            .with_context(|| format!("syncing {}", directory.display()))?;
         Ok(())
     }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Takes the exclusive lock of the config file at `path`: a kernel advisory lock (`flock`) on
+/// `.<file>.lock` beside it, released when the returned file is closed, so a process that is
+/// killed never leaves a stale lock behind. The lock file itself is left in place: removing it
+/// would let a waiter lock a file that a newcomer no longer sees.
+fn lock(path: &Path) -> anyhow::Result<fs_err::File> {
+    let lock_path = path.with_file_name(format!(".{}.lock", file_name(path)));
+    let file = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("locking {}", lock_path.display()))?;
+    Ok(file)
 }
 
 /// Parses YAML text into JSON values (the stack file uses only plain data).

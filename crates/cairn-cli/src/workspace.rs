@@ -312,19 +312,20 @@ impl LazyCrypter {
         let _guard = self.init.lock();
         let result = self.crypter.get_or_init(|| {
             let passphrase = passphrase()?;
-            let mut config =
-                StackConfigFile::load(&self.config_path).map_err(|error| format!("{error:#}"))?;
-            match &config.encryption_salt {
-                Some(salt) => cairn_secrets::crypter_for_salt(&passphrase, salt)
-                    .map_err(|error| error.to_string()),
-                None => {
-                    let crypter = PassphraseCrypter::new(&passphrase, &cairn_secrets::new_salt())
-                        .map_err(|error| error.to_string())?;
-                    config.encryption_salt = Some(crypter.encryption_salt());
-                    config.save().map_err(|error| format!("{error:#}"))?;
-                    Ok(Box::new(crypter) as Box<dyn Crypter>)
-                }
-            }
+            // Under the file's lock: two processes finding no salt must not each make one.
+            StackConfigFile::edit(&self.config_path, |config| {
+                Ok(match &config.encryption_salt {
+                    Some(salt) => cairn_secrets::crypter_for_salt(&passphrase, salt)
+                        .map_err(|error| error.to_string()),
+                    None => PassphraseCrypter::new(&passphrase, &cairn_secrets::new_salt())
+                        .map(|crypter| {
+                            config.encryption_salt = Some(crypter.encryption_salt());
+                            Box::new(crypter) as Box<dyn Crypter>
+                        })
+                        .map_err(|error| error.to_string()),
+                })
+            })
+            .map_err(|error| format!("{error:#}"))?
         });
         result
             .as_ref()
