@@ -34,7 +34,8 @@ impl StackConfigFile {
         if !path.exists() {
             return Ok(file);
         }
-        let text = fs_err::read_to_string(path)?;
+        let text =
+            cairn_provider::files::read_regular_file(path, cairn_provider::files::MAX_READ_BYTES)?;
         let document = yaml_to_json(&text)
             .map_err(|error| crate::bad_input(format!("{}:{error}", path.display())))?;
         let Json::Object(top) = document else {

@@ -50,11 +50,16 @@ impl Workspace {
 
     /// The project file (`Cairn.yaml`, else `Pulumi.yaml`).
     pub fn project_file(&self) -> anyhow::Result<PathBuf> {
-        PROJECT_FILES
+        let found = PROJECT_FILES
             .iter()
             .map(|name| self.project_dir.join(name))
-            .find(|path| path.is_file())
-            .ok_or_else(|| {
+            .find(|path| path.exists());
+        if let Some(path) = &found {
+            // A FIFO or a device named Cairn.yaml would hang or never end when read.
+            cairn_provider::files::check_regular_file(path, cairn_provider::files::MAX_READ_BYTES)
+                .map_err(|error| crate::bad_input(error.to_string()))?;
+        }
+        found.ok_or_else(|| {
                 crate::bad_input(format!(
                     "no Cairn.yaml or Pulumi.yaml in `{}`\nhelp: run the command in a project directory, or pass `--cwd DIR`",
                     self.project_dir.display()
@@ -76,7 +81,8 @@ impl Workspace {
     /// The project's name, read from the project file without loading the program.
     pub fn project_name(&self) -> anyhow::Result<String> {
         let path = self.project_file()?;
-        let text = fs_err::read_to_string(&path)?;
+        let text =
+            cairn_provider::files::read_regular_file(&path, cairn_provider::files::MAX_READ_BYTES)?;
         // A top-level `name:` key starts a line at column 0 (nothing nested can); parsing that
         // one line spares parsing a program of thousands of resources just for its name.
         let name_line = text.lines().find(|line| line.starts_with("name:"));
@@ -99,7 +105,11 @@ impl Workspace {
 
     /// The project's `description:`, when it has one.
     pub fn project_description(&self) -> Option<String> {
-        let text = fs_err::read_to_string(self.project_file().ok()?).ok()?;
+        let text = cairn_provider::files::read_regular_file(
+            &self.project_file().ok()?,
+            cairn_provider::files::MAX_READ_BYTES,
+        )
+        .ok()?;
         let line = text.lines().find(|line| line.starts_with("description:"))?;
         crate::stack_config::yaml_to_json(line)
             .ok()?

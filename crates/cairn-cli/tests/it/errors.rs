@@ -174,3 +174,75 @@ fn a_deeply_nested_stack_config_file_is_refused_not_a_crash() {
         );
     }
 }
+
+/// Runs `cairn preview` and fails the test (killing cairn) if it takes more than 20 seconds.
+fn preview_within_deadline(context: &TestContext) -> (i32, String) {
+    let mut child = context
+        .command(&["preview"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("cairn preview hung reading a special file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn read_file_of_a_fifo_or_a_device_is_refused_quickly() {
+    let context = TestContext::with_program("name: bad\nruntime: yaml\n");
+    let fifo = context.project().join("pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (path, what) in [
+        ("pipe", "is a FIFO"),
+        ("/dev/zero", "is a character device"),
+    ] {
+        context.write_program(&format!(
+            "name: bad\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n    properties:\n      v:\n        fn::readFile: {path}\n"
+        ));
+        let (code, stderr) = preview_within_deadline(&context);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("Cairn.yaml:8:23"), "{stderr}");
+        assert!(stderr.contains(what), "{stderr}");
+        let named = if path == "/dev/zero" {
+            "`/dev/zero`".to_owned()
+        } else {
+            format!("`{}`", fifo.display())
+        };
+        assert!(stderr.contains(&named), "{stderr}");
+    }
+}
+
+#[test]
+fn a_fifo_as_the_program_file_is_refused_quickly() {
+    let context = TestContext::with_program("name: bad\nruntime: yaml\n");
+    let program = context.project().join("Cairn.yaml");
+    std::fs::remove_file(&program).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&program)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (code, stderr) = preview_within_deadline(&context);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is a FIFO"), "{stderr}");
+}
