@@ -61,6 +61,27 @@ pub(crate) struct OutcomeBuilder {
 }
 
 impl Shared {
+    /// A provider's inputs or outputs without the properties nested deeper than the state can
+    /// hold (`cairn_core::MAX_VALUE_DEPTH`), with a warning naming them. The resource exists,
+    /// so it is kept (failing its step would lose track of it); only those values are not.
+    pub fn storable(&self, urn: &Urn, kind: &str, mut map: PropertyMap) -> PropertyMap {
+        let too_deep: Vec<String> = map
+            .iter()
+            .filter(|(_, value)| value.depth() > cairn_core::MAX_VALUE_DEPTH)
+            .map(|(key, _)| format!("`{key}`"))
+            .collect();
+        if too_deep.is_empty() {
+            return map;
+        }
+        map.retain(|_, value| value.depth() <= cairn_core::MAX_VALUE_DEPTH);
+        self.emit(EngineEvent::Warning(format!(
+            "{urn}: the provider returned {kind} {} nested more than {} levels deep; the state cannot hold it, so it was left out",
+            too_deep.join(", "),
+            cairn_core::MAX_VALUE_DEPTH
+        )));
+        map
+    }
+
     pub fn emit(&self, event: EngineEvent) {
         // A closed receiver means nobody is watching progress; the work goes on regardless.
         let _ = self.events.send(event);

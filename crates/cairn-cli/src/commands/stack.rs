@@ -381,6 +381,18 @@ fn check_importable(
             problems.push(format!("`{urn}`: no provider here manages `{type_}`"));
         }
     }
+    // A value nested too deep would make a checkpoint that cannot be read back.
+    let states = snapshot.resources.iter().chain(
+        snapshot
+            .pending_operations
+            .iter()
+            .map(|operation| &operation.resource),
+    );
+    for resource in states {
+        if let Err(error) = cairn_state::deployment::check_resource_depth(resource) {
+            problems.push(error.to_string());
+        }
+    }
     if problems.is_empty() {
         return Ok(());
     }

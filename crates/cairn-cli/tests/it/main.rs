@@ -14,6 +14,7 @@ mod errors;
 mod history;
 mod import;
 mod lifecycle;
+mod limits;
 mod locks;
 mod plugins;
 mod postgres;
