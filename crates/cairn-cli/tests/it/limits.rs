@@ -179,3 +179,30 @@ fn an_unreadable_checkpoint_names_the_version_to_restore_and_how() {
     let preview = context.cairn(&["preview"]).success();
     assert!(preview.stdout.contains("unchanged"), "{}", preview.stdout);
 }
+
+#[test]
+fn importing_a_deeply_nested_json_file_is_refused_not_a_crash() {
+    let context = TestContext::with_program(PROGRAM);
+    context.cairn(&["up", "--yes"]).success();
+    let before = context.export();
+    let file = context.root.path().join("deep.json");
+    std::fs::write(
+        &file,
+        format!(
+            "{{\"version\": 3, \"deployment\": {{\"manifest\": {{\"time\": \"\"}}, \"resources\": [{{\"urn\": \"urn:pulumi:dev::deep::fake:index:Resource::a\", \"custom\": true, \"type\": \"fake:index:Resource\", \"inputs\": {{\"v\": {}1{}}}}}]}}}}",
+            "[".repeat(5_000),
+            "]".repeat(5_000)
+        ),
+    )
+    .unwrap();
+    let run = context
+        .cairn(&["stack", "import", "--file", file.to_str().unwrap()])
+        .expect_code(2);
+    assert!(
+        run.stderr.contains("recursion limit exceeded"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
+    assert_eq!(context.export(), before);
+}
