@@ -91,18 +91,22 @@ impl StackConfigFile {
         self.entries.len() != before
     }
 
-    /// Reads the file, lets `change` edit it, and writes it back, holding the file's lock
-    /// throughout: parallel edits (`cairn config set` in a loop with `&`) all land, one after
-    /// another, and none is lost. `change` must not edit this file itself (the lock is not
-    /// re-entrant).
+    /// Reads the file, lets `change` edit it, and writes it back if it changed, holding the
+    /// file's lock throughout: parallel edits (`cairn config set` in a loop with `&`) all land,
+    /// one after another, and none is lost. An unchanged file is not rewritten (a stack file
+    /// written by `pulumi` keeps its own formatting). `change` must not edit this file itself
+    /// (the lock is not re-entrant).
     pub fn edit<T>(
         path: &Path,
         change: impl FnOnce(&mut StackConfigFile) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let _lock = lock(path)?;
         let mut file = StackConfigFile::load(path)?;
+        let before = (file.encryption_salt.clone(), file.entries.clone());
         let result = change(&mut file)?;
-        file.save()?;
+        if (&file.encryption_salt, &file.entries) != (&before.0, &before.1) {
+            file.save()?;
+        }
         Ok(result)
     }
 
@@ -245,6 +249,25 @@ mod tests {
         let loaded = StackConfigFile::load(&path).unwrap();
         assert_eq!(loaded.encryption_salt.as_deref(), Some("v1:salt"));
         assert_eq!(loaded.entries, file.entries);
+    }
+
+    #[test]
+    fn an_edit_that_changes_nothing_leaves_the_file_as_written() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("Pulumi.dev.yaml");
+        let pulumi_written = "encryptionsalt: v1:x\nconfig:\n  proj:a: '1' # kept\n";
+        std::fs::write(&path, pulumi_written).unwrap();
+        let salt = StackConfigFile::edit(&path, |file| Ok(file.encryption_salt.clone())).unwrap();
+        assert_eq!(salt.as_deref(), Some("v1:x"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), pulumi_written);
+        StackConfigFile::edit(&path, |file| {
+            file.set("proj:b", ConfigEntry::Plain(Json::from(2)));
+            Ok(())
+        })
+        .unwrap();
+        let loaded = StackConfigFile::load(&path).unwrap();
+        assert_eq!(loaded.encryption_salt.as_deref(), Some("v1:x"));
+        assert_eq!(loaded.entries.len(), 2);
     }
 
     #[test]
