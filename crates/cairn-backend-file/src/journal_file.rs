@@ -4,6 +4,8 @@
 //! Appends use group commit: one writer thread owns the file, takes every batch queued while it
 //! was busy, writes them together and fsyncs once, then acknowledges each. Hundreds of steps
 //! running at once cost a handful of fsyncs, and a record is durable when `append` returns.
+//! Before each batch the writer checks its fence (the update still holds the stack's lock), so
+//! a cancelled update appends nothing more.
 
 use std::io::Write;
 use std::path::Path;
@@ -17,7 +19,17 @@ use serde::Deserialize;
 
 use crate::files::{io_error, sha256_hex, sync_dir};
 
-type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
+type Ack = tokio::sync::oneshot::Sender<Result<(), BatchError>>;
+
+/// Checked before every batch is written: `Err` (the lock is lost) refuses the batch.
+pub type Fence = Box<dyn Fn() -> Result<(), BackendError> + Send>;
+
+/// Why a batch was not written; cloned to every append in the batch.
+#[derive(Clone)]
+enum BatchError {
+    LockLost(String),
+    Io(String),
+}
 
 /// An open journal.
 pub struct JournalFile {
@@ -46,7 +58,9 @@ impl JournalFile {
         base_checksum: &str,
         initial: &[JournalRecord],
         bytes_written: Arc<AtomicU64>,
+        fence: Fence,
     ) -> Result<JournalFile, BackendError> {
+        fence()?;
         let mut file =
             fs_err::File::create(path).map_err(|error| io_error("creating", path, error))?;
         let mut header = format!("{}\n", serde_json::json!({ "base": base_checksum }));
@@ -66,7 +80,7 @@ impl JournalFile {
             let length = length.clone();
             std::thread::Builder::new()
                 .name("cairn-journal".to_owned())
-                .spawn(move || write_batches(file, receiver, bytes_written, length))
+                .spawn(move || write_batches(file, receiver, bytes_written, length, fence))
                 .map_err(|error| io_error("starting a writer for", path, error))?
         };
         Ok(JournalFile {
@@ -95,9 +109,14 @@ impl JournalFile {
             .ok_or_else(closed)?
             .send((lines, ack))
             .map_err(|_| closed())?;
-        done.await.map_err(|_| closed())?.map_err(|message| {
-            BackendError::Format(format!("appending to `{}`: {message}", self.path))
-        })
+        done.await
+            .map_err(|_| closed())?
+            .map_err(|error| match error {
+                BatchError::LockLost(stack) => BackendError::LockLost(stack),
+                BatchError::Io(message) => {
+                    BackendError::Format(format!("appending to `{}`: {message}", self.path))
+                }
+            })
     }
 
     /// Stops the writer once everything queued is written.
@@ -129,6 +148,7 @@ fn write_batches(
     receiver: mpsc::Receiver<(String, Ack)>,
     bytes_written: Arc<AtomicU64>,
     length: Arc<AtomicU64>,
+    fence: Fence,
 ) {
     // After a failed write the file may end in a partial line; writing more after it would
     // turn a torn tail into corruption in the middle, so every later append fails too.
@@ -138,9 +158,11 @@ fn write_batches(
         while let Ok(more) = receiver.try_recv() {
             batch.push(more);
         }
-        let result = match &failure {
-            Some(message) => Err(message.clone()),
-            None => {
+        let result = match (&failure, fence()) {
+            (Some(message), _) => Err(BatchError::Io(message.clone())),
+            (None, Err(BackendError::LockLost(stack))) => Err(BatchError::LockLost(stack)),
+            (None, Err(error)) => Err(BatchError::Io(error.to_string())),
+            (None, Ok(())) => {
                 let mut buffer = String::new();
                 for (lines, _) in &batch {
                     buffer.push_str(lines);
@@ -156,7 +178,7 @@ fn write_batches(
                     }
                     Err(message) => failure = Some(message.clone()),
                 }
-                written
+                written.map_err(BatchError::Io)
             }
         };
         for (_, ack) in batch {

@@ -83,6 +83,33 @@ impl FileBackend {
         }
     }
 
+    /// Refuses a reference whose parts are not valid names before any path is made of them
+    /// (a stack named `..` would otherwise reach other projects' files). A directory backend
+    /// has one organization, as Pulumi's self-managed backends do.
+    fn check(stack: &StackRef) -> BackendResult<()> {
+        stack.validate().map_err(BackendError::InvalidName)?;
+        if stack.organization != cairn_state::stack_ref::DEFAULT_ORGANIZATION {
+            return Err(BackendError::InvalidName(format!(
+                "the organization of a stack in a `file://` backend must be `{}`, not `{}`\nhelp: use `{}/{}/{}` or just `{}`",
+                cairn_state::stack_ref::DEFAULT_ORGANIZATION,
+                stack.organization,
+                cairn_state::stack_ref::DEFAULT_ORGANIZATION,
+                stack.project,
+                stack.name,
+                stack.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// A fence for the writes of the update holding `token`: fails once the lock is gone.
+    fn fence(&self, stack: &StackRef, token: &str) -> journal_file::Fence {
+        let path = self.lock_path(stack);
+        let name = stack.name.clone();
+        let token = token.to_owned();
+        Box::new(move || lock::check_token(&path, &name, &token))
+    }
+
     /// Where a fold writes the journal that will follow its checkpoint.
     fn next_journal_path(&self, stack: &StackRef) -> PathBuf {
         self.journal_path(stack).with_extension("journal.next")
@@ -329,6 +356,7 @@ impl Backend for FileBackend {
     }
 
     async fn create_stack(&self, stack: &StackRef) -> BackendResult<()> {
+        Self::check(stack)?;
         if self.checkpoint_path(stack).exists() {
             return Err(BackendError::StackAlreadyExists(stack.name.clone()));
         }
@@ -347,10 +375,15 @@ impl Backend for FileBackend {
     }
 
     async fn stack_exists(&self, stack: &StackRef) -> BackendResult<bool> {
+        Self::check(stack)?;
         Ok(self.checkpoint_path(stack).exists())
     }
 
     async fn list_stacks(&self, project: Option<&str>) -> BackendResult<Vec<StackSummary>> {
+        if let Some(project) = project {
+            cairn_state::stack_ref::validate_project_name(project)
+                .map_err(BackendError::InvalidName)?;
+        }
         let stacks_dir = self.stacks_dir();
         let projects: Vec<String> = match project {
             Some(project) => vec![project.to_owned()],
@@ -402,11 +435,18 @@ impl Backend for FileBackend {
         Ok(summaries)
     }
 
-    async fn remove_stack(&self, stack: &StackRef, force: bool) -> BackendResult<()> {
+    async fn remove_stack(
+        &self,
+        stack: &StackRef,
+        force: bool,
+        lock: &dyn StackLock,
+    ) -> BackendResult<()> {
+        Self::check(stack)?;
         let checkpoint = self.checkpoint_path(stack);
         if !checkpoint.exists() {
             return Err(BackendError::StackNotFound(stack.name.clone()));
         }
+        lock::check_token(&self.lock_path(stack), &stack.name, lock.token())?;
         // With `force` the state is not even read, so a corrupt stack can still be removed.
         if !force && let Some((deployment, _)) = self.load(stack)? {
             let count = deployment.count_resources();
@@ -438,6 +478,7 @@ impl Backend for FileBackend {
     }
 
     async fn load_deployment(&self, stack: &StackRef) -> BackendResult<Option<Deployment>> {
+        Self::check(stack)?;
         Ok(self.load(stack)?.map(|(deployment, _)| deployment))
     }
 
@@ -446,10 +487,15 @@ impl Backend for FileBackend {
         stack: &StackRef,
         kind: UpdateKind,
         metadata: UpdateMetadata,
+        lock: &dyn StackLock,
     ) -> BackendResult<Box<dyn UpdateWriter>> {
+        Self::check(stack)?;
         let Some((deployment, base_checksum)) = self.load(stack)? else {
             return Err(BackendError::StackNotFound(stack.name.clone()));
         };
+        let token = lock.token().to_owned();
+        // Folding a crashed update's journal is a write too: only under the lock.
+        lock::check_token(&self.lock_path(stack), &stack.name, &token)?;
         // A journal left by a crashed update is folded into a checkpoint first, so the new
         // journal always applies to the checkpoint on disk.
         let journal_path = self.journal_path(stack);
@@ -470,6 +516,7 @@ impl Backend for FileBackend {
             &base_checksum,
             &[],
             self.bytes_written.clone(),
+            self.fence(stack, &token),
         )?;
         // The update is in history from its start, so `cairn cancel` can mark it cancelled if
         // this process dies.
@@ -498,10 +545,12 @@ impl Backend for FileBackend {
             fold_threshold: AtomicU64::new(self.fold_threshold_for(stack)),
             history_path,
             info,
+            token,
         }))
     }
 
     async fn history(&self, stack: &StackRef) -> BackendResult<Vec<UpdateInfo>> {
+        Self::check(stack)?;
         self.read_history(stack)
     }
 
@@ -510,6 +559,7 @@ impl Backend for FileBackend {
         stack: &StackRef,
         version: u64,
     ) -> BackendResult<Option<Deployment>> {
+        Self::check(stack)?;
         let path = self.backup_path(stack, version);
         if let Some(checkpoint) = files::read_checkpoint(&path, &stack.name)? {
             return Ok(Some(checkpoint.deployment));
@@ -532,6 +582,7 @@ impl Backend for FileBackend {
         stack: &StackRef,
         deployment: Deployment,
     ) -> BackendResult<()> {
+        Self::check(stack)?;
         if !self.checkpoint_path(stack).exists() {
             return Err(BackendError::StackNotFound(stack.name.clone()));
         }
@@ -550,6 +601,7 @@ impl Backend for FileBackend {
         stack: &StackRef,
         owner: LockOwner,
     ) -> BackendResult<Box<dyn StackLock>> {
+        Self::check(stack)?;
         if !self.checkpoint_path(stack).exists() {
             return Err(BackendError::StackNotFound(stack.name.clone()));
         }
@@ -558,10 +610,12 @@ impl Backend for FileBackend {
     }
 
     async fn lock_holder(&self, stack: &StackRef) -> BackendResult<Option<LockOwner>> {
+        Self::check(stack)?;
         Ok(lock::holder(&self.lock_path(stack)))
     }
 
     async fn cancel(&self, stack: &StackRef) -> BackendResult<Option<LockOwner>> {
+        Self::check(stack)?;
         let path = self.lock_path(stack);
         let holder = lock::holder(&path);
         if holder.is_some() {
@@ -591,6 +645,7 @@ impl Backend for FileBackend {
     }
 
     async fn rename_stack(&self, stack: &StackRef, new_name: &str) -> BackendResult<()> {
+        Self::check(stack)?;
         cairn_state::stack_ref::validate_stack_name(new_name).map_err(BackendError::InvalidName)?;
         let new = StackRef {
             name: new_name.to_owned(),
@@ -615,11 +670,13 @@ impl Backend for FileBackend {
     }
 
     async fn stack_tags(&self, stack: &StackRef) -> BackendResult<BTreeMap<String, String>> {
+        Self::check(stack)?;
         self.require_stack(stack)?;
         self.read_tags(stack)
     }
 
     async fn set_stack_tag(&self, stack: &StackRef, name: &str, value: &str) -> BackendResult<()> {
+        Self::check(stack)?;
         cairn_state::validate_tag(name, value)?;
         self.require_stack(stack)?;
         let mut tags = self.read_tags(stack)?;
@@ -628,6 +685,7 @@ impl Backend for FileBackend {
     }
 
     async fn remove_stack_tag(&self, stack: &StackRef, name: &str) -> BackendResult<()> {
+        Self::check(stack)?;
         self.require_stack(stack)?;
         let mut tags = self.read_tags(stack)?;
         if tags.remove(name).is_some() {
@@ -641,6 +699,7 @@ impl Backend for FileBackend {
         stack: &StackRef,
         entries: Vec<cairn_state::LogEntry>,
     ) -> BackendResult<()> {
+        Self::check(stack)?;
         self.append_log_lines(stack, &entries)
     }
 
@@ -650,6 +709,7 @@ impl Backend for FileBackend {
         since_ms: Option<i64>,
         urn: Option<&str>,
     ) -> BackendResult<Vec<cairn_state::LogEntry>> {
+        Self::check(stack)?;
         self.require_stack(stack)?;
         self.read_logs(stack, since_ms, urn)
     }
@@ -678,6 +738,8 @@ struct FileUpdateWriter {
     history_path: PathBuf,
     /// The in-progress history record, completed by `finish`.
     info: UpdateInfo,
+    /// The fencing token of the lock the update holds.
+    token: String,
 }
 
 #[async_trait]
@@ -707,9 +769,12 @@ impl UpdateWriter for FileUpdateWriter {
             journal,
             history_path,
             mut info,
+            token,
             ..
         } = *self;
         journal.into_inner().ok_or_else(closed_journal)?.close()?;
+        // A cancelled update must not overwrite the state of the update after it.
+        lock::check_token(&backend.lock_path(&stack), &stack.name, &token)?;
         backend.write_checkpoint(&stack, &deployment)?;
         // The checkpoint this update replaced is the state after the previous one.
         if info.version > 1 {
@@ -748,6 +813,7 @@ impl FileUpdateWriter {
         journal.close()?;
         let backend = &self.backend;
         let stack = &self.stack;
+        lock::check_token(&backend.lock_path(stack), &stack.name, &self.token)?;
         let journal_path = backend.journal_path(stack);
         let checkpoint = backend
             .read_checkpoint(stack)?
@@ -768,6 +834,7 @@ impl FileUpdateWriter {
             &checksum,
             &still_open,
             backend.bytes_written.clone(),
+            backend.fence(stack, &self.token),
         )?;
         backend.write_checkpoint_text(stack, &text)?;
         fs_err::rename(&next_path, &journal_path)

@@ -2,6 +2,12 @@
 //! fails if a lock exists), holding its owner's pid, host, user, command and start time, with a
 //! heartbeat refreshed while the lock is held. A lock is never taken over: a dead holder's lock
 //! is reported as stale, and `cairn cancel` releases it.
+//!
+//! Each holding of a lock has a fencing token, written in the lock file. The holder's writes
+//! check it first (`check_token`), so once `cairn cancel` removed the lock, or someone else
+//! holds it, a holder that is still running writes nothing more. The check and the write are
+//! two system calls, not one: the window between them is microseconds, against the seconds a
+//! person needs to cancel an update and start the next.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,15 +22,28 @@ use crate::files::{io_error, sync_dir, write_atomically};
 /// How often a held lock's heartbeat is refreshed.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
+/// What a lock file holds: the owner, and the token of this holding of the lock.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LockFile {
+    #[serde(flatten)]
+    owner: LockOwner,
+    #[serde(default)]
+    token: String,
+}
+
 /// A held lock; dropping it stops the heartbeat and removes the lock file.
 pub struct FileLock {
     path: PathBuf,
-    owner: LockOwner,
+    token: String,
     stop: Arc<AtomicBool>,
     heartbeat: Option<JoinHandle<()>>,
 }
 
-impl StackLock for FileLock {}
+impl StackLock for FileLock {
+    fn token(&self) -> &str {
+        &self.token
+    }
+}
 
 impl Drop for FileLock {
     fn drop(&mut self) {
@@ -34,22 +53,28 @@ impl Drop for FileLock {
         }
         // Remove the lock only while it is still ours: `cairn cancel` may have released it and
         // someone else taken it since.
-        if read_owner(&self.path).is_some_and(|holder| is_same_holder(&holder, &self.owner)) {
+        if read_lock(&self.path).is_some_and(|lock| lock.token == self.token) {
             let _ = fs_err::remove_file(&self.path);
         }
     }
 }
 
-fn is_same_holder(left: &LockOwner, right: &LockOwner) -> bool {
-    left.pid == right.pid && left.host == right.host && left.started == right.started
+/// Fails with `BackendError::LockLost` unless the lock at `path` is the holding `token`.
+pub fn check_token(path: &Path, stack: &str, token: &str) -> Result<(), BackendError> {
+    match read_lock(path) {
+        Some(lock) if lock.token == token => Ok(()),
+        _ => Err(BackendError::LockLost(stack.to_owned())),
+    }
 }
 
 /// Takes the lock at `path` for `owner`, or reports who holds it.
 pub fn acquire(path: &Path, stack: &str, owner: LockOwner) -> Result<FileLock, BackendError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs_err::create_dir_all(dir).map_err(|error| io_error("creating", dir, error))?;
-    let aside = dir.join(format!(".{stack}.{}.lock.tmp", owner.pid));
-    let text = serde_json::to_string_pretty(&owner)
+    let token = new_token();
+    let aside = dir.join(format!(".{stack}.{token}.lock.tmp"));
+    let lock_file = LockFile { owner, token };
+    let text = serde_json::to_string_pretty(&lock_file)
         .map_err(|error| BackendError::Format(error.to_string()))?;
     write_atomically(&aside, text.as_bytes())?;
     let linked = std::fs::hard_link(&aside, path);
@@ -66,24 +91,32 @@ pub fn acquire(path: &Path, stack: &str, owner: LockOwner) -> Result<FileLock, B
     }
     sync_dir(dir)?;
     let stop = Arc::new(AtomicBool::new(false));
+    let token = lock_file.token.clone();
     let heartbeat = {
+        let token = token.clone();
         let stop = stop.clone();
         let path = path.to_owned();
-        let owner = owner.clone();
         std::thread::Builder::new()
             .name("cairn-lock-heartbeat".to_owned())
-            .spawn(move || beat(&path, owner, &stop))
+            .spawn(move || beat(&path, &token, &stop))
             .map_err(|error| io_error("starting the heartbeat of", dir, error))?
     };
     Ok(FileLock {
         path: path.to_owned(),
-        owner,
+        token,
         stop,
         heartbeat: Some(heartbeat),
     })
 }
 
-fn beat(path: &Path, mut owner: LockOwner, stop: &AtomicBool) {
+/// A token no other holding of any lock has: 128 random bits.
+fn new_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Keeps the lock's heartbeat: the lock file's modification time. Touching the time, rather
+/// than rewriting the file, can never recreate a lock that `cairn cancel` just removed.
+fn beat(path: &Path, token: &str, stop: &AtomicBool) {
     let step = Duration::from_millis(100);
     let mut waited = Duration::ZERO;
     while !stop.load(Ordering::Relaxed) {
@@ -93,18 +126,21 @@ fn beat(path: &Path, mut owner: LockOwner, stop: &AtomicBool) {
             continue;
         }
         waited = Duration::ZERO;
-        if !read_owner(path).is_some_and(|holder| is_same_holder(&holder, &owner)) {
+        if read_lock(path).is_none_or(|current| current.token != token) {
             return;
         }
-        owner.heartbeat = unix_now();
-        if let Ok(text) = serde_json::to_string_pretty(&owner) {
-            let _ = write_atomically(path, text.as_bytes());
+        let touched = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|file| file.set_modified(std::time::SystemTime::now()));
+        if touched.is_err() {
+            return;
         }
     }
 }
 
-fn read_owner(path: &Path) -> Option<LockOwner> {
-    let text = fs_err::read_to_string(path).ok()?;
+fn read_lock(path: &Path) -> Option<LockFile> {
+    let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
 }
 
@@ -113,7 +149,17 @@ pub fn holder(path: &Path) -> Option<LockOwner> {
     if !path.exists() {
         return None;
     }
-    let mut owner = read_owner(path).unwrap_or_else(|| unreadable_holder(path));
+    let mut owner = read_lock(path)
+        .map(|lock| lock.owner)
+        .unwrap_or_else(|| unreadable_holder(path));
+    // The heartbeat is the file's modification time (see `beat`).
+    if let Some(touched) = std::fs::metadata(path)
+        .and_then(|metadata| metadata.modified())
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+    {
+        owner.heartbeat = owner.heartbeat.max(touched.as_secs() as i64);
+    }
     owner.is_stale =
         owner.host == local_host() && !Path::new(&format!("/proc/{}", owner.pid)).exists();
     Some(owner)

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use cairn_core::{PendingOperationKind, ResourceState, Snapshot, Urn, Value};
-use cairn_state::{Backend, Persister, StackRef, UpdateKind, UpdateResult};
+use cairn_state::{Backend, Persister, StackLock, StackRef, UpdateResult};
 
 use super::*;
 
@@ -36,12 +36,8 @@ fn resource(name: &str, id: &str) -> ResourceState {
     }
 }
 
-async fn persister(backend: &FileBackend, stack: &StackRef) -> Persister {
-    let writer = backend
-        .begin_update(stack, UpdateKind::Update, Default::default())
-        .await
-        .unwrap();
-    Persister::new(writer, Arc::new(Reverse))
+async fn persister(backend: &FileBackend, stack: &StackRef) -> (Persister, Box<dyn StackLock>) {
+    cairn_state::conformance::locked_persister(backend, stack).await
 }
 
 fn names(deployment: &Deployment) -> Vec<String> {
@@ -73,7 +69,7 @@ async fn creates_lists_and_removes_stacks() {
     assert_eq!(backend.list_stacks(None).await.unwrap().len(), 2);
     assert!(backend.list_stacks(Some("other")).await.unwrap().is_empty());
 
-    let persister = persister(&backend, &stack("dev")).await;
+    let (persister, lock) = persister(&backend, &stack("dev")).await;
     let op = persister
         .begin(PendingOperationKind::Creating, &resource("a", ""))
         .await
@@ -90,13 +86,18 @@ async fn creates_lists_and_removes_stacks() {
         .finish(&snapshot, UpdateResult::Succeeded, Default::default())
         .await
         .unwrap();
+    drop(lock);
 
     assert!(matches!(
-        backend.remove_stack(&stack("dev"), false).await,
+        cairn_state::conformance::remove_stack(&backend, &stack("dev"), false).await,
         Err(BackendError::StackHasResources { count: 1, .. })
     ));
-    backend.remove_stack(&stack("prod"), false).await.unwrap();
-    backend.remove_stack(&stack("dev"), true).await.unwrap();
+    cairn_state::conformance::remove_stack(&backend, &stack("prod"), false)
+        .await
+        .unwrap();
+    cairn_state::conformance::remove_stack(&backend, &stack("dev"), true)
+        .await
+        .unwrap();
     assert!(!backend.stack_exists(&stack("dev")).await.unwrap());
     assert!(backend.list_stacks(Some("proj")).await.unwrap().is_empty());
 }
@@ -106,7 +107,7 @@ async fn finished_update_is_the_new_checkpoint_with_history() {
     let dir = tempfile::tempdir().unwrap();
     let backend = backend(&dir);
     backend.create_stack(&stack("dev")).await.unwrap();
-    let persister = persister(&backend, &stack("dev")).await;
+    let (persister, _lock) = persister(&backend, &stack("dev")).await;
     let mut secret = resource("a", "1");
     secret
         .outputs
@@ -146,7 +147,7 @@ async fn a_crash_leaves_finished_steps_and_pending_operations() {
     let backend = backend(&dir);
     backend.create_stack(&stack("dev")).await.unwrap();
     {
-        let persister = persister(&backend, &stack("dev")).await;
+        let (persister, _lock) = persister(&backend, &stack("dev")).await;
         let op = persister
             .begin(PendingOperationKind::Creating, &resource("a", ""))
             .await
@@ -177,7 +178,7 @@ async fn a_crash_leaves_finished_steps_and_pending_operations() {
     );
 
     // The next update folds the old journal first, and does not apply it twice.
-    let persister = persister(&backend, &stack("dev")).await;
+    let (persister, _lock) = persister(&backend, &stack("dev")).await;
     drop(persister);
     let again = backend
         .load_deployment(&stack("dev"))
@@ -194,7 +195,7 @@ async fn a_torn_last_journal_line_is_ignored_but_corruption_is_not() {
     let backend = backend(&dir);
     backend.create_stack(&stack("dev")).await.unwrap();
     {
-        let persister = persister(&backend, &stack("dev")).await;
+        let (persister, _lock) = persister(&backend, &stack("dev")).await;
         for (name, id) in [("a", "1"), ("b", "2")] {
             let op = persister
                 .begin(PendingOperationKind::Creating, &resource(name, ""))
@@ -255,7 +256,8 @@ async fn concurrent_steps_are_all_durable_and_bytes_grow_linearly() {
     let dir = tempfile::tempdir().unwrap();
     let backend = Arc::new(backend(&dir));
     backend.create_stack(&stack("dev")).await.unwrap();
-    let persister = Arc::new(persister(&backend, &stack("dev")).await);
+    let (persister, _lock) = persister(&backend, &stack("dev")).await;
+    let persister = Arc::new(persister);
     let before = backend.bytes_written();
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..200 {
@@ -300,7 +302,7 @@ async fn operations_still_open_at_finish_stay_pending() {
     let dir = tempfile::tempdir().unwrap();
     let backend = backend(&dir);
     backend.create_stack(&stack("dev")).await.unwrap();
-    let persister = persister(&backend, &stack("dev")).await;
+    let (persister, _lock) = persister(&backend, &stack("dev")).await;
     let op = persister
         .begin(PendingOperationKind::Creating, &resource("a", ""))
         .await
@@ -343,7 +345,7 @@ async fn the_checkpoint_carries_the_checksum_of_its_deployment_and_a_backup() {
     backend.create_stack(&stack("dev")).await.unwrap();
     let path = dir.path().join(".pulumi/stacks/proj/dev.json");
     let created = std::fs::read_to_string(&path).unwrap();
-    let persister = persister(&backend, &stack("dev")).await;
+    let (persister, _lock) = persister(&backend, &stack("dev")).await;
     let snapshot = Snapshot {
         resources: vec![resource("a", "1")],
         pending_operations: Vec::new(),
@@ -383,7 +385,7 @@ async fn history_is_newest_first() {
     let backend = backend(&dir);
     backend.create_stack(&stack("dev")).await.unwrap();
     for result in [UpdateResult::Failed, UpdateResult::Succeeded] {
-        let persister = persister(&backend, &stack("dev")).await;
+        let (persister, _lock) = persister(&backend, &stack("dev")).await;
         persister
             .finish(&Snapshot::default(), result, Default::default())
             .await
@@ -403,18 +405,20 @@ async fn a_corrupt_stack_can_only_be_removed_with_force() {
     backend.create_stack(&stack("dev")).await.unwrap();
     std::fs::write(dir.path().join(".pulumi/stacks/proj/dev.json"), "{").unwrap();
     assert!(matches!(
-        backend.remove_stack(&stack("dev"), false).await,
+        cairn_state::conformance::remove_stack(&backend, &stack("dev"), false).await,
         Err(BackendError::Corrupt { .. })
     ));
-    backend.remove_stack(&stack("dev"), true).await.unwrap();
+    cairn_state::conformance::remove_stack(&backend, &stack("dev"), true)
+        .await
+        .unwrap();
     assert!(!backend.stack_exists(&stack("dev")).await.unwrap());
     assert!(matches!(
-        backend.remove_stack(&stack("dev"), true).await,
+        cairn_state::conformance::remove_stack(&backend, &stack("dev"), true).await,
         Err(BackendError::StackNotFound(_))
     ));
     assert!(matches!(
         backend
-            .begin_update(&stack("dev"), UpdateKind::Update, Default::default())
+            .lock_stack(&stack("dev"), cairn_state::conformance::owner("cairn up"))
             .await,
         Err(BackendError::StackNotFound(_))
     ));
@@ -426,7 +430,7 @@ async fn a_journal_folded_into_a_newer_checkpoint_is_not_applied_again() {
     let backend = backend(&dir);
     backend.create_stack(&stack("dev")).await.unwrap();
     let journal = dir.path().join(".pulumi/stacks/proj/dev.journal");
-    let persister = persister(&backend, &stack("dev")).await;
+    let (persister, _lock) = persister(&backend, &stack("dev")).await;
     let op = persister
         .begin(PendingOperationKind::Creating, &resource("a", ""))
         .await
@@ -465,7 +469,7 @@ async fn long_updates_fold_their_journal_and_keep_open_operations() {
     backend.create_stack(&stack("dev")).await.unwrap();
     let journal_path = dir.path().join(".pulumi/stacks/proj/dev.journal");
     {
-        let persister = persister(&backend, &stack("dev")).await;
+        let (persister, _lock) = persister(&backend, &stack("dev")).await;
         // Begun before the folds and never ended: must survive them as a pending operation.
         persister
             .begin(PendingOperationKind::Creating, &resource("open", ""))
@@ -557,7 +561,7 @@ async fn a_checkpoint_at_the_depth_limit_round_trips() {
         ..Snapshot::default()
     };
     // Through the journal (begin/end records) and the final checkpoint.
-    let persister = persister(&backend, &dev).await;
+    let (persister, _lock) = persister(&backend, &dev).await;
     let op = persister
         .begin(PendingOperationKind::Creating, &deep)
         .await
@@ -585,7 +589,7 @@ async fn a_value_past_the_depth_limit_is_never_written() {
         .insert("v".to_owned(), nested(cairn_core::MAX_VALUE_DEPTH + 1));
 
     // The persister refuses to record it...
-    let persister = persister(&backend, &dev).await;
+    let (persister, _lock) = persister(&backend, &dev).await;
     let error = persister
         .begin(PendingOperationKind::Creating, &deep)
         .await

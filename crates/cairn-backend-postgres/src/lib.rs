@@ -123,7 +123,11 @@ impl PostgresBackend {
             .ok_or_else(|| BackendError::StackNotFound(stack.name.clone()))
     }
 
+    /// The stack's row id. Every operation on an existing stack comes through here, so this is
+    /// where the reference is validated (names go into queries as parameters, never into SQL,
+    /// but every backend refuses the same names).
     async fn find_stack(&self, stack: &StackRef) -> BackendResult<Option<i64>> {
+        stack.validate().map_err(BackendError::InvalidName)?;
         let row = self
             .client
             .query_opt(
@@ -217,8 +221,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn create_stack(&self, stack: &StackRef) -> BackendResult<()> {
-        cairn_state::stack_ref::validate_stack_name(&stack.name)
-            .map_err(BackendError::InvalidName)?;
+        stack.validate().map_err(BackendError::InvalidName)?;
         let empty = Deployment {
             manifest: cairn_state::deployment::Manifest {
                 time: cairn_state::persister::rfc3339_now(),
@@ -283,7 +286,12 @@ impl Backend for PostgresBackend {
         Ok(summaries)
     }
 
-    async fn remove_stack(&self, stack: &StackRef, force: bool) -> BackendResult<()> {
+    async fn remove_stack(
+        &self,
+        stack: &StackRef,
+        force: bool,
+        lock: &dyn StackLock,
+    ) -> BackendResult<()> {
         let id = self.stack_id(stack).await?;
         if !force {
             let count = self.load(id).await?.count_resources();
@@ -294,11 +302,20 @@ impl Backend for PostgresBackend {
                 });
             }
         }
-        // Journal, history, versions, tags, logs and lock go with it (ON DELETE CASCADE).
-        self.client
-            .execute("DELETE FROM cairn_stacks WHERE id = $1", &[&id])
+        // Journal, history, versions, tags, logs and lock go with it (ON DELETE CASCADE), only
+        // while `lock` is the stack's lock: checked in the same statement.
+        let removed = self
+            .client
+            .execute(
+                "DELETE FROM cairn_stacks WHERE id = $1 AND EXISTS \
+                 (SELECT 1 FROM cairn_locks WHERE stack_id = $1 AND token = $2)",
+                &[&id, &lock.token()],
+            )
             .await
             .map_err(|error| database_error("removing the stack", &error))?;
+        if removed == 0 {
+            return Err(BackendError::LockLost(stack.name.clone()));
+        }
         Ok(())
     }
 
@@ -314,8 +331,15 @@ impl Backend for PostgresBackend {
         stack: &StackRef,
         kind: UpdateKind,
         metadata: UpdateMetadata,
+        lock: &dyn StackLock,
     ) -> BackendResult<Box<dyn UpdateWriter>> {
         let id = self.stack_id(stack).await?;
+        let fence = Fence {
+            stack: stack.name.clone(),
+            stack_id: id,
+            token: lock.token().to_owned(),
+        };
+        fence.check(&self.client).await?;
         // A journal left by a crashed update is folded into the checkpoint first, so this
         // update's journal starts empty and applies to the checkpoint as it is now.
         let has_journal = self
@@ -331,6 +355,7 @@ impl Backend for PostgresBackend {
             let folded = checkpoint_json(&self.load(id).await?)?;
             in_transaction(
                 &self.transactions,
+                Some(&fence),
                 &[
                     (
                         "UPDATE cairn_stacks SET checkpoint = $2 WHERE id = $1",
@@ -377,7 +402,7 @@ impl Backend for PostgresBackend {
         Ok(Box::new(update::PostgresUpdateWriter::new(
             self.client.clone(),
             self.transactions.clone(),
-            id,
+            fence,
             info,
             self.bytes_written.clone(),
         )))
@@ -426,6 +451,7 @@ impl Backend for PostgresBackend {
         let text = checkpoint_json(&deployment)?;
         in_transaction(
             &self.transactions,
+            None,
             &[
                 (
                     "UPDATE cairn_stacks SET checkpoint = $2 WHERE id = $1",
@@ -589,7 +615,7 @@ impl Backend for PostgresBackend {
                 ],
             ));
         }
-        in_transaction(&self.transactions, &statements).await
+        in_transaction(&self.transactions, None, &statements).await
     }
 
     async fn stack_tags(&self, stack: &StackRef) -> BackendResult<BTreeMap<String, String>> {
@@ -696,11 +722,38 @@ pub(crate) enum Param {
     Text(String),
 }
 
+/// The lock an update's writes are made under: its stack and its fencing token.
+pub(crate) struct Fence {
+    pub(crate) stack: String,
+    pub(crate) stack_id: i64,
+    pub(crate) token: String,
+}
+
+impl Fence {
+    /// Fails with `LockLost` unless the stack's lock row still carries this token.
+    async fn check(&self, client: &Client) -> BackendResult<()> {
+        let held = client
+            .query_opt(
+                "SELECT 1 FROM cairn_locks WHERE stack_id = $1 AND token = $2",
+                &[&self.stack_id, &self.token],
+            )
+            .await
+            .map_err(|error| database_error("checking the stack's lock", &error))?;
+        match held {
+            Some(_) => Ok(()),
+            None => Err(BackendError::LockLost(self.stack.clone())),
+        }
+    }
+}
+
 /// Runs statements in one transaction, on the connection kept for transactions (the shared
 /// one cannot give the `&mut` a transaction needs, and other tasks' statements must not land
-/// inside it).
+/// inside it). With a `fence`, the transaction first locks the stack's lock row, and writes
+/// nothing unless it still carries the fence's token: `cairn cancel`'s delete of that row
+/// waits for the transaction, or the transaction sees the row gone.
 pub(crate) async fn in_transaction(
     connection: &tokio::sync::Mutex<Client>,
+    fence: Option<&Fence>,
     statements: &[(&str, Vec<Param>)],
 ) -> BackendResult<()> {
     let mut client = connection.lock().await;
@@ -708,6 +761,19 @@ pub(crate) async fn in_transaction(
         .transaction()
         .await
         .map_err(|error| database_error("starting a transaction", &error))?;
+    if let Some(fence) = fence {
+        let held = transaction
+            .query_opt(
+                "SELECT 1 FROM cairn_locks WHERE stack_id = $1 AND token = $2 FOR SHARE",
+                &[&fence.stack_id, &fence.token],
+            )
+            .await
+            .map_err(|error| database_error("checking the stack's lock", &error))?;
+        if held.is_none() {
+            // Dropping the transaction rolls it back.
+            return Err(BackendError::LockLost(fence.stack.clone()));
+        }
+    }
     for (sql, params) in statements {
         let values: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
             .iter()
@@ -767,18 +833,43 @@ pub(crate) fn database_error(action: &str, error: &tokio_postgres::Error) -> Bac
     BackendError::Database(format!("{action}: {detail}"))
 }
 
-/// The URL with any password replaced by `***`, for messages and `whoami`.
+/// The URL with any password replaced by `***`, for messages and `whoami`: the one in the user
+/// info (`postgres://user:***@host/db`) and a `password=` query parameter, which libpq also
+/// accepts.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some((credentials, host)) = rest.split_once('@') else {
-        return url.to_owned();
+    // The user info ends at the last `@` before the query, so that a password holding a raw `@`
+    // or `/` is hidden whole; a raw `?` in a password puts every `@` after it, so then it ends
+    // at the first `@`.
+    let before_query = rest.split_once('?').map_or(rest, |(before, _)| before);
+    let at = before_query.rfind('@').or_else(|| rest.find('@'));
+    let (authority, tail) = match at {
+        Some(at) => {
+            let credentials = &rest[..at];
+            let user = match credentials.split_once(':') {
+                Some((user, _password)) => format!("{user}:***"),
+                None => credentials.to_owned(),
+            };
+            (format!("{user}@"), &rest[at + 1..])
+        }
+        None => (String::new(), rest),
     };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let pairs: Vec<&str> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some(("password", _)) => "password=***",
+                    _ => pair,
+                })
+                .collect();
+            format!("{path}?{}", pairs.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 pub(crate) fn unix_now() -> i64 {
@@ -786,4 +877,39 @@ pub(crate) fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|duration| duration.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_every_form_of_password() {
+        for (url, redacted) in [
+            (
+                "postgres://user:hunter2@db:5432/cairn",
+                "postgres://user:***@db:5432/cairn",
+            ),
+            (
+                "postgresql://user:p@ss/w0rd@db/cairn?sslmode=require",
+                "postgresql://user:***@db/cairn?sslmode=require",
+            ),
+            (
+                "postgres://user:pa?ss@db/cairn",
+                "postgres://user:***@db/cairn",
+            ),
+            (
+                "postgres://user@db/cairn?password=hunter2&sslmode=require",
+                "postgres://user@db/cairn?password=***&sslmode=require",
+            ),
+            (
+                "postgres://user@db/cairn?options=a@b",
+                "postgres://user@db/cairn?options=a@b",
+            ),
+            ("postgres://db/cairn", "postgres://db/cairn"),
+            ("file://~/.cairn", "file://~/.cairn"),
+        ] {
+            assert_eq!(redact(url), redacted, "{url}");
+        }
+    }
 }

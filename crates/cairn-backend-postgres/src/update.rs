@@ -12,10 +12,17 @@ use cairn_state::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
-use crate::{KEPT_VERSIONS, Param, database_error, in_transaction, to_json, unix_now};
+use crate::{Fence, KEPT_VERSIONS, Param, database_error, in_transaction, to_json, unix_now};
 
 /// A batch of journal records waiting for the next commit, and who to tell when it is done.
-type Queued = (Vec<String>, oneshot::Sender<Result<(), String>>);
+type Queued = (Vec<String>, oneshot::Sender<Result<(), BatchError>>);
+
+/// Why a batch was not committed; cloned to every append in the batch.
+#[derive(Clone)]
+enum BatchError {
+    LockLost,
+    Database(String),
+}
 
 /// Records one update of one stack. Appends from concurrent steps are committed together:
 /// one INSERT per batch of whatever queued while the previous one ran, each caller returning
@@ -24,7 +31,8 @@ pub(crate) struct PostgresUpdateWriter {
     queue: mpsc::UnboundedSender<Queued>,
     committer: tokio::task::JoinHandle<()>,
     transactions: Arc<tokio::sync::Mutex<Client>>,
-    stack_id: i64,
+    /// The stack and the token of the lock every write is checked against.
+    fence: Arc<Fence>,
     /// The in-progress history record, completed by `finish`.
     info: UpdateInfo,
     bytes_written: Arc<AtomicU64>,
@@ -34,17 +42,18 @@ impl PostgresUpdateWriter {
     pub(crate) fn new(
         client: Arc<Client>,
         transactions: Arc<tokio::sync::Mutex<Client>>,
-        stack_id: i64,
+        fence: Fence,
         info: UpdateInfo,
         bytes_written: Arc<AtomicU64>,
     ) -> PostgresUpdateWriter {
+        let fence = Arc::new(fence);
         let (queue, receiver) = mpsc::unbounded_channel();
-        let committer = tokio::spawn(commit_batches(client, stack_id, receiver));
+        let committer = tokio::spawn(commit_batches(client, fence.clone(), receiver));
         PostgresUpdateWriter {
             queue,
             committer,
             transactions,
-            stack_id,
+            fence,
             info,
             bytes_written,
         }
@@ -59,7 +68,7 @@ impl Drop for PostgresUpdateWriter {
 
 async fn commit_batches(
     client: Arc<Client>,
-    stack_id: i64,
+    fence: Arc<Fence>,
     mut receiver: mpsc::UnboundedReceiver<Queued>,
 ) {
     while let Some(first) = receiver.recv().await {
@@ -68,15 +77,24 @@ async fn commit_batches(
             batch.push(more);
         }
         let texts: Vec<&String> = batch.iter().flat_map(|(texts, _)| texts.iter()).collect();
-        // One statement, so one commit, for the whole batch.
-        let result = client
+        // One statement, so one commit, for the whole batch. It inserts only while the lock row
+        // carries this update's token; `FOR SHARE` makes `cairn cancel`'s delete of that row
+        // wait for the insert, or the insert see the row gone.
+        let result = match client
             .execute(
-                "INSERT INTO cairn_journal (stack_id, record) SELECT $1, unnest($2::text[])",
-                &[&stack_id, &texts],
+                "INSERT INTO cairn_journal (stack_id, record) \
+                 SELECT $1, unnest($2::text[]) WHERE EXISTS \
+                 (SELECT 1 FROM cairn_locks WHERE stack_id = $1 AND token = $3 FOR SHARE)",
+                &[&fence.stack_id, &texts, &fence.token],
             )
             .await
-            .map(|_| ())
-            .map_err(|error| database_error("appending to the journal", &error).to_string());
+        {
+            Ok(0) if !texts.is_empty() => Err(BatchError::LockLost),
+            Ok(_) => Ok(()),
+            Err(error) => Err(BatchError::Database(
+                database_error("appending to the journal", &error).to_string(),
+            )),
+        };
         for (_, done) in batch {
             let _ = done.send(result.clone());
         }
@@ -99,7 +117,10 @@ impl UpdateWriter for PostgresUpdateWriter {
         committed
             .await
             .map_err(|_| lost())?
-            .map_err(BackendError::Database)?;
+            .map_err(|error| match error {
+                BatchError::LockLost => BackendError::LockLost(self.fence.stack.clone()),
+                BatchError::Database(message) => BackendError::Database(message),
+            })?;
         self.bytes_written
             .fetch_add(bytes as u64, Ordering::Relaxed);
         Ok(())
@@ -112,7 +133,8 @@ impl UpdateWriter for PostgresUpdateWriter {
         resource_changes: BTreeMap<String, usize>,
     ) -> BackendResult<()> {
         let transactions = self.transactions.clone();
-        let stack_id = self.stack_id;
+        let fence = self.fence.clone();
+        let stack_id = fence.stack_id;
         let bytes_written = self.bytes_written.clone();
         let mut info = self.info.clone();
         drop(self);
@@ -128,6 +150,7 @@ impl UpdateWriter for PostgresUpdateWriter {
             .unwrap_or_default();
         in_transaction(
             &transactions,
+            Some(&fence),
             &[
                 // The checkpoint being replaced is the state after the previous update.
                 (
@@ -181,7 +204,11 @@ pub(crate) struct PostgresLock {
     pub(crate) heartbeat: tokio::task::JoinHandle<()>,
 }
 
-impl StackLock for PostgresLock {}
+impl StackLock for PostgresLock {
+    fn token(&self) -> &str {
+        &self.token
+    }
+}
 
 impl Drop for PostgresLock {
     fn drop(&mut self) {

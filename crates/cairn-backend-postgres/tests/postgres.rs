@@ -92,12 +92,7 @@ async fn a_lost_connection_fails_the_append_and_leaves_pending_operations() {
     let backend = PostgresBackend::connect(&url).await.unwrap();
     let stack = StackRef::parse("dev", "lost").unwrap();
     backend.create_stack(&stack).await.unwrap();
-    let writer = backend
-        .begin_update(&stack, cairn_state::UpdateKind::Update, Default::default())
-        .await
-        .unwrap();
-    let persister =
-        cairn_state::Persister::new(writer, Arc::new(cairn_state::conformance::Reverse));
+    let (persister, lock) = cairn_state::conformance::locked_persister(&backend, &stack).await;
     let resource = cairn_core::ResourceState {
         urn: cairn_core::Urn::parse("urn:pulumi:dev::lost::fake:index:Resource::a").unwrap(),
         custom: true,
@@ -127,6 +122,7 @@ async fn a_lost_connection_fails_the_append_and_leaves_pending_operations() {
         .expect_err("an append over a dead connection must fail");
     assert!(!error.to_string().is_empty());
     drop(persister);
+    drop(lock);
 
     // A new process sees the step that began as a pending operation: nothing was lost.
     let again = PostgresBackend::connect(&url).await.unwrap();

@@ -83,7 +83,14 @@ fn main() -> ExitCode {
                 return ExitCode::from(reported.0);
             }
             output::error_chain(&error);
-            if error.downcast_ref::<BadInput>().is_some() {
+            // A name a backend refused is bad input wherever it was caught.
+            let is_bad_name = error.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<cairn_state::BackendError>(),
+                    Some(cairn_state::BackendError::InvalidName(_))
+                )
+            });
+            if is_bad_name || error.downcast_ref::<BadInput>().is_some() {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)

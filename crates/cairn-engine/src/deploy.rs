@@ -2,7 +2,8 @@
 //! each node the moment its dependencies finish (bounded by `--parallel`), then deletes what the
 //! program no longer declares in reverse dependency order, and assembles the new snapshot.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use cairn_core::urn::ROOT_STACK_TYPE;
@@ -82,18 +83,36 @@ impl Shared {
         map
     }
 
+    /// Sends a progress event. A warning is masked of every secret this run has seen: it may
+    /// quote a provider's message. (Step errors are masked by `record_step`, log lines by
+    /// their sink.)
     pub fn emit(&self, event: EngineEvent) {
+        let event = match event {
+            EngineEvent::Warning(message) => EngineEvent::Warning(self.secret_texts.mask(&message)),
+            other => other,
+        };
         // A closed receiver means nobody is watching progress; the work goes on regardless.
         let _ = self.events.send(event);
     }
 
-    pub fn record_step(&self, record: StepRecord) {
+    /// Records a finished or failed step. Its error is masked of every secret this run has
+    /// seen: provider and plugin messages (a failed command's output) may quote one.
+    pub fn record_step(&self, mut record: StepRecord) {
+        record.error = record.error.map(|error| self.secret_texts.mask(&error));
         self.emit(EngineEvent::StepFinished(Box::new(record.clone())));
         let mut outcome = self.lock_outcome();
         if let Some(error) = &record.error {
             outcome.errors.push(format!("{}: {error}", record.urn));
         }
         outcome.steps.push(record);
+    }
+
+    /// Records a failure that is not a step's (a variable that cannot be evaluated): `warning`
+    /// is shown as it happens, `error` kept with the outcome's errors.
+    pub fn record_failure(&self, warning: String, error: &str) {
+        self.emit(EngineEvent::Warning(warning));
+        let error = self.secret_texts.mask(error);
+        self.lock_outcome().errors.push(error);
     }
 
     /// Records a failed step: what it attempted, on which resource, and why.
@@ -130,9 +149,22 @@ impl Shared {
                 .begin(kind, state)
                 .await
                 .map(Some)
-                .map_err(|error| format!("saving state: {error}")),
+                .map_err(|error| self.state_error(error)),
             None => Ok(None),
         }
+    }
+
+    /// A failure to record state. When the update lost its lock (`cairn cancel` ran while it
+    /// was alive), no step may start any more: the steps in flight finish, their outcomes
+    /// unrecorded, and stay pending operations for the update after the cancel to settle.
+    fn state_error(&self, error: cairn_state::persister::StateError) -> String {
+        if error.is_lock_lost() && !self.cancel.graceful.is_cancelled() {
+            self.cancel.graceful.cancel();
+            self.emit(EngineEvent::Warning(format!(
+                "{error}: starting no more steps"
+            )));
+        }
+        format!("saving state: {error}")
     }
 
     /// Durably records an operation's outcome.
@@ -150,7 +182,7 @@ impl Shared {
                     added,
                 )
                 .await
-                .map_err(|error| format!("saving state: {error}")),
+                .map_err(|error| self.state_error(error)),
             _ => Ok(()),
         }
     }
@@ -204,15 +236,67 @@ impl Shared {
         }
     }
 
+    /// As `call_context`, but the log lines wait in `HeldLogs` until it is dropped, then go out
+    /// masked with the secrets known by then. For a resource with secret outputs: its provider
+    /// (or command) may print one before the engine can know it is a secret.
+    pub fn held_call_context(&self, urn: &Urn) -> (cairn_provider::CallContext, HeldLogs) {
+        let held = HeldLogs {
+            lines: Arc::default(),
+            urn: urn.clone(),
+            events: self.events.clone(),
+            secrets: self.secret_texts.clone(),
+        };
+        let lines = held.lines.clone();
+        let ctx = cairn_provider::CallContext {
+            logs: cairn_provider::LogSink::new(move |severity, message| {
+                if let Ok(mut lines) = lines.lock() {
+                    lines.push((severity, message.to_owned()));
+                }
+            }),
+            ..self.call_context(urn)
+        };
+        (ctx, held)
+    }
+
     pub fn is_targeted(&self, urn: &Urn) -> bool {
         self.options.targets.is_empty() || self.options.targets.contains(urn)
     }
 }
 
+type HeldLine = (cairn_provider::LogSeverity, String);
+
+/// Log lines of one resource held back until its step ends (see `held_call_context`).
+pub(crate) struct HeldLogs {
+    lines: Arc<Mutex<Vec<HeldLine>>>,
+    urn: Urn,
+    events: UnboundedSender<EngineEvent>,
+    secrets: SecretTexts,
+}
+
+impl Drop for HeldLogs {
+    fn drop(&mut self) {
+        let lines = match self.lines.lock() {
+            Ok(mut lines) => std::mem::take(&mut *lines),
+            Err(_) => return,
+        };
+        for (severity, message) in lines {
+            let _ = self.events.send(EngineEvent::Log {
+                urn: self.urn.clone(),
+                severity,
+                message: self.secrets.mask(&message),
+            });
+        }
+    }
+}
+
 /// The plaintexts of secrets, shared with every log sink, so a provider that prints a secret
-/// (a command echoing its environment) never puts it in the log.
+/// (a command echoing its environment) never puts it in the log. Kept longest first, so that a
+/// secret containing another is masked whole.
 #[derive(Clone, Default)]
-pub(crate) struct SecretTexts(Arc<std::sync::RwLock<Vec<String>>>);
+pub(crate) struct SecretTexts(Arc<std::sync::RwLock<BTreeSet<LongestFirst>>>);
+
+/// A secret's plaintext, ordered by length, longest first.
+type LongestFirst = (Reverse<usize>, String);
 
 impl SecretTexts {
     fn of_values<'a>(values: impl Iterator<Item = &'a Value>) -> SecretTexts {
@@ -232,19 +316,27 @@ impl SecretTexts {
         }
         if let Ok(mut texts) = self.0.write() {
             for text in found {
-                if !text.is_empty() && !texts.contains(&text) {
-                    texts.push(text);
+                if !text.is_empty() {
+                    texts.insert((Reverse(text.len()), text));
                 }
             }
         }
     }
 
+    /// The plaintexts, longest first.
+    fn texts(&self) -> Vec<String> {
+        match self.0.read() {
+            Ok(texts) => texts.iter().map(|(_, text)| text.clone()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     pub fn mask(&self, message: &str) -> String {
         let Ok(texts) = self.0.read() else {
-            return "[log line hidden: secrets unavailable]".to_owned();
+            return "[message hidden: secrets unavailable]".to_owned();
         };
         let mut masked = message.to_owned();
-        for text in texts.iter() {
+        for (_, text) in texts.iter() {
             if masked.contains(text.as_str()) {
                 masked = masked.replace(text.as_str(), "[secret]");
             }
@@ -325,8 +417,8 @@ pub async fn deploy(
         None => HashMap::new(),
     };
     let parallel = options.parallel.max(1);
-    // Secrets a provider might print: config, and the inputs of resources already in state
-    // (a `delete` command sees those).
+    // Secrets a provider might print: config, and the inputs and outputs of resources already
+    // in state (a `delete` command sees those; a command may echo an old password).
     let request_config_values: Vec<Value> = request
         .config
         .values()
@@ -335,7 +427,7 @@ pub async fn deploy(
                 .old
                 .resources
                 .iter()
-                .flat_map(|resource| resource.inputs.values())
+                .flat_map(|resource| resource.inputs.values().chain(resource.outputs.values()))
                 .filter(|value| value.contains_secret()),
         )
         .cloned()
@@ -753,11 +845,9 @@ pub(crate) fn reseal_outputs(
     for value in inputs.values() {
         collect_secret_texts(value, false, &mut secret_texts);
     }
-    if let Ok(known) = known_secrets.0.read() {
-        secret_texts.extend(known.iter().cloned());
-    }
+    secret_texts.extend(known_secrets.texts());
     secret_texts.retain(|text| !text.is_empty());
-    outputs
+    let outputs: PropertyMap = outputs
         .into_iter()
         .map(|(key, value)| {
             let was_secret = inputs.get(&key).is_some_and(Value::contains_secret)
@@ -769,5 +859,29 @@ pub(crate) fn reseal_outputs(
             };
             (key, value)
         })
-        .collect()
+        .collect();
+    // A secret output is masked from now on: in its own provider's log lines and errors, and
+    // wherever a later resource repeats it.
+    for value in outputs.values() {
+        known_secrets.add_secrets_of(value);
+    }
+    outputs
+}
+
+#[cfg(test)]
+mod secret_text_tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_that_contains_another_is_masked_whole() {
+        let texts = SecretTexts::default();
+        // Learned shortest first: masking in that order would leave `-suffix` showing.
+        texts.add_secrets_of(&Value::string("hunter2").into_secret());
+        texts.add_secrets_of(&Value::string("hunter2-suffix").into_secret());
+        texts.add_secrets_of(&Value::string("not secret"));
+        assert_eq!(
+            texts.mask("a hunter2-suffix and a hunter2, not secret"),
+            "a [secret] and a [secret], not secret"
+        );
+    }
 }

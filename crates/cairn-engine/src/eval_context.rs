@@ -121,6 +121,10 @@ impl EvalContext for Shared {
             .map_err(|error| format!("reading `{}`: {error}", full_path.display()))
     }
 
+    fn saw_secret(&self, value: &Value) {
+        self.secret_texts.add_secrets_of(value);
+    }
+
     fn stack_output(&self, stack: &str, key: &str) -> Result<Value, String> {
         let outputs = self.request.stack_references.outputs(stack)?;
         outputs

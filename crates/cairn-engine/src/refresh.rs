@@ -153,12 +153,21 @@ pub(crate) async fn resolve_pending(shared: &Arc<Shared>, old: &Snapshot) -> Sna
     };
     for operation in &old.pending_operations {
         match resolve_one(shared, operation, &snapshot.resources).await {
-            Ok(Resolution::Adopted(state)) => {
-                // A live copy under the same URN is the one this create was replacing.
-                for resource in &mut snapshot.resources {
-                    if resource.urn == state.urn && !resource.delete {
-                        resource.delete = true;
-                    }
+            Ok(Resolution::Adopted(mut state)) => {
+                // A live copy under the same URN is never replaced by what an interrupted
+                // create left: that copy may be the one a later `up` made. The adopted copy
+                // waits for deletion instead, and the next `up` removes it (or, when the create
+                // was a replacement, replaces again).
+                if let Some(live) = snapshot
+                    .resources
+                    .iter()
+                    .find(|resource| resource.urn == state.urn && !resource.delete)
+                {
+                    shared.emit(EngineEvent::Warning(format!(
+                        "the interrupted create of `{}` did happen (ID `{}`), but the resource has a live copy (ID `{}`); the created copy is kept for deletion by the next `up`",
+                        state.urn, state.id, live.id
+                    )));
+                    state.delete = true;
                 }
                 snapshot.resources.push(*state);
             }
@@ -218,6 +227,16 @@ async fn resolve_one(
                 .iter()
                 .any(|existing| existing.urn == resource.urn && existing.id == read.id) =>
         {
+            return Ok(Resolution::Unchanged);
+        }
+        // The create never returned, so its ID was never known; a provider that answers
+        // without one cannot tell what was created (a command leaves nothing to look up).
+        // Adopting an ID-less copy would record a half-done create as done, never to run again.
+        (PendingOperationKind::Creating, Some(read)) if read.id.is_empty() => {
+            shared.emit(EngineEvent::Warning(format!(
+                "cannot tell whether the interrupted create of `{}` happened: its provider has no way to look it up; it is dropped from the state, and the next `up` runs its create again",
+                resource.urn
+            )));
             return Ok(Resolution::Unchanged);
         }
         (PendingOperationKind::Creating, Some(read)) => {

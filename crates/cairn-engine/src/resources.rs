@@ -41,6 +41,16 @@ impl TypeProvider {
     pub fn is_secret_output(&self, key: &str) -> bool {
         self.secret_outputs.iter().any(|name| name == key)
     }
+
+    fn has_secret_outputs(&self) -> bool {
+        !self.secret_outputs.is_empty()
+    }
+
+    /// Also treats `names` as secret outputs: a resource's `additionalSecretOutputs`.
+    fn with_secret_outputs(mut self, names: &[String]) -> TypeProvider {
+        self.secret_outputs.extend(names.iter().cloned());
+        self
+    }
 }
 
 /// Looks up the provider of a resource type written in any accepted spelling: the configured
@@ -268,6 +278,27 @@ fn publish(shared: &Shared, state: ResourceState, key: &str, id_known: bool) {
     outcome.new_states.push(state);
 }
 
+/// Why a resource's inputs are still unknown in an update: most often (as in Pulumi) it uses an
+/// output of a resource that `--target` left out and that does not exist yet.
+fn unknown_inputs_error(shared: &Shared, plan: &ResourcePlan<'_>) -> String {
+    let missing: Vec<String> = plan
+        .dependencies
+        .iter()
+        .filter(|urn| !shared.is_targeted(urn) && shared.old_state(urn).is_none())
+        .map(|urn| format!("`{urn}`"))
+        .collect();
+    if missing.is_empty() {
+        return "some of its inputs are unknown outside a preview, so it was not sent to its provider".to_owned();
+    }
+    format!(
+        "it uses outputs of {}, which {} not targeted and {} not exist yet\nhelp: add {} to the targets (`--target URN`)",
+        missing.join(", "),
+        if missing.len() == 1 { "is" } else { "are" },
+        if missing.len() == 1 { "does" } else { "do" },
+        if missing.len() == 1 { "it" } else { "them" },
+    )
+}
+
 pub(crate) fn reveal_map(map: &PropertyMap) -> PropertyMap {
     map.iter()
         .map(|(key, value)| (key.clone(), value.reveal()))
@@ -377,14 +408,24 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
                 .cloned()
         }),
     };
-    let typed = provider_for(shared, &decl.type_token, provider_reference.as_deref()).await?;
+    let typed = provider_for(shared, &decl.type_token, provider_reference.as_deref())
+        .await?
+        .with_secret_outputs(&decl.options.additional_secret_outputs);
     let provider = typed.provider.clone();
     let type_token = typed.type_token.clone();
     let is_secret_output = |key: &str| typed.is_secret_output(key);
     for value in plan.inputs.values() {
         shared.secret_texts.add_secrets_of(value);
     }
-    let ctx = shared.call_context(&plan.urn);
+    // The log lines of a resource with secret outputs (by its schema or its
+    // `additionalSecretOutputs`) wait until those are known (its provider or command may print
+    // them first); dropping `held_logs` sends them.
+    let (ctx, held_logs) = if !typed.has_secret_outputs() {
+        (shared.call_context(&plan.urn), None)
+    } else {
+        let (ctx, held) = shared.held_call_context(&plan.urn);
+        (ctx, Some(held))
+    };
     let _permit = shared
         .permits
         .acquire()
@@ -395,7 +436,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     state.provider = provider_reference;
 
     if let Some(get) = &decl.get {
-        return read_existing(shared, plan, provider.as_ref(), &ctx, state, get, started).await;
+        return read_existing(shared, plan, &typed, &ctx, state, get, started).await;
     }
 
     let revealed_olds = plan.old.as_ref().map(|old| reveal_map(&old.inputs));
@@ -433,6 +474,11 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
         }
         return Ok(());
     }
+    // Outside a preview a provider only ever sees known values: an unknown reaching it would be
+    // taken as real (a network named after the unknown sentinel).
+    if !shared.is_dry_run() && state.inputs.values().any(Value::contains_unknown) {
+        return Err(unknown_inputs_error(shared, plan));
+    }
 
     if plan.old.is_none()
         && let Some(import_id) = &decl.options.import
@@ -441,16 +487,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             .attempted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(StepOp::Import);
-        return import_existing(
-            shared,
-            plan,
-            provider.as_ref(),
-            &ctx,
-            state,
-            import_id,
-            started,
-        )
-        .await;
+        return import_existing(shared, plan, &typed, &ctx, state, import_id, started).await;
     }
     let decision = match &plan.old {
         None => Decision::create(),
@@ -520,7 +557,14 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     match (decision.op, &plan.old) {
         (StepOp::Same, Some(old)) => {
             state.id = old.id.clone();
-            state.outputs = old.outputs.clone();
+            // An output that became secret since the last run (named in
+            // `additionalSecretOutputs`, say) is sealed now, though nothing else changed.
+            state.outputs = reseal_outputs(
+                &shared.secret_texts,
+                &state.inputs,
+                old.outputs.clone(),
+                &is_secret_output,
+            );
             // Options such as `protect` may have changed without any input changing.
             if !dry_run && &state != old {
                 let op = shared.begin(PendingOperationKind::Updating, old).await?;
@@ -612,6 +656,8 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             .await?;
         }
     }
+    warn_of_secret_id(shared, plan, &state);
+    drop(held_logs);
     if decision.op != StepOp::Same {
         record.outputs = state.outputs.clone();
     }
@@ -619,6 +665,26 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     shared.record_step(record);
     publish(shared, state, &decl.key, id_known);
     Ok(())
+}
+
+/// Warns when an output named in `additionalSecretOutputs` is also the resource's ID (as a
+/// `random:RandomString`'s `result` is): the ID is stored and shown in plaintext, as in Pulumi,
+/// so the option cannot keep that value secret.
+fn warn_of_secret_id(shared: &Shared, plan: &ResourcePlan<'_>, state: &ResourceState) {
+    if state.id.is_empty() || state.id == UNKNOWN_ID {
+        return;
+    }
+    for name in &plan.decl.options.additional_secret_outputs {
+        let Some(output) = state.outputs.get(name) else {
+            continue;
+        };
+        if output.as_str() == Some(state.id.as_str()) {
+            shared.emit(EngineEvent::Warning(format!(
+                "`{}`: `additionalSecretOutputs` cannot hide `{name}`: it is also the resource's ID, which is stored in plaintext; use a resource whose ID is not the secret (e.g. `random:RandomPassword`)",
+                plan.decl.key
+            )));
+        }
+    }
 }
 
 /// Old inputs without `__defaults`, which Pulumi's bridged providers (`random`, `docker`) keep in
@@ -722,7 +788,7 @@ pub(crate) async fn delete_with_provider(
 async fn read_existing(
     shared: &Arc<Shared>,
     plan: &ResourcePlan<'_>,
-    provider: &dyn Provider,
+    typed: &TypeProvider,
     ctx: &CallContext,
     mut state: ResourceState,
     get: &cairn_program::GetDecl,
@@ -733,7 +799,8 @@ async fn read_existing(
     let Some(id) = id.as_str().map(str::to_owned) else {
         return Err("`get.id` must be a string".to_owned());
     };
-    let read = provider
+    let read = typed
+        .provider
         .read(
             ctx,
             &state.type_,
@@ -746,7 +813,11 @@ async fn read_existing(
         .ok_or_else(|| format!("no `{}` with ID `{id}` exists", state.type_))?;
     state.id = read.id;
     state.inputs = shared.storable(&state.urn, "input", read.inputs);
-    state.outputs = shared.storable(&state.urn, "output", read.outputs);
+    // A read resource's secret outputs are as secret as a created one's.
+    let outputs = shared.storable(&state.urn, "output", read.outputs);
+    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, outputs, &|key| {
+        typed.is_secret_output(key)
+    });
     state.external = true;
     let op = if plan.old.as_ref() == Some(&state) {
         StepOp::Same
@@ -770,7 +841,7 @@ async fn read_existing(
 async fn import_existing(
     shared: &Arc<Shared>,
     plan: &ResourcePlan<'_>,
-    provider: &dyn Provider,
+    typed: &TypeProvider,
     ctx: &CallContext,
     mut state: ResourceState,
     import_id: &str,
@@ -786,7 +857,7 @@ async fn import_existing(
         shared,
         0.0,
         "import",
-        provider.read(
+        typed.provider.read(
             ctx,
             &state.type_,
             import_id,
@@ -816,7 +887,9 @@ async fn import_existing(
         state.inputs = shared.storable(&state.urn, "input", read.inputs);
     }
     let outputs = shared.storable(&state.urn, "output", read.outputs);
-    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, outputs, &|_| false);
+    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, outputs, &|key| {
+        typed.is_secret_output(key)
+    });
     shared.end(pending, None, Some(&state)).await?;
     let mut record = plan.step_record(StepOp::Import, &state.type_);
     record.new_inputs = Some(state.inputs.clone());

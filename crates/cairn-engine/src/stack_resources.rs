@@ -9,7 +9,7 @@ use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, StepOp, Urn};
 use cairn_program::Program;
 
 use crate::deploy::Shared;
-use crate::events::{EngineEvent, StepRecord};
+use crate::events::StepRecord;
 use crate::providers::{
     default_provider_config, explicit_provider_key, is_default_provider, reference_of,
     step_provider,
@@ -146,11 +146,10 @@ pub(crate) fn evaluate_variable(shared: &Arc<Shared>, index: usize) -> bool {
             true
         }
         Err(error) => {
-            shared.emit(EngineEvent::Warning(error.to_string()));
-            shared
-                .lock_outcome()
-                .errors
-                .push(format!("variable `{}`: {error}", variable.name));
+            shared.record_failure(
+                error.to_string(),
+                &format!("variable `{}`: {error}", variable.name),
+            );
             false
         }
     }

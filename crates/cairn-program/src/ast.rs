@@ -137,6 +137,8 @@ pub struct ResourceOptions {
     pub retain_on_delete: bool,
     pub ignore_changes: Vec<String>,
     pub replace_on_changes: Vec<String>,
+    /// Output names made secret whatever the provider's schema says.
+    pub additional_secret_outputs: Vec<String>,
     /// Strings (URNs) or objects `{name, type, parent, stack, project}`.
     pub aliases: Vec<Expr>,
     pub import: Option<String>,

@@ -1507,7 +1507,7 @@ impl Lowerer<'_> {
                     options.replace_on_changes = self.string_list_option(value, option)
                 }
                 "additionalSecretOutputs" => {
-                    self.string_list_option(value, option);
+                    options.additional_secret_outputs = self.string_list_option(value, option)
                 }
                 "aliases" => match &value.kind {
                     NodeKind::Sequence(items) => {

@@ -37,6 +37,10 @@ pub trait EvalContext {
     /// Reads a file, `path` relative to the program's directory.
     fn read_file(&self, path: &str) -> Result<String, String>;
     fn stack_output(&self, stack: &str, key: &str) -> Result<Value, String>;
+    /// Told of every secret evaluation meets (an `fn::secret`, a reference to a secret config
+    /// value, variable or output, an invoke's secret result) before it is mixed into a larger
+    /// string, so the engine can mask its plaintext wherever it turns up later.
+    fn saw_secret(&self, _value: &Value) {}
 }
 
 /// A resource's state as evaluation sees it.
@@ -64,7 +68,7 @@ pub fn evaluate(expr: &Expr, ctx: &dyn EvalContext) -> Result<Value, EvalError> 
         Expr::Number(number, _) => Ok(Value::Number(*number)),
         Expr::String(text, _) => Ok(Value::String(text.clone())),
         Expr::Interpolate(parts, _) => interpolate(parts, ctx),
-        Expr::Ref(reference, _) => evaluate_reference(reference, ctx),
+        Expr::Ref(reference, _) => noting_secrets(evaluate_reference(reference, ctx), ctx),
         Expr::Array(items, _) => items
             .iter()
             .map(|item| evaluate(item, ctx))
@@ -103,7 +107,7 @@ fn interpolate(parts: &[Part], ctx: &dyn EvalContext) -> Result<Value, EvalError
         match part {
             Part::Text(literal) => text.push_str(literal),
             Part::Ref(reference) => {
-                let value = evaluate_reference(reference, ctx)?;
+                let value = noting_secrets(evaluate_reference(reference, ctx), ctx)?;
                 if value.contains_unknown() {
                     is_unknown = true;
                     continue;
@@ -127,6 +131,19 @@ fn interpolate(parts: &[Part], ctx: &dyn EvalContext) -> Result<Value, EvalError
         return Ok(Value::Unknown);
     }
     Ok(secret_if(Value::String(text), is_secret))
+}
+
+/// Passes `result` on, telling `ctx` about the secrets in it.
+fn noting_secrets(
+    result: Result<Value, EvalError>,
+    ctx: &dyn EvalContext,
+) -> Result<Value, EvalError> {
+    if let Ok(value) = &result
+        && value.contains_secret()
+    {
+        ctx.saw_secret(value);
+    }
+    result
 }
 
 fn evaluate_reference(reference: &Reference, ctx: &dyn EvalContext) -> Result<Value, EvalError> {
@@ -275,7 +292,7 @@ fn evaluate_builtin(
 ) -> Result<Value, EvalError> {
     let name = builtin.name();
     match builtin {
-        Builtin::Secret(inner) => Ok(evaluate(inner, ctx)?.into_secret()),
+        Builtin::Secret(inner) => noting_secrets(Ok(evaluate(inner, ctx)?.into_secret()), ctx),
         Builtin::Join { delimiter, items } => {
             let (delimiter, delimiter_secret) = known!(string_argument(name, delimiter, ctx)?);
             let items_argument = known!(argument(items, ctx)?);
@@ -486,7 +503,7 @@ fn evaluate_invoke(
         },
         None => Value::Object(result),
     };
-    Ok(secret_if(value, is_secret))
+    noting_secrets(Ok(secret_if(value, is_secret)), ctx)
 }
 
 /// A value as JSON (secrets must be revealed first; unknowns become null).

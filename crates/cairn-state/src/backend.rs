@@ -33,6 +33,12 @@ pub enum BackendError {
     InvalidName(String),
     #[error("stack `{0}` has an update in progress; finish it or run `cairn cancel` first")]
     UpdateInProgress(String),
+    /// The writer's lock was released (`cairn cancel`, or its file deleted) or is held by
+    /// someone else now: it must write nothing more.
+    #[error(
+        "this process no longer holds the lock of stack `{0}` (was the update cancelled with `cairn cancel`?); nothing more was written"
+    )]
+    LockLost(String),
     #[error("the database: {0}")]
     Database(String),
     #[error("{0}")]
@@ -97,7 +103,13 @@ pub fn describe_age(seconds: i64) -> String {
 }
 
 /// A held stack lock. Dropping it releases the lock.
-pub trait StackLock: Send + Sync {}
+pub trait StackLock: Send + Sync {
+    /// The fencing token of this holding of the lock, unique to it. Writers made under the
+    /// lock carry it, and the backend refuses their writes once the lock is released or
+    /// held by anyone else, so an update that was cancelled while alive cannot overwrite the
+    /// state of the update after it.
+    fn token(&self) -> &str;
+}
 
 /// What `cairn stack ls` shows of one stack.
 #[derive(Clone, Debug, PartialEq)]
@@ -165,20 +177,30 @@ pub trait Backend: Send + Sync {
     /// Stacks, optionally only those of one project.
     async fn list_stacks(&self, project: Option<&str>) -> BackendResult<Vec<StackSummary>>;
 
-    /// Removes a stack. Without `force`, refuses while the stack has resources.
-    async fn remove_stack(&self, stack: &StackRef, force: bool) -> BackendResult<()>;
+    /// Removes a stack, under its lock like any other writer (`BackendError::LockLost` when
+    /// `lock` is not the stack's current lock). Without `force`, refuses while the stack has
+    /// resources.
+    async fn remove_stack(
+        &self,
+        stack: &StackRef,
+        force: bool,
+        lock: &dyn StackLock,
+    ) -> BackendResult<()>;
 
     /// The stack's latest state: the last checkpoint with the journal of an unfinished update
     /// replayed on top (so steps that began and did not end are pending operations).
     /// `None` when the stack has never been updated.
     async fn load_deployment(&self, stack: &StackRef) -> BackendResult<Option<Deployment>>;
 
-    /// Starts an update: returns the writer its steps are recorded through.
+    /// Starts an update under `lock`: returns the writer its steps are recorded through. Every
+    /// append and the final write check the lock's token first, and fail with
+    /// `BackendError::LockLost` once it is no longer the stack's lock.
     async fn begin_update(
         &self,
         stack: &StackRef,
         kind: UpdateKind,
         metadata: UpdateMetadata,
+        lock: &dyn StackLock,
     ) -> BackendResult<Box<dyn UpdateWriter>>;
 
     /// Updates, newest first.
@@ -320,7 +342,8 @@ pub fn rename_in_deployment(
 /// next load, which is exactly what a crash does.
 #[async_trait]
 pub trait UpdateWriter: Send + Sync {
-    /// Appends records to the update's journal. When this returns, they are durable.
+    /// Appends records to the update's journal. When this returns, they are durable. Fails
+    /// with `BackendError::LockLost`, writing nothing, once the update's lock is gone.
     async fn append(&self, records: Vec<JournalRecord>) -> BackendResult<()>;
 
     /// Writes the final checkpoint, closes the journal and records the update in history.

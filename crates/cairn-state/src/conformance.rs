@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use cairn_core::{PendingOperationKind, ResourceState, Snapshot, Urn, Value};
 
-use crate::backend::{Backend, BackendError, LockOwner, LogEntry, UpdateKind, UpdateResult};
+use crate::backend::{
+    Backend, BackendError, LockOwner, LogEntry, StackLock, UpdateKind, UpdateResult,
+};
 use crate::{Deployment, Persister, StackRef};
 
 /// A reversible stand-in for a cipher, so tests do not pay for key derivation.
@@ -35,6 +37,9 @@ pub async fn run_all(backend: &dyn Backend) {
     tags_are_set_read_removed_and_validated(backend).await;
     logs_are_kept_and_filtered(backend).await;
     a_rename_carries_everything(backend).await;
+    a_cancelled_update_writes_nothing_more(backend).await;
+    a_stack_is_removed_only_under_its_own_lock(backend).await;
+    names_that_escape_are_refused(backend).await;
 }
 
 fn stack(project: &str, name: &str) -> StackRef {
@@ -64,17 +69,32 @@ fn names(deployment: &Deployment) -> Vec<String> {
         .collect()
 }
 
-async fn persister(backend: &dyn Backend, stack: &StackRef) -> Persister {
+/// An update's persister, and the stack lock it runs under (drop it after the persister).
+pub async fn locked_persister(
+    backend: &dyn Backend,
+    stack: &StackRef,
+) -> (Persister, Box<dyn StackLock>) {
+    let lock = backend.lock_stack(stack, owner("cairn up")).await.unwrap();
     let writer = backend
-        .begin_update(stack, UpdateKind::Update, Default::default())
+        .begin_update(stack, UpdateKind::Update, Default::default(), lock.as_ref())
         .await
         .unwrap();
-    Persister::new(writer, Arc::new(Reverse))
+    (Persister::new(writer, Arc::new(Reverse)), lock)
+}
+
+/// Removes a stack under its lock, as `cairn stack rm` does.
+pub async fn remove_stack(
+    backend: &dyn Backend,
+    stack: &StackRef,
+    force: bool,
+) -> Result<(), BackendError> {
+    let lock = backend.lock_stack(stack, owner("cairn stack rm")).await?;
+    backend.remove_stack(stack, force, lock.as_ref()).await
 }
 
 /// One finished update that leaves exactly `resources`.
 async fn update_to(backend: &dyn Backend, stack: &StackRef, resources: Vec<ResourceState>) {
-    let persister = persister(backend, stack).await;
+    let (persister, _lock) = locked_persister(backend, stack).await;
     for resource in &resources {
         let op = persister
             .begin(PendingOperationKind::Creating, resource)
@@ -96,7 +116,8 @@ async fn update_to(backend: &dyn Backend, stack: &StackRef, resources: Vec<Resou
         .unwrap();
 }
 
-fn owner(command: &str) -> LockOwner {
+/// A lock owner for tests.
+pub fn owner(command: &str) -> LockOwner {
     LockOwner {
         pid: std::process::id(),
         host: "conformance".to_owned(),
@@ -136,16 +157,18 @@ pub async fn stacks_are_created_listed_and_removed(backend: &dyn Backend) {
 
     update_to(backend, &prod, vec![resource(&prod, "a", "1")]).await;
     assert!(matches!(
-        backend.remove_stack(&prod, false).await,
+        remove_stack(backend, &prod, false).await,
         Err(BackendError::StackHasResources { count: 1, .. })
     ));
-    backend.remove_stack(&prod, true).await.unwrap();
-    backend.remove_stack(&dev, false).await.unwrap();
+    remove_stack(backend, &prod, true).await.unwrap();
+    remove_stack(backend, &dev, false).await.unwrap();
     assert!(!backend.stack_exists(&prod).await.unwrap());
     assert!(matches!(
-        backend.remove_stack(&dev, false).await,
+        remove_stack(backend, &dev, false).await,
         Err(BackendError::StackNotFound(_))
     ));
+    // Removing one stack left its neighbours alone.
+    assert!(backend.stack_exists(&other).await.unwrap());
 }
 
 pub async fn an_update_becomes_the_checkpoint_with_history(backend: &dyn Backend) {
@@ -191,7 +214,7 @@ pub async fn a_crash_leaves_pending_operations_and_the_next_update_starts_clean(
     let dev = stack("crashes", "dev");
     backend.create_stack(&dev).await.unwrap();
     {
-        let persister = persister(backend, &dev).await;
+        let (persister, _lock) = locked_persister(backend, &dev).await;
         let op = persister
             .begin(PendingOperationKind::Creating, &resource(&dev, "a", ""))
             .await
@@ -204,7 +227,8 @@ pub async fn a_crash_leaves_pending_operations_and_the_next_update_starts_clean(
             .begin(PendingOperationKind::Creating, &resource(&dev, "b", ""))
             .await
             .unwrap();
-        // Dropped without `finish`: the process died here.
+        // Dropped without `finish`: the process died here (and `cairn cancel` released its
+        // lock).
     }
     let deployment = backend.load_deployment(&dev).await.unwrap().unwrap();
     assert_eq!(names(&deployment), ["a"]);
@@ -220,7 +244,7 @@ pub async fn a_crash_leaves_pending_operations_and_the_next_update_starts_clean(
     assert_eq!(history[0].result, UpdateResult::InProgress);
 
     // The next update starts from that state and applies the old journal only once.
-    drop(persister(backend, &dev).await);
+    drop(locked_persister(backend, &dev).await);
     let again = backend.load_deployment(&dev).await.unwrap().unwrap();
     assert_eq!(names(&again), ["a"]);
     assert_eq!(again.pending_operations.len(), 1);
@@ -328,9 +352,9 @@ pub async fn locks_exclude_and_cancel_releases(backend: &dyn Backend) {
     assert!(backend.lock_holder(&dev).await.unwrap().is_none());
 
     // A holder that died mid-update: `cancel` releases it and marks its update cancelled.
-    let _held = backend.lock_stack(&dev, owner("cairn up")).await.unwrap();
+    let held = backend.lock_stack(&dev, owner("cairn up")).await.unwrap();
     let writer = backend
-        .begin_update(&dev, UpdateKind::Update, Default::default())
+        .begin_update(&dev, UpdateKind::Update, Default::default(), held.as_ref())
         .await
         .unwrap();
     std::mem::forget(writer);
@@ -466,4 +490,156 @@ pub async fn a_rename_carries_everything(backend: &dyn Backend) {
         backend.logs(&prod, None, None).await.unwrap()[0].message,
         "kept"
     );
+}
+
+/// `cairn cancel` of an update that is still running: its lock is gone, so it writes nothing
+/// more, and the update after it keeps what it wrote.
+pub async fn a_cancelled_update_writes_nothing_more(backend: &dyn Backend) {
+    let dev = stack("fencing", "dev");
+    backend.create_stack(&dev).await.unwrap();
+    let (cancelled, cancelled_lock) = locked_persister(backend, &dev).await;
+    let in_flight = resource(&dev, "in-flight", "1");
+    let op = cancelled
+        .begin(PendingOperationKind::Creating, &in_flight)
+        .await
+        .unwrap();
+    backend.cancel(&dev).await.unwrap();
+
+    // The next update starts after the cancel; the cancelled one's open step is pending.
+    let next = resource(&dev, "next", "2");
+    {
+        let (persister, _lock) = locked_persister(backend, &dev).await;
+        let started = backend.load_deployment(&dev).await.unwrap().unwrap();
+        assert_eq!(started.pending_operations.len(), 1);
+        let next_op = persister
+            .begin(PendingOperationKind::Creating, &next)
+            .await
+            .unwrap();
+        persister.end(next_op, None, Some(&next)).await.unwrap();
+
+        // The cancelled update goes on while the next one runs: every write is refused.
+        let late = resource(&dev, "late", "3");
+        assert!(matches!(
+            cancelled.begin(PendingOperationKind::Creating, &late).await,
+            Err(crate::persister::StateError::Backend(
+                BackendError::LockLost(_)
+            ))
+        ));
+        assert!(matches!(
+            cancelled.end(op, None, Some(&in_flight)).await,
+            Err(crate::persister::StateError::Backend(
+                BackendError::LockLost(_)
+            ))
+        ));
+        persister
+            .finish(
+                &Snapshot {
+                    resources: vec![next.clone()],
+                    pending_operations: Vec::new(),
+                },
+                UpdateResult::Succeeded,
+                BTreeMap::new(),
+            )
+            .await
+            .unwrap();
+    }
+    let finished = cancelled
+        .finish(
+            &Snapshot {
+                resources: vec![in_flight],
+                pending_operations: Vec::new(),
+            },
+            UpdateResult::Succeeded,
+            BTreeMap::new(),
+        )
+        .await;
+    assert!(
+        matches!(
+            finished,
+            Err(crate::persister::StateError::Backend(
+                BackendError::LockLost(_)
+            ))
+        ),
+        "a cancelled update's final write must be refused"
+    );
+    drop(cancelled_lock);
+    let deployment = backend.load_deployment(&dev).await.unwrap().unwrap();
+    assert_eq!(names(&deployment), ["next"]);
+    // A lock that was cancelled while its guard lived is not someone else's to release.
+    assert!(backend.lock_holder(&dev).await.unwrap().is_none());
+    let again = backend.lock_stack(&dev, owner("cairn up")).await.unwrap();
+    drop(again);
+}
+
+/// `stack rm` is a writer like any other: refused while someone else holds the lock.
+pub async fn a_stack_is_removed_only_under_its_own_lock(backend: &dyn Backend) {
+    let dev = stack("removal", "dev");
+    let prod = stack("removal", "prod");
+    backend.create_stack(&dev).await.unwrap();
+    backend.create_stack(&prod).await.unwrap();
+    let (persister, update_lock) = locked_persister(backend, &dev).await;
+    assert!(matches!(
+        remove_stack(backend, &dev, true).await,
+        Err(BackendError::Locked { .. })
+    ));
+    // Another stack's lock is not this stack's.
+    let prod_lock = backend.lock_stack(&prod, owner("cairn up")).await.unwrap();
+    assert!(matches!(
+        backend.remove_stack(&dev, true, prod_lock.as_ref()).await,
+        Err(BackendError::LockLost(_))
+    ));
+    drop(prod_lock);
+    persister
+        .finish(
+            &Snapshot::default(),
+            UpdateResult::Succeeded,
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    drop(update_lock);
+    assert!(backend.stack_exists(&dev).await.unwrap());
+    assert_eq!(backend.history(&dev).await.unwrap().len(), 1);
+    remove_stack(backend, &dev, false).await.unwrap();
+    assert!(!backend.stack_exists(&dev).await.unwrap());
+    assert!(backend.stack_exists(&prod).await.unwrap());
+}
+
+/// Names that would reach outside the stack's own files or rows are refused by the backend
+/// itself, whatever the caller checked.
+pub async fn names_that_escape_are_refused(backend: &dyn Backend) {
+    let victim = stack("victim", "dev");
+    backend.create_stack(&victim).await.unwrap();
+    update_to(backend, &victim, vec![resource(&victim, "a", "1")]).await;
+    for (project, name) in [
+        ("victim", ".."),
+        ("..", "dev"),
+        ("victim/..", "dev"),
+        (".", "."),
+    ] {
+        let bad = StackRef {
+            organization: crate::stack_ref::DEFAULT_ORGANIZATION.to_owned(),
+            project: project.to_owned(),
+            name: name.to_owned(),
+        };
+        assert!(matches!(
+            backend.create_stack(&bad).await,
+            Err(BackendError::InvalidName(_))
+        ));
+        assert!(matches!(
+            backend.lock_stack(&bad, owner("cairn stack rm")).await,
+            Err(BackendError::InvalidName(_))
+        ));
+        assert!(matches!(
+            backend.load_deployment(&bad).await,
+            Err(BackendError::InvalidName(_))
+        ));
+        assert!(matches!(
+            backend.cancel(&bad).await,
+            Err(BackendError::InvalidName(_))
+        ));
+    }
+    let deployment = backend.load_deployment(&victim).await.unwrap().unwrap();
+    assert_eq!(names(&deployment), ["a"]);
+    assert_eq!(backend.history(&victim).await.unwrap().len(), 1);
 }

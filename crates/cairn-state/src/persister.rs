@@ -31,6 +31,13 @@ pub enum StateError {
     },
 }
 
+impl StateError {
+    /// Whether the update lost its stack lock (`cairn cancel`): nothing more may be written.
+    pub fn is_lock_lost(&self) -> bool {
+        matches!(self, StateError::Backend(BackendError::LockLost(_)))
+    }
+}
+
 /// Records one update's steps. Safe to share between the engine's step tasks.
 pub struct Persister {
     writer: Box<dyn UpdateWriter>,

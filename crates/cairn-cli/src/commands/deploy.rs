@@ -24,8 +24,9 @@ struct Prepared {
     config: std::collections::BTreeMap<String, cairn_core::Value>,
     old: Arc<Snapshot>,
     providers: Arc<cairn_provider::ProviderRegistry>,
-    /// Held for the whole operation when it changes the stack.
-    _lock: Option<Box<dyn cairn_state::StackLock>>,
+    /// Held for the whole operation when it changes the stack; the update's writes are fenced
+    /// by it.
+    lock: Option<Box<dyn cairn_state::StackLock>>,
 }
 
 async fn prepare(
@@ -94,7 +95,7 @@ async fn prepare(
         config,
         old: Arc::new(old),
         providers,
-        _lock: lock,
+        lock,
     })
 }
 
@@ -193,10 +194,13 @@ async fn run_engine(
             message: message.unwrap_or_default(),
             environment: crate::git::environment(&workspace.project_dir),
         };
+        let lock = prepared.lock.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("internal error: an update must hold the stack's lock")
+        })?;
         let writer = prepared
             .context
             .backend
-            .begin_update(&prepared.context.stack, kind, metadata)
+            .begin_update(&prepared.context.stack, kind, metadata, lock)
             .await?;
         Some(Persister::new(writer, prepared.context.crypter.clone()))
     };

@@ -19,7 +19,11 @@ pub fn login(workspace: &Workspace, args: LoginArgs) -> anyhow::Result<()> {
 pub fn logout(workspace: &Workspace) -> anyhow::Result<()> {
     let url = workspace.backend_url();
     workspace.store_login(None)?;
-    output::line(&format!("Logged out of {url}"));
+    // The stored URL may hold a PostgreSQL password.
+    output::line(&format!(
+        "Logged out of {}",
+        cairn_backend_postgres::redact(&url)
+    ));
     Ok(())
 }
 

@@ -118,6 +118,14 @@ pub async fn open_stack(workspace: &Workspace) -> anyhow::Result<StackContext> {
 /// Takes the stack's lock for this process, turning "locked" into an error that names the
 /// holder and says what to do.
 pub async fn lock_stack(context: &StackContext) -> anyhow::Result<Box<dyn cairn_state::StackLock>> {
+    lock(context.backend.as_ref(), &context.stack).await
+}
+
+/// Takes `stack`'s lock in `backend` (see `lock_stack`).
+pub async fn lock(
+    backend: &dyn cairn_state::Backend,
+    stack: &cairn_state::StackRef,
+) -> anyhow::Result<Box<dyn cairn_state::StackLock>> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|duration| duration.as_secs() as i64)
@@ -131,7 +139,7 @@ pub async fn lock_stack(context: &StackContext) -> anyhow::Result<Box<dyn cairn_
         heartbeat: now,
         is_stale: false,
     };
-    match context.backend.lock_stack(&context.stack, owner).await {
+    match backend.lock_stack(stack, owner).await {
         Ok(lock) => Ok(lock),
         Err(cairn_state::BackendError::Locked { stack, holder }) => {
             let help = if holder.is_stale {

@@ -65,7 +65,7 @@ pub(crate) async fn init(workspace: &Workspace, name: Option<String>) -> anyhow:
         // Still read it, so a broken file is reported now.
         StackConfigFile::load(&config_path)?;
     }
-    workspace.select_stack(&project, Some(&stack.name))?;
+    workspace.select_stack(&project, Some(&stack.relative_to(&project)))?;
     output::line(&format!("Created stack '{}'", stack.name));
     Ok(())
 }
@@ -78,16 +78,23 @@ async fn list(workspace: &Workspace, all: bool) -> anyhow::Result<()> {
     };
     let backend = workspace.backend()?;
     let stacks = backend.list_stacks(project.as_deref()).await?;
-    let selected = project
-        .as_deref()
-        .and_then(|project| workspace.selected_stack(project));
+    // The selection may be qualified (`team/dev`): compare references, not names.
+    let current_project = match &project {
+        Some(project) => Some(project.clone()),
+        None => workspace.project_name().ok(),
+    };
+    let selected = current_project.as_deref().and_then(|project| {
+        let selected = workspace.selected_stack(project)?;
+        StackRef::parse(&selected, project).ok()
+    });
+    let is_current = |stack: &StackRef| selected.as_ref() == Some(stack);
     if workspace.global.json {
         let rows: Vec<serde_json::Value> = stacks
             .iter()
             .map(|summary| {
                 serde_json::json!({
                     "name": if all { summary.stack.qualified() } else { summary.stack.name.clone() },
-                    "current": selected.as_deref() == Some(summary.stack.name.as_str()),
+                    "current": is_current(&summary.stack),
                     "lastUpdate": summary.last_update,
                     "resourceCount": summary.resource_count,
                 })
@@ -107,7 +114,7 @@ async fn list(workspace: &Workspace, all: bool) -> anyhow::Result<()> {
         } else {
             summary.stack.name.clone()
         };
-        if selected.as_deref() == Some(summary.stack.name.as_str()) {
+        if is_current(&summary.stack) {
             name.push('*');
         }
         rows.push([
@@ -139,7 +146,7 @@ async fn select(workspace: &Workspace, name: Option<String>) -> anyhow::Result<(
             stack.name, stack.name
         )));
     }
-    workspace.select_stack(&project, Some(&stack.name))?;
+    workspace.select_stack(&project, Some(&stack.relative_to(&project)))?;
     Ok(())
 }
 
@@ -168,8 +175,10 @@ async fn remove(
         }
     }
     let backend = workspace.backend()?;
+    // A writer like any other: refused while an update (or anything else) holds the stack.
+    let lock = commands::lock(backend.as_ref(), &stack).await?;
     backend
-        .remove_stack(&stack, force)
+        .remove_stack(&stack, force, lock.as_ref())
         .await
         .map_err(|error| match error {
             cairn_state::BackendError::StackHasResources { stack, count } => anyhow::anyhow!(
@@ -181,7 +190,10 @@ async fn remove(
     if config_path.exists() {
         fs_err::remove_file(&config_path)?;
     }
-    if workspace.selected_stack(&project).as_deref() == Some(stack.name.as_str()) {
+    let was_selected = workspace
+        .selected_stack(&project)
+        .is_some_and(|selected| StackRef::parse(&selected, &project).as_ref() == Ok(&stack));
+    if was_selected {
         workspace.select_stack(&project, None)?;
     }
     output::line(&format!("Stack '{}' has been removed!", stack.name));
@@ -536,7 +548,14 @@ async fn rename(workspace: &Workspace, new_name: &str) -> anyhow::Result<()> {
         ));
         fs_err::rename(&old_file, &new_file)?;
     }
-    workspace.select_stack(&context.stack.project, Some(new_name))?;
+    let renamed = StackRef {
+        name: new_name.to_owned(),
+        ..context.stack.clone()
+    };
+    workspace.select_stack(
+        &context.stack.project,
+        Some(&renamed.relative_to(&context.stack.project)),
+    )?;
     output::line(&format!("Renamed {old_name} to {new_name}"));
     Ok(())
 }

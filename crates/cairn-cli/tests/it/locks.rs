@@ -64,11 +64,24 @@ fn cancel_frees_a_stack_whose_update_was_killed() {
         .spawn()
         .unwrap();
     let lock = context.home().join(".pulumi/locks/locked/dev.json");
+    // Killed mid-update: once it is in history, the update has begun.
+    let history = context.home().join(".pulumi/history/locked/dev");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !lock.exists() {
-        assert!(Instant::now() < deadline, "the update never took the lock");
+    let has_begun = || {
+        std::fs::read_dir(&history).is_ok_and(|entries| {
+            entries.flatten().any(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".history.json")
+            })
+        })
+    };
+    while !has_begun() {
+        assert!(Instant::now() < deadline, "the update never began");
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(lock.exists());
     first.kill().unwrap();
     first.wait().unwrap();
 

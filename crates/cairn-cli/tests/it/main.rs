@@ -11,6 +11,7 @@ mod config;
 mod corruption;
 mod docker;
 mod errors;
+mod hardening;
 mod history;
 mod import;
 mod lifecycle;

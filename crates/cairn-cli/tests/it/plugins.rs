@@ -259,6 +259,62 @@ fn a_plugin_that_crashes_mid_create_fails_the_step_naming_it_and_leaves_state_co
 }
 
 #[test]
+fn a_plugin_error_that_quotes_a_secret_is_masked_everywhere() {
+    let (context, run, _) = misbehaving(
+        "leak",
+        "      note: ${wrapped}\nvariables:\n  wrapped:\n    fn::secret: plugin-secret-93ad\n",
+    );
+    assert_eq!(run.code, 1, "{}", all(&run));
+    let text = all(&run);
+    assert!(text.contains("bad plugin rejects"), "{text}");
+    assert!(text.contains("[secret]"), "{text}");
+    let logs = context.cairn(&["logs", "--json"]).success();
+    assert!(
+        logs.stdout.contains("bad plugin rejects"),
+        "{}",
+        logs.stdout
+    );
+    for output in [text, logs.stdout] {
+        assert!(!output.contains("plugin-secret-93ad"), "{output}");
+    }
+    for file in crate::support::files_under(&context.home()) {
+        let stored = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        assert!(
+            !stored.contains("plugin-secret-93ad"),
+            "plaintext in {}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn a_plugin_that_logs_the_secret_output_it_makes_is_masked() {
+    let (context, run, _) = misbehaving("tell", "outputs:\n  token: ${thing.token}\n");
+    assert_eq!(run.code, 0, "{}", all(&run));
+    let token = context
+        .cairn(&["stack", "output", "token", "--show-secrets"])
+        .success()
+        .stdout
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("told-"), "{token}");
+    let logs = context.cairn(&["logs"]).success();
+    // The line was logged before the engine saw the output its schema marks secret.
+    assert!(
+        logs.stdout.contains("[thing] made token [secret]"),
+        "{}",
+        logs.stdout
+    );
+    for output in [all(&run), logs.stdout] {
+        assert!(!output.contains(&token), "{output}");
+    }
+    for file in crate::support::files_under(&context.home()) {
+        let stored = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        assert!(!stored.contains(&token), "plaintext in {}", file.display());
+    }
+}
+
+#[test]
 fn a_plugin_that_hangs_is_stopped_by_the_custom_timeout_and_killed() {
     let (context, run, took) = misbehaving(
         "hang",

@@ -99,6 +99,35 @@ fn the_whole_cli_works_on_a_postgres_backend() {
 
 const SLOW: &str = "name: shared\nruntime: yaml\nresources:\n  slow:\n    type: fake:Resource\n    properties:\n      latencyMs: 2500\n";
 
+/// The README's `cairn stack init team/dev`: two parts are `org/stack`, as in Pulumi.
+#[test]
+fn a_two_part_stack_name_is_an_organization_and_a_stack() {
+    let cluster = cluster();
+    let url = database(&cluster);
+    let context = TestContext::new();
+    context.write_program(
+        "name: team\nruntime: yaml\nresources:\n  thing:\n    type: fake:Resource\noutputs:\n  org: ${pulumi.organization}\n",
+    );
+    context.cairn(&["login", &url]).success();
+    context.cairn(&["stack", "init", "team/dev"]).success();
+    let listed: serde_json::Value = serde_json::from_str(
+        &context
+            .cairn(&["stack", "ls", "--all", "--json"])
+            .success()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(listed[0]["name"], "team/team/dev", "{listed}");
+    assert_eq!(listed[0]["current"], true, "{listed}");
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(context.resource_names(), ["thing"]);
+    let org = context.cairn(&["stack", "output", "org"]).success();
+    assert_eq!(org.stdout.trim(), "team");
+    // Another organization's stack of the same name is another stack.
+    context.cairn(&["stack", "init", "other/dev"]).success();
+    assert!(context.resource_names().is_empty());
+}
+
 #[test]
 fn of_two_machines_updating_one_stack_exactly_one_runs() {
     let cluster = cluster();
@@ -211,4 +240,95 @@ fn a_killed_update_on_postgres_is_recovered_with_cancel_and_clear_pending() {
     }
     let history = context.cairn(&["stack", "history", "--json"]).success();
     assert!(history.stdout.contains("cancelled"), "{}", history.stdout);
+}
+
+const DB_PASSWORD: &str = "pg-pass-4e1b7c";
+
+/// `cairn login` with a password in the URL: the credentials file is its owner's alone (even one
+/// an older Cairn left readable by all), and no command prints the password.
+#[test]
+fn login_keeps_a_url_password_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let cluster = cluster();
+    // The test cluster trusts every local connection, so any password is accepted.
+    let url =
+        database(&cluster).replacen("://postgres@", &format!("://postgres:{DB_PASSWORD}@"), 1);
+    assert!(url.contains(DB_PASSWORD), "{url}");
+    let context = TestContext::new();
+    let credentials = context.home().join("credentials.json");
+    std::fs::write(&credentials, "{}\n").unwrap();
+    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let login = context.cairn(&["login", &url]).success();
+    assert!(
+        login
+            .stdout
+            .contains("Logged in to postgres://postgres:***@"),
+        "{}",
+        login.stdout
+    );
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&credentials), 0o600);
+    // The file keeps the URL whole: later commands connect with it.
+    let stored = std::fs::read_to_string(&credentials).unwrap();
+    assert!(stored.contains(DB_PASSWORD), "{stored}");
+    let whoami = context.cairn(&["whoami"]).success();
+    assert_eq!(whoami.stdout.trim(), "postgres");
+    let whoami_json = context.cairn(&["whoami", "--json"]).success();
+    assert!(
+        whoami_json.stdout.contains("postgres:***@"),
+        "{}",
+        whoami_json.stdout
+    );
+    let logout = context.cairn(&["logout"]).success();
+    assert!(
+        logout
+            .stdout
+            .contains("Logged out of postgres://postgres:***@"),
+        "{}",
+        logout.stdout
+    );
+    assert_eq!(mode(&credentials), 0o600);
+    // No temporary file is left beside it.
+    let leftovers: Vec<_> = std::fs::read_dir(context.home())
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    for run in [&login, &whoami, &whoami_json, &logout] {
+        assert!(
+            !run.stdout.contains(DB_PASSWORD) && !run.stderr.contains(DB_PASSWORD),
+            "{}\n{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
+
+/// A server that cannot be reached: the error names the URL with its password hidden, whole
+/// even when the password holds a raw `@`.
+#[test]
+fn a_failed_login_does_not_print_the_password() {
+    let context = TestContext::new();
+    // Port 1 on the loopback: nothing listens there, so the connection is refused at once.
+    let url = format!("postgres://postgres:at@{DB_PASSWORD}@127.0.0.1:1/cairn");
+    let login = context.cairn(&["login", &url]);
+    assert_ne!(login.code, 0);
+    assert!(
+        login
+            .stderr
+            .contains("postgres://postgres:***@127.0.0.1:1/cairn"),
+        "{}",
+        login.stderr
+    );
+    assert!(
+        !login.stdout.contains(DB_PASSWORD) && !login.stderr.contains(DB_PASSWORD),
+        "{}\n{}",
+        login.stdout,
+        login.stderr
+    );
+    assert!(!context.home().join("credentials.json").exists());
 }

@@ -1,0 +1,300 @@
+//! Regressions from running Cairn as a careless or hostile user would: names that reach outside
+//! the backend, `cancel` of an update that is still alive, `stack rm` under a running update.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{TestContext, files_under};
+
+/// Waits until `path` exists (the update took its lock).
+fn wait_for(path: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn stack_names_that_escape_the_backend_are_refused_and_nothing_is_removed() {
+    let context = TestContext::with_program(
+        "name: victim\nruntime: yaml\nresources:\n  thing:\n    type: fake:Resource\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    let before = files_under(&context.home());
+    for name in [
+        "..",
+        "../..",
+        ".",
+        "../../..",
+        "organization/../dev",
+        "a/b/c/d",
+    ] {
+        for args in [
+            vec!["stack", "rm", name, "--yes", "--force"],
+            vec!["stack", "init", name],
+            vec!["stack", "select", name],
+            vec!["up", "--yes", "--stack", name],
+            vec!["cancel", "--yes", "--stack", name],
+        ] {
+            let run = context.cairn(&args).expect_code(2);
+            assert!(
+                run.stderr.contains("not a valid") || run.stderr.contains("not a stack name"),
+                "{args:?}: {}",
+                run.stderr
+            );
+        }
+    }
+    assert_eq!(
+        files_under(&context.home()),
+        before,
+        "a refused name changed files"
+    );
+    assert_eq!(context.resource_names(), ["thing"]);
+    context.cairn(&["preview"]).success();
+}
+
+#[test]
+fn a_project_name_that_escapes_the_backend_is_refused() {
+    let context = TestContext::new();
+    for name in ["..", "\"../x\"", "\"a/b\""] {
+        context.write_program(&format!("name: {name}\nruntime: yaml\n"));
+        let run = context.cairn(&["stack", "init", "dev"]).expect_code(2);
+        assert!(
+            run.stderr.contains("project name"),
+            "{name}: {}",
+            run.stderr
+        );
+    }
+    assert!(
+        !context.home().join(".pulumi/stacks/dev.json").exists()
+            && !context.root.path().join("x").exists()
+    );
+}
+
+#[test]
+fn two_part_stack_names_are_organization_and_stack() {
+    let context = TestContext::with_program("name: web\nruntime: yaml\n");
+    // A directory backend has one organization, as Pulumi's self-managed backends do.
+    let run = context
+        .cairn(&["stack", "init", "team/prod"])
+        .expect_code(2);
+    assert!(
+        run.stderr.contains("must be `organization`"),
+        "{}",
+        run.stderr
+    );
+    context
+        .cairn(&["stack", "init", "organization/prod"])
+        .success();
+    let listed = context.cairn(&["stack", "ls"]).success();
+    assert!(listed.stdout.contains("prod"), "{}", listed.stdout);
+    context.cairn(&["up", "--yes"]).success();
+    assert!(context.home().join(".pulumi/stacks/web/prod.json").exists());
+}
+
+const SLOW_THEN_MORE: &str = "name: fenced\nruntime: yaml\nresources:\n  slow:\n    type: fake:Resource\n    properties:\n      latencyMs: 6000\n  later:\n    type: fake:Resource\n    options:\n      dependsOn: [\"${slow}\"]\n";
+
+#[test]
+fn an_update_cancelled_while_alive_writes_nothing_more() {
+    let context = TestContext::with_program(SLOW_THEN_MORE);
+    let first = context
+        .command(&["up", "--yes", "--skip-preview"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = context.home().join(".pulumi/locks/fenced/dev.json");
+    wait_for(&lock, "the first update taking the lock");
+    // Let the first update journal the start of `slow`.
+    std::thread::sleep(Duration::from_millis(500));
+    context.cairn(&["cancel", "--yes"]).success();
+
+    // The next update runs another program while the cancelled one is still creating `slow`.
+    context.write_program(
+        "name: fenced\nruntime: yaml\nresources:\n  quick:\n    type: fake:Resource\n",
+    );
+    let next = context.cairn(&["up", "--yes", "--skip-preview"]).success();
+    assert!(
+        next.stderr.contains("did not finish") && next.stderr.contains("::slow"),
+        "the next update sees the cancelled one's step as pending: {}",
+        next.stderr
+    );
+    let after_next = context.export();
+
+    let output = first.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no longer holds the lock"), "{stderr}");
+    // It wrote nothing after the cancel: the state is exactly what the next update left.
+    assert_eq!(context.export(), after_next);
+    assert_eq!(context.resource_names(), ["quick"]);
+    let pending = after_next["deployment"]["pending_operations"]
+        .as_array()
+        .unwrap();
+    assert_eq!(pending.len(), 1, "{after_next}");
+    assert!(
+        pending[0]["resource"]["urn"]
+            .as_str()
+            .unwrap()
+            .ends_with("::slow")
+    );
+    // The cancelled update started nothing after it lost the lock.
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("later"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(!lock.exists());
+}
+
+#[test]
+fn stack_rm_is_refused_while_an_update_runs() {
+    let context = TestContext::with_program(SLOW_THEN_MORE);
+    let first = context
+        .command(&["up", "--yes", "--skip-preview"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = context.home().join(".pulumi/locks/fenced/dev.json");
+    wait_for(&lock, "the update taking the lock");
+    let refused = context
+        .cairn(&["stack", "rm", "dev", "--yes", "--force"])
+        .expect_code(1);
+    assert!(
+        refused.stderr.contains("is locked by"),
+        "{}",
+        refused.stderr
+    );
+    let output = first.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(context.resource_names(), ["slow", "later"]);
+    let history: serde_json::Value = serde_json::from_str(
+        &context
+            .cairn(&["stack", "history", "--json"])
+            .success()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+    // Once the update is done, removal is allowed again (and refused without --force).
+    context
+        .cairn(&["stack", "rm", "dev", "--yes"])
+        .expect_code(1);
+    context
+        .cairn(&["stack", "rm", "dev", "--yes", "--force"])
+        .success();
+}
+
+const SLOW_COMMAND: &str = "name: cmd\nruntime: yaml\nresources:\n  slow:\n    type: command:local:Command\n    properties:\n      create: \"sleep 3; echo done\"\n";
+
+/// Starts `up` of `SLOW_COMMAND`, kills it (-9) while the command runs, and cancels its lock.
+fn kill_during_the_command(context: &TestContext) {
+    let mut up = context
+        .command(&["up", "--yes", "--skip-preview"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = context.home().join(".pulumi/stacks/cmd/dev.journal");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&journal)
+        .is_ok_and(|text| text.contains("command:local:Command"))
+    {
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    up.kill().unwrap();
+    up.wait().unwrap();
+    context.cairn(&["cancel", "--yes"]).success();
+    let export = context.export();
+    assert_eq!(
+        export["deployment"]["pending_operations"][0]["type"], "creating",
+        "{export}"
+    );
+}
+
+fn stdout_of_slow(context: &TestContext) -> serde_json::Value {
+    context.resource("slow")["outputs"]["stdout"].clone()
+}
+
+#[test]
+fn clear_pending_drops_an_interrupted_command_so_it_runs_again() {
+    let context = TestContext::with_program(SLOW_COMMAND);
+    kill_during_the_command(&context);
+    let refreshed = context
+        .cairn(&["refresh", "--clear-pending", "--yes"])
+        .success();
+    assert!(
+        refreshed
+            .stderr
+            .contains("cannot tell whether the interrupted create"),
+        "{}",
+        refreshed.stderr
+    );
+    assert!(
+        context.resource_names().is_empty(),
+        "{:?}",
+        context.resource_names()
+    );
+    assert!(
+        context.export()["deployment"]["pending_operations"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+    );
+    context.cairn(&["up", "--yes", "--skip-preview"]).success();
+    assert_eq!(stdout_of_slow(&context), "done");
+}
+
+#[test]
+fn clear_pending_after_a_later_up_keeps_the_good_copy() {
+    let context = TestContext::with_program(SLOW_COMMAND);
+    kill_during_the_command(&context);
+    context.cairn(&["up", "--yes", "--skip-preview"]).success();
+    assert_eq!(stdout_of_slow(&context), "done");
+    context
+        .cairn(&["refresh", "--clear-pending", "--yes"])
+        .success();
+    assert_eq!(context.resource_names(), ["slow"]);
+    assert_eq!(stdout_of_slow(&context), "done");
+    let export = context.export();
+    assert!(
+        export["deployment"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|resource| resource["delete"] != true),
+        "{export}"
+    );
+    // The next update has nothing to do.
+    let preview = context.cairn(&["preview", "--json"]).success();
+    assert!(!preview.stdout.contains("\"delete\""), "{}", preview.stdout);
+}
+
+#[test]
+fn a_target_that_uses_an_untargeted_resource_not_yet_created_is_refused() {
+    let context = TestContext::with_program(
+        "name: targets\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n  b:\n    type: fake:Resource\n    properties:\n      label: ${a.id}\n",
+    );
+    let b = "urn:pulumi:dev::targets::fake:index:Resource::b";
+    let a = "urn:pulumi:dev::targets::fake:index:Resource::a";
+    let refused = context
+        .cairn(&["up", "--yes", "--target", b])
+        .expect_code(1);
+    assert!(
+        refused.stderr.contains(&format!("uses outputs of `{a}`"))
+            && refused.stderr.contains("--target"),
+        "{}",
+        refused.stderr
+    );
+    assert!(context.resource_names().is_empty());
+    assert!(!context.export().to_string().contains("04da6b54"));
+    // With both targeted, B gets A's real ID.
+    context
+        .cairn(&["up", "--yes", "--target", a, "--target", b])
+        .success();
+    let a_id = context.resource("a")["id"].clone();
+    assert_eq!(context.resource("b")["outputs"]["label"], a_id);
+}
