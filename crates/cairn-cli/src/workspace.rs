@@ -48,6 +48,23 @@ impl Workspace {
         })
     }
 
+    /// The `cairn` command line that reaches this project's `stack` from the user's directory
+    /// (`cairn cancel --stack dev`), with `--cwd` when the project is elsewhere: a hint must
+    /// name a command that works, also for the groups project under `CAIRN_HOME`.
+    pub fn command_for(&self, command: &str, stack: &str) -> String {
+        let here = std::env::current_dir().ok();
+        let is_here = here
+            .is_some_and(|here| here.canonicalize().ok() == self.project_dir.canonicalize().ok());
+        if is_here {
+            format!("cairn {command} --stack {stack}")
+        } else {
+            format!(
+                "cairn {command} --stack {stack} --cwd {}",
+                self.project_dir.display()
+            )
+        }
+    }
+
     /// The project file (`Cairn.yaml`, else `Pulumi.yaml`).
     pub fn project_file(&self) -> anyhow::Result<PathBuf> {
         let found = PROJECT_FILES

@@ -61,6 +61,13 @@ impl GroupProvider {
                 PropertySchema::new(PropertyType::Array(Box::new(PropertyType::String))),
             ),
             ("health", any()),
+            // Every field of `GroupSpec` is an input: a spec `group commit` accepts must pass
+            // the program check too (the test `the_schema_has_every_field_of_a_spec` keeps it so).
+            ("attachments", any()),
+            (
+                "rollingUpdate",
+                any().describe("{batchSize: 1, pauseSeconds: 0}"),
+            ),
         ]
         .into_iter()
         .map(|(name, property)| (name.to_owned(), property))
@@ -348,5 +355,38 @@ impl Provider for GroupProvider {
         _args: &PropertyMap,
     ) -> ProviderResult<PropertyMap> {
         Err(ProviderError::UnknownFunction(function_token.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A spec `cairn group commit` accepts must pass the program check too: every field of
+    /// `GroupSpec` is an input of the resource.
+    #[test]
+    fn the_schema_has_every_field_of_a_spec() {
+        let spec: GroupSpec = serde_json::from_value(serde_json::json!({
+            "id": "web",
+            "properties": {"image": "web"},
+            "init": "true",
+            "size": 1,
+            "logicalIds": [],
+            "health": {"command": ["true"]},
+            "attachments": [{"id": "data", "type": "volume"}],
+            "rollingUpdate": {"batchSize": 1, "pauseSeconds": 0},
+        }))
+        .unwrap();
+        let provider = GroupProvider::new();
+        let inputs = &provider.schema().resources[0].inputs;
+        let fields = serde_json::to_value(&spec).unwrap();
+        for field in fields
+            .as_object()
+            .unwrap()
+            .keys()
+            .chain([&"driver".to_owned()])
+        {
+            assert!(inputs.contains_key(field), "the schema lacks `{field}`");
+        }
     }
 }

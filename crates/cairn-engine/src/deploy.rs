@@ -59,6 +59,8 @@ pub(crate) struct OutcomeBuilder {
     pub finished_urns: HashSet<Urn>,
     /// Old URNs that program resources took over through `aliases`.
     pub claimed_aliases: HashSet<Urn>,
+    /// An error in the program itself was found while evaluating it.
+    pub has_program_error: bool,
 }
 
 impl Shared {
@@ -112,7 +114,9 @@ impl Shared {
     pub fn record_failure(&self, warning: String, error: &str) {
         self.emit(EngineEvent::Warning(warning));
         let error = self.secret_texts.mask(error);
-        self.lock_outcome().errors.push(error);
+        let mut outcome = self.lock_outcome();
+        outcome.errors.push(error);
+        outcome.has_program_error = true;
     }
 
     /// Records a failed step: what it attempted, on which resource, and why.
@@ -738,6 +742,7 @@ async fn finish(
         steps: builder.steps,
         changes,
         errors: builder.errors,
+        has_program_error: builder.has_program_error,
         snapshot,
         cancelled: shared.cancel.graceful.is_cancelled(),
     };

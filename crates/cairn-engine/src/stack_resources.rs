@@ -172,6 +172,14 @@ pub(crate) async fn register_outputs(shared: &Arc<Shared>, program: &Program) {
             Ok(value) if shared.is_dry_run() || !value.contains_unknown() => {
                 outputs.insert(name.clone(), value);
             }
+            // When nothing failed, an output that cannot be evaluated (`${r.nmae}`) is an
+            // error in the program, never silently dropped.
+            // (With `--target`, resources left out may not exist: their outputs keep their value.)
+            Err(error)
+                if shared.options.targets.is_empty() && shared.lock_outcome().errors.is_empty() =>
+            {
+                shared.record_failure(error.to_string(), &format!("output `{name}`: {error}"));
+            }
             Ok(_) | Err(_) => {
                 // An output that refers to a resource that failed keeps its last value.
                 if let Some(previous) = old_root.outputs.get(name) {

@@ -32,9 +32,10 @@ pub async fn cancel(workspace: &Workspace, args: CancelArgs) -> anyhow::Result<(
         "The update {holder} of stack '{stack}' has been cancelled and the stack released."
     ));
     if !holder.is_stale {
-        output::warning(
-            "its process may still be running; run `cairn refresh --clear-pending` once it has stopped",
-        );
+        output::warning(&format!(
+            "its process may still be running; run `{}` once it has stopped",
+            context.clear_pending_command
+        ));
     }
     Ok(())
 }

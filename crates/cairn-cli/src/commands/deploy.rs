@@ -83,9 +83,10 @@ async fn prepare(
                 operation.resource.urn
             ));
         }
-        message.push_str(
-            "\nhelp: run `cairn refresh --clear-pending` to ask the providers what happened and record it",
-        );
+        message.push_str(&format!(
+            "\nhelp: run `{}` to ask the providers what happened and record it",
+            context.clear_pending_command
+        ));
         output::warning(&message);
     }
     Ok(Prepared {
@@ -533,6 +534,10 @@ fn ask_approval(yes: bool, question: &str) -> anyhow::Result<()> {
 }
 
 fn fail_if(outcome: &DeployOutcome) -> anyhow::Result<()> {
+    // An error in the program is bad input, whatever else happened.
+    if outcome.has_program_error {
+        return Err(anyhow::Error::new(crate::AlreadyReported(2)));
+    }
     if outcome.has_failed() {
         return Err(anyhow::Error::new(crate::AlreadyReported(1)));
     }
@@ -777,6 +782,20 @@ pub async fn import(workspace: &Workspace, args: ImportArgs) -> anyhow::Result<(
     }
     let stack = workspace.stack_ref(&project)?;
     let urn = Urn::new(&stack.name, &project, None, &type_token, &args.name);
+    // Pulumi's `import` refuses a name the stack already uses for another resource; importing
+    // over it would silently keep the old ID and report the import as unchanged.
+    let current = commands::load_snapshot(&commands::open_stack(workspace).await?).await?;
+    if let Some(existing) = current
+        .resources
+        .iter()
+        .find(|resource| resource.urn == urn && !resource.delete)
+        && existing.id != args.id
+    {
+        return Err(crate::bad_input(format!(
+            "the stack already has a resource named `{}` ({urn}) with ID `{}`, not `{}`\nhelp: import it under another name, or forget the existing one first with `cairn state delete {urn}`",
+            args.name, existing.id, args.id
+        )));
+    }
     let decl = cairn_program::ResourceDecl {
         name: args.name.clone(),
         key: args.name.clone(),

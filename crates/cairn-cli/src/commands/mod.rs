@@ -92,6 +92,10 @@ pub struct StackContext {
     pub stack: StackRef,
     pub config_file: StackConfigFile,
     pub crypter: Arc<dyn Crypter>,
+    /// `cairn cancel` for this stack, as a command that works from the user's directory.
+    pub cancel_command: String,
+    /// `cairn refresh --clear-pending` for this stack, likewise.
+    pub clear_pending_command: String,
 }
 
 /// Resolves the current stack and checks that it exists.
@@ -105,26 +109,68 @@ pub async fn open_stack(workspace: &Workspace) -> anyhow::Result<StackContext> {
             stack.name, stack.name
         )));
     }
-    let config_file = StackConfigFile::load(&workspace.stack_config_path(&stack.name))?;
+    let mut config_file = StackConfigFile::load(&workspace.stack_config_path(&stack.name))?;
+    if config_file.encryption_salt.is_none() {
+        restore_salt(backend.as_ref(), &stack, &mut config_file).await?;
+    }
     let crypter = workspace.crypter(&stack.name);
+    let cancel_command = workspace.command_for("cancel", &stack.relative_to(&project));
+    let clear_pending_command =
+        workspace.command_for("refresh --clear-pending", &stack.relative_to(&project));
     Ok(StackContext {
         backend,
         stack,
         config_file,
         crypter,
+        cancel_command,
+        clear_pending_command,
     })
+}
+
+/// A stack file without its salt (a fresh clone, with the stack on a shared backend) gets the
+/// salt back from the stack's state, where Pulumi's format keeps it too. A new salt would make
+/// the right passphrase look wrong for every secret already in the state.
+async fn restore_salt(
+    backend: &dyn Backend,
+    stack: &StackRef,
+    config_file: &mut StackConfigFile,
+) -> anyhow::Result<()> {
+    let salt = backend
+        .load_deployment(stack)
+        .await?
+        .and_then(|deployment| deployment.secrets_providers)
+        .and_then(|providers| providers.state.get("salt")?.as_str().map(str::to_owned));
+    if let Some(salt) = salt {
+        // Under the file's lock, and only if no other process has put a salt there meanwhile.
+        let kept = StackConfigFile::edit(&config_file.path, |file| {
+            Ok(file.encryption_salt.get_or_insert(salt).clone())
+        })?;
+        config_file.encryption_salt = Some(kept);
+        crate::output::warning(&format!(
+            "`{}` had no `encryptionsalt`; it was restored from the state of stack `{}`",
+            config_file.path.display(),
+            stack.name
+        ));
+    }
+    Ok(())
 }
 
 /// Takes the stack's lock for this process, turning "locked" into an error that names the
 /// holder and says what to do.
 pub async fn lock_stack(context: &StackContext) -> anyhow::Result<Box<dyn cairn_state::StackLock>> {
-    lock(context.backend.as_ref(), &context.stack).await
+    lock(
+        context.backend.as_ref(),
+        &context.stack,
+        &context.cancel_command,
+    )
+    .await
 }
 
-/// Takes `stack`'s lock in `backend` (see `lock_stack`).
+/// Takes `stack`'s lock in `backend` (see `lock_stack`); `cancel_command` is the hint.
 pub async fn lock(
     backend: &dyn cairn_state::Backend,
     stack: &cairn_state::StackRef,
+    cancel_command: &str,
 ) -> anyhow::Result<Box<dyn cairn_state::StackLock>> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -144,12 +190,10 @@ pub async fn lock(
         Err(cairn_state::BackendError::Locked { stack, holder }) => {
             let help = if holder.is_stale {
                 format!(
-                    "help: nothing is running it any more; run `cairn cancel --stack {stack}` to release the stack"
+                    "help: nothing is running it any more; run `{cancel_command}` to release the stack"
                 )
             } else {
-                format!(
-                    "help: wait for it to finish; if it is stuck, run `cairn cancel --stack {stack}`"
-                )
+                format!("help: wait for it to finish; if it is stuck, run `{cancel_command}`")
             };
             Err(anyhow::anyhow!(
                 "stack `{stack}` is locked by {holder}\n{help}"

@@ -176,7 +176,8 @@ async fn remove(
     }
     let backend = workspace.backend()?;
     // A writer like any other: refused while an update (or anything else) holds the stack.
-    let lock = commands::lock(backend.as_ref(), &stack).await?;
+    let cancel = workspace.command_for("cancel", &stack.relative_to(&project));
+    let lock = commands::lock(backend.as_ref(), &stack, &cancel).await?;
     backend
         .remove_stack(&stack, force, lock.as_ref())
         .await

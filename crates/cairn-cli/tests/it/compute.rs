@@ -219,3 +219,106 @@ fn instances_are_provisioned_listed_labelled_and_destroyed_through_a_driver() {
         assert!(drivers.stdout.contains(name), "{}", drivers.stdout);
     }
 }
+
+/// The README's own group spec, with the fake driver in place of Docker, commits as written.
+#[test]
+fn the_readme_group_spec_commits() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let spec: String = readme
+        .lines()
+        .skip_while(|line| *line != "cat > web.yaml <<'YAML'")
+        .skip(1)
+        .take_while(|line| *line != "YAML")
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert!(spec.contains("rollingUpdate"), "{spec}");
+    let context = TestContext::new();
+    let fleet = context.root.path().join("fleet.json");
+    let spec = spec.replace(
+        "  name: docker",
+        &format!(
+            "  name: fake\n  settings: {{path: {}}}\n  # was:",
+            fleet.display()
+        ),
+    );
+    let file = context.project().join("web.yaml");
+    std::fs::write(&file, &spec).unwrap();
+    let file = file.to_str().unwrap();
+    context.cairn(&["group", "commit", file, "--yes"]).success();
+    assert_eq!(members(&fleet), 3);
+    // A spec the CLI refuses is refused at the user's file, not at a generated one.
+    std::fs::write(file, spec.replace("size: 3", "sizes: 3")).unwrap();
+    let refused = context
+        .cairn(&["group", "commit", file, "--yes"])
+        .expect_code(2);
+    assert!(
+        refused.stderr.contains("web.yaml") && refused.stderr.contains("sizes"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("groups/"), "{}", refused.stderr);
+}
+
+/// After a killed `group commit`, the hints name commands that work from where the user is.
+#[test]
+fn the_hints_after_a_killed_group_commit_work() {
+    let context = TestContext::new();
+    let fleet = context.root.path().join("fleet.json");
+    let file = context.project().join("web.yaml");
+    std::fs::write(
+        &file,
+        spec(2, &fleet).replace("  settings:\n", "  settings:\n    startupLatencyMs: 4000\n"),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let mut commit = context
+        .command(&["group", "commit", file, "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = context
+        .home()
+        .join(".pulumi/stacks/cairn-groups/default.journal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(&journal).is_ok_and(|text| text.contains("cairn:compute:Group"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the commit never began"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    commit.kill().unwrap();
+    commit.wait().unwrap();
+    let blocked = context
+        .cairn(&["group", "commit", file, "--yes"])
+        .expect_code(1);
+    let hint = blocked
+        .stderr
+        .lines()
+        .find_map(|line| {
+            line.split('`')
+                .nth(1)
+                .filter(|text| text.starts_with("cairn cancel"))
+        })
+        .unwrap_or_else(|| panic!("no cancel hint: {}", blocked.stderr))
+        .to_owned();
+    let args: Vec<&str> = hint.split_whitespace().skip(1).chain(["--yes"]).collect();
+    context.cairn(&args).success();
+    let retried = context.cairn(&["group", "commit", file, "--yes"]).success();
+    let clear = retried
+        .stderr
+        .lines()
+        .find_map(|line| {
+            line.split('`')
+                .nth(1)
+                .filter(|text| text.starts_with("cairn refresh --clear-pending"))
+        })
+        .unwrap_or_else(|| panic!("no clear-pending hint: {}", retried.stderr))
+        .to_owned();
+    let args: Vec<&str> = clear.split_whitespace().skip(1).chain(["--yes"]).collect();
+    context.cairn(&args).success();
+    assert_eq!(members(&fleet), 2);
+}

@@ -298,3 +298,52 @@ fn a_target_that_uses_an_untargeted_resource_not_yet_created_is_refused() {
     let a_id = context.resource("a")["id"].clone();
     assert_eq!(context.resource("b")["outputs"]["label"], a_id);
 }
+
+#[test]
+fn a_bad_reference_in_outputs_is_an_error_at_its_place() {
+    let context = TestContext::with_program(
+        "name: outs\nruntime: yaml\nresources:\n  r:\n    type: fake:Resource\n    properties:\n      name: x\noutputs:\n  good: ${r.name}\n  bad: ${r.nmae}\n",
+    );
+    for args in [
+        vec!["preview"],
+        vec!["up", "--yes"],
+        vec!["up", "--yes", "--skip-preview"],
+    ] {
+        let run = context.cairn(&args).expect_code(2);
+        let shown = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            shown.contains("Cairn.yaml:10:8") && shown.contains("no property `nmae`"),
+            "{args:?}: {shown}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_stack_file_gets_its_salt_back_from_the_state() {
+    let context = TestContext::with_program(
+        "name: salted\nruntime: yaml\nresources:\n  pw:\n    type: random:RandomPassword\n    properties:\n      length: 20\noutputs:\n  pw: ${pw.result}\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    let shown = context
+        .cairn(&["stack", "output", "pw", "--show-secrets"])
+        .success()
+        .stdout;
+    let stack_file = context.project().join("Cairn.dev.yaml");
+    let salt = std::fs::read_to_string(&stack_file).unwrap();
+    // A fresh clone on another machine: the stack file is not there.
+    std::fs::remove_file(&stack_file).unwrap();
+    let run = context.cairn(&["up", "--yes"]).success();
+    assert!(
+        run.stderr.contains("restored from the state"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&stack_file).unwrap(), salt);
+    assert_eq!(
+        context
+            .cairn(&["stack", "output", "pw", "--show-secrets"])
+            .success()
+            .stdout,
+        shown
+    );
+}

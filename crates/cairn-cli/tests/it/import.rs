@@ -104,3 +104,35 @@ fn importing_what_does_not_exist_or_an_unknown_type_changes_nothing() {
         before["deployment"]["resources"]
     );
 }
+
+#[test]
+fn importing_over_a_name_the_stack_already_uses_is_refused() {
+    let context = TestContext::with_program("name: imp\nruntime: yaml\n");
+    let ledger = context.root.path().join("ledger.jsonl");
+    let env = [("CAIRN_FAKE_LEDGER", ledger.as_path())];
+    std::fs::write(
+        &ledger,
+        concat!(
+            r#"{"op":"create","urn":"outside","id":"first"}"#,
+            "\n",
+            r#"{"op":"create","urn":"outside","id":"second"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let import =
+        |id: &str| context.cairn_with(&["import", "fake:Resource", "adopted", id, "--yes"], &env);
+    import("first").success();
+    let refused = import("second").expect_code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("already has a resource named `adopted`")
+            && refused.stderr.contains("`first`"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(context.resource("adopted")["id"], "first");
+    // The same ID again is no conflict.
+    import("first").success();
+}
