@@ -75,8 +75,8 @@ pub fn read_checkpoint(path: &Path, stack: &str) -> Result<Option<Checkpoint>, B
 }
 
 /// A checkpoint file's text and its checksum, before anything is written: a journal that will
-/// apply to this checkpoint can name it first.
-/// A deployment nested too deep to be read back is refused before anything is written.
+/// apply to this checkpoint can name it first. A deployment nested too deep to be read back is
+/// refused before anything is written.
 pub fn encode_checkpoint(deployment: &Deployment) -> Result<(String, String), BackendError> {
     deployment.check_depth()?;
     let deployment_json = serde_json::to_string(deployment)

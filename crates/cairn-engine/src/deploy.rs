@@ -71,15 +71,17 @@ impl Shared {
         let too_deep: Vec<String> = map
             .iter()
             .filter(|(_, value)| value.depth() > cairn_core::MAX_VALUE_DEPTH)
-            .map(|(key, _)| format!("`{key}`"))
+            .map(|(key, _)| key.clone())
             .collect();
         if too_deep.is_empty() {
             return map;
         }
-        map.retain(|_, value| value.depth() <= cairn_core::MAX_VALUE_DEPTH);
+        for key in &too_deep {
+            map.remove(key);
+        }
         self.emit(EngineEvent::Warning(format!(
-            "{urn}: the provider returned {kind} {} nested more than {} levels deep; the state cannot hold it, so it was left out",
-            too_deep.join(", "),
+            "{urn}: the provider returned {kind} `{}` nested more than {} levels deep; the state cannot hold it, so it was left out",
+            too_deep.join("`, `"),
             cairn_core::MAX_VALUE_DEPTH
         )));
         map
