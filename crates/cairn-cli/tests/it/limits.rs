@@ -206,3 +206,34 @@ fn importing_a_deeply_nested_json_file_is_refused_not_a_crash() {
     assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
     assert_eq!(context.export(), before);
 }
+
+#[test]
+fn a_stack_output_built_too_deep_is_a_program_error() {
+    let context = TestContext::with_program(PROGRAM);
+    context.cairn(&["up", "--yes"]).success();
+    context.write_program(&format!(
+        "{PROGRAM}variables:\n  inner: {}\noutputs:\n  o: {}\n",
+        nested(40, "1"),
+        nested(40, "\"${inner}\""),
+    ));
+    for args in [&["preview"][..], &["up", "--yes", "--skip-preview"]] {
+        let run = context.cairn(args).expect_code(2);
+        assert!(
+            run.stdout
+                .contains("output property `o` is nested 80 levels deep; at most 64 are allowed"),
+            "{}\n{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+    // The stack reads back, without the output.
+    assert_eq!(context.resource_names(), ["a"]);
+    let export = context.export();
+    let root = export["deployment"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|resource| resource["type"] == "pulumi:pulumi:Stack")
+        .unwrap();
+    assert!(root["outputs"].get("o").is_none(), "{root}");
+}
