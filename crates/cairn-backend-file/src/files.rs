@@ -45,8 +45,18 @@ pub fn read_checkpoint(path: &Path, stack: &str) -> Result<Option<Checkpoint>, B
         stack: stack.to_owned(),
         reason: format!("{}: {reason}", path.display()),
     };
-    let file: CheckpointFile<'_> = serde_json::from_str(&text)
-        .map_err(|error| corrupt(format!("not a checkpoint ({error})")))?;
+    // Checkpoints written before values were limited (`cairn_core::MAX_VALUE_DEPTH`) can nest
+    // deeper than serde_json reads.
+    let too_deep = |error: &serde_json::Error| {
+        error.to_string().contains("recursion limit exceeded").then(|| {
+            corrupt(format!(
+                "it nests deeper than JSON can be read ({error}); only a Cairn from before property values were limited in depth wrote such checkpoints"
+            ))
+        })
+    };
+    let file: CheckpointFile<'_> = serde_json::from_str(&text).map_err(|error| {
+        too_deep(&error).unwrap_or_else(|| corrupt(format!("not a checkpoint ({error})")))
+    })?;
     if file.version != cairn_state::deployment::DEPLOYMENT_VERSION {
         return Err(corrupt(format!("unsupported version {}", file.version)));
     }
@@ -56,8 +66,8 @@ pub fn read_checkpoint(path: &Path, stack: &str) -> Result<Option<Checkpoint>, B
             "its checksum does not match its contents".to_owned(),
         ));
     }
-    let deployment: Deployment =
-        serde_json::from_str(raw).map_err(|error| corrupt(error.to_string()))?;
+    let deployment: Deployment = serde_json::from_str(raw)
+        .map_err(|error| too_deep(&error).unwrap_or_else(|| corrupt(error.to_string())))?;
     Ok(Some(Checkpoint {
         deployment,
         checksum: file.checksum,
@@ -65,8 +75,10 @@ pub fn read_checkpoint(path: &Path, stack: &str) -> Result<Option<Checkpoint>, B
 }
 
 /// A checkpoint file's text and its checksum, before anything is written: a journal that will
-/// apply to this checkpoint can name it first.
+/// apply to this checkpoint can name it first. A deployment nested too deep to be read back is
+/// refused before anything is written.
 pub fn encode_checkpoint(deployment: &Deployment) -> Result<(String, String), BackendError> {
+    deployment.check_depth()?;
     let deployment_json = serde_json::to_string(deployment)
         .map_err(|error| BackendError::Format(error.to_string()))?;
     let checksum = sha256_hex(deployment_json.as_bytes());

@@ -164,13 +164,25 @@ impl FileBackend {
     fn read_checkpoint(&self, stack: &StackRef) -> BackendResult<Option<Checkpoint>> {
         files::read_checkpoint(&self.checkpoint_path(stack), &stack.name).map_err(|error| {
             match error {
-                // Point at the good checkpoints that are kept, and at how to go back to one.
+                // Point at the kept checkpoints that can be read, and at how to go back to one.
+                // Going back is left to the user on purpose: resources that the updates after
+                // that checkpoint created are not in it, and falling back silently would leave
+                // them running untracked.
                 BackendError::Corrupt { stack: name, reason } => {
-                    let versions = self.backup_versions(stack).unwrap_or_default();
-                    let hint = match versions.last() {
+                    let good: Vec<u64> = self
+                        .backup_versions(stack)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .rev()
+                        .filter(|version| {
+                            files::read_checkpoint(&self.backup_path(stack, *version), &stack.name)
+                                .is_ok_and(|checkpoint| checkpoint.is_some())
+                        })
+                        .collect();
+                    let hint = match good.first() {
                         Some(newest) => format!(
-                            "\nhelp: the last good checkpoints are versions {}; restore one with `cairn stack export --version {newest} --file good.json` and `cairn stack import --file good.json`",
-                            versions.iter().rev().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                            "\nhelp: the last good checkpoints are versions {}; restore the newest with `cairn stack export --version {newest} --file good.json` and `cairn stack import --file good.json`. Cairn does not go back by itself: what updates after version {newest} created or changed is not in it, so run `cairn refresh` after importing, and `cairn import` anything they created",
+                            good.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
                         ),
                         None => "\nhelp: no earlier checkpoint is kept for this stack".to_owned(),
                     };

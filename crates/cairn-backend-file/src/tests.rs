@@ -531,3 +531,97 @@ async fn passes_the_backend_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
     cairn_state::conformance::run_all(&backend(&dir)).await;
 }
+
+/// A value `depth` levels deep (`cairn_core::Value::depth`), with a secret innermost.
+fn nested(depth: usize) -> Value {
+    let mut value = Value::string("deep").into_secret();
+    for level in 1..depth {
+        value = if level % 2 == 0 {
+            Value::Array(vec![value])
+        } else {
+            Value::Object([("a".to_owned(), value)].into())
+        };
+    }
+    value
+}
+
+#[tokio::test]
+async fn a_checkpoint_at_the_depth_limit_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    let dev = stack("dev");
+    backend.create_stack(&dev).await.unwrap();
+    let mut deep = resource("deep", "id-1");
+    deep.inputs
+        .insert("v".to_owned(), nested(cairn_core::MAX_VALUE_DEPTH));
+    deep.outputs = deep.inputs.clone();
+    assert_eq!(deep.inputs["v"].depth(), cairn_core::MAX_VALUE_DEPTH);
+    let snapshot = Snapshot {
+        resources: vec![deep.clone()],
+        ..Snapshot::default()
+    };
+    // Through the journal (begin/end records) and the final checkpoint.
+    let (persister, _lock) = persister(&backend, &dev).await;
+    let op = persister
+        .begin(PendingOperationKind::Creating, &deep)
+        .await
+        .unwrap();
+    persister.end(op, None, Some(&deep)).await.unwrap();
+    persister
+        .finish(&snapshot, UpdateResult::Succeeded, Default::default())
+        .await
+        .unwrap();
+    let loaded = backend.load_deployment(&dev).await.unwrap().unwrap();
+    let decoded = cairn_state::deployment::decode_deployment(&loaded, &Reverse).unwrap();
+    assert_eq!(decoded.resources, vec![deep]);
+}
+
+#[tokio::test]
+async fn a_value_past_the_depth_limit_is_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    let dev = stack("dev");
+    backend.create_stack(&dev).await.unwrap();
+    let checkpoint = backend.checkpoint_path(&dev);
+    let before = std::fs::read(&checkpoint).unwrap();
+    let mut deep = resource("deep", "id-1");
+    deep.inputs
+        .insert("v".to_owned(), nested(cairn_core::MAX_VALUE_DEPTH + 1));
+
+    // The persister refuses to record it...
+    let (persister, _lock) = persister(&backend, &dev).await;
+    let error = persister
+        .begin(PendingOperationKind::Creating, &deep)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "`urn:pulumi:dev::proj::fake:index:Resource::deep`: input property `v` is nested 65 levels deep; at most 64 are allowed"
+    );
+    drop(persister);
+
+    // ...and the backend refuses a deployment holding it, whoever encoded it.
+    let mut encoded =
+        cairn_state::deployment::encode_resource(&resource("deep", "id-1"), &Reverse).unwrap();
+    let mut json = serde_json::json!("deep");
+    for _ in 0..=cairn_core::MAX_VALUE_DEPTH {
+        json = serde_json::json!([json]);
+    }
+    encoded.inputs.insert("v".to_owned(), json);
+    let deployment = Deployment {
+        resources: vec![encoded],
+        ..Deployment::default()
+    };
+    let error = backend
+        .import_deployment(&dev, deployment)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("input property `v` is nested 65 levels deep"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), before);
+    assert!(backend.load_deployment(&dev).await.is_ok());
+}

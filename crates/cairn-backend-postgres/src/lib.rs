@@ -352,7 +352,7 @@ impl Backend for PostgresBackend {
             .map_err(|error| database_error("reading the journal", &error))?
             .get::<_, bool>(0);
         if has_journal {
-            let folded = to_json(&self.load(id).await?)?;
+            let folded = checkpoint_json(&self.load(id).await?)?;
             in_transaction(
                 &self.transactions,
                 Some(&fence),
@@ -448,7 +448,7 @@ impl Backend for PostgresBackend {
         deployment: Deployment,
     ) -> BackendResult<()> {
         let id = self.stack_id(stack).await?;
-        let text = to_json(&deployment)?;
+        let text = checkpoint_json(&deployment)?;
         in_transaction(
             &self.transactions,
             None,
@@ -806,6 +806,12 @@ fn kind_name(kind: UpdateKind) -> String {
         .ok()
         .and_then(|value| value.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// A checkpoint's text, refused when it could not be read back (`Deployment::check_depth`).
+pub(crate) fn checkpoint_json(deployment: &Deployment) -> BackendResult<String> {
+    deployment.check_depth()?;
+    to_json(deployment)
 }
 
 pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> BackendResult<String> {

@@ -142,7 +142,7 @@ impl UpdateWriter for PostgresUpdateWriter {
         info.result = result;
         info.end_time = unix_now();
         info.resource_changes = resource_changes;
-        let checkpoint = to_json(&deployment)?;
+        let checkpoint = crate::checkpoint_json(&deployment)?;
         let history = to_json(&info)?;
         let result_name = serde_json::to_value(result)
             .ok()

@@ -2,6 +2,7 @@
 //! Pulumi's: `encryptionsalt: ...` and `config: {"<project>:<key>": value, "<key>": {secure: ...}}`.
 //! Secret values are stored only as ciphertext.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -33,7 +34,8 @@ impl StackConfigFile {
         if !path.exists() {
             return Ok(file);
         }
-        let text = fs_err::read_to_string(path)?;
+        let text =
+            cairn_provider::files::read_regular_file(path, cairn_provider::files::MAX_READ_BYTES)?;
         let document = yaml_to_json(&text)
             .map_err(|error| crate::bad_input(format!("{}:{error}", path.display())))?;
         let Json::Object(top) = document else {
@@ -89,9 +91,31 @@ impl StackConfigFile {
         self.entries.len() != before
     }
 
-    /// Writes the file atomically. Strings are written as JSON strings, which YAML reads back
-    /// verbatim, so no value can change meaning on the way.
-    pub fn save(&self) -> anyhow::Result<()> {
+    /// Reads the file, lets `change` edit it, and writes it back if it changed, holding the
+    /// file's lock throughout: parallel edits (`cairn config set` in a loop with `&`) all land,
+    /// one after another, and none is lost. An unchanged file is not rewritten (a stack file
+    /// written by `pulumi` keeps its own formatting). `change` must not edit this file itself
+    /// (the lock is not re-entrant).
+    pub fn edit<T>(
+        path: &Path,
+        change: impl FnOnce(&mut StackConfigFile) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let _lock = lock(path)?;
+        let mut file = StackConfigFile::load(path)?;
+        let before = (file.encryption_salt.clone(), file.entries.clone());
+        let result = change(&mut file)?;
+        if (&file.encryption_salt, &file.entries) != (&before.0, &before.1) {
+            file.save()?;
+        }
+        Ok(result)
+    }
+
+    /// Writes the file atomically: a temporary file of this process's own beside it, fsynced,
+    /// renamed over it, and the directory fsynced, so a reader sees the old file or the new
+    /// one, even after a crash. Strings are written as JSON strings, which YAML reads back
+    /// verbatim, so no value can change meaning on the way. Callers that read the file first
+    /// go through `edit`, which holds the lock.
+    fn save(&self) -> anyhow::Result<()> {
         let mut text = String::new();
         if let Some(salt) = &self.encryption_salt {
             text.push_str(&format!("encryptionsalt: {}\n", Json::String(salt.clone())));
@@ -109,24 +133,64 @@ impl StackConfigFile {
                 }
             }
         }
-        let directory = self.path.parent().unwrap_or(Path::new("."));
+        let directory = match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        // The name is this process's own; writers are serialised by `lock` besides.
         let temporary = directory.join(format!(
-            ".{}.tmp",
-            self.path
-                .file_name()
-                .map(|name| name.to_string_lossy().into_owned())
-                .unwrap_or_default()
+            ".{}.{}.tmp",
+            file_name(&self.path),
+            std::process::id()
         ));
-        fs_err::write(&temporary, text)?;
+        let mut file = fs_err::File::create(&temporary)?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {}", temporary.display()))?;
+        drop(file);
         fs_err::rename(&temporary, &self.path)
             .with_context(|| format!("saving {}", self.path.display()))?;
+        fs_err::File::open(directory)
+            .and_then(|handle| handle.sync_all())
+            .with_context(|| format!("syncing {}", directory.display()))?;
         Ok(())
     }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Takes the exclusive lock of the config file at `path`: a kernel advisory lock (`flock`) on
+/// `.<file>.lock` beside it, released when the returned file is closed, so a process that is
+/// killed never leaves a stale lock behind. The lock file itself is left in place: removing it
+/// would let a waiter lock a file that a newcomer no longer sees.
+fn lock(path: &Path) -> anyhow::Result<fs_err::File> {
+    let lock_path = path.with_file_name(format!(".{}.lock", file_name(path)));
+    let file = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("locking {}", lock_path.display()))?;
+    Ok(file)
 }
 
 /// Parses YAML text into JSON values (the stack file uses only plain data).
 pub fn yaml_to_json(text: &str) -> Result<Json, String> {
     use saphyr::LoadableYamlNode;
+    // Loading and converting recurse per level: a file nested thousands deep would overflow.
+    if let Some(marker) = cairn_program::find_too_deep(text) {
+        return Err(format!(
+            "{}:{}: the file nests more than {} levels deep",
+            marker.line(),
+            marker.col() + 1,
+            cairn_program::MAX_DOCUMENT_DEPTH
+        ));
+    }
     let documents = saphyr::Yaml::load_from_str(text).map_err(|error| {
         format!(
             "{}:{}: {}",
@@ -185,6 +249,35 @@ mod tests {
         let loaded = StackConfigFile::load(&path).unwrap();
         assert_eq!(loaded.encryption_salt.as_deref(), Some("v1:salt"));
         assert_eq!(loaded.entries, file.entries);
+    }
+
+    #[test]
+    fn an_edit_that_changes_nothing_leaves_the_file_as_written() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("Pulumi.dev.yaml");
+        let pulumi_written = "encryptionsalt: v1:x\nconfig:\n  proj:a: '1' # kept\n";
+        std::fs::write(&path, pulumi_written).unwrap();
+        let salt = StackConfigFile::edit(&path, |file| Ok(file.encryption_salt.clone())).unwrap();
+        assert_eq!(salt.as_deref(), Some("v1:x"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), pulumi_written);
+        StackConfigFile::edit(&path, |file| {
+            file.set("proj:b", ConfigEntry::Plain(Json::from(2)));
+            Ok(())
+        })
+        .unwrap();
+        let loaded = StackConfigFile::load(&path).unwrap();
+        assert_eq!(loaded.encryption_salt.as_deref(), Some("v1:x"));
+        assert_eq!(loaded.entries.len(), 2);
+    }
+
+    #[test]
+    fn a_deeply_nested_file_is_refused_with_its_position() {
+        let text: String = (0..5_000)
+            .map(|level| format!("{}a:\n", " ".repeat(level)))
+            .collect();
+        let error = yaml_to_json(&format!("config:\n{text}")).unwrap_err();
+        // Line 2's `a:` is a top-level key (level 1), so level 129 is line 130, indented 128.
+        assert_eq!(error, "130:129: the file nests more than 128 levels deep");
     }
 
     #[test]

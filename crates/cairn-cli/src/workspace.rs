@@ -67,11 +67,16 @@ impl Workspace {
 
     /// The project file (`Cairn.yaml`, else `Pulumi.yaml`).
     pub fn project_file(&self) -> anyhow::Result<PathBuf> {
-        PROJECT_FILES
+        let found = PROJECT_FILES
             .iter()
             .map(|name| self.project_dir.join(name))
-            .find(|path| path.is_file())
-            .ok_or_else(|| {
+            .find(|path| path.exists());
+        if let Some(path) = &found {
+            // A FIFO or a device named Cairn.yaml would hang or never end when read.
+            cairn_provider::files::check_regular_file(path, cairn_provider::files::MAX_READ_BYTES)
+                .map_err(|error| crate::bad_input(error.to_string()))?;
+        }
+        found.ok_or_else(|| {
                 crate::bad_input(format!(
                     "no Cairn.yaml or Pulumi.yaml in `{}`\nhelp: run the command in a project directory, or pass `--cwd DIR`",
                     self.project_dir.display()
@@ -93,16 +98,17 @@ impl Workspace {
     /// The project's name, read from the project file without loading the program.
     pub fn project_name(&self) -> anyhow::Result<String> {
         let path = self.project_file()?;
-        let text = fs_err::read_to_string(&path).map_err(|error| {
-            if error.kind() == std::io::ErrorKind::InvalidData {
-                crate::bad_input(format!(
-                    "{}: the project file is not UTF-8 text\nhelp: save it as UTF-8",
-                    path.display()
-                ))
-            } else {
-                error.into()
-            }
-        })?;
+        let text =
+            cairn_provider::files::read_regular_file(&path, cairn_provider::files::MAX_READ_BYTES)
+                .map_err(|error| match error.kind() {
+                    std::io::ErrorKind::InvalidData => crate::bad_input(format!(
+                        "{}: the project file is not UTF-8 text
+help: save it as UTF-8",
+                        path.display()
+                    )),
+                    std::io::ErrorKind::InvalidInput => crate::bad_input(error.to_string()),
+                    _ => error.into(),
+                })?;
         // A top-level `name:` key starts a line at column 0 (nothing nested can); parsing that
         // one line spares parsing a program of thousands of resources just for its name.
         let name_line = text.lines().find(|line| line.starts_with("name:"));
@@ -125,7 +131,11 @@ impl Workspace {
 
     /// The project's `description:`, when it has one.
     pub fn project_description(&self) -> Option<String> {
-        let text = fs_err::read_to_string(self.project_file().ok()?).ok()?;
+        let text = cairn_provider::files::read_regular_file(
+            &self.project_file().ok()?,
+            cairn_provider::files::MAX_READ_BYTES,
+        )
+        .ok()?;
         let line = text.lines().find(|line| line.starts_with("description:"))?;
         crate::stack_config::yaml_to_json(line)
             .ok()?
@@ -374,19 +384,20 @@ impl LazyCrypter {
         let _guard = self.init.lock();
         let result = self.crypter.get_or_init(|| {
             let passphrase = passphrase()?;
-            let mut config =
-                StackConfigFile::load(&self.config_path).map_err(|error| format!("{error:#}"))?;
-            match &config.encryption_salt {
-                Some(salt) => cairn_secrets::crypter_for_salt(&passphrase, salt)
-                    .map_err(|error| error.to_string()),
-                None => {
-                    let crypter = PassphraseCrypter::new(&passphrase, &cairn_secrets::new_salt())
-                        .map_err(|error| error.to_string())?;
-                    config.encryption_salt = Some(crypter.encryption_salt());
-                    config.save().map_err(|error| format!("{error:#}"))?;
-                    Ok(Box::new(crypter) as Box<dyn Crypter>)
-                }
-            }
+            // Under the file's lock: two processes finding no salt must not each make one.
+            StackConfigFile::edit(&self.config_path, |config| {
+                Ok(match &config.encryption_salt {
+                    Some(salt) => cairn_secrets::crypter_for_salt(&passphrase, salt)
+                        .map_err(|error| error.to_string()),
+                    None => PassphraseCrypter::new(&passphrase, &cairn_secrets::new_salt())
+                        .map(|crypter| {
+                            config.encryption_salt = Some(crypter.encryption_salt());
+                            Box::new(crypter) as Box<dyn Crypter>
+                        })
+                        .map_err(|error| error.to_string()),
+                })
+            })
+            .map_err(|error| format!("{error:#}"))?
         });
         result
             .as_ref()

@@ -16,4 +16,4 @@ pub use schema::{PackageSchema, PropertySchema, PropertyType, ResourceSchema};
 pub use step::StepOp;
 pub use type_token::TypeToken;
 pub use urn::{Urn, UrnError};
-pub use value::{PropertyMap, Value};
+pub use value::{MAX_VALUE_DEPTH, PropertyMap, TooDeep, Value, check_depth};

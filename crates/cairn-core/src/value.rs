@@ -8,6 +8,39 @@ use std::fmt;
 /// A property map: resource inputs, resource outputs, stack outputs.
 pub type PropertyMap = BTreeMap<String, Value>;
 
+/// How deeply a property value may nest: each object, array and secret is one level, so
+/// `{a: [1]}` is 2 deep. State is JSON, whose readers (serde_json among them) refuse more than
+/// 128 levels; a value sits a few levels down inside a checkpoint or journal record (and a
+/// secret's plaintext is JSON again), so 64 leaves room, and no real program comes near it.
+/// Every way in (programs, provider outputs, `stack import`) and every backend write checks it,
+/// so whatever is accepted can be read back.
+pub const MAX_VALUE_DEPTH: usize = 64;
+
+/// A property nested deeper than `MAX_VALUE_DEPTH`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "property `{property}` is nested {depth} levels deep; at most {} are allowed",
+    MAX_VALUE_DEPTH
+)]
+pub struct TooDeep {
+    pub property: String,
+    pub depth: usize,
+}
+
+/// Checks every property of `map` against `MAX_VALUE_DEPTH`, naming the first one too deep.
+pub fn check_depth(map: &PropertyMap) -> Result<(), TooDeep> {
+    for (property, value) in map {
+        let depth = value.depth();
+        if depth > MAX_VALUE_DEPTH {
+            return Err(TooDeep {
+                property: property.clone(),
+                depth,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// One property value.
 #[derive(Clone, PartialEq)]
 pub enum Value {
@@ -74,6 +107,28 @@ impl Value {
 
     pub fn is_secret(&self) -> bool {
         matches!(self, Value::Secret(_))
+    }
+
+    /// Levels of nesting (0 for a scalar; see `MAX_VALUE_DEPTH`). Iterative, so measuring a
+    /// value of any depth cannot overflow the stack.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut pending = vec![(self, 0)];
+        while let Some((value, above)) = pending.pop() {
+            match value {
+                Value::Array(items) => pending.extend(items.iter().map(|item| (item, above + 1))),
+                Value::Object(map) => pending.extend(map.values().map(|item| (item, above + 1))),
+                Value::Secret(inner) => pending.push((inner, above + 1)),
+                _ => {}
+            }
+            // A container is one level more than what encloses it, even when empty.
+            let own = match value {
+                Value::Array(_) | Value::Object(_) | Value::Secret(_) => above + 1,
+                _ => above,
+            };
+            deepest = deepest.max(own);
+        }
+        deepest
     }
 
     /// Whether this value or anything inside it is unknown.
@@ -230,6 +285,27 @@ mod tests {
         );
         assert!(value.contains_secret());
         assert!(!value.reveal().contains_secret());
+    }
+
+    #[test]
+    fn depth_counts_containers_and_secrets() {
+        assert_eq!(Value::Number(1.0).depth(), 0);
+        assert_eq!(Value::Array(Vec::new()).depth(), 1);
+        let mut value = Value::string("x").into_secret();
+        for _ in 0..9 {
+            value = Value::Object(PropertyMap::from([("a".to_owned(), value)]));
+        }
+        assert_eq!(value.depth(), 10);
+        let map = PropertyMap::from([("shallow".to_owned(), Value::Null), ("v".to_owned(), value)]);
+        assert_eq!(check_depth(&map), Ok(()));
+        let mut deep = Value::Null;
+        for _ in 0..=MAX_VALUE_DEPTH {
+            deep = Value::Array(vec![deep]);
+        }
+        let map = PropertyMap::from([("deep".to_owned(), deep)]);
+        let error = check_depth(&map).unwrap_err();
+        assert_eq!(error.property, "deep");
+        assert_eq!(error.depth, MAX_VALUE_DEPTH + 1);
     }
 
     #[test]

@@ -64,6 +64,29 @@ pub(crate) struct OutcomeBuilder {
 }
 
 impl Shared {
+    /// A provider's inputs or outputs without the properties nested deeper than the state can
+    /// hold (`cairn_core::MAX_VALUE_DEPTH`), with a warning naming them. The resource exists,
+    /// so it is kept (failing its step would lose track of it); only those values are not.
+    pub fn storable(&self, urn: &Urn, kind: &str, mut map: PropertyMap) -> PropertyMap {
+        let too_deep: Vec<String> = map
+            .iter()
+            .filter(|(_, value)| value.depth() > cairn_core::MAX_VALUE_DEPTH)
+            .map(|(key, _)| key.clone())
+            .collect();
+        if too_deep.is_empty() {
+            return map;
+        }
+        for key in &too_deep {
+            map.remove(key);
+        }
+        self.emit(EngineEvent::Warning(format!(
+            "{urn}: the provider returned {kind} `{}` nested more than {} levels deep; the state cannot hold it, so it was left out",
+            too_deep.join("`, `"),
+            cairn_core::MAX_VALUE_DEPTH
+        )));
+        map
+    }
+
     /// Sends a progress event. A warning is masked of every secret this run has seen: it may
     /// quote a provider's message. (Step errors are masked by `record_step`, log lines by
     /// their sink.)

@@ -102,6 +102,13 @@ pub(crate) async fn read_live(
         ),
     )
     .await
+    .map(|read| {
+        read.map(|mut read| {
+            read.inputs = shared.storable(&resource.urn, "input", read.inputs);
+            read.outputs = shared.storable(&resource.urn, "output", read.outputs);
+            read
+        })
+    })
 }
 
 pub(crate) fn program_of(shared: &Shared) -> Arc<Program> {
@@ -215,7 +222,18 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
     }
 }
 
+/// The resource's inputs, evaluated. Values built from references can nest deeper than any
+/// one in the file, so the depth limit is checked again here, before any provider sees them.
 fn evaluate_properties(shared: &Arc<Shared>, decl: &ResourceDecl) -> Result<PropertyMap, String> {
+    let inputs = evaluate_property_values(shared, decl)?;
+    cairn_core::check_depth(&inputs).map_err(|error| format!("input {error}"))?;
+    Ok(inputs)
+}
+
+fn evaluate_property_values(
+    shared: &Arc<Shared>,
+    decl: &ResourceDecl,
+) -> Result<PropertyMap, String> {
     let Some(properties) = &decl.properties else {
         return Ok(PropertyMap::new());
     };
@@ -446,6 +464,8 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     checked.inputs = reseal_outputs(&shared.secret_texts, &plan.inputs, checked.inputs, &|_| {
         false
     });
+    cairn_core::check_depth(&checked.inputs)
+        .map_err(|error| format!("the provider's checked input {error}"))?;
     state.inputs = checked.inputs;
 
     if !shared.is_targeted(&plan.urn) {
@@ -576,7 +596,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             state.outputs = reseal_outputs(
                 &shared.secret_texts,
                 &state.inputs,
-                outputs,
+                shared.storable(&state.urn, "output", outputs),
                 &is_secret_output,
             );
             shared.end(op, Some(old), Some(&state)).await?;
@@ -698,7 +718,7 @@ async fn create_with_provider(
         state.outputs = reseal_outputs(
             &shared.secret_texts,
             &state.inputs,
-            predicted.outputs,
+            shared.storable(&state.urn, "output", predicted.outputs),
             is_secret_output,
         );
         return Ok(false);
@@ -725,7 +745,7 @@ async fn create_with_provider(
     state.outputs = reseal_outputs(
         &shared.secret_texts,
         &state.inputs,
-        created.outputs,
+        shared.storable(&state.urn, "output", created.outputs),
         is_secret_output,
     );
     shared.end(op, None, Some(state)).await?;
@@ -792,9 +812,10 @@ async fn read_existing(
         .map_err(|error| format!("read failed: {error}"))?
         .ok_or_else(|| format!("no `{}` with ID `{id}` exists", state.type_))?;
     state.id = read.id;
-    state.inputs = read.inputs;
+    state.inputs = shared.storable(&state.urn, "input", read.inputs);
     // A read resource's secret outputs are as secret as a created one's.
-    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, read.outputs, &|key| {
+    let outputs = shared.storable(&state.urn, "output", read.outputs);
+    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, outputs, &|key| {
         typed.is_secret_output(key)
     });
     state.external = true;
@@ -863,9 +884,10 @@ async fn import_existing(
     // Declared no inputs (`cairn import TYPE NAME ID`): adopt the live ones, so a program that
     // declares them afterwards has nothing to change.
     if state.inputs.is_empty() {
-        state.inputs = read.inputs;
+        state.inputs = shared.storable(&state.urn, "input", read.inputs);
     }
-    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, read.outputs, &|key| {
+    let outputs = shared.storable(&state.urn, "output", read.outputs);
+    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, outputs, &|key| {
         typed.is_secret_output(key)
     });
     shared.end(pending, None, Some(&state)).await?;

@@ -169,6 +169,18 @@ pub(crate) async fn register_outputs(shared: &Arc<Shared>, program: &Program) {
     let mut outputs = PropertyMap::new();
     for (name, expr) in &program.outputs {
         match cairn_program::evaluate(expr, shared.as_ref()) {
+            // Built from references, an output can nest deeper than the state can hold: it is
+            // an error in the program, and the output keeps its last value.
+            Ok(value) if value.depth() > cairn_core::MAX_VALUE_DEPTH => {
+                let error = cairn_core::TooDeep {
+                    property: name.clone(),
+                    depth: value.depth(),
+                };
+                shared.record_failure(format!("stack output {error}"), &format!("output {error}"));
+                if let Some(previous) = old_root.outputs.get(name) {
+                    outputs.insert(name.clone(), previous.clone());
+                }
+            }
             Ok(value) if shared.is_dry_run() || !value.contains_unknown() => {
                 outputs.insert(name.clone(), value);
             }

@@ -130,9 +130,18 @@ impl Provider for Probe {
         if !preview {
             self.act("create", ctx, inputs).await?;
         }
+        let mut outputs = inputs.clone();
+        // `deepOutput: true`: an output nested past what the state can hold.
+        if inputs.get("deepOutput").and_then(Value::as_bool) == Some(true) {
+            let mut deep = Value::Null;
+            for _ in 0..=cairn_core::MAX_VALUE_DEPTH {
+                deep = Value::Array(vec![deep]);
+            }
+            outputs.insert("deep".to_owned(), deep);
+        }
         Ok(CreateResponse {
             id: format!("id-{}", ctx.urn.name()),
-            outputs: inputs.clone(),
+            outputs,
         })
     }
     async fn read(
@@ -493,4 +502,31 @@ async fn an_unchanged_program_is_a_no_op() {
         "a no-op writes no records"
     );
     assert_eq!(again.snapshot, created.snapshot);
+}
+
+#[tokio::test]
+async fn an_output_too_deep_for_the_state_is_left_out_and_the_resource_kept() {
+    let harness = Harness::new();
+    let program = things(&[("r", 0, "      deepOutput: true\n")]);
+    let outcome = harness
+        .run(&program, Snapshot::default(), Operation::Update, false, 4)
+        .await;
+    assert!(!outcome.has_failed(), "{:?}", outcome.errors);
+    let journal = harness.journal.lock().unwrap();
+    let recorded = journal
+        .iter()
+        .find_map(|record| match record {
+            JournalRecord::End {
+                added: Some(added), ..
+            } if added.urn.ends_with("::r") => Some(added.clone()),
+            _ => None,
+        })
+        .expect("the created resource is recorded");
+    assert_eq!(recorded.id, "id-r");
+    assert!(recorded.outputs.contains_key("deepOutput"));
+    assert!(
+        !recorded.outputs.contains_key("deep"),
+        "{:?}",
+        recorded.outputs
+    );
 }

@@ -174,6 +174,7 @@ pub(crate) fn check_program(
                 scope: &scope,
                 schemas,
                 diagnostics,
+                depth: 0,
             };
             if let Some(resource) = lowerer.resource(key, node) {
                 resources.push(resource);
@@ -189,6 +190,7 @@ pub(crate) fn check_program(
                 scope: &scope,
                 schemas,
                 diagnostics,
+                depth: 0,
             };
             let value = lowerer.expr(node);
             let mut deps = Deps::default();
@@ -208,6 +210,7 @@ pub(crate) fn check_program(
                 scope: &scope,
                 schemas,
                 diagnostics,
+                depth: 0,
             };
             outputs.push((key.name.clone(), lowerer.expr(node)));
         }
@@ -659,6 +662,8 @@ struct Lowerer<'a> {
     scope: &'a Scope,
     schemas: &'a dyn SchemaSource,
     diagnostics: &'a mut Diagnostics,
+    /// How many lists and mappings enclose the node being lowered (`fn::` calls aside).
+    depth: usize,
 }
 
 impl Lowerer<'_> {
@@ -676,6 +681,33 @@ impl Lowerer<'_> {
     }
 
     fn expr(&mut self, node: &Node) -> Expr {
+        let span = node.span.clone();
+        let is_call = node
+            .as_mapping()
+            .is_some_and(|entries| entries.iter().any(|(key, _)| key.name.starts_with("fn::")));
+        let is_container = matches!(node.kind, NodeKind::Sequence(_) | NodeKind::Mapping(_));
+        if is_container && !is_call {
+            // A value the state could not hold is refused here, where the file can be pointed at.
+            if self.depth >= cairn_core::MAX_VALUE_DEPTH {
+                self.error(
+                    &span,
+                    format!(
+                        "this value nests more than {} levels deep",
+                        cairn_core::MAX_VALUE_DEPTH
+                    ),
+                    Some("flatten the data, or pass it as a string (`fn::toJSON`)".to_owned()),
+                );
+                return Expr::Null(span);
+            }
+            self.depth += 1;
+            let expr = self.expr_inner(node);
+            self.depth -= 1;
+            return expr;
+        }
+        self.expr_inner(node)
+    }
+
+    fn expr_inner(&mut self, node: &Node) -> Expr {
         let span = node.span.clone();
         match &node.kind {
             NodeKind::Null => Expr::Null(span),

@@ -30,11 +30,18 @@ pub use eval::{
 
 use crate::check::{ParsedFile, check_program};
 use crate::diagnostic::{Diagnostics, SourceFile};
+pub use crate::yaml::{MAX_DOCUMENT_DEPTH, find_too_deep};
 use crate::yaml::{Node, parse_document};
 
 /// Reads project files; the CLI implements it over the real file system.
 pub trait FileSource {
     fn read_to_string(&self, path: &Path) -> std::io::Result<String>;
+
+    /// Whether `path` could be read, without reading it (the CLI: a regular file within the
+    /// size limit). Loading asks it about literal `fn::readFile` paths.
+    fn check_readable(&self, _path: &Path) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Resource and function schemas, looked up by any accepted spelling of a token.
@@ -132,11 +139,17 @@ pub fn load_project(
             .map(|(_, value)| value)
     });
     let Some(main_node) = main_node else {
-        let files = [ParsedFile {
+        let parsed = [ParsedFile {
             source: &project,
             root: &project_root,
         }];
-        let program = check_program(&files, schemas, project_dir.to_path_buf(), &mut diagnostics);
+        let program = check_program(
+            &parsed,
+            schemas,
+            project_dir.to_path_buf(),
+            &mut diagnostics,
+        );
+        check_read_files(&program, files, &mut diagnostics);
         return finish(Some(program), diagnostics);
     };
 
@@ -149,7 +162,7 @@ pub fn load_project(
     let Some(main_root) = parse_document(&main_source, &mut diagnostics) else {
         return finish(None, diagnostics);
     };
-    let files = [
+    let parsed = [
         ParsedFile {
             source: &project,
             root: &project_root,
@@ -159,8 +172,43 @@ pub fn load_project(
             root: &main_root,
         },
     ];
-    let program = check_program(&files, schemas, main_dir, &mut diagnostics);
+    let program = check_program(&parsed, schemas, main_dir, &mut diagnostics);
+    check_read_files(&program, files, &mut diagnostics);
     finish(Some(program), diagnostics)
+}
+
+/// Refuses a literal `fn::readFile` path that names something unreadable (a FIFO, a device, a
+/// directory, a file over the size limit) now, at its file:line:col, rather than when the
+/// update reaches it. A missing file is left for then: an earlier resource may create it.
+fn check_read_files(program: &Program, files: &dyn FileSource, diagnostics: &mut Diagnostics) {
+    let mut check = |expr: &Expr| {
+        expr.for_each_builtin(&mut |builtin| {
+            let Builtin::ReadFile(argument) = builtin else {
+                return;
+            };
+            let Expr::String(path, span) = argument.as_ref() else {
+                return;
+            };
+            match files.check_readable(&program.source_dir.join(path)) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => diagnostics.error(
+                    span,
+                    format!("`fn::readFile`: cannot read `{path}`: {error}"),
+                    Some("`fn::readFile` reads a regular file of at most 64 MiB".to_owned()),
+                ),
+                _ => {}
+            }
+        });
+    };
+    program
+        .variables
+        .iter()
+        .for_each(|variable| check(&variable.value));
+    program
+        .resources
+        .iter()
+        .filter_map(|resource| resource.properties.as_ref())
+        .for_each(&mut check);
+    program.outputs.iter().for_each(|(_, value)| check(value));
 }
 
 /// Reads the program file `main:` points at: a directory holding `Main.yaml`/`Main.json`, or

@@ -581,3 +581,43 @@ fn diagnostics_render_through_miette() {
         Some("did you mean `length`?".to_owned())
     );
 }
+
+/// `depth` nested flow mappings around `1`: `{a: {a: 1}}` is 2 deep.
+fn nested_value(depth: usize) -> String {
+    format!("{}1{}", "{a: ".repeat(depth), "}".repeat(depth))
+}
+
+#[test]
+fn a_value_at_the_depth_limit_is_accepted() {
+    let depth = cairn_core::MAX_VALUE_DEPTH;
+    let loaded = load_str(
+        "Cairn.yaml",
+        &format!(
+            "{HEADER}resources:\n  r:\n    type: fake:Thing\n    properties:\n      v: {}\n",
+            nested_value(depth)
+        ),
+        &TestSchemas,
+    );
+    assert!(loaded.diagnostics.is_empty(), "{}", render(&loaded));
+}
+
+#[test]
+fn a_value_past_the_depth_limit_points_at_where_it_goes_too_deep() {
+    // The 65th mapping starts after `      v: ` and 64 `{a: `, at column 10 + 64 * 4 (and
+    // after `  w: `, at 6 + 64 * 4). Deeper still is the document limit's business.
+    let body = format!(
+        "resources:\n  r:\n    type: fake:Thing\n    properties:\n      v: {}\nvariables:\n  w: {}\n",
+        nested_value(100),
+        nested_value(65),
+    );
+    let loaded = load_str("Cairn.yaml", &format!("{HEADER}{body}"), &TestSchemas);
+    let messages: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert!(loaded.program.is_none());
+    assert_eq!(
+        messages,
+        [
+            "Cairn.yaml:7:266: this value nests more than 64 levels deep",
+            "Cairn.yaml:9:262: this value nests more than 64 levels deep",
+        ]
+    );
+}

@@ -65,8 +65,80 @@ impl Node {
     }
 }
 
+/// How deeply a YAML (or JSON) document may nest. Building, lowering and dropping a tree
+/// recurse once per level, so a file nested thousands deep would overflow the stack. 128 is
+/// what JSON readers usually allow (serde_json does) and twice what a property value may hold
+/// (`cairn_core::MAX_VALUE_DEPTH`), leaving room for the program's own structure.
+pub const MAX_DOCUMENT_DEPTH: usize = 128;
+
+/// Where `text` first nests deeper than `MAX_DOCUMENT_DEPTH`, or `None` when it does not (or
+/// has a syntax error before that point, which loading reports). It reads the parser's events
+/// without building anything, so it is safe on any input; an alias counts as deep as the
+/// anchored node it copies.
+pub fn find_too_deep(text: &str) -> Option<saphyr::Marker> {
+    use saphyr_parser::{Event, Parser};
+    // The height of each anchored collection, by anchor id, for the aliases that copy it.
+    let mut anchored: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    // For each open collection: its anchor id and the height of its tallest child so far.
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    for event in Parser::new_from_str(text) {
+        let (event, span) = match event {
+            Ok(event) => event,
+            // The scanner reads flow collections ahead and has a nesting limit of its own
+            // (255), which it can reach before any event gets here: the same problem.
+            Err(error) if error.info() == "recursion limit exceeded" => {
+                return Some(*error.marker());
+            }
+            Err(_) => return None,
+        };
+        let child_height = match event {
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if open.len() >= MAX_DOCUMENT_DEPTH {
+                    return Some(span.start);
+                }
+                open.push((anchor, 0));
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some((anchor, tallest_child)) = open.pop() else {
+                    continue;
+                };
+                let height = tallest_child + 1;
+                if anchor != 0 {
+                    anchored.insert(anchor, height);
+                }
+                height
+            }
+            Event::Alias(anchor) => {
+                let height = anchored.get(&anchor).copied().unwrap_or(0);
+                if open.len() + height > MAX_DOCUMENT_DEPTH {
+                    return Some(span.start);
+                }
+                height
+            }
+            _ => 0,
+        };
+        if let Some((_, tallest)) = open.last_mut() {
+            *tallest = (*tallest).max(child_height);
+        }
+    }
+    None
+}
+
 /// Parses the first YAML document of `source`. Syntax errors become diagnostics.
 pub(crate) fn parse_document(source: &SourceFile, diagnostics: &mut Diagnostics) -> Option<Node> {
+    if let Some(marker) = find_too_deep(&source.text) {
+        let start = source.byte_of_char(marker.index());
+        diagnostics.error(
+            &source.span(start, start),
+            format!("the document nests more than {MAX_DOCUMENT_DEPTH} levels deep"),
+            Some(format!(
+                "flatten this data: a property value may nest at most {} levels",
+                cairn_core::MAX_VALUE_DEPTH
+            )),
+        );
+        return None;
+    }
     match MarkedYaml::load_from_str(&source.text) {
         Ok(documents) => match documents.first() {
             Some(document) => Some(lower_node(source, document, None, diagnostics)),
@@ -233,6 +305,67 @@ mod tests {
         assert_eq!(
             messages,
             ["Cairn.yaml:2:4: invalid YAML: mapping values are not allowed in this context"]
+        );
+    }
+
+    /// `depth` nested mappings in block style (`a:` indented one more each time).
+    fn block_mappings(depth: usize) -> String {
+        let mut text = String::new();
+        for level in 0..depth {
+            text.push_str(&" ".repeat(level));
+            text.push_str("a:\n");
+        }
+        text.push_str(&" ".repeat(depth));
+        text.push_str("x: 1\n");
+        text
+    }
+
+    #[test]
+    fn nesting_at_the_limit_is_accepted() {
+        // The innermost `x: 1` mapping is one level more than the `a:` keys.
+        let (node, messages) = parse(&block_mappings(MAX_DOCUMENT_DEPTH - 1));
+        assert!(messages.is_empty(), "{messages:?}");
+        assert!(node.is_some());
+    }
+
+    #[test]
+    fn deep_block_mappings_are_refused_where_they_pass_the_limit() {
+        let (node, messages) = parse(&block_mappings(5_000));
+        assert!(node.is_none());
+        assert_eq!(
+            messages,
+            ["Cairn.yaml:129:129: the document nests more than 128 levels deep"]
+        );
+    }
+
+    #[test]
+    fn deep_sequences_flow_and_json_are_refused() {
+        let block_sequences: String = (0..5_000)
+            .map(|level| format!("{}-\n", " ".repeat(level * 2)))
+            .collect();
+        let flow = format!("v: {}{}\n", "[".repeat(5_000), "]".repeat(5_000));
+        let json = format!("{{\"v\": {}1{}}}", "[".repeat(5_000), "]".repeat(5_000));
+        for text in [block_sequences, flow, json] {
+            let (node, messages) = parse(&text);
+            assert!(node.is_none());
+            assert_eq!(messages.len(), 1, "{messages:?}");
+            assert!(
+                messages[0].contains("nests more than 128 levels deep"),
+                "{messages:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn aliases_count_as_deep_as_what_they_copy() {
+        // 100 levels anchored, then copied 100 levels down: 200 levels once loaded.
+        let inner = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        let outer = format!("{}*x{}", "[".repeat(100), "]".repeat(100));
+        let (node, messages) = parse(&format!("a: &x {inner}\nb: {outer}\n"));
+        assert!(node.is_none());
+        assert!(
+            messages[0].contains("nests more than 128 levels deep"),
+            "{messages:?}"
         );
     }
 

@@ -339,6 +339,14 @@ fn context_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
             let metadata = std::fs::symlink_metadata(&path).map_err(|error| error.to_string())?;
             if metadata.is_dir() {
                 pending.push(path);
+            } else if let Some(kind) = cairn_provider::files::special_kind(&metadata.file_type()) {
+                // Reading a FIFO blocks for ever and a device may never end; `docker build`
+                // refuses them too.
+                return Err(format!(
+                    "the build context holds `{}`, which is {kind}: only regular files, \
+                     directories and symlinks can be sent to Docker; move it out of the context",
+                    path.display()
+                ));
             } else {
                 let relative = path
                     .strip_prefix(dir)
@@ -520,5 +528,39 @@ pub async fn delete(docker: &Docker, type_token: &str, id: &str) -> ProviderResu
         Ok(()) => Ok(()),
         Err(error) if is_gone(&error) => Ok(()),
         Err(error) => Err(failed("removing", error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_in_the_build_context_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("cairn-context-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("Dockerfile"), "FROM scratch\n").unwrap();
+        let fifo = dir.join("sub/pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        let result = context_files(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(made.unwrap().success());
+        let error = result.unwrap_err();
+        assert!(
+            error.contains(&format!("`{}`, which is a FIFO", fifo.display())),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn regular_files_and_symlinks_make_the_context() {
+        let dir = std::env::temp_dir().join(format!("cairn-context-ok-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::os::unix::fs::symlink("../Dockerfile", dir.join("sub/link")).unwrap();
+        let result = context_files(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let names: Vec<String> = result.unwrap().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(names, ["Dockerfile", "sub/link"]);
     }
 }

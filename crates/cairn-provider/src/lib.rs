@@ -6,6 +6,7 @@
 //! re-applies secretness to outputs afterwards, so providers deal in plain values.
 
 pub mod fake;
+pub mod files;
 mod registry;
 
 use std::collections::BTreeMap;

@@ -32,6 +32,7 @@ pub async fn run_all(backend: &dyn Backend) {
     a_crash_leaves_pending_operations_and_the_next_update_starts_clean(backend).await;
     past_versions_are_kept(backend).await;
     an_import_replaces_the_state(backend).await;
+    values_at_the_depth_limit_round_trip_and_deeper_ones_are_refused(backend).await;
     locks_exclude_and_cancel_releases(backend).await;
     tags_are_set_read_removed_and_validated(backend).await;
     logs_are_kept_and_filtered(backend).await;
@@ -291,6 +292,48 @@ pub async fn an_import_replaces_the_state(backend: &dyn Backend) {
     backend.import_deployment(&dev, deployment).await.unwrap();
     let loaded = backend.load_deployment(&dev).await.unwrap().unwrap();
     assert_eq!(names(&loaded), ["new"]);
+}
+
+/// Whatever a backend writes it must read back: a value at `MAX_VALUE_DEPTH` survives an update
+/// and an import, and a deeper one is refused with nothing written.
+pub async fn values_at_the_depth_limit_round_trip_and_deeper_ones_are_refused(
+    backend: &dyn Backend,
+) {
+    let dev = stack("depths", "dev");
+    backend.create_stack(&dev).await.unwrap();
+    let mut deep = resource(&dev, "deep", "1");
+    let mut value = Value::string("bottom").into_secret();
+    while value.depth() < cairn_core::MAX_VALUE_DEPTH {
+        value = Value::Array(vec![value]);
+    }
+    deep.inputs.insert("v".to_owned(), value);
+    deep.outputs = deep.inputs.clone();
+    update_to(backend, &dev, vec![deep.clone()]).await;
+    let loaded = backend.load_deployment(&dev).await.unwrap().unwrap();
+    let decoded = crate::deployment::decode_deployment(&loaded, &Reverse).unwrap();
+    assert_eq!(decoded.resources, vec![deep]);
+    backend
+        .import_deployment(&dev, loaded.clone())
+        .await
+        .unwrap();
+
+    let mut too_deep = loaded.clone();
+    let mut json = serde_json::json!("bottom");
+    for _ in 0..=cairn_core::MAX_VALUE_DEPTH {
+        json = serde_json::json!({ "a": json });
+    }
+    too_deep.resources[0].outputs.insert("w".to_owned(), json);
+    let error = backend.import_deployment(&dev, too_deep).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("output property `w` is nested 65 levels deep"),
+        "{error}"
+    );
+    assert_eq!(
+        backend.load_deployment(&dev).await.unwrap().unwrap(),
+        loaded
+    );
 }
 
 pub async fn locks_exclude_and_cancel_releases(backend: &dyn Backend) {

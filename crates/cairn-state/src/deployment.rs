@@ -215,10 +215,25 @@ pub fn decode_map(
         .collect()
 }
 
+/// Checks a resource's inputs and outputs against `cairn_core::MAX_VALUE_DEPTH`.
+pub fn check_resource_depth(resource: &ResourceState) -> Result<(), StateError> {
+    for (kind, map) in [("input", &resource.inputs), ("output", &resource.outputs)] {
+        cairn_core::check_depth(map).map_err(|error| StateError::TooDeep {
+            urn: resource.urn.to_string(),
+            kind,
+            error,
+        })?;
+    }
+    Ok(())
+}
+
+/// Encodes a resource for the state. A value nested too deep to be read back is refused here,
+/// the one way into every journal record and checkpoint, so nothing unreadable is written.
 pub fn encode_resource(
     resource: &ResourceState,
     crypter: &dyn Crypter,
 ) -> Result<ResourceV3, StateError> {
+    check_resource_depth(resource)?;
     let timeouts = resource.custom_timeouts;
     Ok(ResourceV3 {
         urn: resource.urn.to_string(),
@@ -451,7 +466,57 @@ pub fn reveal_deployment(
     Ok(revealed)
 }
 
+/// Levels of nesting of a JSON value (0 for a scalar), measured as `Value::depth` measures:
+/// a sealed secret is one object, as `Value::Secret` is one level. Iterative, so safe on any
+/// value.
+pub fn json_depth(json: &Json) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(json, 0)];
+    while let Some((value, above)) = pending.pop() {
+        match value {
+            Json::Array(items) => pending.extend(items.iter().map(|item| (item, above + 1))),
+            Json::Object(map) => pending.extend(map.values().map(|item| (item, above + 1))),
+            _ => {}
+        }
+        let own = match value {
+            Json::Array(_) | Json::Object(_) => above + 1,
+            _ => above,
+        };
+        deepest = deepest.max(own);
+    }
+    deepest
+}
+
 impl Deployment {
+    /// Checks that every property of every resource (pending operations' too) nests at most
+    /// `cairn_core::MAX_VALUE_DEPTH` levels. Backends check before every write, whatever the
+    /// deployment came from, so a checkpoint they write can always be read back.
+    pub fn check_depth(&self) -> Result<(), crate::BackendError> {
+        let resources = self.resources.iter().chain(
+            self.pending_operations
+                .iter()
+                .map(|operation| &operation.resource),
+        );
+        for resource in resources {
+            for (kind, map) in [("input", &resource.inputs), ("output", &resource.outputs)] {
+                for (property, value) in map {
+                    let depth = json_depth(value);
+                    if depth > cairn_core::MAX_VALUE_DEPTH {
+                        return Err(crate::BackendError::Format(format!(
+                            "`{}`: {kind} {}; nothing was written",
+                            resource.urn,
+                            cairn_core::TooDeep {
+                                property: property.clone(),
+                                depth,
+                            }
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The resources a user counts (`stack ls`, `stack rm`): not the stack itself or providers.
     pub fn count_resources(&self) -> usize {
         self.resources

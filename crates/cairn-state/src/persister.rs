@@ -21,6 +21,14 @@ pub enum StateError {
     Secrets(#[from] cairn_secrets::SecretsError),
     #[error("malformed state: {0}")]
     Format(String),
+    /// A value the state could not be read back with (see `cairn_core::MAX_VALUE_DEPTH`).
+    #[error("`{urn}`: {kind} {error}")]
+    TooDeep {
+        urn: String,
+        /// `input` or `output`.
+        kind: &'static str,
+        error: cairn_core::TooDeep,
+    },
 }
 
 impl StateError {

@@ -7,12 +7,12 @@ use anyhow::Context;
 use crate::cli::{ConfigArgs, ConfigCommand};
 use crate::commands::{self, render};
 use crate::output;
-use crate::stack_config::ConfigEntry;
+use crate::stack_config::{ConfigEntry, StackConfigFile};
 use crate::workspace::Workspace;
 
 pub async fn run(workspace: &Workspace, args: ConfigArgs) -> anyhow::Result<()> {
     let project = workspace.project_name()?;
-    let mut context = commands::open_stack(workspace).await?;
+    let context = commands::open_stack(workspace).await?;
     // Pulumi's `config.ParseKey`: `name` (in the project's namespace) or `namespace:name`,
     // neither part empty.
     let full_key = |key: &str| -> anyhow::Result<String> {
@@ -74,20 +74,24 @@ pub async fn run(workspace: &Workspace, args: ConfigArgs) -> anyhow::Result<()> 
             } else {
                 ConfigEntry::Plain(serde_json::Value::String(value))
             };
-            // The crypter may have just written the stack's new salt to the file.
-            let path = context.config_file.path.clone();
-            context.config_file = crate::stack_config::StackConfigFile::load(&path)?;
-            context.config_file.set(&key, entry);
-            context.config_file.save()
+            // Read again under the lock: the crypter may have just written the stack's new
+            // salt, and other `config set`s may be running.
+            StackConfigFile::edit(&context.config_file.path, |file| {
+                file.set(&key, entry);
+                Ok(())
+            })
         }
         Some(ConfigCommand::Rm { key }) => {
             let key = full_key(&key)?;
-            if !context.config_file.remove(&key) {
-                return Err(crate::bad_input(format!(
-                    "configuration key `{key}` not found"
-                )));
-            }
-            context.config_file.save()
+            StackConfigFile::edit(&context.config_file.path, |file| {
+                if file.remove(&key) {
+                    Ok(())
+                } else {
+                    Err(crate::bad_input(format!(
+                        "configuration key `{key}` not found"
+                    )))
+                }
+            })
         }
     }
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use cairn_core::{PropertyMap, Snapshot, Value};
 use cairn_program::Program;
-use cairn_provider::ProviderRegistry;
+use cairn_provider::{ProviderRegistry, files};
 use cairn_secrets::Crypter;
 use cairn_state::{Backend, StackRef};
 
@@ -58,12 +58,17 @@ async fn run_command(workspace: &Workspace, command: Command) -> anyhow::Result<
     }
 }
 
-/// Reads program files from disk.
+/// Reads program files and `fn::readFile`s from disk: regular files only (a FIFO would block
+/// forever, `/dev/zero` never ends), of at most `MAX_READ_BYTES`.
 pub struct DiskFiles;
 
 impl cairn_program::FileSource for DiskFiles {
     fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
-        fs_err::read_to_string(path)
+        files::read_regular_file(path, files::MAX_READ_BYTES)
+    }
+
+    fn check_readable(&self, path: &Path) -> std::io::Result<()> {
+        files::check_regular_file(path, files::MAX_READ_BYTES).map(drop)
     }
 }
 
@@ -136,8 +141,11 @@ async fn restore_salt(
         .and_then(|deployment| deployment.secrets_providers)
         .and_then(|providers| providers.state.get("salt")?.as_str().map(str::to_owned));
     if let Some(salt) = salt {
-        config_file.encryption_salt = Some(salt);
-        config_file.save()?;
+        // Under the file's lock, and only if no other process has put a salt there meanwhile.
+        let kept = StackConfigFile::edit(&config_file.path, |file| {
+            Ok(file.encryption_salt.get_or_insert(salt).clone())
+        })?;
+        config_file.encryption_salt = Some(kept);
         crate::output::warning(&format!(
             "`{}` had no `encryptionsalt`; it was restored from the state of stack `{}`",
             config_file.path.display(),

@@ -39,7 +39,10 @@ pub async fn registry_for(workspace: &Workspace) -> anyhow::Result<ProviderRegis
     let Ok(project_file) = workspace.project_file() else {
         return Ok(registry);
     };
-    let text = fs_err::read_to_string(&project_file)?;
+    let text = cairn_provider::files::read_regular_file(
+        &project_file,
+        cairn_provider::files::MAX_READ_BYTES,
+    )?;
     let project_plugins = project_plugins(&text);
     for package in referenced_packages(&text) {
         let overridden = project_plugins.contains_key(&package);

@@ -52,14 +52,18 @@ pub(crate) async fn init(workspace: &Workspace, name: Option<String>) -> anyhow:
     // Create the stack file (with its encryption salt when a passphrase is at hand), so that
     // secrets set later use a salt of this stack's own.
     let config_path = workspace.stack_config_path(&stack.name);
-    let mut config = StackConfigFile::load(&config_path)?;
-    if config.encryption_salt.is_none()
-        && let Ok(passphrase) = crate::workspace::passphrase()
-    {
-        let crypter =
-            cairn_secrets::PassphraseCrypter::new(&passphrase, &cairn_secrets::new_salt())?;
-        config.encryption_salt = Some(crypter.encryption_salt());
-        config.save()?;
+    if let Ok(passphrase) = crate::workspace::passphrase() {
+        StackConfigFile::edit(&config_path, |config| {
+            if config.encryption_salt.is_none() {
+                let crypter =
+                    cairn_secrets::PassphraseCrypter::new(&passphrase, &cairn_secrets::new_salt())?;
+                config.encryption_salt = Some(crypter.encryption_salt());
+            }
+            Ok(())
+        })?;
+    } else {
+        // Still read it, so a broken file is reported now.
+        StackConfigFile::load(&config_path)?;
     }
     workspace.select_stack(&project, Some(&stack.relative_to(&project)))?;
     output::line(&format!("Created stack '{}'", stack.name));
@@ -388,6 +392,18 @@ fn check_importable(
         };
         if !known {
             problems.push(format!("`{urn}`: no provider here manages `{type_}`"));
+        }
+    }
+    // A value nested too deep would make a checkpoint that cannot be read back.
+    let states = snapshot.resources.iter().chain(
+        snapshot
+            .pending_operations
+            .iter()
+            .map(|operation| &operation.resource),
+    );
+    for resource in states {
+        if let Err(error) = cairn_state::deployment::check_resource_depth(resource) {
+            problems.push(error.to_string());
         }
     }
     if problems.is_empty() {

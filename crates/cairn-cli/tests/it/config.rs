@@ -57,3 +57,85 @@ fn missing_required_config_is_bad_input() {
     assert!(run.stderr.contains("name"), "{}", run.stderr);
     assert!(run.stderr.contains("cairn config set"), "{}", run.stderr);
 }
+
+#[test]
+fn parallel_sets_all_land_and_keep_the_salt() {
+    let context = TestContext::with_program(PROGRAM);
+    let before = context.read("Cairn.dev.yaml");
+    let salt_line = before
+        .lines()
+        .find(|line| line.starts_with("encryptionsalt: "))
+        .expect("stack init writes the salt")
+        .to_owned();
+    let children: Vec<_> = (0..16)
+        .map(|n| {
+            context
+                .command(&["config", "set", &format!("k{n}"), &format!("v{n}")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let after = context.read("Cairn.dev.yaml");
+    assert!(after.lines().any(|line| line == salt_line), "{after}");
+    let list = context.cairn(&["config", "--json"]).success();
+    let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    for n in 0..16 {
+        assert_eq!(
+            list[format!("configured:k{n}")]["value"],
+            format!("v{n}"),
+            "{after}"
+        );
+    }
+    // Nothing is left behind but the lock file.
+    let mut names: Vec<String> = std::fs::read_dir(context.project())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [".Cairn.dev.yaml.lock", "Cairn.dev.yaml", "Cairn.yaml"]
+    );
+}
+
+#[test]
+fn parallel_secrets_on_a_stack_without_salt_share_one_salt() {
+    let context = TestContext::with_program(PROGRAM);
+    // A stack file with no salt yet: the first secret makes one, and only one may be made.
+    std::fs::write(context.project().join("Cairn.dev.yaml"), "").unwrap();
+    let children: Vec<_> = (0..8)
+        .map(|n| {
+            context
+                .command(&[
+                    "config",
+                    "set",
+                    "--secret",
+                    &format!("s{n}"),
+                    &format!("v{n}"),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        assert!(child.wait_with_output().unwrap().status.success());
+    }
+    for n in 0..8 {
+        let run = context
+            .cairn(&["config", "get", &format!("s{n}")])
+            .success();
+        assert_eq!(run.stdout, format!("v{n}\n"));
+    }
+}

@@ -114,3 +114,135 @@ fn missing_stack_is_bad_input() {
     let run = context.cairn(&["up", "--yes"]).expect_code(2);
     assert!(run.stderr.contains("cairn stack init"), "{}", run.stderr);
 }
+
+/// `depth` block mappings, one `a:` per line, each indented one more.
+fn block_mappings(depth: usize) -> String {
+    (0..depth)
+        .map(|level| format!("{}a:\n", " ".repeat(level + 2)))
+        .collect()
+}
+
+#[test]
+fn a_deeply_nested_block_mapping_is_refused_not_a_crash() {
+    // Level 1 is the file's mapping, 2 is `variables`' value (`v` and the first `a`, on line 5,
+    // both indented 2): level 129 starts on line 132, indented 129.
+    let program = format!(
+        "name: bad\nruntime: yaml\nvariables:\n  v:\n{}",
+        block_mappings(5_000)
+    );
+    check_rejected(
+        &program,
+        &["Cairn.yaml:132:130", "nests more than 128 levels deep"],
+    );
+}
+
+#[test]
+fn a_deeply_nested_main_json_is_refused_not_a_crash() {
+    let context = TestContext::with_program("name: bad\nruntime: yaml\n");
+    context.write_program("name: bad\nruntime: yaml\nmain: app\n");
+    std::fs::create_dir_all(context.project().join("app")).unwrap();
+    let json = format!(
+        "{{\"variables\": {{\"v\": {}1{}}}}}",
+        "[".repeat(5_000),
+        "]".repeat(5_000)
+    );
+    std::fs::write(context.project().join("app/Main.json"), json).unwrap();
+    let run = context.cairn(&["preview"]).expect_code(2);
+    assert!(run.stderr.contains("app/Main.json:1:"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("nests more than 128 levels deep"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_deeply_nested_stack_config_file_is_refused_not_a_crash() {
+    let context = TestContext::with_program("name: bad\nruntime: yaml\n");
+    std::fs::write(
+        context.project().join("Cairn.dev.yaml"),
+        format!("config:\n  bad:x:\n{}", block_mappings(5_000)),
+    )
+    .unwrap();
+    for args in [&["preview"][..], &["config", "set", "y", "1"]] {
+        let run = context.cairn(args).expect_code(2);
+        assert!(run.stderr.contains("Cairn.dev.yaml:"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("nests more than 128 levels deep"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+/// Runs `cairn preview` and fails the test (killing cairn) if it takes more than 20 seconds.
+fn preview_within_deadline(context: &TestContext) -> (i32, String) {
+    let mut child = context
+        .command(&["preview"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("cairn preview hung reading a special file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn read_file_of_a_fifo_or_a_device_is_refused_quickly() {
+    let context = TestContext::with_program("name: bad\nruntime: yaml\n");
+    let fifo = context.project().join("pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (path, what) in [
+        ("pipe", "is a FIFO"),
+        ("/dev/zero", "is a character device"),
+    ] {
+        context.write_program(&format!(
+            "name: bad\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n    properties:\n      v:\n        fn::readFile: {path}\n"
+        ));
+        let (code, stderr) = preview_within_deadline(&context);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("Cairn.yaml:8:23"), "{stderr}");
+        assert!(stderr.contains(what), "{stderr}");
+        let named = if path == "/dev/zero" {
+            "`/dev/zero`".to_owned()
+        } else {
+            format!("`{}`", fifo.display())
+        };
+        assert!(stderr.contains(&named), "{stderr}");
+    }
+}
+
+#[test]
+fn a_fifo_as_the_program_file_is_refused_quickly() {
+    let context = TestContext::with_program("name: bad\nruntime: yaml\n");
+    let program = context.project().join("Cairn.yaml");
+    std::fs::remove_file(&program).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&program)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (code, stderr) = preview_within_deadline(&context);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is a FIFO"), "{stderr}");
+}

@@ -15,6 +15,7 @@ mod hardening;
 mod history;
 mod import;
 mod lifecycle;
+mod limits;
 mod locks;
 mod plugins;
 mod postgres;
