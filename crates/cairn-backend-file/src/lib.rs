@@ -850,4 +850,6 @@ impl FileUpdateWriter {
 }
 
 #[cfg(test)]
+mod no_panic_tests;
+#[cfg(test)]
 mod tests;

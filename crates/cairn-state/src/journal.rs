@@ -39,19 +39,25 @@ pub enum JournalRecord {
     },
 }
 
-/// The `Begin` records without an `End`: the operations still open.
+/// The `Begin` records without an `End` after them: the operations still open, exactly the
+/// ones `replay` makes pending (a fold carries them into the next journal).
 pub fn open_begins(records: &[JournalRecord]) -> Vec<JournalRecord> {
-    let ended: HashSet<u64> = records
-        .iter()
-        .filter_map(|record| match record {
-            JournalRecord::End { op, .. } => Some(*op),
-            JournalRecord::Begin { .. } => None,
-        })
-        .collect();
-    records
-        .iter()
-        .filter(|record| matches!(record, JournalRecord::Begin { op, .. } if !ended.contains(op)))
-        .cloned()
+    let mut begun: HashMap<u64, &JournalRecord> = HashMap::new();
+    let mut begin_order: Vec<u64> = Vec::new();
+    for record in records {
+        match record {
+            JournalRecord::Begin { op, .. } => {
+                begun.insert(*op, record);
+                begin_order.push(*op);
+            }
+            JournalRecord::End { op, .. } => {
+                begun.remove(op);
+            }
+        }
+    }
+    begin_order
+        .into_iter()
+        .filter_map(|op| begun.remove(&op).cloned())
         .collect()
 }
 
