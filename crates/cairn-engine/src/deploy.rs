@@ -67,7 +67,26 @@ impl Shared {
     /// A provider's inputs or outputs without the properties nested deeper than the state can
     /// hold (`cairn_core::MAX_VALUE_DEPTH`), with a warning naming them. The resource exists,
     /// so it is kept (failing its step would lose track of it); only those values are not.
+    ///
+    /// Outside a preview, values a provider left unknown are left out the same way: an unknown
+    /// is no value, and must never reach state or another resource's provider as one.
     pub fn storable(&self, urn: &Urn, kind: &str, mut map: PropertyMap) -> PropertyMap {
+        if !self.is_dry_run() {
+            let unknown: Vec<String> = map
+                .iter()
+                .filter(|(_, value)| value.contains_unknown())
+                .map(|(key, _)| key.clone())
+                .collect();
+            if !unknown.is_empty() {
+                for key in &unknown {
+                    map.remove(key);
+                }
+                self.emit(EngineEvent::Warning(format!(
+                    "{urn}: the provider returned {kind} `{}` as unknown outside a preview; they were left out",
+                    unknown.join("`, `")
+                )));
+            }
+        }
         let too_deep: Vec<String> = map
             .iter()
             .filter(|(_, value)| value.depth() > cairn_core::MAX_VALUE_DEPTH)

@@ -259,6 +259,19 @@ fn a_plugin_that_crashes_mid_create_fails_the_step_naming_it_and_leaves_state_co
 }
 
 #[test]
+fn an_unknown_a_plugin_returns_outside_a_preview_reaches_neither_state_nor_another_provider() {
+    let (context, run, _) = misbehaving("unknown", "outputs:\n  token: ${thing.token}\n");
+    let text = all(&run);
+    assert!(text.contains("as unknown outside a preview"), "{text}");
+    // The output that would have carried it is an error, not the unknown sentinel.
+    assert_eq!(run.code, 2, "{text}");
+    let export = context.export().to_string();
+    assert!(!export.contains("04da6b54"), "{export}");
+    assert_eq!(context.resource_names(), ["thing"]);
+    assert!(context.resource("thing")["outputs"].get("token").is_none());
+}
+
+#[test]
 fn a_plugin_with_a_malformed_schema_is_named() {
     let (context, run, _) = misbehaving("schema", "");
     assert_eq!(run.code, 1, "{}", all(&run));
