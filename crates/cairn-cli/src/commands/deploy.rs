@@ -49,10 +49,14 @@ async fn prepare(
     } else {
         None
     };
-    // On a terminal, ask for the passphrase now rather than in the middle of an update, when
-    // the first secret output needs sealing.
-    if commands::is_interactive() {
-        context.crypter.encrypt("")?;
+    // The stack's secrets are unlocked before anything changes, as Pulumi asks for the
+    // passphrase up front: found missing at the first secret output, the resource would be
+    // created and then could not be recorded. A preview only needs them for secrets in state.
+    if with_lock || commands::is_interactive() {
+        context.crypter.encrypt("").map_err(|error| match error {
+            cairn_secrets::SecretsError::Unavailable(message) => crate::bad_input(message),
+            other => other.into(),
+        })?;
     }
     let config = match &program {
         Some(program) => {

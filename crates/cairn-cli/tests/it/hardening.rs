@@ -413,3 +413,27 @@ fn an_update_whose_lock_file_is_deleted_stops_writing() {
     assert_eq!(pending.len(), 1, "{export}");
     assert!(!lock.exists(), "the lock was recreated");
 }
+
+#[test]
+fn an_update_without_the_passphrase_stops_before_its_first_step() {
+    let context = TestContext::with_program(
+        "name: pp\nruntime: yaml\nresources:\n  pw:\n    type: random:RandomPassword\n    properties:\n      length: 12\n",
+    );
+    let output = context
+        .command(&["up", "--yes"])
+        .env_remove("CAIRN_CONFIG_PASSPHRASE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("CAIRN_CONFIG_PASSPHRASE"), "{stderr}");
+    let export = context.export();
+    assert!(context.resource_names().is_empty(), "{export}");
+    assert!(
+        export["deployment"]["pending_operations"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{export}"
+    );
+    context.cairn(&["up", "--yes"]).success();
+}
