@@ -32,8 +32,6 @@ use tokio_postgres::{Client, NoTls};
 pub(crate) const KEPT_VERSIONS: i64 = 10;
 /// How often a held lock's heartbeat is refreshed.
 pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
-/// A lock whose heartbeat is older than this is reported as stale (its holder died or hung).
-const STALE_AFTER_SECONDS: i64 = 30;
 
 /// A backend in a PostgreSQL database.
 pub struct PostgresBackend {
@@ -199,8 +197,12 @@ impl PostgresBackend {
         let mut owner: LockOwner = parse(row.get(0), "the lock's owner")?;
         let heartbeat: i64 = row.get(1);
         let now: i64 = row.get(2);
-        owner.heartbeat = heartbeat;
-        owner.is_stale = now - heartbeat > STALE_AFTER_SECONDS;
+        // The holder's process is known to be gone only when it ran on this host; elsewhere a
+        // late heartbeat is reported as such (`LockOwner`'s display), never as a death.
+        // The database's clock, not this machine's, says how long ago the last heartbeat was.
+        owner.heartbeat = unix_now() - (now - heartbeat);
+        owner.is_stale = owner.host == local_host()
+            && !std::path::Path::new(&format!("/proc/{}", owner.pid)).exists();
         Ok(Some(owner))
     }
 }
@@ -870,6 +872,13 @@ pub fn redact(url: &str) -> String {
         None => tail.to_owned(),
     };
     format!("{scheme}://{authority}{tail}")
+}
+
+/// This machine's host name, as lock owners record it.
+fn local_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
 }
 
 pub(crate) fn unix_now() -> i64 {

@@ -169,3 +169,35 @@ async fn sslmode_require_connects_over_verified_tls() {
         .expect("an untrusted certificate must be refused");
     assert!(error.to_string().contains("connecting to"), "{error}");
 }
+
+/// A holder on another machine whose heartbeat is late may be alive (a slow network, a paused
+/// VM): it is described as silent, never as a process that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_heartbeat_elsewhere_is_silence_not_death() {
+    let cluster = cluster();
+    let url = cluster.new_database().await.unwrap();
+    let backend = PostgresBackend::connect(&url).await.unwrap();
+    let stack = StackRef::parse("dev", "late").unwrap();
+    backend.create_stack(&stack).await.unwrap();
+    let held = backend
+        .lock_stack(&stack, owner("another-machine"))
+        .await
+        .unwrap();
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    admin
+        .execute(
+            "UPDATE cairn_locks SET heartbeat = extract(epoch from now())::bigint - 300",
+            &[],
+        )
+        .await
+        .unwrap();
+    let holder = backend.lock_holder(&stack).await.unwrap().unwrap();
+    assert!(!holder.is_stale);
+    let described = holder.to_string();
+    assert!(described.contains("no sign of life for 5m"), "{described}");
+    assert!(!described.contains("gone"), "{described}");
+    drop(held);
+}

@@ -81,7 +81,7 @@ impl std::fmt::Display for LockOwner {
         )?;
         if self.is_stale {
             write!(formatter, "; that process is gone, so the lock is stale")?;
-        } else if now - self.heartbeat > 60 {
+        } else if now - self.heartbeat > SILENT_AFTER_SECONDS {
             write!(
                 formatter,
                 "; no sign of life for {}",
@@ -91,6 +91,9 @@ impl std::fmt::Display for LockOwner {
         Ok(())
     }
 }
+
+/// A holder silent this long (its heartbeat comes every 5 s) is said to show no sign of life.
+const SILENT_AFTER_SECONDS: i64 = 30;
 
 /// "3s", "4m", "2h".
 pub fn describe_age(seconds: i64) -> String {

@@ -222,6 +222,12 @@ fn a_killed_update_on_postgres_is_recovered_with_cancel_and_clear_pending() {
     let env = [("CAIRN_FAKE_LEDGER", ledger.as_path())];
     let locked = context.cairn_with(&["up", "--yes"], &env).expect_code(1);
     assert!(locked.stderr.contains("is locked by"), "{}", locked.stderr);
+    // Its process ran on this host and is gone: said at once, not after heartbeats go stale.
+    assert!(
+        locked.stderr.contains("that process is gone"),
+        "{}",
+        locked.stderr
+    );
     context.cairn_with(&["cancel", "--yes"], &env).success();
     context
         .cairn_with(&["refresh", "--clear-pending", "--yes"], &env)
