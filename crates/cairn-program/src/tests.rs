@@ -581,3 +581,60 @@ fn diagnostics_render_through_miette() {
         Some("did you mean `length`?".to_owned())
     );
 }
+
+#[test]
+fn main_yaml_beside_a_project_file_without_a_program_is_the_program() {
+    let files = memory_files(&[
+        (
+            "proj/Pulumi.yaml",
+            "name: proj\nruntime: yaml\nconfig:\n  size: 3\n",
+        ),
+        (
+            "proj/Main.yaml",
+            "resources:\n  pet:\n    type: random:RandomPet\n    properties:\n      length: ${size}\noutputs:\n  name: ${pet.id}\n",
+        ),
+    ]);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas);
+    expect![[r#"
+        program proj (yaml)
+        config size type=None default=Some(3) secret=false
+        resource pet name=pet type=random:index/randomPet:RandomPet deps={}/{}
+        output name"#]]
+    .assert_eq(&render(&loaded));
+    let program = loaded.program.expect("no errors");
+    assert_eq!(program.resources[0].span.file, "Main.yaml");
+    assert_eq!(program.source_dir, Path::new("proj"));
+
+    let files = memory_files(&[
+        ("proj/Cairn.yaml", "name: proj\nruntime: yaml\n"),
+        (
+            "proj/Main.json",
+            "{\"resources\": {\"pet\": {\"type\": \"random:RandomPet\"}}}\n",
+        ),
+    ]);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas);
+    expect![[r#"
+        program proj (yaml)
+        resource pet name=pet type=random:index/randomPet:RandomPet deps={}/{}"#]]
+    .assert_eq(&render(&loaded));
+}
+
+#[test]
+fn a_project_file_with_a_program_and_a_main_yaml_is_an_error_naming_both() {
+    let files = memory_files(&[
+        (
+            "proj/Pulumi.yaml",
+            "name: proj\nruntime: yaml\nresources:\n  a:\n    type: random:RandomPet\noutputs:\n  x: 1\n",
+        ),
+        (
+            "proj/Main.yaml",
+            "resources:\n  b:\n    type: random:RandomPet\n",
+        ),
+    ]);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas);
+    expect![[r#"
+        Pulumi.yaml:3:1: `Pulumi.yaml` declares `resources`, but `Main.yaml` beside it is the program: a project has one program [resources]
+          help: move `resources` into `Main.yaml`, or remove `Main.yaml`
+        Pulumi.yaml:6:1: `Pulumi.yaml` declares `outputs`, but `Main.yaml` beside it is the program: a project has one program [outputs]
+          help: move `outputs` into `Main.yaml`, or remove `Main.yaml`"#]].assert_eq(&render(&loaded));
+}
