@@ -204,3 +204,62 @@ fn import_adopts_an_existing_resource() {
     let failed = context.cairn_with(&["up", "--yes"], &env).expect_code(1);
     assert!(failed.stdout.contains("no-such-id"), "{}", failed.stdout);
 }
+
+#[test]
+fn main_yaml_beside_a_project_file_without_a_program_is_run() {
+    let context = TestContext::new();
+    std::fs::write(
+        context.project().join("Pulumi.yaml"),
+        "name: beside\nruntime: yaml\n",
+    )
+    .unwrap();
+    std::fs::write(
+        context.project().join("Main.yaml"),
+        "resources:\n  thing:\n    type: fake:Resource\n    properties:\n      v: 1\noutputs:\n  v: ${thing.v}\n",
+    )
+    .unwrap();
+    context.cairn(&["stack", "init", "dev"]).success();
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(context.resource_names(), ["thing"]);
+    let v = context.cairn(&["stack", "output", "v"]).success().stdout;
+    assert_eq!(v.trim(), "1");
+
+    std::fs::write(
+        context.project().join("Pulumi.yaml"),
+        "name: beside\nruntime: yaml\noutputs:\n  w: 2\n",
+    )
+    .unwrap();
+    let run = context.cairn(&["preview"]).expect_code(2);
+    assert!(
+        run.stderr
+            .contains("`Pulumi.yaml` declares `outputs`, but `Main.yaml` beside it is the program"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_whole_resource_is_the_object_of_its_outputs() {
+    let context = TestContext::with_program(
+        "name: whole\nruntime: yaml\nresources:\n  first:\n    type: fake:Resource\n    properties:\n      v: 1\n  second:\n    type: fake:Resource\n    properties:\n      copy: ${first}\noutputs:\n  first: ${first}\n  hidden:\n    fn::secret: ${first}\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    let first = context.resource("first");
+    let expected = serde_json::json!({
+        "id": first["id"],
+        "urn": first["urn"],
+        "v": 1,
+    });
+    assert_eq!(context.resource("second")["inputs"]["copy"], expected);
+    let outputs: serde_json::Value = serde_json::from_str(
+        &context
+            .cairn(&["stack", "output", "--json", "--show-secrets"])
+            .success()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        outputs,
+        serde_json::json!({"first": expected, "hidden": expected})
+    );
+}
