@@ -116,6 +116,7 @@ fn add_default_provider_deps(resources: &mut [ResourceDecl]) {
 pub(crate) fn check_program(
     files: &[ParsedFile<'_>],
     schemas: &dyn SchemaSource,
+    stack_config_keys: &[String],
     source_dir: PathBuf,
     diagnostics: &mut Diagnostics,
 ) -> Program {
@@ -164,7 +165,14 @@ pub(crate) fn check_program(
         .iter()
         .map(|token| cairn_core::type_token::package_of(token).to_owned())
         .collect();
-    let scope = build_scope(&name, &config, &sections, schemas, &packages, diagnostics);
+    let mut scope = build_scope(&name, &config, &sections, schemas, &packages, diagnostics);
+    // Pulumi YAML reads any key of the stack's config, declared or not. Resources and variables
+    // are resolved first, so a stack key never shadows them.
+    scope.config.extend(
+        stack_config_keys
+            .iter()
+            .map(|key| normalize_config_key(&name, key)),
+    );
 
     let mut resources = Vec::new();
     for (source, entries) in &sections.resources {

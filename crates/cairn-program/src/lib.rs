@@ -86,10 +86,14 @@ const MAIN_FILE_NAMES: &[&str] = &["Main.yaml", "Main.yml", "Main.json"];
 
 /// Loads `Cairn.yaml` (else `Pulumi.yaml`; also `.yml`) from `project_dir`, following `main:`
 /// to a directory holding `Main.yaml` (or `Main.json`).
+///
+/// `stack_config_keys` are the keys of the stack's config file (`proj:key`, `key`): as in Pulumi
+/// YAML, `${key}` may name one the program does not declare.
 pub fn load_project(
     project_dir: &Path,
     files: &dyn FileSource,
     schemas: &dyn SchemaSource,
+    stack_config_keys: &[String],
 ) -> Loaded {
     let mut diagnostics = Diagnostics::default();
     let mut project = None;
@@ -147,8 +151,13 @@ pub fn load_project(
                     source: &project,
                     root: &project_root,
                 }];
-                let program =
-                    check_program(&files, schemas, project_dir.to_path_buf(), &mut diagnostics);
+                let program = check_program(
+                    &files,
+                    schemas,
+                    stack_config_keys,
+                    project_dir.to_path_buf(),
+                    &mut diagnostics,
+                );
                 return finish(Some(program), diagnostics);
             }
             Err((file_name, error)) => {
@@ -176,7 +185,13 @@ pub fn load_project(
             root: &main_root,
         },
     ];
-    let program = check_program(&files, schemas, main_dir, &mut diagnostics);
+    let program = check_program(
+        &files,
+        schemas,
+        stack_config_keys,
+        main_dir,
+        &mut diagnostics,
+    );
     finish(Some(program), diagnostics)
 }
 
@@ -308,7 +323,7 @@ pub fn load_str(file_name: &str, text: &str, schemas: &dyn SchemaSource) -> Load
         source: &source,
         root: &root,
     }];
-    let program = check_program(&files, schemas, source_dir, &mut diagnostics);
+    let program = check_program(&files, schemas, &[], source_dir, &mut diagnostics);
     finish(Some(program), diagnostics)
 }
 

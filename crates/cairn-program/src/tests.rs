@@ -525,7 +525,7 @@ fn main_points_at_a_directory_with_main_yaml() {
             "resources:\n  pet:\n    type: random:RandomPet\n    properties:\n      length: ${size}\n      prefix: ${nope}\n",
         ),
     ]);
-    let loaded = load_project(Path::new("proj"), &files, &TestSchemas);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas, &[]);
     expect![[r#"
         app/Main.yaml:6:17: unknown name `nope` in `${nope}` [nope]
           help: defined names are: `pet`, `size`"#]]
@@ -538,7 +538,7 @@ fn main_points_at_a_directory_with_main_yaml() {
             "{\n  \"resources\": {\n    \"pet\": {\"type\": \"random:RandomPet\"}\n  }\n}\n",
         ),
     ]);
-    let loaded = load_project(Path::new("proj"), &files, &TestSchemas);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas, &[]);
     let program = loaded.program.expect("no errors");
     assert_eq!(program.source_dir, Path::new("proj/app"));
     assert_eq!(program.resources[0].span.file, "app/Main.json");
@@ -546,14 +546,14 @@ fn main_points_at_a_directory_with_main_yaml() {
 
 #[test]
 fn missing_project_file_and_missing_main() {
-    let loaded = load_project(Path::new("proj"), &memory_files(&[]), &TestSchemas);
+    let loaded = load_project(Path::new("proj"), &memory_files(&[]), &TestSchemas, &[]);
     expect![[r#"
         Cairn.yaml: no `Cairn.yaml` or `Pulumi.yaml` in `proj` []
           help: run `cairn new` to create a project, or pass `--cwd <dir>`"#]]
     .assert_eq(&render(&loaded));
 
     let files = memory_files(&[("proj/Cairn.yaml", "name: proj\nruntime: yaml\nmain: src\n")]);
-    let loaded = load_project(Path::new("proj"), &files, &TestSchemas);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas, &[]);
     expect![[r#"
         Cairn.yaml:3:7: `main` points at `src`, which holds no `Main.yaml` or `Main.json` [src]
           help: put the program in `Main.yaml` inside that directory, or fix `main:`"#]]
@@ -594,7 +594,7 @@ fn main_yaml_beside_a_project_file_without_a_program_is_the_program() {
             "resources:\n  pet:\n    type: random:RandomPet\n    properties:\n      length: ${size}\noutputs:\n  name: ${pet.id}\n",
         ),
     ]);
-    let loaded = load_project(Path::new("proj"), &files, &TestSchemas);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas, &[]);
     expect![[r#"
         program proj (yaml)
         config size type=None default=Some(3) secret=false
@@ -612,7 +612,7 @@ fn main_yaml_beside_a_project_file_without_a_program_is_the_program() {
             "{\"resources\": {\"pet\": {\"type\": \"random:RandomPet\"}}}\n",
         ),
     ]);
-    let loaded = load_project(Path::new("proj"), &files, &TestSchemas);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas, &[]);
     expect![[r#"
         program proj (yaml)
         resource pet name=pet type=random:index/randomPet:RandomPet deps={}/{}"#]]
@@ -631,10 +631,24 @@ fn a_project_file_with_a_program_and_a_main_yaml_is_an_error_naming_both() {
             "resources:\n  b:\n    type: random:RandomPet\n",
         ),
     ]);
-    let loaded = load_project(Path::new("proj"), &files, &TestSchemas);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas, &[]);
     expect![[r#"
         Pulumi.yaml:3:1: `Pulumi.yaml` declares `resources`, but `Main.yaml` beside it is the program: a project has one program [resources]
           help: move `resources` into `Main.yaml`, or remove `Main.yaml`
         Pulumi.yaml:6:1: `Pulumi.yaml` declares `outputs`, but `Main.yaml` beside it is the program: a project has one program [outputs]
           help: move `outputs` into `Main.yaml`, or remove `Main.yaml`"#]].assert_eq(&render(&loaded));
+}
+
+#[test]
+fn stack_config_keys_are_names_without_a_declaration() {
+    let files = memory_files(&[(
+        "proj/Cairn.yaml",
+        "name: proj\nruntime: yaml\nresources:\n  thing:\n    type: fake:Thing\n    properties:\n      a: ${plain}\n      b: ${settings.nested[0]}\n      c: ${proj:plain}\n      d: ${undeclared}\n",
+    )]);
+    let stack_keys = ["proj:plain".to_owned(), "settings".to_owned()];
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas, &stack_keys);
+    expect![[r#"
+        Cairn.yaml:10:12: unknown name `undeclared` in `${undeclared}` [undeclared]
+          help: defined names are: `thing`, `plain`, `settings`"#]]
+    .assert_eq(&render(&loaded));
 }
