@@ -17,7 +17,7 @@ use crate::ast::{
     GetDecl, Invoke, Part, Program, Reference, ResourceDecl, ResourceOptions, Root,
     STACK_REFERENCE_TOKEN, Span, Variable, is_provider_token,
 };
-use crate::config::{coerce_config_value, normalize_config_key};
+use crate::config::normalize_config_key;
 use crate::diagnostic::{Diagnostics, SourceFile, did_you_mean, suggest};
 use crate::expr::{Piece, parse_reference, split_interpolation};
 use crate::yaml::{Key, Node, NodeKind};
@@ -412,23 +412,64 @@ fn lower_config_decl(key: &Key, node: &Node, diagnostics: &mut Diagnostics) -> C
     if let Some(type_node) = type_node {
         decl.type_ = parse_config_type_node(type_node, items_type, diagnostics);
     }
-    if let (Some(type_), Some(default)) = (&decl.type_, &decl.default)
-        && let Err(problem) = coerce_config_value(default, type_)
-    {
-        let default_span = entries
-            .iter()
-            .find(|(field, _)| field.name == "default" || field.name == "value")
-            .map_or(&key.span, |(_, value)| &value.span);
-        diagnostics.error(
-            default_span,
-            format!("the default of config `{}` {problem}", key.name),
-            Some(format!(
-                "write a default of type `{}`",
-                type_.display_name()
-            )),
-        );
+    let default_node = entries
+        .iter()
+        .find(|(field, _)| field.name == "default" || field.name == "value")
+        .map(|(_, value)| value);
+    match (&decl.type_, &decl.default, default_node) {
+        // A default is written in the program, so unlike a stack file's strings it must already
+        // have the declared type, as in Pulumi YAML.
+        (Some(type_), Some(default), Some(default_node)) if !has_config_type(default, type_) => {
+            diagnostics.error(
+                &default_node.span,
+                format!(
+                    "the default of config `{}` is {}, but its type is `{}`",
+                    key.name,
+                    article(yaml_kind_name(default)),
+                    type_.display_name()
+                ),
+                Some(format!(
+                    "write a default of type `{}`, or change `type`",
+                    type_.display_name()
+                )),
+            );
+        }
+        // An unknown `type` was reported where it is written.
+        (None, None, _) if type_node.is_none() => diagnostics.error(
+            &key.span,
+            format!(
+                "cannot infer the type of config `{}`: it has neither `type` nor `default`",
+                key.name
+            ),
+            Some("add a `type` (`string`, `integer`, `boolean`, `number`, `array` or `object`) or a `default`".to_owned()),
+        ),
+        _ => {}
     }
     decl
+}
+
+/// Whether a literal default has the declared type (an integer is also a number).
+fn has_config_type(value: &Value, type_: &ConfigType) -> bool {
+    match (type_, value) {
+        (ConfigType::String, Value::String(_))
+        | (ConfigType::Number, Value::Number(_))
+        | (ConfigType::Boolean, Value::Bool(_))
+        | (ConfigType::Object, Value::Object(_)) => true,
+        (ConfigType::Integer, Value::Number(number)) => number.fract() == 0.0,
+        (ConfigType::List(item_type), Value::Array(items)) => {
+            items.iter().all(|item| has_config_type(item, item_type))
+        }
+        _ => false,
+    }
+}
+
+/// A literal's kind as the YAML user wrote it, for messages.
+fn yaml_kind_name(value: &Value) -> &'static str {
+    match value {
+        Value::Array(_) => "list",
+        Value::Object(_) => "mapping",
+        other => other.kind_name(),
+    }
 }
 
 fn parse_config_type_node(

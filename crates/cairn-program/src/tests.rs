@@ -484,7 +484,7 @@ fn whole_properties_from_an_expression() {
 #[test]
 fn config_declarations_in_both_spellings() {
     check_body(
-        "configuration:\n  names:\n    type: List<String>\n  count:\n    type: Integer\n    default: \"3\"\nconfig:\n  tags:\n    type: array\n    items: {type: string}\n  flag:\n    type: bool\n    secret: true\n  bad:\n    type: strng\n",
+        "configuration:\n  names:\n    type: List<String>\n  count:\n    type: Integer\n    default: 3\nconfig:\n  tags:\n    type: array\n    items: {type: string}\n  flag:\n    type: bool\n    secret: true\n  bad:\n    type: strng\n",
         expect![[r#"
             Cairn.yaml:17:11: unknown config type `strng` [strng]
               help: did you mean `string`?"#]],
@@ -651,4 +651,38 @@ fn stack_config_keys_are_names_without_a_declaration() {
         Cairn.yaml:10:12: unknown name `undeclared` in `${undeclared}` [undeclared]
           help: defined names are: `thing`, `plain`, `settings`"#]]
     .assert_eq(&render(&loaded));
+}
+
+#[test]
+fn every_duplicated_key_and_every_other_error_is_reported_at_once() {
+    check_body(
+        "config:\n  size: 1\n  size: 2\nvariables:\n  v: 1\n  v: 2\nresources:\n  pet:\n    type: random:RandomPet\n  pet:\n    type: random:RandomPet\n    properties:\n      lenght: 2\n",
+        expect![[r#"
+            Cairn.yaml:5:3: duplicated key `size`: it is already defined at line 4 [size]
+              help: a key may appear once in a mapping: remove or rename one of them
+            Cairn.yaml:8:3: duplicated key `v`: it is already defined at line 7 [v]
+              help: a key may appear once in a mapping: remove or rename one of them
+            Cairn.yaml:12:3: duplicated key `pet`: it is already defined at line 10 [pet]
+              help: a key may appear once in a mapping: remove or rename one of them
+            Cairn.yaml:15:7: unknown property `lenght` on `random:index/randomPet:RandomPet` [lenght]
+              help: did you mean `length`?"#]],
+    );
+}
+
+#[test]
+fn config_defaults_must_match_their_type_and_a_type_must_be_known() {
+    check_body(
+        "config:\n  name:\n    type: String\n    default: 42\n  count:\n    type: Integer\n    default: \"3\"\n  flag:\n    type: boolean\n    default: true\n  tags:\n    type: List<String>\n    default: [a, 1]\n  opaque:\n    secret: true\n  described:\n    description: nothing else\n",
+        expect![[r#"
+            Cairn.yaml:6:14: the default of config `name` is a number, but its type is `String` [42]
+              help: write a default of type `String`, or change `type`
+            Cairn.yaml:9:14: the default of config `count` is a string, but its type is `Integer` ["3"]
+              help: write a default of type `Integer`, or change `type`
+            Cairn.yaml:15:14: the default of config `tags` is a list, but its type is `List<String>` [[a, 1]]
+              help: write a default of type `List<String>`, or change `type`
+            Cairn.yaml:16:3: cannot infer the type of config `opaque`: it has neither `type` nor `default` [opaque]
+              help: add a `type` (`string`, `integer`, `boolean`, `number`, `array` or `object`) or a `default`
+            Cairn.yaml:18:3: cannot infer the type of config `described`: it has neither `type` nor `default` [described]
+              help: add a `type` (`string`, `integer`, `boolean`, `number`, `array` or `object`) or a `default`"#]],
+    );
 }
