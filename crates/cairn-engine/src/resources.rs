@@ -167,7 +167,10 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
             } else {
                 StepOp::Create
             };
+            // Every resource it refers to has finished (a failed one blocks it before this), so
+            // inputs that cannot be evaluated are an error in the program.
             shared.record_error(op, &urn, Some(&parent), error);
+            shared.lock_outcome().has_program_error = true;
             return false;
         }
     };

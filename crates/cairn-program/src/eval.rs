@@ -90,6 +90,17 @@ fn error(span: &Span, message: impl Into<String>) -> EvalError {
     }
 }
 
+/// The kind of a value with its article, for messages: "an object", "a string".
+fn with_article(value: &Value) -> String {
+    let kind = value.kind_name();
+    let article = if kind.starts_with(['a', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {kind}")
+}
+
 /// Wraps `value` as a secret when `is_secret`.
 fn secret_if(value: Value, is_secret: bool) -> Value {
     if is_secret {
@@ -114,12 +125,7 @@ fn interpolate(parts: &[Part], ctx: &dyn EvalContext) -> Result<Value, EvalError
                 }
                 is_secret |= value.contains_secret();
                 let Some(piece) = value.to_interpolated_string() else {
-                    let kind = value.kind_name();
-                    let article = if kind.starts_with(['a', 'o']) {
-                        "an"
-                    } else {
-                        "a"
-                    };
+                    let kind = with_article(&value);
                     let hint = match &reference.root {
                         Root::Resource(key) if reference.path.is_empty() => {
                             format!(" (a whole resource; write `${{{key}.id}}` for its ID)")
@@ -129,7 +135,7 @@ fn interpolate(parts: &[Part], ctx: &dyn EvalContext) -> Result<Value, EvalError
                     return Err(error(
                         &reference.span,
                         format!(
-                            "cannot interpolate `${{{}}}` into a string: it is {article} {kind}{hint}",
+                            "cannot interpolate `${{{}}}` into a string: it is {kind}{hint}",
                             reference.text,
                         ),
                     ));
@@ -324,13 +330,18 @@ fn evaluate_builtin(
                 ));
             };
             let mut pieces = Vec::with_capacity(items_values.len());
-            for item in &items_values {
+            for (index, item) in items_values.iter().enumerate() {
                 match item.to_interpolated_string() {
                     Some(piece) => pieces.push(piece),
                     None => {
+                        // Point at the item when the list is written out in the program.
+                        let item_span = match &**items {
+                            Expr::Array(item_exprs, _) => item_exprs.get(index).map(Expr::span),
+                            _ => None,
+                        };
                         return Err(error(
-                            items.span(),
-                            format!("`fn::join` cannot join a {}", item.kind_name()),
+                            item_span.unwrap_or(items.span()),
+                            format!("`fn::join` cannot join {}", with_article(item)),
                         ));
                     }
                 }
