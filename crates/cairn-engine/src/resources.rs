@@ -177,7 +177,7 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
     let old = shared.old_state(&urn).or_else(|| {
         decl.options.aliases.iter().find_map(|alias| {
             let alias = cairn_program::evaluate(alias, shared.as_ref()).ok()?;
-            let alias_urn = Urn::parse(alias.as_str()?).ok()?;
+            let alias_urn = alias_urn(&alias.reveal(), &urn, &parent, &shared.root_urn)?;
             let old = shared.old_state(&alias_urn)?;
             // The old URN now belongs to this resource: it must not be deleted as gone.
             shared.lock_outcome().claimed_aliases.insert(alias_urn);
@@ -216,6 +216,35 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
             false
         }
     }
+}
+
+/// The old URN an alias names: a URN string, or Pulumi's alias object (`name`, `type`,
+/// `parent`, `noParent`, `stack`, `project`), each part left out being the resource's own.
+fn alias_urn(alias: &Value, urn: &Urn, parent: &Urn, root: &Urn) -> Option<Urn> {
+    let fields = match alias {
+        Value::String(text) => return Urn::parse(text).ok(),
+        Value::Object(fields) => fields,
+        _ => return None,
+    };
+    let field = |key: &str| fields.get(key).and_then(Value::as_str);
+    let alias_parent = if fields.get("noParent") == Some(&Value::Bool(true)) {
+        None
+    } else {
+        match fields.get("parent") {
+            // `parent: ${res}` is the resource's object of outputs, `urn` among them.
+            Some(Value::Object(resource)) => Some(Urn::parse(resource.get("urn")?.as_str()?).ok()?),
+            Some(Value::String(text)) => Some(Urn::parse(text).ok()?),
+            Some(_) => return None,
+            None => (parent != root).then(|| parent.clone()),
+        }
+    };
+    Some(Urn::new(
+        field("stack").unwrap_or(urn.stack()),
+        field("project").unwrap_or(urn.project()),
+        alias_parent.as_ref().map(Urn::qualified_type),
+        field("type").unwrap_or(urn.type_token()),
+        field("name").unwrap_or(urn.name()),
+    ))
 }
 
 fn evaluate_properties(shared: &Arc<Shared>, decl: &ResourceDecl) -> Result<PropertyMap, String> {

@@ -76,6 +76,9 @@ const OPTION_KEYS: &[&str] = &[
     "deletedWith",
 ];
 
+/// Keys of Pulumi's alias object.
+const ALIAS_KEYS: &[&str] = &["name", "type", "parent", "noParent", "stack", "project"];
+
 const CONFIG_DECL_KEYS: &[&str] = &["type", "default", "secret", "description", "items", "value"];
 
 /// One parsed file of the program: the project file, and `Main.yaml` when `main:` is used.
@@ -1528,6 +1531,9 @@ impl Lowerer<'_> {
                 }
                 "aliases" => match &value.kind {
                     NodeKind::Sequence(items) => {
+                        for item in items {
+                            self.check_alias_keys(item);
+                        }
                         options.aliases = items.iter().map(|item| self.expr(item)).collect();
                     }
                     _ => self.error(
@@ -1550,6 +1556,22 @@ impl Lowerer<'_> {
             }
         }
         options
+    }
+
+    /// An alias written as a mapping has the keys of Pulumi's alias object.
+    fn check_alias_keys(&mut self, item: &Node) {
+        let Some(entries) = item.as_mapping() else {
+            return;
+        };
+        for (key, _) in entries {
+            if !ALIAS_KEYS.contains(&key.name.as_str()) && !key.name.starts_with("fn::") {
+                self.error(
+                    &key.span,
+                    format!("unknown key `{}` in an alias", key.name),
+                    suggest(&key.name, ALIAS_KEYS.iter().copied(), "alias keys are"),
+                );
+            }
+        }
     }
 
     fn check_is_provider(&mut self, key: &str, node: &Node) {

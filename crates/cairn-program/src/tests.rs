@@ -686,3 +686,13 @@ fn config_defaults_must_match_their_type_and_a_type_must_be_known() {
               help: add a `type` (`string`, `integer`, `boolean`, `number`, `array` or `object`) or a `default`"#]],
     );
 }
+
+#[test]
+fn aliases_in_object_form_have_pulumis_keys() {
+    check_body(
+        "resources:\n  parent:\n    type: fake:Thing\n  pet:\n    type: random:RandomPet\n    options:\n      aliases:\n        - name: old\n          parent: ${parent}\n        - {name: old, noParent: true, stack: prod, project: other, type: random:RandomPet}\n        - urn:pulumi:dev::proj::random:index/randomPet:RandomPet::older\n        - {nmae: old}\n",
+        expect![[r#"
+            Cairn.yaml:14:12: unknown key `nmae` in an alias [nmae]
+              help: did you mean `name`?"#]],
+    );
+}

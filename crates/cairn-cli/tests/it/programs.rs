@@ -263,3 +263,35 @@ fn a_whole_resource_is_the_object_of_its_outputs() {
         serde_json::json!({"first": expected, "hidden": expected})
     );
 }
+
+#[test]
+fn aliases_in_object_form_keep_renamed_and_reparented_resources() {
+    let context = TestContext::with_program(
+        "name: moved\nruntime: yaml\nresources:\n  p:\n    type: fake:Resource\n  a:\n    type: fake:Resource\n    properties:\n      v: 1\n  b:\n    type: fake:Resource\n    properties:\n      v: 2\n    options:\n      parent: ${p}\n  c:\n    type: fake:Resource\n    properties:\n      v: 3\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    let ids: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|name| context.resource(name)["id"].clone())
+        .collect();
+    context.write_program(
+        "name: moved\nruntime: yaml\nresources:\n  p:\n    type: fake:Resource\n  renamed:\n    type: fake:Resource\n    properties:\n      v: 1\n    options:\n      aliases:\n        - name: a\n  b:\n    type: fake:Resource\n    properties:\n      v: 2\n    options:\n      aliases:\n        - parent: ${p}\n  c:\n    type: fake:Resource\n    properties:\n      v: 3\n    options:\n      parent: ${p}\n      aliases:\n        - noParent: true\n",
+    );
+    let run = context.cairn(&["up", "--yes"]).success();
+    assert!(!run.stdout.contains("create"), "{}", run.stdout);
+    assert!(!run.stdout.contains("delete"), "{}", run.stdout);
+    let mut names = context.resource_names();
+    names.sort();
+    assert_eq!(names, ["b", "c", "p", "renamed"]);
+    assert_eq!(context.resource("renamed")["id"], ids[0]);
+    assert_eq!(context.resource("b")["id"], ids[1]);
+    assert_eq!(context.resource("c")["id"], ids[2]);
+    assert_eq!(
+        context.resource("b")["urn"],
+        "urn:pulumi:dev::moved::fake:index:Resource::b"
+    );
+    assert_eq!(
+        context.resource("c")["urn"],
+        "urn:pulumi:dev::moved::fake:index:Resource$fake:index:Resource::c"
+    );
+}
