@@ -132,8 +132,10 @@ pub struct ResourceOptions {
     pub depends_on: Vec<String>,
     /// Resource key.
     pub parent: Option<String>,
+    /// Set on the resource, else inherited from its parent.
     pub protect: bool,
     pub delete_before_replace: bool,
+    /// Set on the resource, else inherited from its parent.
     pub retain_on_delete: bool,
     pub ignore_changes: Vec<String>,
     pub replace_on_changes: Vec<String>,

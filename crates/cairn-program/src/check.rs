@@ -116,6 +116,53 @@ fn add_default_provider_deps(resources: &mut [ResourceDecl]) {
     }
 }
 
+/// `protect` and `retainOnDelete` not set on a resource are its parent's, as in Pulumi (the
+/// conformance test `l2-resource-parent-inheritance`). Bounded by the number of resources, so a
+/// parent cycle (reported elsewhere) cannot loop.
+fn inherit_protect_and_retain(resources: &mut [ResourceDecl], sections: &Sections<'_>) {
+    let mut explicit: BTreeMap<&str, [Option<bool>; 2]> = BTreeMap::new();
+    for (_, entries) in &sections.resources {
+        for (key, node) in *entries {
+            let options = node
+                .as_mapping()
+                .and_then(|fields| fields.iter().find(|(field, _)| field.name == "options"))
+                .and_then(|(_, options)| options.as_mapping())
+                .unwrap_or_default();
+            let set = |name: &str| {
+                options
+                    .iter()
+                    .find(|(field, _)| field.name == name)
+                    .and_then(|(_, value)| match value.kind {
+                        NodeKind::Bool(flag) => Some(flag),
+                        _ => None,
+                    })
+            };
+            explicit.insert(&key.name, [set("protect"), set("retainOnDelete")]);
+        }
+    }
+    let parents: BTreeMap<String, String> = resources
+        .iter()
+        .filter_map(|resource| Some((resource.key.clone(), resource.options.parent.clone()?)))
+        .collect();
+    let effective = |key: &str, option: usize| {
+        let mut current = key;
+        for _ in 0..=parents.len() {
+            if let Some(flag) = explicit.get(current).and_then(|flags| flags[option]) {
+                return flag;
+            }
+            match parents.get(current) {
+                Some(parent) => current = parent,
+                None => break,
+            }
+        }
+        false
+    };
+    for resource in resources.iter_mut() {
+        resource.options.protect = effective(&resource.key, 0);
+        resource.options.retain_on_delete = effective(&resource.key, 1);
+    }
+}
+
 pub(crate) fn check_program(
     files: &[ParsedFile<'_>],
     schemas: &dyn SchemaSource,
@@ -192,6 +239,7 @@ pub(crate) fn check_program(
         }
     }
     add_default_provider_deps(&mut resources);
+    inherit_protect_and_retain(&mut resources, &sections);
     let mut variables = Vec::new();
     for (source, entries) in &sections.variables {
         for (key, node) in *entries {

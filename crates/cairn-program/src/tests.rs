@@ -696,3 +696,36 @@ fn aliases_in_object_form_have_pulumis_keys() {
               help: did you mean `name`?"#]],
     );
 }
+
+#[test]
+fn protect_and_retain_on_delete_are_inherited_from_the_parent_unless_set() {
+    let loaded = load_str(
+        "Cairn.yaml",
+        &format!(
+            "{HEADER}resources:\n  root:\n    type: fake:Thing\n    options: {{protect: true, retainOnDelete: true}}\n  child:\n    type: fake:Thing\n    options: {{parent: \"${{root}}\"}}\n  grandchild:\n    type: fake:Thing\n    options: {{parent: \"${{child}}\"}}\n  unprotected:\n    type: fake:Thing\n    options: {{parent: \"${{root}}\", protect: false}}\n  itsChild:\n    type: fake:Thing\n    options: {{parent: \"${{unprotected}}\"}}\n  orphan:\n    type: fake:Thing\n"
+        ),
+        &TestSchemas,
+    );
+    let program = loaded
+        .program
+        .as_ref()
+        .unwrap_or_else(|| panic!("{}", render(&loaded)));
+    let flags: Vec<String> = program
+        .resources
+        .iter()
+        .map(|resource| {
+            format!(
+                "{} protect={} retainOnDelete={}",
+                resource.key, resource.options.protect, resource.options.retain_on_delete
+            )
+        })
+        .collect();
+    expect![[r#"
+        root protect=true retainOnDelete=true
+        child protect=true retainOnDelete=true
+        grandchild protect=true retainOnDelete=true
+        unprotected protect=false retainOnDelete=true
+        itsChild protect=false retainOnDelete=true
+        orphan protect=false retainOnDelete=false"#]]
+    .assert_eq(&flags.join("\n"));
+}

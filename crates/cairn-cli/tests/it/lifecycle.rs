@@ -467,3 +467,35 @@ fn children_chain_their_parents_types_in_urns() {
         "urn:pulumi:dev::tree::fake:index:Resource::parent"
     );
 }
+
+#[test]
+fn children_inherit_protect_and_retain_on_delete_from_their_parent() {
+    let context = TestContext::with_program(
+        "name: inherit\nruntime: yaml\nresources:\n  guard:\n    type: fake:Resource\n    options:\n      protect: true\n  guarded:\n    type: fake:Resource\n    options:\n      parent: ${guard}\n  keeper:\n    type: command:local:Command\n    properties:\n      create: echo keeper >> log.txt\n      delete: echo keeper deleted >> log.txt\n    options:\n      retainOnDelete: true\n  kept:\n    type: command:local:Command\n    properties:\n      create: echo kept >> log.txt\n      delete: echo kept deleted >> log.txt\n    options:\n      parent: ${keeper}\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(context.resource("guarded")["protect"], true);
+    assert_eq!(context.resource("kept")["retainOnDelete"], true);
+    let run = context.cairn(&["destroy", "--yes"]).expect_code(1);
+    assert!(
+        run.stderr.contains("resources are protected")
+            && run
+                .stderr
+                .contains("fake:index:Resource$fake:index:Resource::guarded"),
+        "{}",
+        run.stderr
+    );
+    context.write_program(
+        "name: inherit\nruntime: yaml\nresources:\n  guard:\n    type: fake:Resource\n    options:\n      protect: true\n  guarded:\n    type: fake:Resource\n    options:\n      parent: ${guard}\n",
+    );
+    let up = context.cairn(&["up", "--yes"]).success();
+    assert!(up.stdout.contains("2 deleted"), "{}", up.stdout);
+    let mut names = context.resource_names();
+    names.sort();
+    assert_eq!(names, ["guard", "guarded"]);
+    assert_eq!(
+        context.read("log.txt"),
+        "keeper\nkept\n",
+        "a delete command ran"
+    );
+}
