@@ -118,6 +118,8 @@ struct ResourcePlan<'a> {
     urn: Urn,
     parent: Urn,
     dependencies: Vec<Urn>,
+    /// The URN of the `deletedWith` resource.
+    deleted_with: Option<Urn>,
     inputs: PropertyMap,
     old: Option<ResourceState>,
     /// The step decided on, once it is (a failure after that point is shown as that step's).
@@ -189,6 +191,7 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
         urn,
         parent,
         dependencies,
+        deleted_with: decl.options.deleted_with.as_deref().and_then(urn_of),
         inputs,
         old,
         attempted: std::sync::Mutex::new(None),
@@ -340,6 +343,7 @@ fn new_state(plan: &ResourcePlan<'_>, type_: &str) -> ResourceState {
         ignore_changes: options.ignore_changes.clone(),
         replace_on_changes: options.replace_on_changes.clone(),
         aliases: Vec::new(),
+        deleted_with: plan.deleted_with.clone(),
         custom_timeouts: CustomTimeouts {
             create: parse_timeout(options.custom_timeouts.create.as_deref()),
             update: parse_timeout(options.custom_timeouts.update.as_deref()),

@@ -144,6 +144,8 @@ pub struct ResourceOptions {
     /// Strings (URNs) or objects `{name, type, parent, stack, project}`.
     pub aliases: Vec<Expr>,
     pub import: Option<String>,
+    /// Resource key: when it is deleted in the same operation, this one's delete is skipped.
+    pub deleted_with: Option<String>,
     pub custom_timeouts: CustomTimeoutsDecl,
     pub version: Option<String>,
     /// `defaultProvider: true` on a provider resource.

@@ -1294,7 +1294,7 @@ impl Lowerer<'_> {
                         value,
                     ));
                 }
-                "options" => options = self.options(value, &mut deps, options),
+                "options" => options = self.options(value, options),
                 "get" => get = self.get(value),
                 "name" => {
                     if let Some(logical_name) = self.string_option(value, "name") {
@@ -1372,6 +1372,7 @@ impl Lowerer<'_> {
         deps.resources.extend(options.providers.iter().cloned());
         deps.resources.extend(options.depends_on.iter().cloned());
         deps.resources.extend(options.parent.iter().cloned());
+        deps.resources.extend(options.deleted_with.iter().cloned());
         Some(ResourceDecl {
             name,
             key: key.name.clone(),
@@ -1530,12 +1531,7 @@ impl Lowerer<'_> {
         Some(GetDecl { id, state })
     }
 
-    fn options(
-        &mut self,
-        node: &Node,
-        deps: &mut Deps,
-        mut options: ResourceOptions,
-    ) -> ResourceOptions {
+    fn options(&mut self, node: &Node, mut options: ResourceOptions) -> ResourceOptions {
         let Some(entries) = node.as_mapping() else {
             self.error(
                 &node.span,
@@ -1564,7 +1560,7 @@ impl Lowerer<'_> {
                 }
                 "dependsOn" => options.depends_on = self.resource_refs(value, option),
                 "parent" => options.parent = self.resource_ref(value, option),
-                "deletedWith" => deps.resources.extend(self.resource_ref(value, option)),
+                "deletedWith" => options.deleted_with = self.resource_ref(value, option),
                 "protect" => options.protect = self.bool_option(value, option),
                 "deleteBeforeReplace" => {
                     options.delete_before_replace = self.bool_option(value, option)

@@ -499,3 +499,42 @@ fn children_inherit_protect_and_retain_on_delete_from_their_parent() {
         "a delete command ran"
     );
 }
+
+#[test]
+fn deleted_with_skips_the_delete_when_its_resource_goes_too() {
+    let context = TestContext::with_program(
+        "name: taken\nruntime: yaml\nresources:\n  owner:\n    type: fake:Resource\n  inside:\n    type: fake:Resource\n    options:\n      deletedWith: ${owner}\n  alone:\n    type: fake:Resource\n    options:\n      deletedWith: ${owner}\n",
+    );
+    let ledger = context.root.path().join("ledger.jsonl");
+    let env = [("CAIRN_FAKE_LEDGER", ledger.as_path())];
+    context.cairn_with(&["up", "--yes"], &env).success();
+    let owner = context.resource("owner");
+    assert_eq!(context.resource("inside")["deletedWith"], owner["urn"]);
+    let alone_id = context.resource("alone")["id"].clone();
+    let inside_id = context.resource("inside")["id"].clone();
+    let deletes = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&ledger)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .filter(|entry| entry["op"] == "delete")
+            .map(|entry| entry["id"].clone())
+            .collect()
+    };
+
+    // `alone` goes while `owner` stays: it is deleted through its provider.
+    context.write_program(
+        "name: taken\nruntime: yaml\nresources:\n  owner:\n    type: fake:Resource\n  inside:\n    type: fake:Resource\n    options:\n      deletedWith: ${owner}\n",
+    );
+    context.cairn_with(&["up", "--yes"], &env).success();
+    assert_eq!(deletes(), [alone_id]);
+
+    // `inside` goes with `owner`: only `owner` is deleted by the provider.
+    let destroy = context.cairn_with(&["destroy", "--yes"], &env).success();
+    assert!(destroy.stdout.contains("3 deleted"), "{}", destroy.stdout);
+    assert!(context.resources().is_empty());
+    let deleted = deletes();
+    assert_eq!(deleted.len(), 2, "{deleted:?}");
+    assert_eq!(deleted[1], owner["id"]);
+    assert!(!deleted.contains(&inside_id));
+}
