@@ -120,7 +120,12 @@ fn add_default_provider_deps(resources: &mut [ResourceDecl]) {
 /// conformance test `l2-resource-parent-inheritance`). Bounded by the number of resources, so a
 /// parent cycle (reported elsewhere) cannot loop.
 fn inherit_protect_and_retain(resources: &mut [ResourceDecl], sections: &Sections<'_>) {
-    let mut explicit: BTreeMap<&str, [Option<bool>; 2]> = BTreeMap::new();
+    /// The two options as the resource itself sets them (lowering keeps only the value).
+    struct Explicit {
+        protect: Option<bool>,
+        retain_on_delete: Option<bool>,
+    }
+    let mut explicit: BTreeMap<&str, Explicit> = BTreeMap::new();
     for (_, entries) in &sections.resources {
         for (key, node) in *entries {
             let options = node
@@ -137,17 +142,23 @@ fn inherit_protect_and_retain(resources: &mut [ResourceDecl], sections: &Section
                         _ => None,
                     })
             };
-            explicit.insert(&key.name, [set("protect"), set("retainOnDelete")]);
+            explicit.insert(
+                &key.name,
+                Explicit {
+                    protect: set("protect"),
+                    retain_on_delete: set("retainOnDelete"),
+                },
+            );
         }
     }
     let parents: BTreeMap<String, String> = resources
         .iter()
         .filter_map(|resource| Some((resource.key.clone(), resource.options.parent.clone()?)))
         .collect();
-    let effective = |key: &str, option: usize| {
+    let effective = |key: &str, pick: fn(&Explicit) -> Option<bool>| {
         let mut current = key;
         for _ in 0..=parents.len() {
-            if let Some(flag) = explicit.get(current).and_then(|flags| flags[option]) {
+            if let Some(flag) = explicit.get(current).and_then(pick) {
                 return flag;
             }
             match parents.get(current) {
@@ -158,8 +169,9 @@ fn inherit_protect_and_retain(resources: &mut [ResourceDecl], sections: &Section
         false
     };
     for resource in resources.iter_mut() {
-        resource.options.protect = effective(&resource.key, 0);
-        resource.options.retain_on_delete = effective(&resource.key, 1);
+        resource.options.protect = effective(&resource.key, |flags| flags.protect);
+        resource.options.retain_on_delete =
+            effective(&resource.key, |flags| flags.retain_on_delete);
     }
 }
 

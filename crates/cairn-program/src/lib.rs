@@ -136,7 +136,10 @@ pub fn load_project(
             .map(|(_, value)| value)
     });
     let main_file = match main_node {
-        Some(main_node) => read_main_file(project_dir, main_node, files, &mut diagnostics),
+        Some(main_node) => match read_main_file(project_dir, main_node, files, &mut diagnostics) {
+            Some(found) => Some(found),
+            None => return finish(None, diagnostics),
+        },
         // Without `main:`, a `Main.yaml` (or `Main.json`) beside the project file is the
         // program, as in Pulumi YAML.
         None => match read_first_of(project_dir, MAIN_FILE_NAMES.iter().copied(), files) {
@@ -146,20 +149,7 @@ pub fn load_project(
                 }
                 Some(found)
             }
-            Ok(None) => {
-                let files = [ParsedFile {
-                    source: &project,
-                    root: &project_root,
-                }];
-                let program = check_program(
-                    &files,
-                    schemas,
-                    stack_config_keys,
-                    project_dir.to_path_buf(),
-                    &mut diagnostics,
-                );
-                return finish(Some(program), diagnostics);
-            }
+            Ok(None) => None,
             Err((file_name, error)) => {
                 return failed(Diagnostic::for_file(
                     &file_name,
@@ -168,28 +158,32 @@ pub fn load_project(
             }
         },
     };
-    let Some((main_source, main_dir)) = main_file else {
-        return finish(None, diagnostics);
+    let main_root = match &main_file {
+        Some((main_source, _)) => {
+            diagnostics.add_source(main_source);
+            match parse_document(main_source, &mut diagnostics) {
+                Some(root) => Some(root),
+                None => return finish(None, diagnostics),
+            }
+        }
+        None => None,
     };
-    diagnostics.add_source(&main_source);
-    let Some(main_root) = parse_document(&main_source, &mut diagnostics) else {
-        return finish(None, diagnostics);
-    };
-    let files = [
-        ParsedFile {
-            source: &project,
-            root: &project_root,
-        },
-        ParsedFile {
-            source: &main_source,
-            root: &main_root,
-        },
-    ];
+    let mut parsed = vec![ParsedFile {
+        source: &project,
+        root: &project_root,
+    }];
+    if let (Some((source, _)), Some(root)) = (&main_file, &main_root) {
+        parsed.push(ParsedFile { source, root });
+    }
+    let source_dir = main_file.as_ref().map_or_else(
+        || project_dir.to_path_buf(),
+        |(_, main_dir)| main_dir.clone(),
+    );
     let program = check_program(
-        &files,
+        &parsed,
         schemas,
         stack_config_keys,
-        main_dir,
+        source_dir,
         &mut diagnostics,
     );
     finish(Some(program), diagnostics)
