@@ -173,10 +173,13 @@ pub(crate) async fn register_outputs(shared: &Arc<Shared>, program: &Program) {
                 outputs.insert(name.clone(), value);
             }
             // When nothing failed, an output that cannot be evaluated (`${r.nmae}`) is an
-            // error in the program, never silently dropped.
-            // (With `--target`, resources left out may not exist: their outputs keep their value.)
+            // error in the program, never silently dropped. Not in a preview, where a resource
+            // to be created (or managed by a provider not configured yet) has only some of its
+            // outputs; nor with `--target`, where resources left out may not exist.
             Err(error)
-                if shared.options.targets.is_empty() && shared.lock_outcome().errors.is_empty() =>
+                if !shared.is_dry_run()
+                    && shared.options.targets.is_empty()
+                    && shared.lock_outcome().errors.is_empty() =>
             {
                 shared.record_failure(error.to_string(), &format!("output `{name}`: {error}"));
             }

@@ -304,11 +304,7 @@ fn a_bad_reference_in_outputs_is_an_error_at_its_place() {
     let context = TestContext::with_program(
         "name: outs\nruntime: yaml\nresources:\n  r:\n    type: fake:Resource\n    properties:\n      name: x\noutputs:\n  good: ${r.name}\n  bad: ${r.nmae}\n",
     );
-    for args in [
-        vec!["preview"],
-        vec!["up", "--yes"],
-        vec!["up", "--yes", "--skip-preview"],
-    ] {
+    for args in [vec!["up", "--yes"], vec!["up", "--yes", "--skip-preview"]] {
         let run = context.cairn(&args).expect_code(2);
         let shown = format!("{}{}", run.stdout, run.stderr);
         assert!(
