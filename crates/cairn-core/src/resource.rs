@@ -32,6 +32,9 @@ pub struct ResourceState {
     pub ignore_changes: Vec<String>,
     pub replace_on_changes: Vec<String>,
     pub aliases: Vec<Urn>,
+    /// `deletedWith`: when that resource is deleted in the same operation, this one's provider
+    /// delete is skipped (deleting the other takes this one with it).
+    pub deleted_with: Option<Urn>,
     /// `customTimeouts` in seconds (create, update, delete).
     pub custom_timeouts: CustomTimeouts,
 }

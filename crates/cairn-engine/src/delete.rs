@@ -1,5 +1,5 @@
-//! Deleting one resource: through its provider unless it is retained, read-only, a component
-//! or a provider; refused when protected.
+//! Deleting one resource: through its provider unless it is retained, read-only, a component,
+//! a provider, or taken with its `deletedWith` resource; refused when protected.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +11,13 @@ use crate::events::{EngineEvent, StepRecord};
 use crate::resources::{delete_with_provider, is_provider_managed, provider_for};
 
 /// Deletes one resource (or, in a dry run, plans it); returns whether it is gone.
-pub(crate) async fn delete_resource(shared: &Arc<Shared>, resource: &ResourceState) -> bool {
+/// `is_taken_with_another`: its `deletedWith` resource is deleted in the same operation, so only
+/// its state entry goes, without a provider call.
+pub(crate) async fn delete_resource(
+    shared: &Arc<Shared>,
+    resource: &ResourceState,
+    is_taken_with_another: bool,
+) -> bool {
     let started = Instant::now();
     let is_default_provider = crate::providers::is_default_provider(&resource.urn);
     // The old copy of a resource replaced in this run was shown as part of its `+-` step.
@@ -35,7 +41,7 @@ pub(crate) async fn delete_resource(shared: &Arc<Shared>, resource: &ResourceSta
             type_: resource.type_.clone(),
         });
     }
-    let result = if is_provider_managed(resource) {
+    let result = if is_provider_managed(resource) && !is_taken_with_another {
         match provider_for(shared, &resource.type_, resource.provider.as_deref()).await {
             Ok(typed) => {
                 let ctx = shared.call_context(&resource.urn);

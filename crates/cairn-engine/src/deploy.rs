@@ -664,6 +664,22 @@ async fn delete_in_reverse_order(
             }
         }
     }
+    // A resource whose `deletedWith` resource goes in the same operation is taken with it.
+    let deleted_urns: HashSet<Urn> = resources
+        .iter()
+        .map(|resource| resource.urn.clone())
+        .collect();
+    let is_taken: Arc<Vec<bool>> = Arc::new(
+        resources
+            .iter()
+            .map(|resource| {
+                resource
+                    .deleted_with
+                    .as_ref()
+                    .is_some_and(|urn| deleted_urns.contains(urn))
+            })
+            .collect(),
+    );
     let resources = Arc::new(resources);
     let run_resources = resources.clone();
     let run_shared = shared.clone();
@@ -674,7 +690,8 @@ async fn delete_in_reverse_order(
         move |node| {
             let shared = run_shared.clone();
             let resources = run_resources.clone();
-            async move { crate::delete::delete_resource(&shared, &resources[node]).await }
+            let is_taken = is_taken[node];
+            async move { crate::delete::delete_resource(&shared, &resources[node], is_taken).await }
         },
     )
     .await;
@@ -686,7 +703,7 @@ async fn delete_in_reverse_order(
         .collect()
 }
 
-/// The URNs a resource depends on: parent, dependencies and provider.
+/// The URNs a resource depends on: parent, dependencies, provider and `deletedWith`.
 pub(crate) fn resource_dependencies(resource: &ResourceState) -> Vec<Urn> {
     let provider_urn = resource
         .provider
@@ -699,6 +716,7 @@ pub(crate) fn resource_dependencies(resource: &ResourceState) -> Vec<Urn> {
         .cloned()
         .chain(resource.dependencies.iter().cloned())
         .chain(provider_urn)
+        .chain(resource.deleted_with.iter().cloned())
         .collect()
 }
 

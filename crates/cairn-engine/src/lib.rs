@@ -103,8 +103,9 @@ pub struct DeployOutcome {
     pub changes: BTreeMap<StepOp, usize>,
     /// Failures, each naming its resource.
     pub errors: Vec<String>,
-    /// Some failure was an error in the program found while evaluating it (a variable or an
-    /// output that cannot be evaluated), not a failure of a resource.
+    /// Some failure was an error in the program found while evaluating it (a variable, an
+    /// output or a resource's properties that cannot be evaluated), not a failure of a
+    /// resource's provider.
     pub has_program_error: bool,
     /// The resulting snapshot (for `dry_run`, what it would be).
     pub snapshot: Snapshot,

@@ -125,6 +125,8 @@ struct ResourcePlan<'a> {
     urn: Urn,
     parent: Urn,
     dependencies: Vec<Urn>,
+    /// The URN of the `deletedWith` resource.
+    deleted_with: Option<Urn>,
     inputs: PropertyMap,
     old: Option<ResourceState>,
     /// The step decided on, once it is (a failure after that point is shown as that step's).
@@ -174,14 +176,17 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
             } else {
                 StepOp::Create
             };
+            // Every resource it refers to has finished (a failed one blocks it before this), so
+            // inputs that cannot be evaluated are an error in the program.
             shared.record_error(op, &urn, Some(&parent), error);
+            shared.lock_outcome().has_program_error = true;
             return false;
         }
     };
     let old = shared.old_state(&urn).or_else(|| {
         decl.options.aliases.iter().find_map(|alias| {
             let alias = cairn_program::evaluate(alias, shared.as_ref()).ok()?;
-            let alias_urn = Urn::parse(alias.as_str()?).ok()?;
+            let alias_urn = alias_urn(&alias.reveal(), &urn, &parent, &shared.root_urn)?;
             let old = shared.old_state(&alias_urn)?;
             // The old URN now belongs to this resource: it must not be deleted as gone.
             shared.lock_outcome().claimed_aliases.insert(alias_urn);
@@ -193,6 +198,7 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
         urn,
         parent,
         dependencies,
+        deleted_with: decl.options.deleted_with.as_deref().and_then(urn_of),
         inputs,
         old,
         attempted: std::sync::Mutex::new(None),
@@ -220,6 +226,35 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
             false
         }
     }
+}
+
+/// The old URN an alias names: a URN string, or Pulumi's alias object (`name`, `type`,
+/// `parent`, `noParent`, `stack`, `project`), each part left out being the resource's own.
+fn alias_urn(alias: &Value, urn: &Urn, parent: &Urn, root: &Urn) -> Option<Urn> {
+    let fields = match alias {
+        Value::String(text) => return Urn::parse(text).ok(),
+        Value::Object(fields) => fields,
+        _ => return None,
+    };
+    let field = |key: &str| fields.get(key).and_then(Value::as_str);
+    let alias_parent = if fields.get("noParent") == Some(&Value::Bool(true)) {
+        None
+    } else {
+        match fields.get("parent") {
+            // `parent: ${res}` is the resource's object of outputs, `urn` among them.
+            Some(Value::Object(resource)) => Some(Urn::parse(resource.get("urn")?.as_str()?).ok()?),
+            Some(Value::String(text)) => Some(Urn::parse(text).ok()?),
+            Some(_) => return None,
+            None => (parent != root).then(|| parent.clone()),
+        }
+    };
+    Some(Urn::new(
+        field("stack").unwrap_or(urn.stack()),
+        field("project").unwrap_or(urn.project()),
+        alias_parent.as_ref().map(Urn::qualified_type),
+        field("type").unwrap_or(urn.type_token()),
+        field("name").unwrap_or(urn.name()),
+    ))
 }
 
 /// The resource's inputs, evaluated. Values built from references can nest deeper than any
@@ -326,6 +361,7 @@ fn new_state(plan: &ResourcePlan<'_>, type_: &str) -> ResourceState {
         ignore_changes: options.ignore_changes.clone(),
         replace_on_changes: options.replace_on_changes.clone(),
         aliases: Vec::new(),
+        deleted_with: plan.deleted_with.clone(),
         custom_timeouts: CustomTimeouts {
             create: parse_timeout(options.custom_timeouts.create.as_deref()),
             update: parse_timeout(options.custom_timeouts.update.as_deref()),

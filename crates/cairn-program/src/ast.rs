@@ -132,8 +132,10 @@ pub struct ResourceOptions {
     pub depends_on: Vec<String>,
     /// Resource key.
     pub parent: Option<String>,
+    /// Set on the resource, else inherited from its parent.
     pub protect: bool,
     pub delete_before_replace: bool,
+    /// Set on the resource, else inherited from its parent.
     pub retain_on_delete: bool,
     pub ignore_changes: Vec<String>,
     pub replace_on_changes: Vec<String>,
@@ -142,6 +144,8 @@ pub struct ResourceOptions {
     /// Strings (URNs) or objects `{name, type, parent, stack, project}`.
     pub aliases: Vec<Expr>,
     pub import: Option<String>,
+    /// Resource key: when it is deleted in the same operation, this one's delete is skipped.
+    pub deleted_with: Option<String>,
     pub custom_timeouts: CustomTimeoutsDecl,
     pub version: Option<String>,
     /// `defaultProvider: true` on a provider resource.

@@ -17,7 +17,7 @@ use crate::ast::{
     GetDecl, Invoke, Part, Program, Reference, ResourceDecl, ResourceOptions, Root,
     STACK_REFERENCE_TOKEN, Span, Variable, is_provider_token,
 };
-use crate::config::{coerce_config_value, normalize_config_key};
+use crate::config::normalize_config_key;
 use crate::diagnostic::{Diagnostics, SourceFile, did_you_mean, suggest};
 use crate::expr::{Piece, parse_reference, split_interpolation};
 use crate::yaml::{Key, Node, NodeKind};
@@ -76,6 +76,9 @@ const OPTION_KEYS: &[&str] = &[
     "deletedWith",
 ];
 
+/// Keys of Pulumi's alias object.
+const ALIAS_KEYS: &[&str] = &["name", "type", "parent", "noParent", "stack", "project"];
+
 const CONFIG_DECL_KEYS: &[&str] = &["type", "default", "secret", "description", "items", "value"];
 
 /// One parsed file of the program: the project file, and `Main.yaml` when `main:` is used.
@@ -113,9 +116,69 @@ fn add_default_provider_deps(resources: &mut [ResourceDecl]) {
     }
 }
 
+/// `protect` and `retainOnDelete` not set on a resource are its parent's, as in Pulumi (the
+/// conformance test `l2-resource-parent-inheritance`). Bounded by the number of resources, so a
+/// parent cycle (reported elsewhere) cannot loop.
+fn inherit_protect_and_retain(resources: &mut [ResourceDecl], sections: &Sections<'_>) {
+    /// The two options as the resource itself sets them (lowering keeps only the value).
+    struct Explicit {
+        protect: Option<bool>,
+        retain_on_delete: Option<bool>,
+    }
+    let mut explicit: BTreeMap<&str, Explicit> = BTreeMap::new();
+    for (_, entries) in &sections.resources {
+        for (key, node) in *entries {
+            let options = node
+                .as_mapping()
+                .and_then(|fields| fields.iter().find(|(field, _)| field.name == "options"))
+                .and_then(|(_, options)| options.as_mapping())
+                .unwrap_or_default();
+            let set = |name: &str| {
+                options
+                    .iter()
+                    .find(|(field, _)| field.name == name)
+                    .and_then(|(_, value)| match value.kind {
+                        NodeKind::Bool(flag) => Some(flag),
+                        _ => None,
+                    })
+            };
+            explicit.insert(
+                &key.name,
+                Explicit {
+                    protect: set("protect"),
+                    retain_on_delete: set("retainOnDelete"),
+                },
+            );
+        }
+    }
+    let parents: BTreeMap<String, String> = resources
+        .iter()
+        .filter_map(|resource| Some((resource.key.clone(), resource.options.parent.clone()?)))
+        .collect();
+    let effective = |key: &str, pick: fn(&Explicit) -> Option<bool>| {
+        let mut current = key;
+        for _ in 0..=parents.len() {
+            if let Some(flag) = explicit.get(current).and_then(pick) {
+                return flag;
+            }
+            match parents.get(current) {
+                Some(parent) => current = parent,
+                None => break,
+            }
+        }
+        false
+    };
+    for resource in resources.iter_mut() {
+        resource.options.protect = effective(&resource.key, |flags| flags.protect);
+        resource.options.retain_on_delete =
+            effective(&resource.key, |flags| flags.retain_on_delete);
+    }
+}
+
 pub(crate) fn check_program(
     files: &[ParsedFile<'_>],
     schemas: &dyn SchemaSource,
+    stack_config_keys: &[String],
     source_dir: PathBuf,
     diagnostics: &mut Diagnostics,
 ) -> Program {
@@ -164,7 +227,14 @@ pub(crate) fn check_program(
         .iter()
         .map(|token| cairn_core::type_token::package_of(token).to_owned())
         .collect();
-    let scope = build_scope(&name, &config, &sections, schemas, &packages, diagnostics);
+    let mut scope = build_scope(&name, &config, &sections, schemas, &packages, diagnostics);
+    // Pulumi YAML reads any key of the stack's config, declared or not. Resources and variables
+    // are resolved first, so a stack key never shadows them.
+    scope.config.extend(
+        stack_config_keys
+            .iter()
+            .map(|key| normalize_config_key(&name, key)),
+    );
 
     let mut resources = Vec::new();
     for (source, entries) in &sections.resources {
@@ -182,6 +252,7 @@ pub(crate) fn check_program(
         }
     }
     add_default_provider_deps(&mut resources);
+    inherit_protect_and_retain(&mut resources, &sections);
     let mut variables = Vec::new();
     for (source, entries) in &sections.variables {
         for (key, node) in *entries {
@@ -407,23 +478,64 @@ fn lower_config_decl(key: &Key, node: &Node, diagnostics: &mut Diagnostics) -> C
     if let Some(type_node) = type_node {
         decl.type_ = parse_config_type_node(type_node, items_type, diagnostics);
     }
-    if let (Some(type_), Some(default)) = (&decl.type_, &decl.default)
-        && let Err(problem) = coerce_config_value(default, type_)
-    {
-        let default_span = entries
-            .iter()
-            .find(|(field, _)| field.name == "default" || field.name == "value")
-            .map_or(&key.span, |(_, value)| &value.span);
-        diagnostics.error(
-            default_span,
-            format!("the default of config `{}` {problem}", key.name),
-            Some(format!(
-                "write a default of type `{}`",
-                type_.display_name()
-            )),
-        );
+    let default_node = entries
+        .iter()
+        .find(|(field, _)| field.name == "default" || field.name == "value")
+        .map(|(_, value)| value);
+    match (&decl.type_, &decl.default, default_node) {
+        // A default is written in the program, so unlike a stack file's strings it must already
+        // have the declared type, as in Pulumi YAML.
+        (Some(type_), Some(default), Some(default_node)) if !has_config_type(default, type_) => {
+            diagnostics.error(
+                &default_node.span,
+                format!(
+                    "the default of config `{}` is {}, but its type is `{}`",
+                    key.name,
+                    article(yaml_kind_name(default)),
+                    type_.display_name()
+                ),
+                Some(format!(
+                    "write a default of type `{}`, or change `type`",
+                    type_.display_name()
+                )),
+            );
+        }
+        // An unknown `type` was reported where it is written.
+        (None, None, _) if type_node.is_none() => diagnostics.error(
+            &key.span,
+            format!(
+                "cannot infer the type of config `{}`: it has neither `type` nor `default`",
+                key.name
+            ),
+            Some("add a `type` (`string`, `integer`, `boolean`, `number`, `array` or `object`) or a `default`".to_owned()),
+        ),
+        _ => {}
     }
     decl
+}
+
+/// Whether a literal default has the declared type (an integer is also a number).
+fn has_config_type(value: &Value, type_: &ConfigType) -> bool {
+    match (type_, value) {
+        (ConfigType::String, Value::String(_))
+        | (ConfigType::Number, Value::Number(_))
+        | (ConfigType::Boolean, Value::Bool(_))
+        | (ConfigType::Object, Value::Object(_)) => true,
+        (ConfigType::Integer, Value::Number(number)) => number.fract() == 0.0,
+        (ConfigType::List(item_type), Value::Array(items)) => {
+            items.iter().all(|item| has_config_type(item, item_type))
+        }
+        _ => false,
+    }
+}
+
+/// A literal's kind as the YAML user wrote it, for messages.
+fn yaml_kind_name(value: &Value) -> &'static str {
+    match value {
+        Value::Array(_) => "list",
+        Value::Object(_) => "mapping",
+        other => other.kind_name(),
+    }
 }
 
 fn parse_config_type_node(
@@ -1226,7 +1338,7 @@ impl Lowerer<'_> {
                         value,
                     ));
                 }
-                "options" => options = self.options(value, &mut deps, options),
+                "options" => options = self.options(value, options),
                 "get" => get = self.get(value),
                 "name" => {
                     if let Some(logical_name) = self.string_option(value, "name") {
@@ -1304,6 +1416,7 @@ impl Lowerer<'_> {
         deps.resources.extend(options.providers.iter().cloned());
         deps.resources.extend(options.depends_on.iter().cloned());
         deps.resources.extend(options.parent.iter().cloned());
+        deps.resources.extend(options.deleted_with.iter().cloned());
         Some(ResourceDecl {
             name,
             key: key.name.clone(),
@@ -1462,12 +1575,7 @@ impl Lowerer<'_> {
         Some(GetDecl { id, state })
     }
 
-    fn options(
-        &mut self,
-        node: &Node,
-        deps: &mut Deps,
-        mut options: ResourceOptions,
-    ) -> ResourceOptions {
+    fn options(&mut self, node: &Node, mut options: ResourceOptions) -> ResourceOptions {
         let Some(entries) = node.as_mapping() else {
             self.error(
                 &node.span,
@@ -1496,7 +1604,7 @@ impl Lowerer<'_> {
                 }
                 "dependsOn" => options.depends_on = self.resource_refs(value, option),
                 "parent" => options.parent = self.resource_ref(value, option),
-                "deletedWith" => deps.resources.extend(self.resource_ref(value, option)),
+                "deletedWith" => options.deleted_with = self.resource_ref(value, option),
                 "protect" => options.protect = self.bool_option(value, option),
                 "deleteBeforeReplace" => {
                     options.delete_before_replace = self.bool_option(value, option)
@@ -1511,6 +1619,9 @@ impl Lowerer<'_> {
                 }
                 "aliases" => match &value.kind {
                     NodeKind::Sequence(items) => {
+                        for item in items {
+                            self.check_alias_keys(item);
+                        }
                         options.aliases = items.iter().map(|item| self.expr(item)).collect();
                     }
                     _ => self.error(
@@ -1533,6 +1644,22 @@ impl Lowerer<'_> {
             }
         }
         options
+    }
+
+    /// An alias written as a mapping has the keys of Pulumi's alias object.
+    fn check_alias_keys(&mut self, item: &Node) {
+        let Some(entries) = item.as_mapping() else {
+            return;
+        };
+        for (key, _) in entries {
+            if !ALIAS_KEYS.contains(&key.name.as_str()) && !key.name.starts_with("fn::") {
+                self.error(
+                    &key.span,
+                    format!("unknown key `{}` in an alias", key.name),
+                    suggest(&key.name, ALIAS_KEYS.iter().copied(), "alias keys are"),
+                );
+            }
+        }
     }
 
     fn check_is_provider(&mut self, key: &str, node: &Node) {

@@ -90,6 +90,17 @@ fn error(span: &Span, message: impl Into<String>) -> EvalError {
     }
 }
 
+/// The kind of a value with its article, for messages: "an object", "a string".
+fn with_article(value: &Value) -> String {
+    let kind = value.kind_name();
+    let article = if kind.starts_with(['a', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {kind}")
+}
+
 /// Wraps `value` as a secret when `is_secret`.
 fn secret_if(value: Value, is_secret: bool) -> Value {
     if is_secret {
@@ -114,12 +125,18 @@ fn interpolate(parts: &[Part], ctx: &dyn EvalContext) -> Result<Value, EvalError
                 }
                 is_secret |= value.contains_secret();
                 let Some(piece) = value.to_interpolated_string() else {
+                    let kind = with_article(&value);
+                    let hint = match &reference.root {
+                        Root::Resource(key) if reference.path.is_empty() => {
+                            format!(" (a whole resource; write `${{{key}.id}}` for its ID)")
+                        }
+                        _ => String::new(),
+                    };
                     return Err(error(
                         &reference.span,
                         format!(
-                            "cannot interpolate `${{{}}}` into a string: it is a {}",
+                            "cannot interpolate `${{{}}}` into a string: it is {kind}{hint}",
                             reference.text,
-                            value.kind_name()
                         ),
                     ));
                 };
@@ -168,7 +185,14 @@ fn evaluate_reference(reference: &Reference, ctx: &dyn EvalContext) -> Result<Va
                 return Ok(Value::Unknown);
             };
             match reference.path.split_first() {
-                None => return Ok(resource.id),
+                // A whole resource is the object of its outputs with `id` and `urn`, as in
+                // Pulumi YAML (options such as `dependsOn` take resources at check time).
+                None => {
+                    let mut object = resource.outputs;
+                    object.insert("id".to_owned(), resource.id);
+                    object.insert("urn".to_owned(), Value::String(resource.urn));
+                    return Ok(Value::Object(object));
+                }
                 Some((Accessor::Property(property), rest)) if property == "id" => {
                     (resource.id, rest)
                 }
@@ -306,13 +330,18 @@ fn evaluate_builtin(
                 ));
             };
             let mut pieces = Vec::with_capacity(items_values.len());
-            for item in &items_values {
+            for (index, item) in items_values.iter().enumerate() {
                 match item.to_interpolated_string() {
                     Some(piece) => pieces.push(piece),
                     None => {
+                        // Point at the item when the list is written out in the program.
+                        let item_span = match &**items {
+                            Expr::Array(item_exprs, _) => item_exprs.get(index).map(Expr::span),
+                            _ => None,
+                        };
                         return Err(error(
-                            items.span(),
-                            format!("`fn::join` cannot join a {}", item.kind_name()),
+                            item_span.unwrap_or(items.span()),
+                            format!("`fn::join` cannot join {}", with_article(item)),
                         ));
                     }
                 }
@@ -690,9 +719,8 @@ mod tests {
     #[test]
     fn resource_references() {
         check(
-            "  id: ${pet}\n  explicitId: ${pet.id}\n  urn: ${pet.urn}\n  length: ${pet.length}\n  keeper: ${pet.keepers[\"a\"]}\n  dotted: ${pet.keepers.a}\n  pending: ${pending.anything}\n  pendingId: ${pending}\n  tagsZero: ${thing.tags[0]}\n  tagsOne: ${thing.tags[1]}\n",
+            "  explicitId: ${pet.id}\n  urn: ${pet.urn}\n  length: ${pet.length}\n  keeper: ${pet.keepers[\"a\"]}\n  dotted: ${pet.keepers.a}\n  pending: ${pending.anything}\n  pendingId: ${pending}\n  tagsZero: ${thing.tags[0]}\n  tagsOne: ${thing.tags[1]}\n",
             expect![[r#"
-                id = "pet-id"
                 explicitId = "pet-id"
                 urn = "urn:pulumi:dev::proj::fake:index:Thing::pet"
                 length = 2
@@ -702,6 +730,19 @@ mod tests {
                 pendingId = [unknown]
                 tagsZero = "x"
                 tagsOne = [unknown]"#]],
+        );
+    }
+
+    #[test]
+    fn a_whole_resource_is_the_object_of_its_outputs_with_id_and_urn() {
+        check(
+            "  whole: ${pet}\n  wrapped:\n    fn::secret: ${pet}\n  nested: {pets: [\"${pet}\"]}\n  pending: ${pending}\n  interpolated: \"pet ${pet}\"\n",
+            expect![[r#"
+                whole = {id: "pet-id", keepers: {a: "b", pw: secret("hunter2")}, length: 2, urn: "urn:pulumi:dev::proj::fake:index:Thing::pet"}
+                wrapped = secret({id: "pet-id", keepers: {a: "b", pw: secret("hunter2")}, length: 2, urn: "urn:pulumi:dev::proj::fake:index:Thing::pet"})
+                nested = {pets: [{id: "pet-id", keepers: {a: "b", pw: secret("hunter2")}, length: 2, urn: "urn:pulumi:dev::proj::fake:index:Thing::pet"}]}
+                pending = [unknown]
+                interpolated: error Cairn.yaml:29:22: cannot interpolate `${pet}` into a string: it is an object (a whole resource; write `${pet.id}` for its ID)"#]],
         );
     }
 

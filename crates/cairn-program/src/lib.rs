@@ -93,10 +93,14 @@ const MAIN_FILE_NAMES: &[&str] = &["Main.yaml", "Main.yml", "Main.json"];
 
 /// Loads `Cairn.yaml` (else `Pulumi.yaml`; also `.yml`) from `project_dir`, following `main:`
 /// to a directory holding `Main.yaml` (or `Main.json`).
+///
+/// `stack_config_keys` are the keys of the stack's config file (`proj:key`, `key`): as in Pulumi
+/// YAML, `${key}` may name one the program does not declare.
 pub fn load_project(
     project_dir: &Path,
     files: &dyn FileSource,
     schemas: &dyn SchemaSource,
+    stack_config_keys: &[String],
 ) -> Loaded {
     let mut diagnostics = Diagnostics::default();
     let mut project = None;
@@ -138,41 +142,57 @@ pub fn load_project(
             .find(|(key, _)| key.name == "main")
             .map(|(_, value)| value)
     });
-    let Some(main_node) = main_node else {
-        let parsed = [ParsedFile {
-            source: &project,
-            root: &project_root,
-        }];
-        let program = check_program(
-            &parsed,
-            schemas,
-            project_dir.to_path_buf(),
-            &mut diagnostics,
-        );
-        check_read_files(&program, files, &mut diagnostics);
-        return finish(Some(program), diagnostics);
-    };
-
-    let Some((main_source, main_dir)) =
-        read_main_file(project_dir, main_node, files, &mut diagnostics)
-    else {
-        return finish(None, diagnostics);
-    };
-    diagnostics.add_source(&main_source);
-    let Some(main_root) = parse_document(&main_source, &mut diagnostics) else {
-        return finish(None, diagnostics);
-    };
-    let parsed = [
-        ParsedFile {
-            source: &project,
-            root: &project_root,
+    let main_file = match main_node {
+        Some(main_node) => match read_main_file(project_dir, main_node, files, &mut diagnostics) {
+            Some(found) => Some(found),
+            None => return finish(None, diagnostics),
         },
-        ParsedFile {
-            source: &main_source,
-            root: &main_root,
+        // Without `main:`, a `Main.yaml` (or `Main.json`) beside the project file is the
+        // program, as in Pulumi YAML.
+        None => match read_first_of(project_dir, MAIN_FILE_NAMES.iter().copied(), files) {
+            Ok(Some(found)) => {
+                if !reject_second_program(&project, &project_root, &found.0, &mut diagnostics) {
+                    return finish(None, diagnostics);
+                }
+                Some(found)
+            }
+            Ok(None) => None,
+            Err((file_name, error)) => {
+                return failed(Diagnostic::for_file(
+                    &file_name,
+                    format!("cannot read `{file_name}`: {error}"),
+                ));
+            }
         },
-    ];
-    let program = check_program(&parsed, schemas, main_dir, &mut diagnostics);
+    };
+    let main_root = match &main_file {
+        Some((main_source, _)) => {
+            diagnostics.add_source(main_source);
+            match parse_document(main_source, &mut diagnostics) {
+                Some(root) => Some(root),
+                None => return finish(None, diagnostics),
+            }
+        }
+        None => None,
+    };
+    let mut parsed = vec![ParsedFile {
+        source: &project,
+        root: &project_root,
+    }];
+    if let (Some((source, _)), Some(root)) = (&main_file, &main_root) {
+        parsed.push(ParsedFile { source, root });
+    }
+    let source_dir = main_file.as_ref().map_or_else(
+        || project_dir.to_path_buf(),
+        |(_, main_dir)| main_dir.clone(),
+    );
+    let program = check_program(
+        &parsed,
+        schemas,
+        stack_config_keys,
+        source_dir,
+        &mut diagnostics,
+    );
     check_read_files(&program, files, &mut diagnostics);
     finish(Some(program), diagnostics)
 }
@@ -246,24 +266,16 @@ fn read_main_file(
             })
             .collect()
     };
-    for candidate in &candidates {
-        let path = project_dir.join(candidate);
-        match files.read_to_string(&path) {
-            Ok(text) => {
-                let main_dir = path
-                    .parent()
-                    .map_or_else(|| project_dir.to_path_buf(), Path::to_path_buf);
-                return Some((SourceFile::new(candidate, &text), main_dir));
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => {
-                diagnostics.error(
-                    &main_node.span,
-                    format!("cannot read `{candidate}`: {error}"),
-                    None,
-                );
-                return None;
-            }
+    match read_first_of(project_dir, candidates.iter().map(String::as_str), files) {
+        Ok(Some(found)) => return Some(found),
+        Ok(None) => {}
+        Err((candidate, error)) => {
+            diagnostics.error(
+                &main_node.span,
+                format!("cannot read `{candidate}`: {error}"),
+                None,
+            );
+            return None;
         }
     }
     diagnostics.error(
@@ -273,6 +285,63 @@ fn read_main_file(
     );
     None
 }
+
+/// Reads the first of `candidates` (paths relative to `project_dir`) that exists, with the
+/// directory it is in; a read error other than "not found" names the candidate.
+fn read_first_of<'a>(
+    project_dir: &Path,
+    candidates: impl IntoIterator<Item = &'a str>,
+    files: &dyn FileSource,
+) -> Result<Option<(SourceFile, PathBuf)>, (String, std::io::Error)> {
+    for candidate in candidates {
+        let path = project_dir.join(candidate);
+        match files.read_to_string(&path) {
+            Ok(text) => {
+                let main_dir = path
+                    .parent()
+                    .map_or_else(|| project_dir.to_path_buf(), Path::to_path_buf);
+                return Ok(Some((SourceFile::new(candidate, &text), main_dir)));
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err((candidate.to_owned(), error)),
+        }
+    }
+    Ok(None)
+}
+
+/// A project file that declares a program (`resources`, `variables` or `outputs`) while a
+/// `Main.yaml` sits beside it has two programs: reports it at each program section and returns
+/// false.
+fn reject_second_program(
+    project: &SourceFile,
+    project_root: &Node,
+    main: &SourceFile,
+    diagnostics: &mut Diagnostics,
+) -> bool {
+    let program_keys: Vec<_> = project_root
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| PROGRAM_SECTIONS.contains(&key.name.as_str()))
+        .collect();
+    for (key, _) in &program_keys {
+        diagnostics.error(
+            &key.span,
+            format!(
+                "`{}` declares `{}`, but `{}` beside it is the program: a project has one program",
+                project.name, key.name, main.name
+            ),
+            Some(format!(
+                "move `{}` into `{}`, or remove `{}`",
+                key.name, main.name, main.name
+            )),
+        );
+    }
+    program_keys.is_empty()
+}
+
+/// The sections of a project file that make it a program of its own.
+const PROGRAM_SECTIONS: &[&str] = &["resources", "variables", "outputs"];
 
 /// Same as `load_project`, from text (for tests and tools): `file_name` is used in diagnostics.
 pub fn load_str(file_name: &str, text: &str, schemas: &dyn SchemaSource) -> Loaded {
@@ -290,7 +359,7 @@ pub fn load_str(file_name: &str, text: &str, schemas: &dyn SchemaSource) -> Load
         source: &source,
         root: &root,
     }];
-    let program = check_program(&files, schemas, source_dir, &mut diagnostics);
+    let program = check_program(&files, schemas, &[], source_dir, &mut diagnostics);
     finish(Some(program), diagnostics)
 }
 

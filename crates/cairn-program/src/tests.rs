@@ -484,7 +484,7 @@ fn whole_properties_from_an_expression() {
 #[test]
 fn config_declarations_in_both_spellings() {
     check_body(
-        "configuration:\n  names:\n    type: List<String>\n  count:\n    type: Integer\n    default: \"3\"\nconfig:\n  tags:\n    type: array\n    items: {type: string}\n  flag:\n    type: bool\n    secret: true\n  bad:\n    type: strng\n",
+        "configuration:\n  names:\n    type: List<String>\n  count:\n    type: Integer\n    default: 3\nconfig:\n  tags:\n    type: array\n    items: {type: string}\n  flag:\n    type: bool\n    secret: true\n  bad:\n    type: strng\n",
         expect![[r#"
             Cairn.yaml:17:11: unknown config type `strng` [strng]
               help: did you mean `string`?"#]],
@@ -525,7 +525,7 @@ fn main_points_at_a_directory_with_main_yaml() {
             "resources:\n  pet:\n    type: random:RandomPet\n    properties:\n      length: ${size}\n      prefix: ${nope}\n",
         ),
     ]);
-    let loaded = load_project(Path::new("proj"), &files, &TestSchemas);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas, &[]);
     expect![[r#"
         app/Main.yaml:6:17: unknown name `nope` in `${nope}` [nope]
           help: defined names are: `pet`, `size`"#]]
@@ -538,7 +538,7 @@ fn main_points_at_a_directory_with_main_yaml() {
             "{\n  \"resources\": {\n    \"pet\": {\"type\": \"random:RandomPet\"}\n  }\n}\n",
         ),
     ]);
-    let loaded = load_project(Path::new("proj"), &files, &TestSchemas);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas, &[]);
     let program = loaded.program.expect("no errors");
     assert_eq!(program.source_dir, Path::new("proj/app"));
     assert_eq!(program.resources[0].span.file, "app/Main.json");
@@ -546,14 +546,14 @@ fn main_points_at_a_directory_with_main_yaml() {
 
 #[test]
 fn missing_project_file_and_missing_main() {
-    let loaded = load_project(Path::new("proj"), &memory_files(&[]), &TestSchemas);
+    let loaded = load_project(Path::new("proj"), &memory_files(&[]), &TestSchemas, &[]);
     expect![[r#"
         Cairn.yaml: no `Cairn.yaml` or `Pulumi.yaml` in `proj` []
           help: run `cairn new` to create a project, or pass `--cwd <dir>`"#]]
     .assert_eq(&render(&loaded));
 
     let files = memory_files(&[("proj/Cairn.yaml", "name: proj\nruntime: yaml\nmain: src\n")]);
-    let loaded = load_project(Path::new("proj"), &files, &TestSchemas);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas, &[]);
     expect![[r#"
         Cairn.yaml:3:7: `main` points at `src`, which holds no `Main.yaml` or `Main.json` [src]
           help: put the program in `Main.yaml` inside that directory, or fix `main:`"#]]
@@ -620,4 +620,152 @@ fn a_value_past_the_depth_limit_points_at_where_it_goes_too_deep() {
             "Cairn.yaml:9:262: this value nests more than 64 levels deep",
         ]
     );
+}
+
+#[test]
+fn main_yaml_beside_a_project_file_without_a_program_is_the_program() {
+    let files = memory_files(&[
+        (
+            "proj/Pulumi.yaml",
+            "name: proj\nruntime: yaml\nconfig:\n  size: 3\n",
+        ),
+        (
+            "proj/Main.yaml",
+            "resources:\n  pet:\n    type: random:RandomPet\n    properties:\n      length: ${size}\noutputs:\n  name: ${pet.id}\n",
+        ),
+    ]);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas, &[]);
+    expect![[r#"
+        program proj (yaml)
+        config size type=None default=Some(3) secret=false
+        resource pet name=pet type=random:index/randomPet:RandomPet deps={}/{}
+        output name"#]]
+    .assert_eq(&render(&loaded));
+    let program = loaded.program.expect("no errors");
+    assert_eq!(program.resources[0].span.file, "Main.yaml");
+    assert_eq!(program.source_dir, Path::new("proj"));
+
+    let files = memory_files(&[
+        ("proj/Cairn.yaml", "name: proj\nruntime: yaml\n"),
+        (
+            "proj/Main.json",
+            "{\"resources\": {\"pet\": {\"type\": \"random:RandomPet\"}}}\n",
+        ),
+    ]);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas, &[]);
+    expect![[r#"
+        program proj (yaml)
+        resource pet name=pet type=random:index/randomPet:RandomPet deps={}/{}"#]]
+    .assert_eq(&render(&loaded));
+}
+
+#[test]
+fn a_project_file_with_a_program_and_a_main_yaml_is_an_error_naming_both() {
+    let files = memory_files(&[
+        (
+            "proj/Pulumi.yaml",
+            "name: proj\nruntime: yaml\nresources:\n  a:\n    type: random:RandomPet\noutputs:\n  x: 1\n",
+        ),
+        (
+            "proj/Main.yaml",
+            "resources:\n  b:\n    type: random:RandomPet\n",
+        ),
+    ]);
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas, &[]);
+    expect![[r#"
+        Pulumi.yaml:3:1: `Pulumi.yaml` declares `resources`, but `Main.yaml` beside it is the program: a project has one program [resources]
+          help: move `resources` into `Main.yaml`, or remove `Main.yaml`
+        Pulumi.yaml:6:1: `Pulumi.yaml` declares `outputs`, but `Main.yaml` beside it is the program: a project has one program [outputs]
+          help: move `outputs` into `Main.yaml`, or remove `Main.yaml`"#]].assert_eq(&render(&loaded));
+}
+
+#[test]
+fn stack_config_keys_are_names_without_a_declaration() {
+    let files = memory_files(&[(
+        "proj/Cairn.yaml",
+        "name: proj\nruntime: yaml\nresources:\n  thing:\n    type: fake:Thing\n    properties:\n      a: ${plain}\n      b: ${settings.nested[0]}\n      c: ${proj:plain}\n      d: ${undeclared}\n",
+    )]);
+    let stack_keys = ["proj:plain".to_owned(), "settings".to_owned()];
+    let loaded = load_project(Path::new("proj"), &files, &TestSchemas, &stack_keys);
+    expect![[r#"
+        Cairn.yaml:10:12: unknown name `undeclared` in `${undeclared}` [undeclared]
+          help: defined names are: `thing`, `plain`, `settings`"#]]
+    .assert_eq(&render(&loaded));
+}
+
+#[test]
+fn every_duplicated_key_and_every_other_error_is_reported_at_once() {
+    check_body(
+        "config:\n  size: 1\n  size: 2\nvariables:\n  v: 1\n  v: 2\nresources:\n  pet:\n    type: random:RandomPet\n  pet:\n    type: random:RandomPet\n    properties:\n      lenght: 2\n",
+        expect![[r#"
+            Cairn.yaml:5:3: duplicated key `size`: it is already defined at line 4 [size]
+              help: a key may appear once in a mapping: remove or rename one of them
+            Cairn.yaml:8:3: duplicated key `v`: it is already defined at line 7 [v]
+              help: a key may appear once in a mapping: remove or rename one of them
+            Cairn.yaml:12:3: duplicated key `pet`: it is already defined at line 10 [pet]
+              help: a key may appear once in a mapping: remove or rename one of them
+            Cairn.yaml:15:7: unknown property `lenght` on `random:index/randomPet:RandomPet` [lenght]
+              help: did you mean `length`?"#]],
+    );
+}
+
+#[test]
+fn config_defaults_must_match_their_type_and_a_type_must_be_known() {
+    check_body(
+        "config:\n  name:\n    type: String\n    default: 42\n  count:\n    type: Integer\n    default: \"3\"\n  flag:\n    type: boolean\n    default: true\n  tags:\n    type: List<String>\n    default: [a, 1]\n  opaque:\n    secret: true\n  described:\n    description: nothing else\n",
+        expect![[r#"
+            Cairn.yaml:6:14: the default of config `name` is a number, but its type is `String` [42]
+              help: write a default of type `String`, or change `type`
+            Cairn.yaml:9:14: the default of config `count` is a string, but its type is `Integer` ["3"]
+              help: write a default of type `Integer`, or change `type`
+            Cairn.yaml:15:14: the default of config `tags` is a list, but its type is `List<String>` [[a, 1]]
+              help: write a default of type `List<String>`, or change `type`
+            Cairn.yaml:16:3: cannot infer the type of config `opaque`: it has neither `type` nor `default` [opaque]
+              help: add a `type` (`string`, `integer`, `boolean`, `number`, `array` or `object`) or a `default`
+            Cairn.yaml:18:3: cannot infer the type of config `described`: it has neither `type` nor `default` [described]
+              help: add a `type` (`string`, `integer`, `boolean`, `number`, `array` or `object`) or a `default`"#]],
+    );
+}
+
+#[test]
+fn aliases_in_object_form_have_pulumis_keys() {
+    check_body(
+        "resources:\n  parent:\n    type: fake:Thing\n  pet:\n    type: random:RandomPet\n    options:\n      aliases:\n        - name: old\n          parent: ${parent}\n        - {name: old, noParent: true, stack: prod, project: other, type: random:RandomPet}\n        - urn:pulumi:dev::proj::random:index/randomPet:RandomPet::older\n        - {nmae: old}\n",
+        expect![[r#"
+            Cairn.yaml:14:12: unknown key `nmae` in an alias [nmae]
+              help: did you mean `name`?"#]],
+    );
+}
+
+#[test]
+fn protect_and_retain_on_delete_are_inherited_from_the_parent_unless_set() {
+    let loaded = load_str(
+        "Cairn.yaml",
+        &format!(
+            "{HEADER}resources:\n  root:\n    type: fake:Thing\n    options: {{protect: true, retainOnDelete: true}}\n  child:\n    type: fake:Thing\n    options: {{parent: \"${{root}}\"}}\n  grandchild:\n    type: fake:Thing\n    options: {{parent: \"${{child}}\"}}\n  unprotected:\n    type: fake:Thing\n    options: {{parent: \"${{root}}\", protect: false}}\n  itsChild:\n    type: fake:Thing\n    options: {{parent: \"${{unprotected}}\"}}\n  orphan:\n    type: fake:Thing\n"
+        ),
+        &TestSchemas,
+    );
+    let program = loaded
+        .program
+        .as_ref()
+        .unwrap_or_else(|| panic!("{}", render(&loaded)));
+    let flags: Vec<String> = program
+        .resources
+        .iter()
+        .map(|resource| {
+            format!(
+                "{} protect={} retainOnDelete={}",
+                resource.key, resource.options.protect, resource.options.retain_on_delete
+            )
+        })
+        .collect();
+    expect![[r#"
+        root protect=true retainOnDelete=true
+        child protect=true retainOnDelete=true
+        grandchild protect=true retainOnDelete=true
+        unprotected protect=false retainOnDelete=true
+        itsChild protect=false retainOnDelete=true
+        orphan protect=false retainOnDelete=false"#]]
+    .assert_eq(&flags.join("\n"));
 }

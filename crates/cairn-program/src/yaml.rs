@@ -4,7 +4,10 @@
 //! once, resolves tags away and turns scalar keys into strings, so nothing past this point
 //! touches saphyr. It knows nothing about Pulumi YAML's meaning.
 
-use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use std::collections::HashMap;
+
+use saphyr::{MarkedYaml, Scalar, YamlData, YamlLoader};
+use saphyr_parser::{Event, SpannedEventReceiver};
 
 use crate::ast::Span;
 use crate::diagnostic::{Diagnostics, SourceFile};
@@ -125,7 +128,8 @@ pub fn find_too_deep(text: &str) -> Option<saphyr::Marker> {
     None
 }
 
-/// Parses the first YAML document of `source`. Syntax errors become diagnostics.
+/// Parses the first YAML document of `source`. Syntax errors become diagnostics, and so does
+/// every duplicated key (all of them, not only the first: the walk goes on with the last value).
 pub(crate) fn parse_document(source: &SourceFile, diagnostics: &mut Diagnostics) -> Option<Node> {
     if let Some(marker) = find_too_deep(&source.text) {
         let start = source.byte_of_char(marker.index());
@@ -139,33 +143,102 @@ pub(crate) fn parse_document(source: &SourceFile, diagnostics: &mut Diagnostics)
         );
         return None;
     }
-    match MarkedYaml::load_from_str(&source.text) {
-        Ok(documents) => match documents.first() {
-            Some(document) => Some(lower_node(source, document, None, diagnostics)),
-            None => {
-                diagnostics.error(
-                    &source.span(0, 0),
-                    "the file is empty",
-                    Some("a program needs at least `name:` and `runtime: yaml`".to_owned()),
-                );
-                None
-            }
-        },
-        Err(scan_error) => {
-            let marker = scan_error.marker();
-            let start = source.byte_of_char(marker.index());
-            let end = source
-                .text
-                .get(start..)
-                .and_then(|rest| rest.chars().next())
-                .map_or(start, |next| start + next.len_utf8());
+    let mut receiver = KeyTracker::default();
+    receiver.loader.allow_duplicate_keys(true);
+    let result = saphyr_parser::Parser::new_from_str(&source.text)
+        .load(&mut receiver, true)
+        .and_then(|()| receiver.loader.error().cloned().map_or(Ok(()), Err));
+    if let Err(scan_error) = result {
+        let marker = scan_error.marker();
+        let start = source.byte_of_char(marker.index());
+        let end = source
+            .text
+            .get(start..)
+            .and_then(|rest| rest.chars().next())
+            .map_or(start, |next| start + next.len_utf8());
+        diagnostics.error(
+            &source.span(start, end),
+            format!("invalid YAML: {}", scan_error.info()),
+            Some("check the indentation and quoting around this point".to_owned()),
+        );
+        return None;
+    }
+    for duplicate in &receiver.duplicates {
+        diagnostics.error(
+            &source.span_of_chars(duplicate.span.start.index(), duplicate.span.end.index()),
+            format!(
+                "duplicated key `{}`: it is already defined at line {}",
+                duplicate.key, duplicate.first_line
+            ),
+            Some("a key may appear once in a mapping: remove or rename one of them".to_owned()),
+        );
+    }
+    match receiver.loader.into_documents().first() {
+        Some(document) => Some(lower_node(source, document, None, diagnostics)),
+        None => {
             diagnostics.error(
-                &source.span(start, end),
-                format!("invalid YAML: {}", scan_error.info()),
-                Some("check the indentation and quoting around this point".to_owned()),
+                &source.span(0, 0),
+                "the file is empty",
+                Some("a program needs at least `name:` and `runtime: yaml`".to_owned()),
             );
             None
         }
+    }
+}
+
+/// saphyr's loader, which stops at the first duplicated key unless told to keep the last value,
+/// fed through a receiver that notes every duplicated scalar key with its span.
+#[derive(Default)]
+struct KeyTracker<'input> {
+    loader: YamlLoader<'input, MarkedYaml<'input>>,
+    /// Open collections: for a mapping, its keys so far (with their line) and whether the next
+    /// node is a key.
+    open: Vec<Option<(HashMap<String, usize>, bool)>>,
+    duplicates: Vec<DuplicateKey>,
+}
+
+struct DuplicateKey {
+    key: String,
+    span: saphyr_parser::Span,
+    first_line: usize,
+}
+
+impl KeyTracker<'_> {
+    /// A node of the innermost collection is complete; `key` is its text when it is a scalar.
+    fn complete_node(&mut self, key: Option<&str>, span: saphyr_parser::Span) {
+        let Some(Some((seen, expects_key))) = self.open.last_mut() else {
+            return;
+        };
+        if *expects_key && let Some(key) = key {
+            match seen.get(key) {
+                Some(first_line) => self.duplicates.push(DuplicateKey {
+                    key: key.to_owned(),
+                    span,
+                    first_line: *first_line,
+                }),
+                None => {
+                    seen.insert(key.to_owned(), span.start.line());
+                }
+            }
+        }
+        *expects_key = !*expects_key;
+    }
+}
+
+impl<'input> SpannedEventReceiver<'input> for KeyTracker<'input> {
+    fn on_event(&mut self, event: Event<'input>, span: saphyr_parser::Span) {
+        match &event {
+            Event::Scalar(text, ..) => self.complete_node(Some(text), span),
+            Event::Alias(_) => self.complete_node(None, span),
+            Event::MappingStart(..) => self.open.push(Some((HashMap::new(), true))),
+            Event::SequenceStart(..) => self.open.push(None),
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.open.pop();
+                self.complete_node(None, span);
+            }
+            _ => {}
+        }
+        self.loader.on_event(event, span);
     }
 }
 
@@ -370,11 +443,19 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_keys_are_syntax_errors() {
-        let (_, messages) = parse("a: 1\na: 2\n");
+    fn every_duplicated_key_is_reported_at_its_place() {
+        let (node, messages) =
+            parse("a: 1\na: 2\nb:\n  c: [x, {c: 1}]\n  d: {e: 1, e: 2}\n  c: 3\na: 4\n\"a\": 5\n");
         assert_eq!(
             messages,
-            ["Cairn.yaml:2:1: invalid YAML: duplicated key in mapping"]
+            [
+                "Cairn.yaml:2:1: duplicated key `a`: it is already defined at line 1",
+                "Cairn.yaml:5:13: duplicated key `e`: it is already defined at line 5",
+                "Cairn.yaml:6:3: duplicated key `c`: it is already defined at line 4",
+                "Cairn.yaml:7:1: duplicated key `a`: it is already defined at line 1",
+                "Cairn.yaml:8:1: duplicated key `a`: it is already defined at line 1",
+            ]
         );
+        assert!(node.is_some(), "the walk goes on with the last values");
     }
 }

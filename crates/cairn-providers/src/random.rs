@@ -581,11 +581,25 @@ impl Provider for RandomProvider {
         inputs: &PropertyMap,
         outputs: &PropertyMap,
     ) -> ProviderResult<Option<ReadResponse>> {
-        RandomKind::from_token(type_token)?;
+        let kind = RandomKind::from_token(type_token)?;
+        if !outputs.is_empty() {
+            return Ok(Some(ReadResponse {
+                id: id.to_owned(),
+                inputs: inputs.clone(),
+                outputs: outputs.clone(),
+            }));
+        }
+        // No outputs: an import. As the random provider does, the ID is the value itself, and
+        // the inputs not given are what would have made it.
+        let mut inputs = inputs.clone();
+        let imported = import(kind, id, &mut inputs).await?;
+        apply_defaults(&mut inputs, &kind.defaults());
+        let mut outputs = inputs.clone();
+        outputs.extend(imported.outputs);
         Ok(Some(ReadResponse {
-            id: id.to_owned(),
-            inputs: inputs.clone(),
-            outputs: outputs.clone(),
+            id: imported.id,
+            inputs,
+            outputs,
         }))
     }
 
@@ -763,6 +777,129 @@ async fn generate(kind: RandomKind, inputs: &PropertyMap) -> ProviderResult<Gene
         }
     };
     Ok(generated)
+}
+
+/// The outputs of an imported resource, from its ID: `RandomString` and `RandomPassword` take
+/// the value, `RandomPet` the name, `RandomInteger` the number (or Terraform's
+/// `result,min,max[,seed]`), `RandomId` the base64url bytes, `RandomBytes` the base64 bytes,
+/// `RandomUuid` the UUID. Inputs that size the value (`length`, `byteLength`, `min`, `max`) are
+/// filled in from it when not given.
+async fn import(kind: RandomKind, id: &str, inputs: &mut PropertyMap) -> ProviderResult<Generated> {
+    // The ID is not quoted back: for `RandomBytes` it is the secret value.
+    let cannot = |what: &str| {
+        ProviderError::Failed(format!(
+            "cannot import `{}`: the ID must be {what}",
+            kind.token()
+        ))
+    };
+    let imported = match kind {
+        RandomKind::String | RandomKind::Password => {
+            set_if_absent(inputs, "length", Value::Number(id.chars().count() as f64));
+            if kind == RandomKind::String {
+                Generated {
+                    id: id.to_owned(),
+                    outputs: PropertyMap::from([("result".to_owned(), Value::string(id))]),
+                }
+            } else {
+                let bcrypt_hash = bcrypt_hash(id.to_owned()).await?;
+                Generated {
+                    id: SECRET_ID.to_owned(),
+                    outputs: PropertyMap::from([
+                        ("result".to_owned(), Value::string(id).into_secret()),
+                        (
+                            "bcryptHash".to_owned(),
+                            Value::string(bcrypt_hash).into_secret(),
+                        ),
+                    ]),
+                }
+            }
+        }
+        RandomKind::Pet => {
+            let separator = known_str(inputs, "separator").unwrap_or("-").to_owned();
+            let words = if separator.is_empty() {
+                1
+            } else {
+                id.split(separator.as_str()).count()
+            };
+            set_if_absent(inputs, "length", Value::Number(words as f64));
+            Generated {
+                id: id.to_owned(),
+                outputs: PropertyMap::new(),
+            }
+        }
+        RandomKind::Integer => {
+            let parts: Vec<&str> = id.split(',').collect();
+            let numbers: Option<Vec<i64>> = parts
+                .iter()
+                .take(3)
+                .map(|part| part.trim().parse().ok())
+                .collect();
+            let (result, min, max) = match (numbers.as_deref(), parts.len()) {
+                (Some(&[result]), 1) => (result, result, result),
+                (Some(&[result, min, max]), 3 | 4) if (min..=max).contains(&result) => {
+                    (result, min, max)
+                }
+                _ => return Err(cannot("an integer, or `result,min,max[,seed]`")),
+            };
+            set_if_absent(inputs, "min", Value::Number(min as f64));
+            set_if_absent(inputs, "max", Value::Number(max as f64));
+            if let Some(seed) = parts.get(3) {
+                set_if_absent(inputs, "seed", Value::string(*seed));
+            }
+            Generated {
+                id: result.to_string(),
+                outputs: PropertyMap::from([("result".to_owned(), Value::Number(result as f64))]),
+            }
+        }
+        RandomKind::Id => {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(id.trim_end_matches('='))
+                .ok()
+                .filter(|bytes| !bytes.is_empty())
+                .ok_or_else(|| cannot("the bytes, base64url-encoded"))?;
+            set_if_absent(inputs, "byteLength", Value::Number(bytes.len() as f64));
+            random_id_outputs(&bytes, known_str(inputs, "prefix").unwrap_or(""))
+        }
+        RandomKind::Bytes => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(id)
+                .ok()
+                .filter(|bytes| !bytes.is_empty())
+                .ok_or_else(|| cannot("the bytes, base64-encoded"))?;
+            set_if_absent(inputs, "length", Value::Number(bytes.len() as f64));
+            Generated {
+                id: SECRET_ID.to_owned(),
+                outputs: PropertyMap::from([
+                    ("base64".to_owned(), Value::string(id).into_secret()),
+                    (
+                        "hex".to_owned(),
+                        Value::string(hex::encode(&bytes)).into_secret(),
+                    ),
+                ]),
+            }
+        }
+        RandomKind::Uuid | RandomKind::Uuid4 | RandomKind::Uuid7 => {
+            let uuid = uuid::Uuid::parse_str(id).map_err(|_| cannot("a UUID"))?;
+            let result = uuid.hyphenated().to_string();
+            Generated {
+                id: result.clone(),
+                outputs: PropertyMap::from([("result".to_owned(), Value::string(result))]),
+            }
+        }
+        RandomKind::Shuffle => {
+            return Err(ProviderError::Failed(format!(
+                "`{}` cannot be imported: its result depends on inputs an ID cannot carry",
+                kind.token()
+            )));
+        }
+    };
+    Ok(imported)
+}
+
+fn set_if_absent(inputs: &mut PropertyMap, name: &str, value: Value) {
+    if inputs.get(name).is_none_or(Value::is_null) {
+        inputs.insert(name.to_owned(), value);
+    }
 }
 
 fn missing(name: &str) -> ProviderError {
@@ -1690,5 +1827,99 @@ mod tests {
             )
             .await
             .unwrap();
+    }
+
+    /// Reads `id` with no outputs, as an import does; shows id, inputs and outputs, secrets
+    /// opened as `secret(...)`.
+    async fn import(token: &str, id: &str, inputs: PropertyMap) -> String {
+        let read = RandomProvider::new()
+            .read(&ctx(), token, id, &inputs, &PropertyMap::new())
+            .await;
+        let read = match read {
+            Ok(read) => read.expect("an import is never gone"),
+            Err(error) => return format!("error: {error}"),
+        };
+        let show = |map: &PropertyMap| {
+            map.iter()
+                .map(|(key, value)| match value {
+                    Value::Secret(inner) => format!("{key}=secret({inner:?})"),
+                    other => format!("{key}={other:?}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        format!(
+            "id={}\ninputs: {}\noutputs: {}",
+            read.id,
+            show(&read.inputs),
+            show(&read.outputs)
+        )
+    }
+
+    #[tokio::test]
+    async fn import_sets_outputs_from_the_id() {
+        let string = import(RANDOM_STRING, "abc123", PropertyMap::new()).await;
+        expect_test::expect![[r#"
+            id=abc123
+            inputs: length=6 lower=true minLower=0 minNumeric=0 minSpecial=0 minUpper=0 number=true numeric=true special=true upper=true
+            outputs: length=6 lower=true minLower=0 minNumeric=0 minSpecial=0 minUpper=0 number=true numeric=true result="abc123" special=true upper=true"#]].assert_eq(&string);
+        let password = import(RANDOM_PASSWORD, "hunter2", PropertyMap::new()).await;
+        assert!(password.starts_with("id=none\n"), "{password}");
+        assert!(
+            password.contains("result=secret(\"hunter2\")"),
+            "{password}"
+        );
+        let pet = import(RANDOM_PET, "mighty-brave-fox", PropertyMap::new()).await;
+        expect_test::expect![[r#"
+            id=mighty-brave-fox
+            inputs: length=3 separator="-"
+            outputs: length=3 separator="-""#]]
+        .assert_eq(&pet);
+        let integer = import(RANDOM_INTEGER, "42", PropertyMap::new()).await;
+        expect_test::expect![[r#"
+            id=42
+            inputs: max=42 min=42
+            outputs: max=42 min=42 result=42"#]]
+        .assert_eq(&integer);
+        let ranged = import(RANDOM_INTEGER, "42,1,100,s", PropertyMap::new()).await;
+        expect_test::expect![[r#"
+            id=42
+            inputs: max=100 min=1 seed="s"
+            outputs: max=100 min=1 result=42 seed="s""#]]
+        .assert_eq(&ranged);
+        let random_id = import(
+            RANDOM_ID,
+            "3q2-7w",
+            props(&[("prefix", Value::string("p-"))]),
+        )
+        .await;
+        expect_test::expect![[r#"
+            id=3q2-7w
+            inputs: byteLength=4 prefix="p-"
+            outputs: b64Std="p-3q2+7w==" b64Url="p-3q2-7w" byteLength=4 dec="p-3735928559" hex="p-deadbeef" prefix="p-""#]].assert_eq(&random_id);
+        let uuid = import(
+            RANDOM_UUID,
+            "0E3B7C1A-5B6D-4F8E-9A0B-1C2D3E4F5A6B",
+            PropertyMap::new(),
+        )
+        .await;
+        expect_test::expect![[r#"
+            id=0e3b7c1a-5b6d-4f8e-9a0b-1c2d3e4f5a6b
+            inputs: 
+            outputs: result="0e3b7c1a-5b6d-4f8e-9a0b-1c2d3e4f5a6b""#]]
+        .assert_eq(&uuid);
+        let bad = [
+            import(RANDOM_INTEGER, "forty-two", PropertyMap::new()).await,
+            import(RANDOM_INTEGER, "420,1,100", PropertyMap::new()).await,
+            import(RANDOM_ID, "***", PropertyMap::new()).await,
+            import(RANDOM_UUID, "not-a-uuid", PropertyMap::new()).await,
+            import(RANDOM_SHUFFLE, "a,b", PropertyMap::new()).await,
+        ];
+        expect_test::expect![[r#"
+            error: cannot import `random:index/randomInteger:RandomInteger`: the ID must be an integer, or `result,min,max[,seed]`
+            error: cannot import `random:index/randomInteger:RandomInteger`: the ID must be an integer, or `result,min,max[,seed]`
+            error: cannot import `random:index/randomId:RandomId`: the ID must be the bytes, base64url-encoded
+            error: cannot import `random:index/randomUuid:RandomUuid`: the ID must be a UUID
+            error: `random:index/randomShuffle:RandomShuffle` cannot be imported: its result depends on inputs an ID cannot carry"#]].assert_eq(&bad.join("\n"));
     }
 }

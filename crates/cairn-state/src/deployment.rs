@@ -107,6 +107,8 @@ pub struct ResourceV3 {
     pub ignore_changes: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replace_on_changes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_with: Option<String>,
 }
 
 /// Timeouts in seconds, as Pulumi stores them.
@@ -267,6 +269,7 @@ pub fn encode_resource(
         delete_before_replace: resource.delete_before_replace,
         ignore_changes: resource.ignore_changes.clone(),
         replace_on_changes: resource.replace_on_changes.clone(),
+        deleted_with: resource.deleted_with.as_ref().map(ToString::to_string),
     })
 }
 
@@ -317,6 +320,11 @@ pub fn decode_resource(
             .iter()
             .map(|urn| parse_urn(urn))
             .collect::<Result<_, _>>()?,
+        deleted_with: resource
+            .deleted_with
+            .as_deref()
+            .map(parse_urn)
+            .transpose()?,
         custom_timeouts: CustomTimeouts {
             create: timeouts.create,
             update: timeouts.update,

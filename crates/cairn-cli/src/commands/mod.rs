@@ -76,7 +76,12 @@ impl cairn_program::FileSource for DiskFiles {
 /// an error.
 pub fn load_program(workspace: &Workspace, registry: &ProviderRegistry) -> anyhow::Result<Program> {
     workspace.project_file()?;
-    let loaded = cairn_program::load_project(&workspace.project_dir, &DiskFiles, registry);
+    let loaded = cairn_program::load_project(
+        &workspace.project_dir,
+        &DiskFiles,
+        registry,
+        &stack_config_keys(workspace),
+    );
     for diagnostic in &loaded.diagnostics {
         crate::output::diagnostic(diagnostic);
     }
@@ -84,6 +89,21 @@ pub fn load_program(workspace: &Workspace, registry: &ProviderRegistry) -> anyho
         Some(program) if loaded.diagnostics.is_empty() => Ok(program),
         _ => Err(anyhow::Error::new(crate::AlreadyReported(2))),
     }
+}
+
+/// The keys of the selected stack's config file, which the program may read undeclared. The
+/// program is checked before the stack is opened, so this reads the file on its own; without a
+/// selected stack or a readable file there are none (opening the stack reports why).
+fn stack_config_keys(workspace: &Workspace) -> Vec<String> {
+    let Ok(project) = workspace.project_name() else {
+        return Vec::new();
+    };
+    let Ok(stack) = workspace.stack_ref(&project) else {
+        return Vec::new();
+    };
+    StackConfigFile::load(&workspace.stack_config_path(&stack.name))
+        .map(|file| file.entries.into_iter().map(|(key, _)| key).collect())
+        .unwrap_or_default()
 }
 
 /// A stack's context: backend, reference, configuration file and crypter.

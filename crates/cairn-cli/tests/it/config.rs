@@ -139,3 +139,31 @@ fn parallel_secrets_on_a_stack_without_salt_share_one_salt() {
         assert_eq!(run.stdout, format!("v{n}\n"));
     }
 }
+
+#[test]
+fn program_reads_stack_config_it_does_not_declare() {
+    let context = TestContext::with_program(
+        "name: undeclared\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n    properties:\n      greeting: ${greeting}\n      region: ${settings.region}\n      zones: ${settings.zones}\n      first: ${settings.zones[0]}\noutputs:\n  settings: ${settings}\n",
+    );
+    context
+        .cairn(&["config", "set", "greeting", "hi"])
+        .success();
+    let stack_file = context.project().join("Cairn.dev.yaml");
+    let mut text = context.read("Cairn.dev.yaml");
+    text.push_str("  undeclared:settings:\n    region: eu\n    zones: [a, b]\n");
+    std::fs::write(&stack_file, text).unwrap();
+    context.cairn(&["up", "--yes"]).success();
+    let inputs = &context.resource("a")["inputs"];
+    assert_eq!(
+        *inputs,
+        serde_json::json!({"greeting": "hi", "region": "eu", "zones": ["a", "b"], "first": "a"})
+    );
+    let settings = context
+        .cairn(&["stack", "output", "settings", "--json"])
+        .success()
+        .stdout;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&settings).unwrap(),
+        serde_json::json!({"region": "eu", "zones": ["a", "b"]})
+    );
+}

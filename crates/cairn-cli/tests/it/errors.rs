@@ -246,3 +246,23 @@ fn a_fifo_as_the_program_file_is_refused_quickly() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("is a FIFO"), "{stderr}");
 }
+
+#[test]
+fn properties_that_cannot_be_evaluated_are_a_program_error() {
+    let context = TestContext::with_program(
+        "name: evaluated\nruntime: yaml\nvariables:\n  settings: {b: 1}\nresources:\n  good:\n    type: fake:Resource\n    properties:\n      v: 1\n  bad:\n    type: fake:Resource\n    properties:\n      joined:\n        fn::join: [\",\", [a, \"${settings}\"]]\n",
+    );
+    for args in [
+        vec!["preview"],
+        vec!["up", "--yes"],
+        vec!["up", "--yes", "--skip-preview"],
+    ] {
+        let run = context.cairn(&args).expect_code(2);
+        let shown = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            shown.contains("Cairn.yaml:14:29: `fn::join` cannot join an object"),
+            "{args:?}: {shown}"
+        );
+    }
+    assert_eq!(context.resource_names(), ["good"]);
+}

@@ -136,3 +136,26 @@ fn importing_over_a_name_the_stack_already_uses_is_refused() {
     // The same ID again is no conflict.
     import("first").success();
 }
+
+#[test]
+fn an_imported_random_resource_takes_its_outputs_from_the_id() {
+    let context = TestContext::with_program(
+        "name: adopt\nruntime: yaml\nresources:\n  token:\n    type: random:RandomString\n    properties:\n      length: 8\n    options:\n      import: Ab3dEf7h\n  pw:\n    type: random:RandomPassword\n    properties:\n      length: 6\n    options:\n      import: s3cr3t\n  n:\n    type: random:RandomInteger\n    properties:\n      min: 1\n      max: 100\n    options:\n      import: \"42\"\noutputs:\n  token: ${token.result}\n  pw: ${pw.result}\n  n: ${n.result}\n",
+    );
+    let run = context.cairn(&["up", "--yes"]).success();
+    assert!(run.stdout.contains("3 imported"), "{}", run.stdout);
+    let outputs: serde_json::Value = serde_json::from_str(
+        &context
+            .cairn(&["stack", "output", "--json", "--show-secrets"])
+            .success()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        outputs,
+        serde_json::json!({"token": "Ab3dEf7h", "pw": "s3cr3t", "n": 42})
+    );
+    assert_eq!(context.resource("pw")["id"], "none");
+    let preview = context.cairn(&["preview"]).success();
+    assert!(preview.stdout.contains("4 unchanged"), "{}", preview.stdout);
+}

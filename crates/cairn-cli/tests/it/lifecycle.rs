@@ -467,3 +467,74 @@ fn children_chain_their_parents_types_in_urns() {
         "urn:pulumi:dev::tree::fake:index:Resource::parent"
     );
 }
+
+#[test]
+fn children_inherit_protect_and_retain_on_delete_from_their_parent() {
+    let context = TestContext::with_program(
+        "name: inherit\nruntime: yaml\nresources:\n  guard:\n    type: fake:Resource\n    options:\n      protect: true\n  guarded:\n    type: fake:Resource\n    options:\n      parent: ${guard}\n  keeper:\n    type: command:local:Command\n    properties:\n      create: echo keeper >> log.txt\n      delete: echo keeper deleted >> log.txt\n    options:\n      retainOnDelete: true\n  kept:\n    type: command:local:Command\n    properties:\n      create: echo kept >> log.txt\n      delete: echo kept deleted >> log.txt\n    options:\n      parent: ${keeper}\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(context.resource("guarded")["protect"], true);
+    assert_eq!(context.resource("kept")["retainOnDelete"], true);
+    let run = context.cairn(&["destroy", "--yes"]).expect_code(1);
+    assert!(
+        run.stderr.contains("resources are protected")
+            && run
+                .stderr
+                .contains("fake:index:Resource$fake:index:Resource::guarded"),
+        "{}",
+        run.stderr
+    );
+    context.write_program(
+        "name: inherit\nruntime: yaml\nresources:\n  guard:\n    type: fake:Resource\n    options:\n      protect: true\n  guarded:\n    type: fake:Resource\n    options:\n      parent: ${guard}\n",
+    );
+    let up = context.cairn(&["up", "--yes"]).success();
+    assert!(up.stdout.contains("2 deleted"), "{}", up.stdout);
+    let mut names = context.resource_names();
+    names.sort();
+    assert_eq!(names, ["guard", "guarded"]);
+    assert_eq!(
+        context.read("log.txt"),
+        "keeper\nkept\n",
+        "a delete command ran"
+    );
+}
+
+#[test]
+fn deleted_with_skips_the_delete_when_its_resource_goes_too() {
+    let context = TestContext::with_program(
+        "name: taken\nruntime: yaml\nresources:\n  owner:\n    type: fake:Resource\n  inside:\n    type: fake:Resource\n    options:\n      deletedWith: ${owner}\n  alone:\n    type: fake:Resource\n    options:\n      deletedWith: ${owner}\n",
+    );
+    let ledger = context.root.path().join("ledger.jsonl");
+    let env = [("CAIRN_FAKE_LEDGER", ledger.as_path())];
+    context.cairn_with(&["up", "--yes"], &env).success();
+    let owner = context.resource("owner");
+    assert_eq!(context.resource("inside")["deletedWith"], owner["urn"]);
+    let alone_id = context.resource("alone")["id"].clone();
+    let inside_id = context.resource("inside")["id"].clone();
+    let deletes = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&ledger)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .filter(|entry| entry["op"] == "delete")
+            .map(|entry| entry["id"].clone())
+            .collect()
+    };
+
+    // `alone` goes while `owner` stays: it is deleted through its provider.
+    context.write_program(
+        "name: taken\nruntime: yaml\nresources:\n  owner:\n    type: fake:Resource\n  inside:\n    type: fake:Resource\n    options:\n      deletedWith: ${owner}\n",
+    );
+    context.cairn_with(&["up", "--yes"], &env).success();
+    assert_eq!(deletes(), [alone_id]);
+
+    // `inside` goes with `owner`: only `owner` is deleted by the provider.
+    let destroy = context.cairn_with(&["destroy", "--yes"], &env).success();
+    assert!(destroy.stdout.contains("3 deleted"), "{}", destroy.stdout);
+    assert!(context.resources().is_empty());
+    let deleted = deletes();
+    assert_eq!(deleted.len(), 2, "{deleted:?}");
+    assert_eq!(deleted[1], owner["id"]);
+    assert!(!deleted.contains(&inside_id));
+}

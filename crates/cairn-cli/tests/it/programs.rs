@@ -204,3 +204,94 @@ fn import_adopts_an_existing_resource() {
     let failed = context.cairn_with(&["up", "--yes"], &env).expect_code(1);
     assert!(failed.stdout.contains("no-such-id"), "{}", failed.stdout);
 }
+
+#[test]
+fn main_yaml_beside_a_project_file_without_a_program_is_run() {
+    let context = TestContext::new();
+    std::fs::write(
+        context.project().join("Pulumi.yaml"),
+        "name: beside\nruntime: yaml\n",
+    )
+    .unwrap();
+    std::fs::write(
+        context.project().join("Main.yaml"),
+        "resources:\n  thing:\n    type: fake:Resource\n    properties:\n      v: 1\noutputs:\n  v: ${thing.v}\n",
+    )
+    .unwrap();
+    context.cairn(&["stack", "init", "dev"]).success();
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(context.resource_names(), ["thing"]);
+    let v = context.cairn(&["stack", "output", "v"]).success().stdout;
+    assert_eq!(v.trim(), "1");
+
+    std::fs::write(
+        context.project().join("Pulumi.yaml"),
+        "name: beside\nruntime: yaml\noutputs:\n  w: 2\n",
+    )
+    .unwrap();
+    let run = context.cairn(&["preview"]).expect_code(2);
+    assert!(
+        run.stderr
+            .contains("`Pulumi.yaml` declares `outputs`, but `Main.yaml` beside it is the program"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_whole_resource_is_the_object_of_its_outputs() {
+    let context = TestContext::with_program(
+        "name: whole\nruntime: yaml\nresources:\n  first:\n    type: fake:Resource\n    properties:\n      v: 1\n  second:\n    type: fake:Resource\n    properties:\n      copy: ${first}\noutputs:\n  first: ${first}\n  hidden:\n    fn::secret: ${first}\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    let first = context.resource("first");
+    let expected = serde_json::json!({
+        "id": first["id"],
+        "urn": first["urn"],
+        "v": 1,
+    });
+    assert_eq!(context.resource("second")["inputs"]["copy"], expected);
+    let outputs: serde_json::Value = serde_json::from_str(
+        &context
+            .cairn(&["stack", "output", "--json", "--show-secrets"])
+            .success()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        outputs,
+        serde_json::json!({"first": expected, "hidden": expected})
+    );
+}
+
+#[test]
+fn aliases_in_object_form_keep_renamed_and_reparented_resources() {
+    let context = TestContext::with_program(
+        "name: moved\nruntime: yaml\nresources:\n  p:\n    type: fake:Resource\n  a:\n    type: fake:Resource\n    properties:\n      v: 1\n  b:\n    type: fake:Resource\n    properties:\n      v: 2\n    options:\n      parent: ${p}\n  c:\n    type: fake:Resource\n    properties:\n      v: 3\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    let ids: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|name| context.resource(name)["id"].clone())
+        .collect();
+    context.write_program(
+        "name: moved\nruntime: yaml\nresources:\n  p:\n    type: fake:Resource\n  renamed:\n    type: fake:Resource\n    properties:\n      v: 1\n    options:\n      aliases:\n        - name: a\n  b:\n    type: fake:Resource\n    properties:\n      v: 2\n    options:\n      aliases:\n        - parent: ${p}\n  c:\n    type: fake:Resource\n    properties:\n      v: 3\n    options:\n      parent: ${p}\n      aliases:\n        - noParent: true\n",
+    );
+    let run = context.cairn(&["up", "--yes"]).success();
+    assert!(!run.stdout.contains("create"), "{}", run.stdout);
+    assert!(!run.stdout.contains("delete"), "{}", run.stdout);
+    let mut names = context.resource_names();
+    names.sort();
+    assert_eq!(names, ["b", "c", "p", "renamed"]);
+    assert_eq!(context.resource("renamed")["id"], ids[0]);
+    assert_eq!(context.resource("b")["id"], ids[1]);
+    assert_eq!(context.resource("c")["id"], ids[2]);
+    assert_eq!(
+        context.resource("b")["urn"],
+        "urn:pulumi:dev::moved::fake:index:Resource::b"
+    );
+    assert_eq!(
+        context.resource("c")["urn"],
+        "urn:pulumi:dev::moved::fake:index:Resource$fake:index:Resource::c"
+    );
+}
