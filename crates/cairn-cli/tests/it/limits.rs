@@ -62,9 +62,10 @@ fn a_value_built_too_deep_from_references_fails_only_its_resource() {
         nested(40, "\"${inner}\""),
         nested(40, "1"),
     ));
+    // An error of the program found while evaluating it: exit 2, as for one found earlier.
     let run = context
         .cairn(&["up", "--yes", "--skip-preview"])
-        .expect_code(1);
+        .expect_code(2);
     assert!(
         run.stdout
             .contains("input property `v` is nested 80 levels deep; at most 64 are allowed"),
@@ -74,7 +75,7 @@ fn a_value_built_too_deep_from_references_fails_only_its_resource() {
     );
     // What could be created was, and the stack reads back.
     assert_eq!(context.resource_names(), ["a"]);
-    context.cairn(&["preview"]).expect_code(1);
+    context.cairn(&["preview"]).expect_code(2);
     context.write_program(PROGRAM);
     context.cairn(&["up", "--yes"]).success();
 }
