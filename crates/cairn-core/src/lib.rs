@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate does no I/O, spawns nothing and knows nothing about
 //! serialization formats. State files and protocols own their own DTOs and convert to these types.
 
+pub mod duration;
 pub mod resource;
 pub mod schema;
 pub mod step;
@@ -11,6 +12,7 @@ pub mod type_token;
 pub mod urn;
 pub mod value;
 
+pub use duration::parse_go_duration;
 pub use resource::{PendingOperation, PendingOperationKind, ResourceState, Snapshot};
 pub use schema::{PackageSchema, PropertySchema, PropertyType, ResourceSchema};
 pub use step::StepOp;

@@ -370,33 +370,11 @@ fn new_state(plan: &ResourcePlan<'_>, type_: &str) -> ResourceState {
     }
 }
 
-/// Parses Pulumi's duration strings (`30s`, `5m`, `1h`, `1h30m`) into seconds; 0 for none.
+/// A `customTimeouts` duration in seconds (Go's syntax, checked when the program was loaded);
+/// 0, no limit, for none.
 pub(crate) fn parse_timeout(text: Option<&str>) -> f64 {
-    let Some(text) = text else {
-        return 0.0;
-    };
-    let mut total = 0.0;
-    let mut number = String::new();
-    for character in text.trim().chars() {
-        match character {
-            '0'..='9' | '.' => number.push(character),
-            'h' | 'm' | 's' => {
-                let value: f64 = number.parse().unwrap_or(0.0);
-                total += value
-                    * match character {
-                        'h' => 3600.0,
-                        'm' => 60.0,
-                        _ => 1.0,
-                    };
-                number.clear();
-            }
-            _ => {}
-        }
-    }
-    if !number.is_empty() {
-        total += number.parse::<f64>().unwrap_or(0.0);
-    }
-    total
+    text.and_then(|text| cairn_core::parse_go_duration(text.trim()).ok())
+        .map_or(0.0, |duration| duration.as_secs_f64())
 }
 
 /// Runs a provider call with the resource's time limit (if any) and the hard cancellation.
@@ -1023,5 +1001,8 @@ mod tests {
         assert_eq!(parse_timeout(Some("30s")), 30.0);
         assert_eq!(parse_timeout(Some("5m")), 300.0);
         assert_eq!(parse_timeout(Some("1h30m")), 5400.0);
+        // Read as 30,000 s and 1 s before Go's syntax was followed.
+        assert_eq!(parse_timeout(Some("500ms")), 0.5);
+        assert_eq!(parse_timeout(Some("1d")), 0.0);
     }
 }

@@ -1699,7 +1699,13 @@ impl Lowerer<'_> {
                 }
             };
             *slot = match &value.kind {
-                NodeKind::String(duration) => Some(duration.clone()),
+                NodeKind::String(duration) => match cairn_core::parse_go_duration(duration) {
+                    Ok(_) => Some(duration.clone()),
+                    Err(message) => {
+                        self.error(&value.span, format!("`{}`: {message}", field.name), None);
+                        None
+                    }
+                },
                 _ => {
                     self.error(
                         &value.span,

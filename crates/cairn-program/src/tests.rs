@@ -769,3 +769,13 @@ fn protect_and_retain_on_delete_are_inherited_from_the_parent_unless_set() {
         orphan protect=false retainOnDelete=false"#]]
     .assert_eq(&flags.join("\n"));
 }
+
+#[test]
+fn custom_timeouts_are_go_durations_checked_where_they_are_written() {
+    check_body(
+        "resources:\n  pet:\n    type: random:RandomPet\n    options:\n      customTimeouts:\n        create: 500ms\n        update: 1d\n        delete: 5 m\n",
+        expect![[r#"
+            Cairn.yaml:9:17: `update`: `1d` is not a duration: write it as Go does, e.g. `30s`, `5m`, `1h30m` or `500ms` [1d]
+            Cairn.yaml:10:17: `delete`: `5 m` is not a duration: write it as Go does, e.g. `30s`, `5m`, `1h30m` or `500ms` [5 m]"#]],
+    );
+}
