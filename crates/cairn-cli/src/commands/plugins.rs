@@ -44,7 +44,11 @@ pub async fn registry_for(workspace: &Workspace) -> anyhow::Result<ProviderRegis
         cairn_provider::files::MAX_READ_BYTES,
     )?;
     let project_plugins = project_plugins(&text);
-    for package in referenced_packages(&text) {
+    let packages: BTreeSet<String> = program_texts(workspace, &text)?
+        .iter()
+        .flat_map(|text| referenced_packages(text))
+        .collect();
+    for package in packages {
         let overridden = project_plugins.contains_key(&package);
         if registry.provider(&package).is_some() && !overridden {
             continue;
@@ -108,35 +112,68 @@ fn project_plugins(text: &str) -> BTreeMap<String, PathBuf> {
         .unwrap_or_default()
 }
 
-/// Packages named by `type:` and `function:` in the project file (`random` of
-/// `random:RandomPet`, `aws` of `pulumi:providers:aws`). A cheap scan: the program check that
-/// follows reports anything it missed as an unknown type, where it is written.
+/// Packages named by `type:` and `function:` in a program's text, YAML or JSON (`random` of
+/// `random:RandomPet`, `aws` of `pulumi:providers:aws`). A cheap scan rather than a parse (a
+/// program may hold thousands of resources): the program check that follows reports anything
+/// it missed as an unknown type, where it is written.
 fn referenced_packages(text: &str) -> BTreeSet<String> {
     let mut packages = BTreeSet::new();
-    for line in text.lines() {
-        let line = line.trim_start().trim_start_matches("- ");
-        let value = line
-            .strip_prefix("type:")
-            .or_else(|| line.strip_prefix("function:"));
-        let Some(value) = value else {
-            continue;
-        };
-        let token = value.trim().trim_matches(|c| c == '"' || c == '\'');
-        let token = token
-            .strip_prefix("pulumi:providers:")
-            .or_else(|| token.strip_prefix("cairn:providers:"))
-            .unwrap_or(token);
-        let package = token.split(':').next().unwrap_or_default();
-        if !package.is_empty()
-            && package != "pulumi"
-            && package
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            packages.insert(package.to_owned());
+    for key in ["type", "function"] {
+        for (at, _) in text.match_indices(key) {
+            let before = text[..at].chars().next_back();
+            if before.is_some_and(|c| !(c.is_whitespace() || matches!(c, '"' | '{' | ',' | '-'))) {
+                continue;
+            }
+            let rest = text[at + key.len()..].trim_start_matches('"');
+            let Some(rest) = rest.trim_start().strip_prefix(':') else {
+                continue;
+            };
+            let value = rest.trim_start().trim_start_matches(['"', '\'']);
+            let token: &str = value
+                .split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '}'))
+                .next()
+                .unwrap_or_default();
+            // `pulumi:providers:aws` names the package itself; `aws:s3:Bucket` before its colon.
+            let provider_package = token
+                .strip_prefix("pulumi:providers:")
+                .or_else(|| token.strip_prefix("cairn:providers:"));
+            let Some(package) = provider_package.or_else(|| Some(token.split_once(':')?.0)) else {
+                continue;
+            };
+            if !package.is_empty()
+                && package != "pulumi"
+                && package
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                packages.insert(package.to_owned());
+            }
         }
     }
     packages
+}
+
+/// The texts of the program: the project file, and the `Main.yaml`/`Main.json` it runs (in the
+/// directory `main:` names, else beside it), so a plugin used only there is started too.
+fn program_texts(workspace: &Workspace, project_text: &str) -> anyhow::Result<Vec<String>> {
+    let main_dir = crate::stack_config::yaml_to_json(project_text)
+        .ok()
+        .and_then(|project| project["main"].as_str().map(str::to_owned))
+        .map_or_else(
+            || workspace.project_dir.clone(),
+            |main| workspace.project_dir.join(main),
+        );
+    let mut texts = vec![project_text.to_owned()];
+    for name in ["Main.yaml", "Main.yml", "Main.json"] {
+        let path = main_dir.join(name);
+        if path.is_file() {
+            texts.push(cairn_provider::files::read_regular_file(
+                &path,
+                cairn_provider::files::MAX_READ_BYTES,
+            )?);
+        }
+    }
+    Ok(texts)
 }
 
 pub async fn run(workspace: &Workspace, command: PluginCommand) -> anyhow::Result<()> {
@@ -247,5 +284,15 @@ mod tests {
         let pulumi_style =
             "name: p\nplugins:\n  providers:\n    - name: files\n      path: ./files\n";
         assert_eq!(project_plugins(pulumi_style).len(), 1);
+    }
+
+    #[test]
+    fn finds_the_packages_of_a_json_program_and_skips_what_is_not_a_key() {
+        let json = r#"{"resources": {"a": {"type": "files:index:File"}, "b": {"type":"bad:index:Thing"}},
+  "variables": {"v": {"fn::invoke": {"function": "std:index:abs"}}}}"#;
+        let packages: Vec<String> = referenced_packages(json).into_iter().collect();
+        assert_eq!(packages, ["bad", "files", "std"]);
+        let prose = "description: a subtype: of things, prototype: x:y\n";
+        assert!(referenced_packages(prose).is_empty());
     }
 }

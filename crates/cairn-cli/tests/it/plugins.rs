@@ -271,6 +271,26 @@ fn an_unknown_a_plugin_returns_outside_a_preview_reaches_neither_state_nor_anoth
     assert!(context.resource("thing")["outputs"].get("token").is_none());
 }
 
+/// A plugin whose package appears only in the program that `main:` points at is started too.
+#[test]
+fn a_plugin_used_only_in_the_main_program_is_started() {
+    let context = TestContext::new();
+    let plugin = repo_root().join("crates/cairn-cli/tests/fixtures/misbehaving-plugin");
+    context.write_program(&format!(
+        "name: viamain\nruntime: yaml\nmain: app\nplugins:\n  bad: {}\n",
+        plugin.display()
+    ));
+    std::fs::create_dir_all(context.project().join("app")).unwrap();
+    std::fs::write(
+        context.project().join("app/Main.json"),
+        r#"{"resources": {"thing": {"type": "bad:index:Thing", "properties": {"size": 2}}}}"#,
+    )
+    .unwrap();
+    context.cairn(&["stack", "init", "dev"]).success();
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(context.resource("thing")["outputs"]["size"], 2);
+}
+
 #[test]
 fn a_plugin_with_a_malformed_schema_is_named() {
     let (context, run, _) = misbehaving("schema", "");
