@@ -2,6 +2,7 @@
 //! code (0 success, 1 failed operation, 2 bad usage or bad input). Everything else lives in the
 //! library crates; commands are thin wrappers around them.
 
+mod atomic_file;
 mod cli;
 mod commands;
 mod env;

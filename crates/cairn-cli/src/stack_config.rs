@@ -2,7 +2,6 @@
 //! Pulumi's: `encryptionsalt: ...` and `config: {"<project>:<key>": value, "<key>": {secure: ...}}`.
 //! Secret values are stored only as ciphertext.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -110,11 +109,9 @@ impl StackConfigFile {
         Ok(result)
     }
 
-    /// Writes the file atomically: a temporary file of this process's own beside it, fsynced,
-    /// renamed over it, and the directory fsynced, so a reader sees the old file or the new
-    /// one, even after a crash. Strings are written as JSON strings, which YAML reads back
-    /// verbatim, so no value can change meaning on the way. Callers that read the file first
-    /// go through `edit`, which holds the lock.
+    /// Writes the file atomically (`atomic_file`). Strings are written as JSON strings, which
+    /// YAML reads back verbatim, so no value can change meaning on the way. Callers that read
+    /// the file first go through `edit`, which holds the lock.
     fn save(&self) -> anyhow::Result<()> {
         let mut text = String::new();
         if let Some(salt) = &self.encryption_salt {
@@ -133,27 +130,12 @@ impl StackConfigFile {
                 }
             }
         }
-        let directory = match self.path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        // The name is this process's own; writers are serialised by `lock` besides.
-        let temporary = directory.join(format!(
-            ".{}.{}.tmp",
-            file_name(&self.path),
-            std::process::id()
-        ));
-        let mut file = fs_err::File::create(&temporary)?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("writing {}", temporary.display()))?;
-        drop(file);
-        fs_err::rename(&temporary, &self.path)
-            .with_context(|| format!("saving {}", self.path.display()))?;
-        fs_err::File::open(directory)
-            .and_then(|handle| handle.sync_all())
-            .with_context(|| format!("syncing {}", directory.display()))?;
-        Ok(())
+        crate::atomic_file::write(
+            &self.path,
+            text.as_bytes(),
+            crate::atomic_file::Access::Shared,
+        )
+        .with_context(|| format!("saving {}", self.path.display()))
     }
 }
 

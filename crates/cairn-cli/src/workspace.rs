@@ -180,8 +180,12 @@ help: save it as UTF-8",
             None => serde_json::json!({}),
         };
         let path = self.credentials_path();
-        write_private(&path, format!("{credentials:#}\n").as_bytes())
-            .with_context(|| format!("writing {}", path.display()))
+        crate::atomic_file::write(
+            &path,
+            format!("{credentials:#}\n").as_bytes(),
+            crate::atomic_file::Access::Private,
+        )
+        .with_context(|| format!("writing {}", path.display()))
     }
 
     /// Opens the backend.
@@ -216,7 +220,11 @@ help: save it as UTF-8",
             Some(stack) => serde_json::json!({ "stack": stack }),
             None => serde_json::json!({}),
         };
-        fs_err::write(path, format!("{settings:#}\n"))?;
+        crate::atomic_file::write(
+            &path,
+            format!("{settings:#}\n").as_bytes(),
+            crate::atomic_file::Access::Shared,
+        )?;
         Ok(())
     }
 
@@ -257,40 +265,6 @@ help: save it as UTF-8",
             init: Mutex::new(()),
         })
     }
-}
-
-/// Writes `path` atomically (a temporary file beside it, fsynced, renamed over it), readable and
-/// writable by its owner only. The temporary file is created with that mode, never widened and
-/// narrowed afterwards, so no other user can open it in between.
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-
-    let directory = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = directory.join(format!(".{name}.{}.tmp", std::process::id()));
-    // A leftover from a crashed run of this same pid would make `create_new` fail.
-    match std::fs::remove_file(&temporary) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
-        _ => {}
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&temporary).and_then(|mut file| {
-        file.write_all(contents)?;
-        file.sync_all()
-    });
-    let renamed = written.and_then(|()| std::fs::rename(&temporary, path));
-    if let Err(error) = renamed {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(error);
-    }
-    // The rename is durable once the directory is.
-    std::fs::File::open(directory).and_then(|directory| directory.sync_all())
 }
 
 /// Opens a backend by URL scheme.
