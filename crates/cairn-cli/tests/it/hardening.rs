@@ -1,19 +1,18 @@
 //! Regressions from running Cairn as a careless or hostile user would: names that reach outside
 //! the backend, `cancel` of an update that is still alive, `stack rm` under a running update.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{TestContext, files_under};
+use crate::support::{TestContext, files_under, wait_until};
 
-/// Waits until `path` exists (the update took its lock).
-fn wait_for(path: &Path, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "{what} never happened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Starts `up` of `SLOW_THEN_MORE` and waits until it holds the stack's lock.
+fn start_slow_update(context: &TestContext) -> (std::process::Child, PathBuf) {
+    let up = context.spawn(&["up", "--yes", "--skip-preview"]);
+    let lock = context.home().join(".pulumi/locks/fenced/dev.json");
+    wait_until("the update taking the lock", || lock.exists());
+    (up, lock)
 }
 
 #[test]
@@ -99,14 +98,7 @@ const SLOW_THEN_MORE: &str = "name: fenced\nruntime: yaml\nresources:\n  slow:\n
 #[test]
 fn an_update_cancelled_while_alive_writes_nothing_more() {
     let context = TestContext::with_program(SLOW_THEN_MORE);
-    let first = context
-        .command(&["up", "--yes", "--skip-preview"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lock = context.home().join(".pulumi/locks/fenced/dev.json");
-    wait_for(&lock, "the first update taking the lock");
+    let (first, lock) = start_slow_update(&context);
     // Let the first update journal the start of `slow`.
     std::thread::sleep(Duration::from_millis(500));
     context.cairn(&["cancel", "--yes"]).success();
@@ -152,14 +144,7 @@ fn an_update_cancelled_while_alive_writes_nothing_more() {
 #[test]
 fn stack_rm_is_refused_while_an_update_runs() {
     let context = TestContext::with_program(SLOW_THEN_MORE);
-    let first = context
-        .command(&["up", "--yes", "--skip-preview"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lock = context.home().join(".pulumi/locks/fenced/dev.json");
-    wait_for(&lock, "the update taking the lock");
+    let (first, _lock) = start_slow_update(&context);
     let refused = context
         .cairn(&["stack", "rm", "dev", "--yes", "--force"])
         .expect_code(1);
@@ -199,13 +184,9 @@ fn kill_during_the_command(context: &TestContext) {
         .spawn()
         .unwrap();
     let journal = context.home().join(".pulumi/stacks/cmd/dev.journal");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&journal)
-        .is_ok_and(|text| text.contains("command:local:Command"))
-    {
-        assert!(Instant::now() < deadline, "the command never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the command starting", || {
+        std::fs::read_to_string(&journal).is_ok_and(|text| text.contains("command:local:Command"))
+    });
     up.kill().unwrap();
     up.wait().unwrap();
     context.cairn(&["cancel", "--yes"]).success();
@@ -389,14 +370,7 @@ fn a_program_that_is_not_utf8_is_bad_input() {
 #[test]
 fn an_update_whose_lock_file_is_deleted_stops_writing() {
     let context = TestContext::with_program(SLOW_THEN_MORE);
-    let up = context
-        .command(&["up", "--yes", "--skip-preview"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lock = context.home().join(".pulumi/locks/fenced/dev.json");
-    wait_for(&lock, "the update taking the lock");
+    let (up, lock) = start_slow_update(&context);
     std::thread::sleep(Duration::from_millis(500));
     std::fs::remove_file(&lock).unwrap();
     let output = up.wait_with_output().unwrap();

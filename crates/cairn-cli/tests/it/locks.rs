@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::TestContext;
+use crate::support::{TestContext, wait_until};
 
 const SLOW: &str = "name: locked\nruntime: yaml\nresources:\n  slow:\n    type: fake:Resource\n    properties:\n      latencyMs: 3000\n";
 
@@ -19,14 +19,7 @@ fn a_second_update_fails_at_once_naming_the_holder() {
         .unwrap();
     // Wait until the first holds the lock.
     let lock = context.home().join(".pulumi/locks/locked/dev.json");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !lock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the first update never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the first update taking the lock", || lock.exists());
     let started = Instant::now();
     let second = context
         .cairn(&["up", "--yes", "--skip-preview"])

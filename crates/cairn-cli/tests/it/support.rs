@@ -96,6 +96,15 @@ impl TestContext {
         command
     }
 
+    /// Starts `cairn ARGS` in the background, its output kept for `wait_with_output`.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting cairn")
+    }
+
     /// Runs `cairn ARGS` in the project, non-interactively.
     pub fn cairn(&self, args: &[&str]) -> Run {
         Run::from(self.command(args).output().expect("running cairn"))
@@ -175,4 +184,17 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+/// Waits until `condition` holds, failing the test (naming `what`) after 20 seconds.
+#[track_caller]
+pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
