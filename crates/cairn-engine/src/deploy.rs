@@ -61,6 +61,8 @@ pub(crate) struct OutcomeBuilder {
     pub claimed_aliases: HashSet<Urn>,
     /// An error in the program itself was found while evaluating it.
     pub has_program_error: bool,
+    /// The errors of failures that are no step's.
+    pub program_errors: Vec<String>,
 }
 
 impl Shared {
@@ -136,7 +138,8 @@ impl Shared {
         self.emit(EngineEvent::Warning(warning));
         let error = self.secret_texts.mask(error);
         let mut outcome = self.lock_outcome();
-        outcome.errors.push(error);
+        outcome.errors.push(error.clone());
+        outcome.program_errors.push(error);
         outcome.has_program_error = true;
     }
 
@@ -781,6 +784,7 @@ async fn finish(
         steps: builder.steps,
         changes,
         errors: builder.errors,
+        program_errors: builder.program_errors,
         has_program_error: builder.has_program_error,
         snapshot,
         cancelled: shared.cancel.graceful.is_cancelled(),

@@ -101,8 +101,11 @@ pub struct DeployOutcome {
     pub outputs: PropertyMap,
     /// How many steps of each kind ran (the stack resource included, default providers not).
     pub changes: BTreeMap<StepOp, usize>,
-    /// Failures, each naming its resource.
+    /// Failures, each naming its resource: every failed step's, and `program_errors`.
     pub errors: Vec<String>,
+    /// Failures that are no step's (a variable or an output that cannot be evaluated), in the
+    /// order they happened; the failed steps carry their own errors.
+    pub program_errors: Vec<String>,
     /// Some failure was an error in the program found while evaluating it (a variable, an
     /// output or a resource's properties that cannot be evaluated), not a failure of a
     /// resource's provider.

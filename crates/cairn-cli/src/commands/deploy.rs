@@ -473,8 +473,7 @@ fn render_outcome(
                 step.error.as_deref().unwrap_or_default()
             ));
         }
-        let n_step_errors = failures.len();
-        for error in outcome.errors.iter().skip(n_step_errors) {
+        for error in &outcome.program_errors {
             output::line(&format!("  error: {error}"));
         }
     }

@@ -411,3 +411,30 @@ fn an_update_without_the_passphrase_stops_before_its_first_step() {
     );
     context.cairn(&["up", "--yes"]).success();
 }
+
+/// A variable that fails before an independent resource does: the Diagnostics block shows each
+/// error once (it used to drop the variable's and show the step's twice).
+#[test]
+fn diagnostics_show_a_failed_variable_and_a_failed_step_once_each() {
+    let context = TestContext::with_program(
+        "name: mix\nruntime: yaml\nvariables:\n  bad:\n    fn::join: [\",\", [a, {x: 1}]]\nresources:\n  r:\n    type: fake:Resource\n    properties:\n      failOn: create\n",
+    );
+    let run = context
+        .cairn(&["up", "--yes", "--skip-preview"])
+        .expect_code(2);
+    let diagnostics = run
+        .stdout
+        .split("Diagnostics:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no diagnostics: {}", run.stdout));
+    assert_eq!(
+        diagnostics.matches("asked to fail on create").count(),
+        1,
+        "{diagnostics}"
+    );
+    assert_eq!(
+        diagnostics.matches("cannot join an object").count(),
+        1,
+        "{diagnostics}"
+    );
+}
