@@ -449,7 +449,7 @@ impl Backend for FileBackend {
         lock::check_token(&self.lock_path(stack), &stack.name, lock.token())?;
         // With `force` the state is not even read, so a corrupt stack can still be removed.
         if !force && let Some((deployment, _)) = self.load(stack)? {
-            let count = deployment.count_resources();
+            let count = deployment.count_resources_and_pending();
             if count > 0 {
                 return Err(BackendError::StackHasResources {
                     stack: stack.name.clone(),
@@ -644,7 +644,12 @@ impl Backend for FileBackend {
         Ok(holder)
     }
 
-    async fn rename_stack(&self, stack: &StackRef, new_name: &str) -> BackendResult<()> {
+    async fn rename_stack(
+        &self,
+        stack: &StackRef,
+        new_name: &str,
+        lock: &dyn StackLock,
+    ) -> BackendResult<()> {
         Self::check(stack)?;
         cairn_state::stack_ref::validate_stack_name(new_name).map_err(BackendError::InvalidName)?;
         let new = StackRef {
@@ -657,12 +662,7 @@ impl Backend for FileBackend {
         if self.checkpoint_path(&new).exists() {
             return Err(BackendError::StackAlreadyExists(new.name));
         }
-        if let Some(holder) = self.lock_holder(stack).await? {
-            return Err(BackendError::Locked {
-                stack: stack.name.clone(),
-                holder,
-            });
-        }
+        lock::check_token(&self.lock_path(stack), &stack.name, lock.token())?;
         if self.journal_path(stack).exists() || self.next_journal_path(stack).exists() {
             return Err(BackendError::UpdateInProgress(stack.name.clone()));
         }

@@ -296,7 +296,7 @@ impl Backend for PostgresBackend {
     ) -> BackendResult<()> {
         let id = self.stack_id(stack).await?;
         if !force {
-            let count = self.load(id).await?.count_resources();
+            let count = self.load(id).await?.count_resources_and_pending();
             if count > 0 {
                 return Err(BackendError::StackHasResources {
                     stack: stack.name.clone(),
@@ -558,7 +558,12 @@ impl Backend for PostgresBackend {
         Ok(holder)
     }
 
-    async fn rename_stack(&self, stack: &StackRef, new_name: &str) -> BackendResult<()> {
+    async fn rename_stack(
+        &self,
+        stack: &StackRef,
+        new_name: &str,
+        lock: &dyn StackLock,
+    ) -> BackendResult<()> {
         cairn_state::stack_ref::validate_stack_name(new_name).map_err(BackendError::InvalidName)?;
         let id = self.stack_id(stack).await?;
         let new = StackRef {
@@ -568,12 +573,11 @@ impl Backend for PostgresBackend {
         if self.find_stack(&new).await?.is_some() {
             return Err(BackendError::StackAlreadyExists(new.name));
         }
-        if let Some(holder) = self.holder_of(id).await? {
-            return Err(BackendError::Locked {
-                stack: stack.name.clone(),
-                holder,
-            });
-        }
+        let fence = Fence {
+            stack: stack.name.clone(),
+            stack_id: id,
+            token: lock.token().to_owned(),
+        };
         let journal_rows: i64 = self
             .client
             .query_one(
@@ -617,7 +621,8 @@ impl Backend for PostgresBackend {
                 ],
             ));
         }
-        in_transaction(&self.transactions, None, &statements).await
+        // Under the lock, checked in the same transaction: no update can start in between.
+        in_transaction(&self.transactions, Some(&fence), &statements).await
     }
 
     async fn stack_tags(&self, stack: &StackRef) -> BackendResult<BTreeMap<String, String>> {

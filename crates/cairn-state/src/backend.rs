@@ -14,7 +14,7 @@ pub enum BackendError {
     StackAlreadyExists(String),
     #[error("no stack named `{0}` found")]
     StackNotFound(String),
-    #[error("stack `{stack}` still has {count} resources")]
+    #[error("stack `{stack}` still has {count} resources or pending operations")]
     StackHasResources { stack: String, count: usize },
     #[error("stack `{stack}` is locked by {holder}")]
     Locked { stack: String, holder: LockOwner },
@@ -239,8 +239,14 @@ pub trait Backend: Send + Sync {
     async fn cancel(&self, stack: &StackRef) -> BackendResult<Option<LockOwner>>;
 
     /// Renames a stack within its project, rewriting the URNs in its state and carrying its
-    /// history, kept versions, tags and logs along. Refused while an update holds the stack.
-    async fn rename_stack(&self, stack: &StackRef, new_name: &str) -> BackendResult<()>;
+    /// history, kept versions, tags and logs along, under the stack's lock (`LockLost` when
+    /// `lock` is not it). Refused while an interrupted update's journal is unsettled.
+    async fn rename_stack(
+        &self,
+        stack: &StackRef,
+        new_name: &str,
+        lock: &dyn StackLock,
+    ) -> BackendResult<()>;
 
     /// The stack's tags (seed 000's `GetStackTags`), without the automatic ones.
     async fn stack_tags(&self, stack: &StackRef) -> BackendResult<BTreeMap<String, String>>;

@@ -454,22 +454,32 @@ pub async fn a_rename_carries_everything(backend: &dyn Backend) {
         )
         .await
         .unwrap();
+    let lock = backend
+        .lock_stack(&dev, owner("cairn stack rename"))
+        .await
+        .unwrap();
     assert!(matches!(
-        backend.rename_stack(&dev, "taken").await,
+        backend.rename_stack(&dev, "taken", lock.as_ref()).await,
         Err(BackendError::StackAlreadyExists(_))
     ));
     assert!(matches!(
-        backend.rename_stack(&dev, "no spaces").await,
+        backend.rename_stack(&dev, "no spaces", lock.as_ref()).await,
         Err(BackendError::InvalidName(_))
     ));
-    {
-        let _lock = backend.lock_stack(&dev, owner("cairn up")).await.unwrap();
-        assert!(matches!(
-            backend.rename_stack(&dev, "prod").await,
-            Err(BackendError::Locked { .. })
-        ));
-    }
-    backend.rename_stack(&dev, "prod").await.unwrap();
+    // Another stack's lock is not this stack's: an update holding `dev` keeps it in place.
+    let taken_lock = backend.lock_stack(&taken, owner("cairn up")).await.unwrap();
+    assert!(matches!(
+        backend
+            .rename_stack(&dev, "prod", taken_lock.as_ref())
+            .await,
+        Err(BackendError::LockLost(_))
+    ));
+    drop(taken_lock);
+    backend
+        .rename_stack(&dev, "prod", lock.as_ref())
+        .await
+        .unwrap();
+    drop(lock);
     let prod = stack("renames", "prod");
     assert!(!backend.stack_exists(&dev).await.unwrap());
     let deployment = backend.load_deployment(&prod).await.unwrap().unwrap();

@@ -526,6 +526,12 @@ impl Deployment {
     }
 
     /// The resources a user counts (`stack ls`, `stack rm`): not the stack itself or providers.
+    /// What `stack rm` must not drop silently: the resources, and the pending operations (a
+    /// create that may have happened is a resource that may exist).
+    pub fn count_resources_and_pending(&self) -> usize {
+        self.count_resources() + self.pending_operations.len()
+    }
+
     pub fn count_resources(&self) -> usize {
         self.resources
             .iter()

@@ -33,6 +33,7 @@ async fn prepare(
     workspace: &Workspace,
     with_program: bool,
     with_lock: bool,
+    refuse_pending: bool,
 ) -> anyhow::Result<Prepared> {
     let project = workspace.project_name()?;
     let providers = Arc::new(commands::plugins::registry_for(workspace).await?);
@@ -91,6 +92,12 @@ async fn prepare(
             "\nhelp: run `{}` to ask the providers what happened and record it",
             context.clear_pending_command
         ));
+        // Running on would make new copies of what may already exist, and settling the
+        // pending operations afterwards could no longer tell the copies apart (Pulumi refuses
+        // too). A preview and a refresh only look.
+        if refuse_pending {
+            return Err(anyhow::anyhow!(message));
+        }
         output::warning(&message);
     }
     Ok(Prepared {
@@ -606,6 +613,7 @@ async fn preview_then_apply(
         workspace,
         command.operation == Operation::Update,
         !flow.preview_only,
+        !flow.preview_only && command.operation != Operation::Refresh,
     )
     .await?;
     if let (Some(extra), Some(program)) = (flow.extra_resource, &mut prepared.program) {

@@ -183,7 +183,7 @@ async fn remove(
         .await
         .map_err(|error| match error {
             cairn_state::BackendError::StackHasResources { stack, count } => anyhow::anyhow!(
-                "stack `{stack}` still has {count} resources\nhelp: run `cairn destroy` first, or pass `--force` to remove the stack anyway"
+                "stack `{stack}` still has {count} resources or pending operations\nhelp: run `cairn refresh --clear-pending` and `cairn destroy` first, or pass `--force` to remove the stack anyway"
             ),
             other => anyhow::Error::new(other),
         })?;
@@ -524,9 +524,26 @@ async fn tag(workspace: &Workspace, command: TagCommand) -> anyhow::Result<()> {
 async fn rename(workspace: &Workspace, new_name: &str) -> anyhow::Result<()> {
     let context = commands::open_stack(workspace).await?;
     let old_name = context.stack.name.clone();
+    // The stack file may not take the place of another stack's.
+    let old_file = workspace.stack_config_path(&old_name);
+    let new_file = old_file.with_file_name(
+        old_file
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .replacen(&format!(".{old_name}."), &format!(".{new_name}."), 1),
+    );
+    if old_file.exists() && new_file.exists() {
+        return Err(crate::bad_input(format!(
+            "`{}` already exists: renaming would overwrite another stack's configuration\nhelp: move it away first",
+            new_file.display()
+        )));
+    }
+    // A writer like any other: no update may start while the stack moves.
+    let lock = commands::lock_stack(&context).await?;
     context
         .backend
-        .rename_stack(&context.stack, new_name)
+        .rename_stack(&context.stack, new_name, lock.as_ref())
         .await
         .map_err(|error| match error {
             cairn_state::BackendError::InvalidName(message) => crate::bad_input(message),
@@ -536,19 +553,10 @@ async fn rename(workspace: &Workspace, new_name: &str) -> anyhow::Result<()> {
             other => anyhow::Error::new(other),
         })?;
     // The stack file follows the stack, keeping its name style (Cairn.* or Pulumi.*).
-    let old_file = workspace.stack_config_path(&old_name);
     if old_file.exists() {
-        let file_name = old_file
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let new_file = old_file.with_file_name(file_name.replacen(
-            &format!(".{old_name}."),
-            &format!(".{new_name}."),
-            1,
-        ));
         fs_err::rename(&old_file, &new_file)?;
     }
+    drop(lock);
     let renamed = StackRef {
         name: new_name.to_owned(),
         ..context.stack.clone()

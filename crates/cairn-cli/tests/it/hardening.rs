@@ -102,43 +102,44 @@ fn an_update_cancelled_while_alive_writes_nothing_more() {
     // Let the first update journal the start of `slow`.
     std::thread::sleep(Duration::from_millis(500));
     context.cairn(&["cancel", "--yes"]).success();
+    let at_cancel = context.export();
 
-    // The next update runs another program while the cancelled one is still creating `slow`.
-    context.write_program(
-        "name: fenced\nruntime: yaml\nresources:\n  quick:\n    type: fake:Resource\n",
-    );
-    let next = context.cairn(&["up", "--yes", "--skip-preview"]).success();
+    // Nothing else may run while what it began is unsettled: a new `up` would make a second
+    // copy of `slow`, which settling could no longer tell apart from the first.
+    let refused = context
+        .cairn(&["up", "--yes", "--skip-preview"])
+        .expect_code(1);
     assert!(
-        next.stderr.contains("did not finish") && next.stderr.contains("::slow"),
-        "the next update sees the cancelled one's step as pending: {}",
-        next.stderr
+        refused.stderr.contains("did not finish") && refused.stderr.contains("::slow"),
+        "{}",
+        refused.stderr
     );
-    let after_next = context.export();
 
     let output = first.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no longer holds the lock"), "{stderr}");
-    // It wrote nothing after the cancel: the state is exactly what the next update left.
-    assert_eq!(context.export(), after_next);
-    assert_eq!(context.resource_names(), ["quick"]);
-    let pending = after_next["deployment"]["pending_operations"]
+    // It wrote nothing after the cancel, and started nothing: `later` never ran.
+    assert_eq!(context.export(), at_cancel);
+    let pending = at_cancel["deployment"]["pending_operations"]
         .as_array()
         .unwrap();
-    assert_eq!(pending.len(), 1, "{after_next}");
+    assert_eq!(pending.len(), 1, "{at_cancel}");
     assert!(
         pending[0]["resource"]["urn"]
             .as_str()
             .unwrap()
             .ends_with("::slow")
     );
-    // The cancelled update started nothing after it lost the lock.
-    assert!(
-        !String::from_utf8_lossy(&output.stdout).contains("later"),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
     assert!(!lock.exists());
+    // The fake without a ledger cannot look up what it made, so settling drops the create
+    // and the next update makes both.
+    context
+        .cairn(&["refresh", "--clear-pending", "--yes"])
+        .success();
+    assert!(context.resource_names().is_empty());
+    context.cairn(&["up", "--yes", "--skip-preview"]).success();
+    assert_eq!(context.resource_names(), ["slow", "later"]);
 }
 
 #[test]
@@ -230,28 +231,31 @@ fn clear_pending_drops_an_interrupted_command_so_it_runs_again() {
 }
 
 #[test]
-fn clear_pending_after_a_later_up_keeps_the_good_copy() {
+fn an_update_is_refused_until_an_interrupted_command_is_settled() {
     let context = TestContext::with_program(SLOW_COMMAND);
     kill_during_the_command(&context);
-    context.cairn(&["up", "--yes", "--skip-preview"]).success();
-    assert_eq!(stdout_of_slow(&context), "done");
-    context
-        .cairn(&["refresh", "--clear-pending", "--yes"])
-        .success();
-    assert_eq!(context.resource_names(), ["slow"]);
-    assert_eq!(stdout_of_slow(&context), "done");
-    let export = context.export();
+    let refused = context
+        .cairn(&["up", "--yes", "--skip-preview"])
+        .expect_code(1);
     assert!(
-        export["deployment"]["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|resource| resource["delete"] != true),
-        "{export}"
+        refused
+            .stderr
+            .contains("creating urn:pulumi:dev::cmd::command:local:Command::slow")
+            && refused.stderr.contains("refresh --clear-pending"),
+        "{}",
+        refused.stderr
     );
-    // The next update has nothing to do.
-    let preview = context.cairn(&["preview", "--json"]).success();
-    assert!(!preview.stdout.contains("\"delete\""), "{}", preview.stdout);
+    context
+        .cairn(&["destroy", "--yes", "--skip-preview"])
+        .expect_code(1);
+    // A preview only looks, and says what to do.
+    let preview = context.cairn(&["preview"]).success();
+    assert!(
+        preview.stderr.contains("did not finish"),
+        "{}",
+        preview.stderr
+    );
+    assert!(context.resource_names().is_empty());
 }
 
 #[test]
@@ -436,5 +440,42 @@ fn diagnostics_show_a_failed_variable_and_a_failed_step_once_each() {
         diagnostics.matches("cannot join an object").count(),
         1,
         "{diagnostics}"
+    );
+}
+
+#[test]
+fn rename_and_rm_respect_running_updates_pending_operations_and_other_stacks() {
+    let context = TestContext::with_program(SLOW_THEN_MORE);
+    let (up, _lock) = start_slow_update(&context);
+    let refused = context.cairn(&["stack", "rename", "moved"]).expect_code(1);
+    assert!(
+        refused.stderr.contains("is locked by"),
+        "{}",
+        refused.stderr
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    context.cairn(&["cancel", "--yes"]).success();
+    up.wait_with_output().unwrap();
+    // What the cancelled update began may exist: `rm` counts it as a resource.
+    let kept = context.cairn(&["stack", "rm", "--yes"]).expect_code(1);
+    assert!(
+        kept.stderr.contains("resources or pending operations"),
+        "{}",
+        kept.stderr
+    );
+    assert!(context.project().join("Cairn.dev.yaml").exists());
+
+    // Renaming onto a name whose stack file exists would overwrite that stack's settings.
+    let other = context.project().join("Cairn.other.yaml");
+    std::fs::write(&other, "config:\n  fenced:keep: \"me\"\n").unwrap();
+    let clobber = context.cairn(&["stack", "rename", "other"]).expect_code(2);
+    assert!(
+        clobber.stderr.contains("already exists"),
+        "{}",
+        clobber.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&other).unwrap(),
+        "config:\n  fenced:keep: \"me\"\n"
     );
 }

@@ -103,6 +103,18 @@ fn cancel_frees_a_stack_whose_update_was_killed() {
     )
     .unwrap();
     assert_eq!(history[0]["result"], "cancelled", "{history}");
+    // What the killed update had in flight is settled before anything else runs.
+    let refused = context
+        .cairn(&["up", "--yes", "--skip-preview"])
+        .expect_code(1);
+    assert!(
+        refused.stderr.contains("refresh --clear-pending"),
+        "{}",
+        refused.stderr
+    );
+    context
+        .cairn(&["refresh", "--clear-pending", "--yes"])
+        .success();
     context.cairn(&["up", "--yes", "--skip-preview"]).success();
     assert_eq!(context.resources().len(), 1);
 }
