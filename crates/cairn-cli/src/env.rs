@@ -41,13 +41,48 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// The command line, as lock owners and history show it.
+/// The command line, as lock owners and history show it (to anyone who can read the
+/// backend): a password in a URL argument (`--backend postgres://user:PASSWORD@host/db`) is
+/// replaced by `***`.
 pub fn command_line() -> String {
-    let mut words: Vec<String> = std::env::args().collect();
+    command_line_of(std::env::args())
+}
+
+fn command_line_of(args: impl Iterator<Item = String>) -> String {
+    let mut words: Vec<String> = args
+        .map(|word| {
+            if word.contains("://") {
+                cairn_backend_postgres::redact(&word)
+            } else {
+                word
+            }
+        })
+        .collect();
     if let Some(program) = words.first_mut() {
         *program = "cairn".to_owned();
     }
     words.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_password_in_a_url_argument_never_reaches_the_command_line() {
+        let args = [
+            "/usr/bin/cairn",
+            "--backend",
+            "postgres://me:pgsecretpw@db:5432/cairn",
+            "up",
+            "--backend=postgres://me:pgsecretpw@db/cairn?sslmode=require",
+        ]
+        .map(str::to_owned);
+        let line = super::command_line_of(args.into_iter());
+        assert!(!line.contains("pgsecretpw"), "{line}");
+        assert!(
+            line.starts_with("cairn --backend postgres://me:***@db:5432/cairn up"),
+            "{line}"
+        );
+    }
 }
 
 pub fn home_dir() -> std::path::PathBuf {
