@@ -261,13 +261,18 @@ impl Shared {
                     message: secrets.mask(message),
                 });
             }),
+            secret_outputs: Vec::new(),
         }
     }
 
     /// As `call_context`, but the log lines wait in `HeldLogs` until it is dropped, then go out
     /// masked with the secrets known by then. For a resource with secret outputs: its provider
     /// (or command) may print one before the engine can know it is a secret.
-    pub fn held_call_context(&self, urn: &Urn) -> (cairn_provider::CallContext, HeldLogs) {
+    pub fn held_call_context(
+        &self,
+        urn: &Urn,
+        secret_outputs: Vec<String>,
+    ) -> (cairn_provider::CallContext, HeldLogs) {
         let held = HeldLogs {
             lines: Arc::default(),
             urn: urn.clone(),
@@ -281,6 +286,7 @@ impl Shared {
                     lines.push((severity, message.to_owned()));
                 }
             }),
+            secret_outputs,
             ..self.call_context(urn)
         };
         (ctx, held)
@@ -386,7 +392,7 @@ fn mentions_any(value: &Value, texts: &[String]) -> bool {
 fn collect_secret_texts(value: &Value, is_secret: bool, found: &mut Vec<String>) {
     match value {
         Value::Secret(inner) => collect_secret_texts(inner, true, found),
-        Value::String(text) if is_secret => found.push(text.clone()),
+        Value::String(text) if is_secret => push_spellings(text, found),
         Value::Number(number) if is_secret => found.push(number.to_string()),
         Value::Array(items) => {
             for item in items {
@@ -400,6 +406,42 @@ fn collect_secret_texts(value: &Value, is_secret: bool, found: &mut Vec<String>)
         }
         _ => {}
     }
+}
+
+/// A secret, and the other ways it is printed: JSON-escaped (a command printing JSON turns a
+/// `"` in it into `\"`), and line by line when it has several lines (a key, a certificate),
+/// since log lines split it. Lines shorter than 4 characters are left alone: masking every
+/// `}` or blank would only hide unrelated text.
+fn push_spellings(text: &str, found: &mut Vec<String>) {
+    found.push(text.to_owned());
+    let escaped = json_escaped(text);
+    if escaped != text {
+        found.push(escaped);
+    }
+    if text.contains('\n') {
+        for line in text.lines().map(|line| line.trim_end_matches('\r')) {
+            if line.trim().chars().count() >= 4 {
+                found.push(line.to_owned());
+            }
+        }
+    }
+}
+
+/// `text` as it stands between the quotes of a JSON string.
+fn json_escaped(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => escaped.push_str("\\\""),
+            '\\' => escaped.push_str("\\\\"),
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            c if (c as u32) < 0x20 => escaped.push_str(&format!("\\u{:04x}", c as u32)),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 /// Indexes the live resources of a snapshot by URN.
@@ -919,6 +961,20 @@ pub(crate) fn reseal_outputs(
 #[cfg(test)]
 mod secret_text_tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_masked_json_escaped_and_line_by_line() {
+        let texts = SecretTexts::default();
+        texts.add_secrets_of(&Value::string("Tr0ub\\&\"ESC").into_secret());
+        texts.add_secrets_of(
+            &Value::string("-----BEGIN KEY-----\nMLSECRET-LINE2\n-----END KEY-----").into_secret(),
+        );
+        assert_eq!(
+            texts.mask(r#"{"password": "Tr0ub\\&\"ESC"}"#),
+            r#"{"password": "[secret]"}"#
+        );
+        assert_eq!(texts.mask("line: MLSECRET-LINE2"), "line: [secret]");
+    }
 
     #[test]
     fn a_secret_that_contains_another_is_masked_whole() {

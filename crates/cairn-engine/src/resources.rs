@@ -437,7 +437,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     let (ctx, held_logs) = if !typed.has_secret_outputs() {
         (shared.call_context(&plan.urn), None)
     } else {
-        let (ctx, held) = shared.held_call_context(&plan.urn);
+        let (ctx, held) = shared.held_call_context(&plan.urn, typed.secret_outputs.clone());
         (ctx, Some(held))
     };
     let _permit = shared

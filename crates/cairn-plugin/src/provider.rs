@@ -110,6 +110,9 @@ impl PluginProvider {
         if let Some(ctx) = ctx {
             params["urn"] = json!(ctx.urn.as_str());
             params["cwd"] = json!(ctx.cwd.display().to_string());
+            if !ctx.secret_outputs.is_empty() {
+                params["secretOutputs"] = json!(ctx.secret_outputs);
+            }
         }
         let logs = ctx.map(|ctx| (ctx.urn.as_str(), &ctx.logs));
         let call = self.connection.call(method, params, logs);

@@ -188,6 +188,15 @@ impl Server {
                 });
                 let _ = outgoing.send(notification.to_string());
             }),
+            secret_outputs: params["secretOutputs"]
+                .as_array()
+                .map(|names| {
+                    names
+                        .iter()
+                        .filter_map(|name| name.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 

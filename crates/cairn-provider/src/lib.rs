@@ -94,6 +94,10 @@ pub struct CallContext {
     pub cwd: std::path::PathBuf,
     /// Log lines about this resource (Pulumi's `LogMessage`); `LogSink::default()` drops them.
     pub logs: LogSink,
+    /// Outputs the resource declares secret (its schema's, and `additionalSecretOutputs`): a
+    /// provider must not quote them in an error, which the engine cannot seal (a failed
+    /// command's output, for one).
+    pub secret_outputs: Vec<String>,
 }
 
 impl CallContext {
@@ -104,6 +108,7 @@ impl CallContext {
             cancel,
             cwd,
             logs: LogSink::default(),
+            secret_outputs: Vec::new(),
         }
     }
 

@@ -405,7 +405,10 @@ async fn run_command(
     log_output(ctx, settings, &output);
     if !status.success() {
         return Err(ProviderError::Failed(failure_message(
-            role, status, &output,
+            role,
+            status,
+            &output,
+            &ctx.secret_outputs,
         )));
     }
     Ok(output)
@@ -458,6 +461,11 @@ fn log_output(ctx: &CallContext, settings: &PropertyMap, output: &CapturedOutput
         _ => &[("stdout", LogSeverity::Info), ("stderr", LogSeverity::Info)],
     };
     for (stream, severity) in streams {
+        // A stream the resource declares secret is never logged: if the command fails, its
+        // text is never an output the engine could learn to mask.
+        if ctx.secret_outputs.iter().any(|name| name == stream) {
+            continue;
+        }
         let text = if *stream == "stdout" {
             &output.stdout
         } else {
@@ -469,14 +477,26 @@ fn log_output(ctx: &CallContext, settings: &PropertyMap, output: &CapturedOutput
     }
 }
 
-fn failure_message(role: CommandRole, status: ExitStatus, output: &CapturedOutput) -> String {
+/// Why a command failed, with the end of what it printed; a stream the resource declares
+/// secret (`additionalSecretOutputs: [stdout]`) is never quoted.
+fn failure_message(
+    role: CommandRole,
+    status: ExitStatus,
+    output: &CapturedOutput,
+    secret_outputs: &[String],
+) -> String {
     let how = match status.code() {
         Some(code) => format!("exited with code {code}"),
         None => format!("was killed ({status})"),
     };
     let mut message = format!("{} {how}", role.label());
     for (stream, text) in [("stderr", &output.stderr), ("stdout", &output.stdout)] {
-        if !text.trim().is_empty() {
+        if text.trim().is_empty() {
+            continue;
+        }
+        if secret_outputs.iter().any(|name| name == stream) {
+            message.push_str(&format!("\n{stream}:\n[secret]"));
+        } else {
             message.push_str(&format!("\n{stream}:\n{}", tail(text)));
         }
     }

@@ -479,3 +479,39 @@ fn rename_and_rm_respect_running_updates_pending_operations_and_other_stacks() {
         "config:\n  fenced:keep: \"me\"\n"
     );
 }
+
+/// A failed command whose output the program declares secret: its output never shows, neither
+/// in the error nor in the log lines, since a failed create has no outputs to learn it from.
+#[test]
+fn a_failing_command_never_shows_output_declared_secret() {
+    let context = TestContext::with_program(
+        "name: failsecret\nruntime: yaml\nresources:\n  cmd:\n    type: command:local:Command\n    properties:\n      create: \"echo token=GENERATED-2002; echo err GENERATED-3003 >&2; exit 1\"\n    options:\n      additionalSecretOutputs: [stdout, stderr]\n",
+    );
+    let mut shown = String::new();
+    for args in [
+        vec!["up", "--yes", "--skip-preview"],
+        vec!["up", "--yes", "--skip-preview", "--json"],
+    ] {
+        let run = context.cairn(&args).expect_code(1);
+        assert!(run.stdout.contains("exited with code 1"), "{}", run.stdout);
+        shown.push_str(&run.stdout);
+        shown.push_str(&run.stderr);
+    }
+    for args in [vec!["logs"], vec!["logs", "--json"]] {
+        let run = context.cairn(&args).success();
+        shown.push_str(&run.stdout);
+    }
+    assert!(shown.contains("[secret]"), "{shown}");
+    for secret in ["GENERATED-2002", "GENERATED-3003"] {
+        assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+        // The program holds the command's text; everything Cairn wrote is under its home.
+        for file in files_under(&context.home()) {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(secret),
+                "{secret} in {}",
+                file.display()
+            );
+        }
+    }
+}
