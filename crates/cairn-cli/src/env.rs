@@ -64,6 +64,13 @@ fn command_line_of(args: impl Iterator<Item = String>) -> String {
     words.join(" ")
 }
 
+
+pub fn home_dir() -> std::path::PathBuf {
+    var("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -83,10 +90,4 @@ mod tests {
             "{line}"
         );
     }
-}
-
-pub fn home_dir() -> std::path::PathBuf {
-    var("HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from("/"))
 }
