@@ -64,7 +64,6 @@ fn command_line_of(args: impl Iterator<Item = String>) -> String {
     words.join(" ")
 }
 
-
 pub fn home_dir() -> std::path::PathBuf {
     var("HOME")
         .map(std::path::PathBuf::from)

@@ -54,6 +54,33 @@ pub fn check_regular_file(path: &Path, max_bytes: u64) -> io::Result<Metadata> {
     Ok(metadata)
 }
 
+/// Reads a file a user named on the command line, of at most `max_bytes`: a regular file, or
+/// a pipe (`--file <(cairn stack export)`), read until it ends or passes the limit. A device,
+/// socket or directory is refused: `/dev/zero` never ends.
+pub fn read_input_file(path: &Path, max_bytes: u64) -> io::Result<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let metadata = fs_err::metadata(path)?;
+    if !metadata.file_type().is_fifo() {
+        return read_regular_file(path, max_bytes);
+    }
+    read_bounded(fs_err::File::open(path)?, path, max_bytes)
+}
+
+/// Reads `reader` to its end as UTF-8 text, refusing it past `max_bytes`.
+pub fn read_bounded(reader: impl Read, path: &Path, max_bytes: u64) -> io::Result<String> {
+    let mut text = String::new();
+    reader
+        .take(max_bytes.saturating_add(1))
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > max_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{}` is longer than {max_bytes} bytes", path.display()),
+        ));
+    }
+    Ok(text)
+}
+
 /// Reads a regular file of at most `max_bytes` as UTF-8 text (see `check_regular_file`). The
 /// read itself stops past the limit too, should the file grow in between.
 pub fn read_regular_file(path: &Path, max_bytes: u64) -> io::Result<String> {

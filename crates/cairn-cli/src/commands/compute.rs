@@ -115,7 +115,11 @@ pub async fn group(workspace: &Workspace, command: GroupCommand) -> anyhow::Resu
     let (groups, stack) = groups_workspace(workspace)?;
     match command {
         GroupCommand::Commit { file, pretend, yes } => {
-            let text = fs_err::read_to_string(&file)?;
+            let text = cairn_provider::files::read_input_file(
+                &file,
+                cairn_provider::files::MAX_READ_BYTES,
+            )
+            .map_err(|error| crate::bad_input(error.to_string()))?;
             let spec = crate::stack_config::yaml_to_json(&text)
                 .map_err(|error| crate::bad_input(format!("{}: {error}", file.display())))?;
             let parsed = group_spec(&spec).map_err(|error| {
@@ -337,7 +341,11 @@ pub async fn instance(workspace: &Workspace, command: InstanceCommand) -> anyhow
             Ok(())
         }
         InstanceCommand::Provision { driver, file } => {
-            let text = fs_err::read_to_string(&file)?;
+            let text = cairn_provider::files::read_input_file(
+                &file,
+                cairn_provider::files::MAX_READ_BYTES,
+            )
+            .map_err(|error| crate::bad_input(error.to_string()))?;
             let spec: InstanceSpec = serde_json::from_value(
                 crate::stack_config::yaml_to_json(&text).map_err(anyhow::Error::msg)?,
             )

@@ -288,18 +288,30 @@ async fn load_current(context: &commands::StackContext) -> anyhow::Result<cairn_
     )
 }
 
+/// The largest export `stack import` reads.
+const MAX_IMPORT_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// Checks a deployment completely (format, URNs, secrets) before anything is written, then
 /// replaces the stack's state with it, secrets sealed with this stack's key.
 async fn import(workspace: &Workspace, file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let context = commands::open_stack(workspace).await?;
-    let (source, text) = match &file {
-        Some(path) => (path.display().to_string(), fs_err::read_to_string(path)?),
-        None => {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
-            ("stdin".to_owned(), text)
-        }
+    // Bounded: an export of 100,000 resources is tens of MB; `/dev/zero` is no export.
+    let read = match &file {
+        Some(path) => cairn_provider::files::read_input_file(path, MAX_IMPORT_BYTES)
+            .map(|text| (path.display().to_string(), text)),
+        None => cairn_provider::files::read_bounded(
+            std::io::stdin(),
+            std::path::Path::new("stdin"),
+            MAX_IMPORT_BYTES,
+        )
+        .map(|text| ("stdin".to_owned(), text)),
     };
+    let (source, text) = read.map_err(|error| match error.kind() {
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+            crate::bad_input(error.to_string())
+        }
+        _ => error.into(),
+    })?;
     let untyped: cairn_state::UntypedDeployment = serde_json::from_str(&text).map_err(|error| {
         crate::bad_input(format!(
             "{source}: not a deployment ({error}); nothing was written\nhelp: import what `cairn stack export` (or `pulumi stack export`) prints"

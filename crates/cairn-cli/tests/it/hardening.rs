@@ -515,3 +515,38 @@ fn a_failing_command_never_shows_output_declared_secret() {
         }
     }
 }
+
+#[test]
+fn files_named_on_the_command_line_are_read_within_bounds() {
+    let context = TestContext::with_program("name: inputs\nruntime: yaml\n");
+    let started = std::time::Instant::now();
+    for args in [
+        vec!["stack", "import", "--file", "/dev/zero"],
+        vec!["group", "commit", "/dev/zero", "--yes"],
+    ] {
+        let run = context.cairn(&args).expect_code(2);
+        assert!(
+            run.stderr.contains("/dev/zero") && run.stderr.contains("character device"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A pipe (`--file <(...)`) is still read: an export through one imports.
+    context.cairn(&["up", "--yes"]).success();
+    let export = context.cairn(&["stack", "export"]).success().stdout;
+    let mut import = context
+        .command(&["stack", "import", "--file", "/dev/stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut import.stdin.take().unwrap(), export.as_bytes()).unwrap();
+    let output = import.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
