@@ -115,33 +115,65 @@ async fn prepare(
 struct BackendStackReferences {
     backend: Arc<dyn cairn_state::Backend>,
     project: String,
-    project_dir: std::path::PathBuf,
-    home: std::path::PathBuf,
 }
 
 impl StackReferences for BackendStackReferences {
     fn outputs(&self, stack: &str) -> Result<PropertyMap, String> {
         let stack_ref = StackRef::parse(stack, &self.project)?;
-        let crypter = Workspace {
-            global: crate::cli::GlobalArgs {
-                cwd: Some(self.project_dir.clone()),
-                stack: None,
-                backend: None,
-                json: false,
-                show_secrets: false,
-            },
-            project_dir: self.project_dir.clone(),
-            home: self.home.clone(),
-        }
-        .crypter(&stack_ref.name);
         let deployment = tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(self.backend.load_deployment(&stack_ref))
         })
         .map_err(|error| error.to_string())?
         .ok_or_else(|| format!("stack `{stack}` has no state"))?;
-        let snapshot = cairn_state::deployment::decode_deployment(&deployment, crypter.as_ref())
+        // The other stack's secrets open with its own salt, kept in its state (its stack file
+        // belongs to another project, maybe another machine), and the same passphrase.
+        let crypter = ReferencedCrypter {
+            salt: deployment
+                .secrets_providers
+                .as_ref()
+                .and_then(|providers| providers.state.get("salt")?.as_str().map(str::to_owned)),
+            stack: stack.to_owned(),
+            crypter: std::sync::OnceLock::new(),
+        };
+        let snapshot = cairn_state::deployment::decode_deployment(&deployment, &crypter)
             .map_err(|error| error.to_string())?;
         Ok(snapshot.stack_outputs())
+    }
+}
+
+/// The crypter of a referenced stack, made (deriving its key) only if one of its outputs is a
+/// secret.
+struct ReferencedCrypter {
+    salt: Option<String>,
+    stack: String,
+    crypter: std::sync::OnceLock<Result<Box<dyn cairn_secrets::Crypter>, String>>,
+}
+
+impl ReferencedCrypter {
+    fn get(&self) -> Result<&dyn cairn_secrets::Crypter, cairn_secrets::SecretsError> {
+        let made = self.crypter.get_or_init(|| {
+            let salt = self.salt.as_ref().ok_or_else(|| {
+                format!(
+                    "stack `{}` keeps secrets but no salt to open them",
+                    self.stack
+                )
+            })?;
+            let passphrase = crate::workspace::passphrase()?;
+            cairn_secrets::crypter_for_salt(&passphrase, salt).map_err(|error| error.to_string())
+        });
+        made.as_ref()
+            .map(|crypter| crypter.as_ref())
+            .map_err(|message| cairn_secrets::SecretsError::Unavailable(message.clone()))
+    }
+}
+
+impl cairn_secrets::Crypter for ReferencedCrypter {
+    fn encrypt(&self, plaintext: &str) -> Result<String, cairn_secrets::SecretsError> {
+        self.get()?.encrypt(plaintext)
+    }
+
+    fn decrypt(&self, ciphertext: &str) -> Result<String, cairn_secrets::SecretsError> {
+        self.get()?.decrypt(ciphertext)
     }
 }
 
@@ -164,8 +196,6 @@ impl Prepared {
             stack_references: Arc::new(BackendStackReferences {
                 backend: self.context.backend.clone(),
                 project: self.project.clone(),
-                project_dir: workspace.project_dir.clone(),
-                home: workspace.home.clone(),
             }),
         }
     }

@@ -550,3 +550,37 @@ fn files_named_on_the_command_line_are_read_within_bounds() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A stack of another project, with secret outputs: read with that stack's own salt (from its
+/// state), not the consumer's stack file, which is left alone.
+#[test]
+fn a_stack_reference_opens_another_projects_secrets() {
+    let context = TestContext::with_program(
+        "name: producer\nruntime: yaml\noutputs:\n  token:\n    fn::secret: s3cr3t-value\n  plain: visible\n",
+    );
+    context.cairn(&["stack", "init", "prod"]).success();
+    context.cairn(&["up", "--yes"]).success();
+    let consumer = context.root.path().join("consumer");
+    std::fs::create_dir_all(&consumer).unwrap();
+    std::fs::write(
+        consumer.join("Cairn.yaml"),
+        "name: consumer\nruntime: yaml\nresources:\n  ref:\n    type: pulumi:pulumi:StackReference\n    properties:\n      name: organization/producer/prod\noutputs:\n  token: ${ref.outputs[\"token\"]}\n  plain: ${ref.outputs[\"plain\"]}\n",
+    )
+    .unwrap();
+    let cwd = consumer.to_str().unwrap();
+    context
+        .cairn(&["stack", "init", "prod", "--cwd", cwd])
+        .success();
+    let consumer_file = consumer.join("Cairn.prod.yaml");
+    let before = std::fs::read_to_string(&consumer_file).unwrap();
+    context.cairn(&["up", "--yes", "--cwd", cwd]).success();
+    let token = context
+        .cairn(&["stack", "output", "token", "--show-secrets", "--cwd", cwd])
+        .success();
+    assert_eq!(token.stdout.trim(), "s3cr3t-value");
+    let masked = context
+        .cairn(&["stack", "output", "token", "--cwd", cwd])
+        .success();
+    assert!(!masked.stdout.contains("s3cr3t-value"), "{}", masked.stdout);
+    assert_eq!(std::fs::read_to_string(&consumer_file).unwrap(), before);
+}
