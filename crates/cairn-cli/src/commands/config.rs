@@ -10,13 +10,44 @@ use crate::output;
 use crate::stack_config::{ConfigEntry, StackConfigFile};
 use crate::workspace::Workspace;
 
+/// Longer keys could not be written as plain YAML keys, and the file could not be read back.
+const MAX_KEY_CHARS: usize = 256;
+
+/// Whether the project file declares `key` (`project:name`) with `secret: true`.
+fn declared_secret(workspace: &Workspace, project: &str, key: &str) -> bool {
+    let Some(name) = key.strip_prefix(&format!("{project}:")) else {
+        return false;
+    };
+    let Ok(path) = workspace.project_file() else {
+        return false;
+    };
+    let Ok(text) =
+        cairn_provider::files::read_regular_file(&path, cairn_provider::files::MAX_READ_BYTES)
+    else {
+        return false;
+    };
+    let Ok(project_file) = crate::stack_config::yaml_to_json(&text) else {
+        return false;
+    };
+    ["config", "configuration"].iter().any(|section| {
+        let declaration = &project_file[section];
+        declaration[name]["secret"] == serde_json::Value::Bool(true)
+            || declaration[key]["secret"] == serde_json::Value::Bool(true)
+    })
+}
+
 pub async fn run(workspace: &Workspace, args: ConfigArgs) -> anyhow::Result<()> {
     let project = workspace.project_name()?;
     let context = commands::open_stack(workspace).await?;
     // Pulumi's `config.ParseKey`: `name` (in the project's namespace) or `namespace:name`,
-    // neither part empty.
+    // neither part empty; and short enough for a YAML key (1024 characters at most).
     let full_key = |key: &str| -> anyhow::Result<String> {
         let (namespace, name) = key.split_once(':').unwrap_or((&project, key));
+        if key.chars().count() > MAX_KEY_CHARS {
+            return Err(crate::bad_input(format!(
+                "a configuration key may have at most {MAX_KEY_CHARS} characters"
+            )));
+        }
         if namespace.is_empty() || name.is_empty() {
             return Err(crate::bad_input(format!(
                 "`{key}` is not a configuration key: use `name` or `namespace:name`"
@@ -56,9 +87,13 @@ pub async fn run(workspace: &Workspace, args: ConfigArgs) -> anyhow::Result<()> 
             key,
             value,
             secret,
-            plaintext: _,
+            plaintext,
         }) => {
             let key = full_key(&key)?;
+            // A key the project declares `secret: true` is sealed even without `--secret`
+            // (`--plaintext` says otherwise on purpose): it must never sit in the file in
+            // the clear by a slip.
+            let secret = secret || (!plaintext && declared_secret(workspace, &project, &key));
             let value = match value {
                 Some(value) => value,
                 None => {

@@ -584,3 +584,27 @@ fn a_stack_reference_opens_another_projects_secrets() {
     assert!(!masked.stdout.contains("s3cr3t-value"), "{}", masked.stdout);
     assert_eq!(std::fs::read_to_string(&consumer_file).unwrap(), before);
 }
+
+#[test]
+fn a_key_the_project_declares_secret_is_sealed_even_without_secret() {
+    let context = TestContext::with_program(
+        "name: decl\nruntime: yaml\nconfig:\n  token:\n    type: string\n    secret: true\noutputs:\n  token: ${token}\n",
+    );
+    context
+        .cairn(&["config", "set", "token", "DECLSECRET-9"])
+        .success();
+    let file = context.read("Cairn.dev.yaml");
+    assert!(!file.contains("DECLSECRET-9"), "{file}");
+    assert!(file.contains("secure:"), "{file}");
+    let listed = context.cairn(&["config"]).success();
+    assert!(!listed.stdout.contains("DECLSECRET-9"), "{}", listed.stdout);
+    context.cairn(&["up", "--yes"]).success();
+    let shown = context
+        .cairn(&["stack", "output", "token", "--show-secrets"])
+        .success();
+    assert_eq!(shown.stdout.trim(), "DECLSECRET-9");
+    // A key as long as YAML cannot read back is refused before it reaches the file.
+    let long = "k".repeat(300);
+    context.cairn(&["config", "set", &long, "v"]).expect_code(2);
+    context.cairn(&["config"]).success();
+}
