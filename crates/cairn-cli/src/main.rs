@@ -49,6 +49,34 @@ impl std::fmt::Display for AlreadyReported {
 
 impl std::error::Error for AlreadyReported {}
 
+/// Whether an error that reached the top is the user's input (exit 2), wherever it was caught:
+/// a name a backend refused, a stack that does not exist, a passphrase or secret that does not
+/// fit. Each changed nothing.
+fn is_bad_input(error: &anyhow::Error) -> bool {
+    use cairn_state::BackendError;
+    use cairn_state::persister::StateError;
+    let is_bad_backend_input = |error: &BackendError| {
+        matches!(
+            error,
+            BackendError::InvalidName(_)
+                | BackendError::StackNotFound(_)
+                | BackendError::Secrets(_)
+        )
+    };
+    error.chain().any(|cause| {
+        cause.is::<BadInput>()
+            || cause.is::<cairn_secrets::SecretsError>()
+            || cause
+                .downcast_ref::<BackendError>()
+                .is_some_and(is_bad_backend_input)
+            || match cause.downcast_ref::<StateError>() {
+                Some(StateError::Secrets(_)) => true,
+                Some(StateError::Backend(error)) => is_bad_backend_input(error),
+                _ => false,
+            }
+    })
+}
+
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
@@ -84,14 +112,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(reported.0);
             }
             output::error_chain(&error);
-            // A name a backend refused is bad input wherever it was caught.
-            let is_bad_name = error.chain().any(|cause| {
-                matches!(
-                    cause.downcast_ref::<cairn_state::BackendError>(),
-                    Some(cairn_state::BackendError::InvalidName(_))
-                )
-            });
-            if is_bad_name || error.downcast_ref::<BadInput>().is_some() {
+            if is_bad_input(&error) {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)

@@ -54,14 +54,11 @@ pub async fn new(workspace: &Workspace, args: NewArgs) -> anyhow::Result<()> {
         Some(name) => name.clone(),
         None => project_name_from(&dir),
     };
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(crate::bad_input(format!(
-            "`{name}` is not a valid project name: use letters, digits, `-`, `_` and `.`\nhelp: pass `--name`"
-        )));
+    // Both names are checked before anything is written: a refused one changes nothing.
+    cairn_state::stack_ref::validate_project_name(&name)
+        .map_err(|error| crate::bad_input(format!("{error}\nhelp: pass `--name`")))?;
+    if let Some(stack) = &workspace.global.stack {
+        cairn_state::StackRef::parse(stack, &name).map_err(crate::bad_input)?;
     }
     let project_description = args.description.as_deref().unwrap_or(description);
     let project = text

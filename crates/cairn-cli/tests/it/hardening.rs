@@ -608,3 +608,26 @@ fn a_key_the_project_declares_secret_is_sealed_even_without_secret() {
     context.cairn(&["config", "set", &long, "v"]).expect_code(2);
     context.cairn(&["config"]).success();
 }
+
+#[test]
+fn bad_input_that_changes_nothing_exits_2() {
+    let context = TestContext::with_program(
+        "name: codes\nruntime: yaml\noutputs:\n  s:\n    fn::secret: abc\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    context
+        .cairn(&["stack", "rm", "nope", "--yes"])
+        .expect_code(2);
+    let wrong = context
+        .command(&["stack", "output", "--show-secrets"])
+        .env("CAIRN_CONFIG_PASSPHRASE", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("incorrect passphrase"));
+    // `new` checks the names it was given before it writes anything.
+    context
+        .cairn(&["new", "random-yaml", "--name", "..", "--dir", "w"])
+        .expect_code(2);
+    assert!(!context.project().join("w").exists());
+}
