@@ -110,6 +110,24 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BackendError> {
     sync_dir(dir)
 }
 
+/// Writes `path` only if nothing is there, atomically: written aside, then hard-linked into
+/// place, which fails if a file exists (of two `stack init`s at once, exactly one creates).
+/// Returns whether it created the file.
+pub fn create_exclusively(path: &Path, bytes: &[u8]) -> Result<bool, BackendError> {
+    let aside = path.with_extension(format!("new.{}", std::process::id()));
+    write_atomically(&aside, bytes)?;
+    let linked = std::fs::hard_link(&aside, path);
+    let _ = fs_err::remove_file(&aside);
+    match linked {
+        Ok(()) => {
+            sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+            Ok(true)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(error) => Err(io_error("creating", path, error)),
+    }
+}
+
 /// Keeps the current checkpoint as `backup`: a hard link where the filesystem has them (no
 /// bytes written, and the rename that follows leaves the link on the old contents), a copy
 /// otherwise. Returns the bytes written.

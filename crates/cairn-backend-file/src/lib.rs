@@ -370,7 +370,10 @@ impl Backend for FileBackend {
             },
             ..Deployment::default()
         };
-        self.write_checkpoint(stack, &empty)?;
+        let (text, _) = files::encode_checkpoint(&empty)?;
+        if !files::create_exclusively(&self.checkpoint_path(stack), text.as_bytes())? {
+            return Err(BackendError::StackAlreadyExists(stack.name.clone()));
+        }
         Ok(())
     }
 

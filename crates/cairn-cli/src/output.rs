@@ -7,8 +7,28 @@ use std::io::Write;
 /// Prints one line of results on stdout.
 pub fn line(text: &str) {
     let mut stdout = std::io::stdout().lock();
+    let text = for_terminal(text, std::io::IsTerminal::is_terminal(&stdout));
     // A closed pipe (`cairn stack ls | head -1`) is not an error worth reporting.
     let _ = writeln!(stdout, "{text}");
+}
+
+/// On a terminal, control characters other than newline and tab are shown escaped (`\u{1b}`):
+/// what a command or a plugin printed must not move the cursor, retitle the window or fake a
+/// prompt. Piped output stays byte for byte what it was.
+fn for_terminal(text: &str, is_terminal: bool) -> std::borrow::Cow<'_, str> {
+    let is_unsafe = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !is_terminal || !text.chars().any(is_unsafe) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if is_unsafe(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Prints JSON on stdout, pretty.
@@ -25,6 +45,7 @@ pub fn json_line(value: &serde_json::Value) {
 /// Prints a progress or informational line on stderr.
 pub fn progress(text: &str) {
     let mut stderr = std::io::stderr().lock();
+    let text = for_terminal(text, std::io::IsTerminal::is_terminal(&stderr));
     let _ = writeln!(stderr, "{text}");
 }
 
@@ -75,6 +96,16 @@ pub fn diagnostic(diagnostic: &dyn miette::Diagnostic) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_reach_a_terminal_escaped_and_a_pipe_unchanged() {
+        let text = "ok\x1b]0;owned\x07\x1b[2J\tdone\nnext";
+        assert_eq!(
+            for_terminal(text, true),
+            "ok\\u{1b}]0;owned\\u{7}\\u{1b}[2J\tdone\nnext"
+        );
+        assert_eq!(for_terminal(text, false), text);
+    }
 
     #[test]
     fn each_cause_of_an_error_is_said_once() {

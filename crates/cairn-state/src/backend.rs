@@ -31,7 +31,9 @@ pub enum BackendError {
     Format(String),
     #[error("{0}")]
     InvalidName(String),
-    #[error("stack `{0}` has an update in progress; finish it or run `cairn cancel` first")]
+    #[error(
+        "stack `{0}` has an unfinished update: if one is running, let it finish; if not, settle what it left with `cairn refresh --clear-pending` (after `cairn cancel` if the stack is still locked)"
+    )]
     UpdateInProgress(String),
     /// The writer's lock was released (`cairn cancel`, or its file deleted) or is held by
     /// someone else now: it must write nothing more.

@@ -631,3 +631,18 @@ fn bad_input_that_changes_nothing_exits_2() {
         .expect_code(2);
     assert!(!context.project().join("w").exists());
 }
+
+#[test]
+fn of_stack_inits_at_once_exactly_one_creates() {
+    let context = TestContext::new();
+    context.write_program("name: race\nruntime: yaml\n");
+    let children: Vec<_> = (0..8)
+        .map(|_| context.spawn(&["stack", "init", "dev"]))
+        .collect();
+    let created = children
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap())
+        .filter(|output| output.status.success())
+        .count();
+    assert_eq!(created, 1);
+}
