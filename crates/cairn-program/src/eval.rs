@@ -420,9 +420,16 @@ fn evaluate_builtin(
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(text.trim().as_bytes())
                 .map_err(|problem| {
+                    // The decoder names the offending character and its offset: of a secret,
+                    // that is part of the secret.
+                    let detail = if is_secret {
+                        String::new()
+                    } else {
+                        format!(" ({problem})")
+                    };
                     error(
                         inner.span(),
-                        format!("`fn::fromBase64`: the text is not valid base64 ({problem})"),
+                        format!("`fn::fromBase64`: the text is not valid base64{detail}"),
                     )
                 })?;
             let decoded = String::from_utf8(bytes).map_err(|_| {
