@@ -646,3 +646,20 @@ fn of_stack_inits_at_once_exactly_one_creates() {
         .count();
     assert_eq!(created, 1);
 }
+
+#[test]
+fn a_secret_that_is_not_base64_is_not_described_character_by_character() {
+    let context = TestContext::with_program(
+        "name: b64\nruntime: yaml\nconfig:\n  blob:\n    type: string\n    secret: true\noutputs:\n  decoded:\n    fn::fromBase64: ${blob}\n",
+    );
+    context
+        .cairn(&["config", "set", "--secret", "blob", "{secret-not-base64"])
+        .success();
+    let run = context.cairn(&["up", "--yes"]).expect_code(2);
+    let shown = format!("{}{}", run.stdout, run.stderr);
+    assert!(shown.contains("not valid base64"), "{shown}");
+    assert!(
+        !shown.contains("symbol") && !shown.contains("123"),
+        "{shown}"
+    );
+}
