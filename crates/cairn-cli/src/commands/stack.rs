@@ -88,12 +88,18 @@ async fn list(workspace: &Workspace, all: bool) -> anyhow::Result<()> {
         StackRef::parse(&selected, project).ok()
     });
     let is_current = |stack: &StackRef| selected.as_ref() == Some(stack);
+    // Stacks of two organizations may share a name (on postgres://): each is shown as it is
+    // selected, `dev` or `team/dev`, and qualified in full with `--all`.
+    let display_name = |stack: &StackRef| match (&project, all) {
+        (Some(project), false) => stack.relative_to(project),
+        _ => stack.qualified(),
+    };
     if workspace.global.json {
         let rows: Vec<serde_json::Value> = stacks
             .iter()
             .map(|summary| {
                 serde_json::json!({
-                    "name": if all { summary.stack.qualified() } else { summary.stack.name.clone() },
+                    "name": display_name(&summary.stack),
                     "current": is_current(&summary.stack),
                     "lastUpdate": summary.last_update,
                     "resourceCount": summary.resource_count,
@@ -109,11 +115,7 @@ async fn list(workspace: &Workspace, all: bool) -> anyhow::Result<()> {
         "RESOURCE COUNT".to_owned(),
     ]];
     for summary in &stacks {
-        let mut name = if all {
-            summary.stack.qualified()
-        } else {
-            summary.stack.name.clone()
-        };
+        let mut name = display_name(&summary.stack);
         if is_current(&summary.stack) {
             name.push('*');
         }

@@ -123,9 +123,19 @@ fn a_two_part_stack_name_is_an_organization_and_a_stack() {
     assert_eq!(context.resource_names(), ["thing"]);
     let org = context.cairn(&["stack", "output", "org"]).success();
     assert_eq!(org.stdout.trim(), "team");
-    // Another organization's stack of the same name is another stack.
+    // Another organization's stack of the same name is another stack, and is listed apart.
     context.cairn(&["stack", "init", "other/dev"]).success();
     assert!(context.resource_names().is_empty());
+    let listed: serde_json::Value =
+        serde_json::from_str(&context.cairn(&["stack", "ls", "--json"]).success().stdout).unwrap();
+    let mut names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|stack| stack["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["other/dev", "team/dev"]);
 }
 
 #[test]
