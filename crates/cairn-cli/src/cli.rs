@@ -341,6 +341,9 @@ pub enum ConfigCommand {
     /// Set a configuration value
     Set {
         key: String,
+        /// The value (read from standard input when left out). It may start with `-`, as a
+        /// PEM key does: it is never taken for a flag (and echoed in an error).
+        #[arg(allow_hyphen_values = true)]
         value: Option<String>,
         /// Encrypt the value
         #[arg(long)]

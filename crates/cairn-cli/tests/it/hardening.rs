@@ -663,3 +663,16 @@ fn a_secret_that_is_not_base64_is_not_described_character_by_character() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_secret_value_that_starts_with_dashes_is_a_value_not_a_flag() {
+    let context = TestContext::with_program("name: pem\nruntime: yaml\n");
+    let pem = "-----BEGIN KEY-----\nPEMSECRET-77\n-----END KEY-----";
+    let run = context
+        .cairn(&["config", "set", "--secret", "key", pem])
+        .success();
+    assert!(!run.stderr.contains("PEMSECRET-77") && !run.stdout.contains("PEMSECRET-77"));
+    assert!(!context.read("Cairn.dev.yaml").contains("PEMSECRET-77"));
+    let got = context.cairn(&["config", "get", "key"]).success();
+    assert_eq!(got.stdout.trim_end(), pem);
+}
