@@ -34,7 +34,16 @@ impl StackConfigFile {
             return Ok(file);
         }
         let text =
-            cairn_provider::files::read_regular_file(path, cairn_provider::files::MAX_READ_BYTES)?;
+            cairn_provider::files::read_regular_file(path, cairn_provider::files::MAX_READ_BYTES)
+                .map_err(|error| match error.kind() {
+                // Not text, or not a file: the user's to fix, named.
+                std::io::ErrorKind::InvalidData => crate::bad_input(format!(
+                    "{}: the stack file is not UTF-8 text",
+                    path.display()
+                )),
+                std::io::ErrorKind::InvalidInput => crate::bad_input(error.to_string()),
+                _ => error.into(),
+            })?;
         let document = yaml_to_json(&text)
             .map_err(|error| crate::bad_input(format!("{}:{error}", path.display())))?;
         let Json::Object(top) = document else {

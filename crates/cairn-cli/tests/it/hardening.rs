@@ -625,6 +625,17 @@ fn bad_input_that_changes_nothing_exits_2() {
         .unwrap();
     assert_eq!(wrong.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("incorrect passphrase"));
+    // A stack file that is not text is named.
+    let stack_file = context.project().join("Cairn.dev.yaml");
+    let saved = std::fs::read(&stack_file).unwrap();
+    std::fs::write(&stack_file, b"config:\n  codes:x: \"\xff\xfe\"\n").unwrap();
+    let binary = context.cairn(&["config"]).expect_code(2);
+    assert!(
+        binary.stderr.contains("Cairn.dev.yaml") && binary.stderr.contains("not UTF-8"),
+        "{}",
+        binary.stderr
+    );
+    std::fs::write(&stack_file, saved).unwrap();
     // `new` checks the names it was given before it writes anything.
     context
         .cairn(&["new", "random-yaml", "--name", "..", "--dir", "w"])
