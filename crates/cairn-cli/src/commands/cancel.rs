@@ -4,6 +4,7 @@
 
 use crate::cli::CancelArgs;
 use crate::commands;
+use crate::env;
 use crate::output;
 use crate::workspace::Workspace;
 
@@ -31,11 +32,53 @@ pub async fn cancel(workspace: &Workspace, args: CancelArgs) -> anyhow::Result<(
     output::line(&format!(
         "The update {holder} of stack '{stack}' has been cancelled and the stack released."
     ));
-    if !holder.is_stale {
-        output::warning(&format!(
-            "its process may still be running; run `{}` once it has stopped",
-            context.clear_pending_command
-        ));
+    if holder.is_stale {
+        return Ok(());
     }
+    // Its process, if it runs here, starts no new step now (its lock is gone) and ends once its
+    // steps in flight do: wait for that, so that what it leaves pending is final before anyone
+    // settles it.
+    if holder.host == env::host_name() && wait_for_exit(holder.pid).await {
+        output::line(&format!("Its process (pid {}) has stopped.", holder.pid));
+        return Ok(());
+    }
+    output::warning(&format!(
+        "its process may still be running; run `{}` once it has stopped",
+        context.clear_pending_command
+    ));
     Ok(())
+}
+
+/// How long `cancel` waits for a cancelled update's process on this host to stop.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Waits (at most `STOP_WAIT`) for process `pid` to exit; whether it did.
+async fn wait_for_exit(pid: u32) -> bool {
+    if !is_running(pid) {
+        return true;
+    }
+    output::progress(&format!(
+        "waiting for its process (pid {pid}) to finish the steps it has in flight"
+    ));
+    let deadline = std::time::Instant::now() + STOP_WAIT;
+    while std::time::Instant::now() < deadline {
+        if !is_running(pid) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Whether process `pid` is alive: it exists and is not a zombie (an exited child its parent
+/// has not reaped yet does no more work).
+fn is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (command) S ...`: the state follows the last `)`, as the command may hold one.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
 }

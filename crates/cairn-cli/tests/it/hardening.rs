@@ -101,7 +101,14 @@ fn an_update_cancelled_while_alive_writes_nothing_more() {
     let (first, lock) = start_slow_update(&context);
     // Let the first update journal the start of `slow`.
     std::thread::sleep(Duration::from_millis(500));
-    context.cairn(&["cancel", "--yes"]).success();
+    // On this host, cancel waits for the process to stop (it starts no new step), so what it
+    // leaves pending is final before anyone settles it.
+    let cancelled = context.cairn(&["cancel", "--yes"]).success();
+    assert!(
+        cancelled.stdout.contains("has stopped"),
+        "{}",
+        cancelled.stdout
+    );
     let at_cancel = context.export();
 
     // Nothing else may run while what it began is unsettled: a new `up` would make a second
