@@ -402,7 +402,7 @@ async fn run_command(
         stdout: trim_one_newline(String::from_utf8_lossy(&stdout?).into_owned()),
         stderr: trim_one_newline(String::from_utf8_lossy(&stderr?).into_owned()),
     };
-    log_output(ctx, settings, &output);
+    log_output(ctx, settings, &output, status.success());
     if !status.success() {
         return Err(ProviderError::Failed(failure_message(
             role,
@@ -449,7 +449,7 @@ fn trim_one_newline(mut text: String) -> String {
 
 /// Sends the command's output to the resource's log (`cairn logs`), as the `logging` input says
 /// (Pulumi's default: both streams), one line per log entry.
-fn log_output(ctx: &CallContext, settings: &PropertyMap, output: &CapturedOutput) {
+fn log_output(ctx: &CallContext, settings: &PropertyMap, output: &CapturedOutput, succeeded: bool) {
     let logging = settings
         .get("logging")
         .and_then(Value::as_str)
@@ -461,9 +461,10 @@ fn log_output(ctx: &CallContext, settings: &PropertyMap, output: &CapturedOutput
         _ => &[("stdout", LogSeverity::Info), ("stderr", LogSeverity::Info)],
     };
     for (stream, severity) in streams {
-        // A stream the resource declares secret is never logged: if the command fails, its
-        // text is never an output the engine could learn to mask.
-        if ctx.secret_outputs.iter().any(|name| name == stream) {
+        // A stream the resource declares secret is logged only when the command succeeded:
+        // then it is a secret output, which the engine masks in the held log lines; a failed
+        // command has no outputs the engine could learn it from.
+        if !succeeded && ctx.secret_outputs.iter().any(|name| name == stream) {
             continue;
         }
         let text = if *stream == "stdout" {

@@ -169,7 +169,8 @@ fn wrong_passphrase_is_a_clear_error() {
         .env("CAIRN_CONFIG_PASSPHRASE", "not-the-passphrase")
         .output()
         .unwrap();
-    assert_eq!(run.status.code(), Some(1));
+    // Bad input that changed nothing.
+    assert_eq!(run.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("passphrase"), "{stderr}");
     assert!(!stderr.contains(TOKEN));
