@@ -257,7 +257,8 @@ impl FileBackend {
         let Some(checkpoint) = self.read_checkpoint(stack)? else {
             return Ok(None);
         };
-        let mut journal = read_journal(&self.journal_path(stack), &stack.name)?;
+        let mut journal =
+            read_journal(&self.journal_path(stack), &stack.name).map_err(journal_damage_hint)?;
         if journal
             .as_ref()
             .is_none_or(|journal| journal.base_checksum != checkpoint.checksum)
@@ -791,6 +792,20 @@ impl UpdateWriter for FileUpdateWriter {
         info.resource_changes = resource_changes;
         backend.write_history(&history_path, &info)?;
         Ok(())
+    }
+}
+
+/// A journal damaged before its last line: say what that means and what recovery costs, since
+/// every command on the stack stops here.
+fn journal_damage_hint(error: BackendError) -> BackendError {
+    match error {
+        BackendError::Corrupt { stack, reason } => BackendError::Corrupt {
+            stack,
+            reason: format!(
+                "{reason}\nhelp: an interrupted update's journal is damaged before its end; Cairn does not guess what a damaged record said, so it stops here. Restoring a kept checkpoint (`cairn stack export --version N --file good.json`, then `cairn stack import --file good.json`) discards the whole journal: afterwards run `cairn refresh`, and `cairn import` what the providers show was created since version N"
+            ),
+        },
+        other => other,
     }
 }
 

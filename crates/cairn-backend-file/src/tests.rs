@@ -228,10 +228,17 @@ async fn a_torn_last_journal_line_is_ignored_but_corruption_is_not() {
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     lines[1] = lines[1].replacen("creating", "creatinG", 1);
     std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
-    assert!(matches!(
-        backend.load_deployment(&stack("dev")).await,
-        Err(BackendError::Corrupt { .. })
-    ));
+    match backend.load_deployment(&stack("dev")).await {
+        // The error says where, and what recovering costs.
+        Err(BackendError::Corrupt { reason, .. }) => {
+            assert!(reason.contains("dev.journal:2"), "{reason}");
+            assert!(reason.contains("discards the whole journal"), "{reason}");
+        }
+        other => panic!(
+            "a damaged journal must be refused, got {:?}",
+            other.map(|_| ())
+        ),
+    }
 }
 
 #[tokio::test]

@@ -50,5 +50,56 @@ pub fn write(path: &Path, contents: &[u8], access: Access) -> std::io::Result<()
         ));
     }
     // The rename is durable once the directory is.
-    std::fs::File::open(directory).and_then(|directory| directory.sync_all())
+    std::fs::File::open(directory).and_then(|directory| directory.sync_all())?;
+    remove_leftovers(directory, &name);
+    Ok(())
+}
+
+/// Removes the temporary files of writers of `name` that were killed before their rename
+/// (`.<name>.<pid>.tmp` whose process is gone): they hold nothing anyone will read.
+fn remove_leftovers(directory: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file_name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_replace_the_file_and_clear_what_killed_writers_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Cairn.dev.yaml");
+        // A writer killed before its rename: no process has this pid (Linux's are below 2^22).
+        let dead = dir.path().join(".Cairn.dev.yaml.4194304999.tmp");
+        let own = dir
+            .path()
+            .join(format!(".Cairn.dev.yaml.{}.tmp", std::process::id()));
+        std::fs::write(&dead, "half").unwrap();
+        write(&path, b"new", Access::Shared).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert!(!dead.exists());
+        // Our own temporary name was renamed away, not left behind.
+        assert!(!own.exists());
+        write(&path, b"secret", Access::Private).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }
