@@ -160,8 +160,7 @@ pub fn holder(path: &Path) -> Option<LockOwner> {
     {
         owner.heartbeat = owner.heartbeat.max(touched.as_secs() as i64);
     }
-    owner.is_stale =
-        owner.host == local_host() && !Path::new(&format!("/proc/{}", owner.pid)).exists();
+    owner.is_stale = cairn_state::backend::is_gone_here(&owner);
     Some(owner)
 }
 
@@ -175,13 +174,6 @@ fn unreadable_holder(path: &Path) -> LockOwner {
         heartbeat: unix_now(),
         is_stale: false,
     }
-}
-
-/// This machine's host name.
-pub fn local_host() -> String {
-    fs_err::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".to_owned())
 }
 
 fn unix_now() -> i64 {

@@ -201,8 +201,7 @@ impl PostgresBackend {
         // late heartbeat is reported as such (`LockOwner`'s display), never as a death.
         // The database's clock, not this machine's, says how long ago the last heartbeat was.
         owner.heartbeat = unix_now() - (now - heartbeat);
-        owner.is_stale = owner.host == local_host()
-            && !std::path::Path::new(&format!("/proc/{}", owner.pid)).exists();
+        owner.is_stale = cairn_state::backend::is_gone_here(&owner);
         Ok(Some(owner))
     }
 }
@@ -877,13 +876,6 @@ pub fn redact(url: &str) -> String {
         None => tail.to_owned(),
     };
     format!("{scheme}://{authority}{tail}")
-}
-
-/// This machine's host name, as lock owners record it.
-fn local_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".to_owned())
 }
 
 pub(crate) fn unix_now() -> i64 {

@@ -34,11 +34,7 @@ pub fn user_name() -> String {
 
 /// This machine's host name, for lock owners.
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .ok()
-        .or_else(|| var("HOSTNAME"))
-        .unwrap_or_else(|| "localhost".to_owned())
+    cairn_state::backend::local_host()
 }
 
 /// The command line, as lock owners and history show it (to anyone who can read the

@@ -107,6 +107,19 @@ pub fn describe_age(seconds: i64) -> String {
     }
 }
 
+/// This machine's host name, as lock owners record it and backends compare it: one reader, so
+/// that "the holder ran here" means the same everywhere.
+pub fn local_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}
+
+/// Whether the holder of a lock ran on this host and its process is gone.
+pub fn is_gone_here(owner: &LockOwner) -> bool {
+    owner.host == local_host() && !std::path::Path::new(&format!("/proc/{}", owner.pid)).exists()
+}
+
 /// A held stack lock. Dropping it releases the lock.
 pub trait StackLock: Send + Sync {
     /// The fencing token of this holding of the lock, unique to it. Writers made under the
