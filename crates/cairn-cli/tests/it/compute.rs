@@ -260,6 +260,25 @@ fn the_readme_group_spec_commits() {
     assert!(!refused.stderr.contains("groups/"), "{}", refused.stderr);
 }
 
+/// The arguments (after `cairn`, with `--yes`) of the command a `help:` hint in `stderr` names
+/// in backquotes, starting with `prefix`.
+#[track_caller]
+fn hinted_command(stderr: &str, prefix: &str) -> Vec<String> {
+    let hint = stderr
+        .lines()
+        .find_map(|line| {
+            line.split('`')
+                .nth(1)
+                .filter(|text| text.starts_with(prefix))
+        })
+        .unwrap_or_else(|| panic!("no `{prefix}` hint: {stderr}"));
+    hint.split_whitespace()
+        .skip(1)
+        .chain(["--yes"])
+        .map(str::to_owned)
+        .collect()
+}
+
 /// After a killed `group commit`, the hints name commands that work from where the user is.
 #[test]
 fn the_hints_after_a_killed_group_commit_work() {
@@ -295,34 +314,18 @@ fn the_hints_after_a_killed_group_commit_work() {
     let blocked = context
         .cairn(&["group", "commit", file, "--yes"])
         .expect_code(1);
-    let hint = blocked
-        .stderr
-        .lines()
-        .find_map(|line| {
-            line.split('`')
-                .nth(1)
-                .filter(|text| text.starts_with("cairn cancel"))
-        })
-        .unwrap_or_else(|| panic!("no cancel hint: {}", blocked.stderr))
-        .to_owned();
-    let args: Vec<&str> = hint.split_whitespace().skip(1).chain(["--yes"]).collect();
-    context.cairn(&args).success();
+    let hint = hinted_command(&blocked.stderr, "cairn cancel");
+    context
+        .cairn(&hint.iter().map(String::as_str).collect::<Vec<_>>())
+        .success();
     // What the killed commit had in flight is settled first: the retry is refused, naming how.
     let retried = context
         .cairn(&["group", "commit", file, "--yes"])
         .expect_code(1);
-    let clear = retried
-        .stderr
-        .lines()
-        .find_map(|line| {
-            line.split('`')
-                .nth(1)
-                .filter(|text| text.starts_with("cairn refresh --clear-pending"))
-        })
-        .unwrap_or_else(|| panic!("no clear-pending hint: {}", retried.stderr))
-        .to_owned();
-    let args: Vec<&str> = clear.split_whitespace().skip(1).chain(["--yes"]).collect();
-    context.cairn(&args).success();
+    let clear = hinted_command(&retried.stderr, "cairn refresh --clear-pending");
+    context
+        .cairn(&clear.iter().map(String::as_str).collect::<Vec<_>>())
+        .success();
     context.cairn(&["group", "commit", file, "--yes"]).success();
     assert_eq!(members(&fleet), 2);
 }

@@ -19,20 +19,7 @@ fn check_recovery(context: &TestContext, before: &serde_json::Value) {
         refused.stderr
     );
     context.cairn(&["up", "--yes"]).expect_code(1);
-    let good = context.root.path().join("good.json");
-    context
-        .cairn(&[
-            "stack",
-            "export",
-            "--version",
-            "2",
-            "--file",
-            good.to_str().unwrap(),
-        ])
-        .success();
-    context
-        .cairn(&["stack", "import", "--file", good.to_str().unwrap()])
-        .success();
+    context.restore_version(2);
     assert_eq!(&context.export()["deployment"]["resources"], before);
     let preview = context.cairn(&["preview"]).success();
     assert!(preview.stdout.contains("3 unchanged"), "{}", preview.stdout);

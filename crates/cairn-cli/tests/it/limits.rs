@@ -162,20 +162,7 @@ fn an_unreadable_checkpoint_names_the_version_to_restore_and_how() {
             refused.stderr
         );
     }
-    let good = context.root.path().join("good.json");
-    context
-        .cairn(&[
-            "stack",
-            "export",
-            "--version",
-            "2",
-            "--file",
-            good.to_str().unwrap(),
-        ])
-        .success();
-    context
-        .cairn(&["stack", "import", "--file", good.to_str().unwrap()])
-        .success();
+    context.restore_version(2);
     assert_eq!(context.export()["deployment"]["resources"], before);
     let preview = context.cairn(&["preview"]).success();
     assert!(preview.stdout.contains("unchanged"), "{}", preview.stdout);

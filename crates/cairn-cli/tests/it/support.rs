@@ -119,6 +119,23 @@ impl TestContext {
         Run::from(command.output().expect("running cairn"))
     }
 
+    /// Restores kept version `version` of the stack as the README says: `stack export --version`
+    /// into a file, then `stack import` of it.
+    pub fn restore_version(&self, version: u64) {
+        let good = self.root.path().join("good.json");
+        let good = good.to_str().expect("a UTF-8 temporary path");
+        self.cairn(&[
+            "stack",
+            "export",
+            "--version",
+            &version.to_string(),
+            "--file",
+            good,
+        ])
+        .success();
+        self.cairn(&["stack", "import", "--file", good]).success();
+    }
+
     /// `cairn stack export` parsed.
     pub fn export(&self) -> serde_json::Value {
         let run = self.cairn(&["stack", "export"]).success();

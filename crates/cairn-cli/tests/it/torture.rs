@@ -68,6 +68,26 @@ fn program(n_resources: u64, version: u64, rng_seed: u64) -> String {
     text
 }
 
+/// Round `index` of a torture: the three operations in turn, so each is interrupted a third of
+/// the time. Returns the command, the program version and how many resources it leaves.
+fn round_of(index: u64, n_resources: u64) -> (&'static [&'static str], u64, usize) {
+    match index % 3 {
+        0 => (&["up", "--yes", "--skip-preview"], 1, n_resources as usize),
+        1 => (&["up", "--yes", "--skip-preview"], 2, n_resources as usize),
+        _ => (&["destroy", "--yes", "--skip-preview"], 1, 0),
+    }
+}
+
+/// `cairn ARGS` with the fake's ledger, folding the journal often, so that interruptions also
+/// land in the middle of folds.
+fn torture_command(context: &TestContext, args: &[&str], ledger: &Path) -> std::process::Command {
+    let mut command = context.command(args);
+    command
+        .env("CAIRN_FAKE_LEDGER", ledger)
+        .env("CAIRN_JOURNAL_FOLD_BYTES", "65536");
+    command
+}
+
 /// What the ledger says exists: ID → URN.
 fn ledger_live(ledger: &Path) -> BTreeMap<String, String> {
     let mut live = BTreeMap::new();
@@ -212,18 +232,9 @@ fn kill_9_at_random_instants_loses_nothing() {
     let env = [("CAIRN_FAKE_LEDGER", ledger.as_path())];
     let mut counts = BTreeMap::<&str, u64>::new();
     for kill in 0..n_kills {
-        // Cycle through the three operations so each is interrupted a third of the time.
-        let (args, version, expected): (&[&str], u64, usize) = match kill % 3 {
-            0 => (&["up", "--yes", "--skip-preview"], 1, n_resources as usize),
-            1 => (&["up", "--yes", "--skip-preview"], 2, n_resources as usize),
-            _ => (&["destroy", "--yes", "--skip-preview"], 1, 0),
-        };
+        let (args, version, expected) = round_of(kill, n_resources);
         context.write_program(&program(n_resources, version, seed));
-        let mut child = context.command(args);
-        child.env("CAIRN_FAKE_LEDGER", &ledger);
-        // Fold the journal often, so kills also land in the middle of folds.
-        child.env("CAIRN_JOURNAL_FOLD_BYTES", "65536");
-        let mut child = child
+        let mut child = torture_command(&context, args, &ledger)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -313,16 +324,9 @@ fn cancel_while_alive(backend: &Backend) {
     let env = [("CAIRN_FAKE_LEDGER", ledger.as_path())];
     let mut cancelled_alive = 0;
     for round in 0..rounds {
-        let (args, version, expected): (&[&str], u64, usize) = match round % 3 {
-            0 => (&["up", "--yes", "--skip-preview"], 1, n_resources as usize),
-            1 => (&["up", "--yes", "--skip-preview"], 2, n_resources as usize),
-            _ => (&["destroy", "--yes", "--skip-preview"], 1, 0),
-        };
+        let (args, version, expected) = round_of(round, n_resources);
         context.write_program(&program(n_resources, version, seed));
-        let mut child = context.command(args);
-        child.env("CAIRN_FAKE_LEDGER", &ledger);
-        child.env("CAIRN_JOURNAL_FOLD_BYTES", "65536");
-        let child = child
+        let child = torture_command(&context, args, &ledger)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
