@@ -74,37 +74,24 @@ impl Shared {
     /// is no value, and must never reach state or another resource's provider as one.
     pub fn storable(&self, urn: &Urn, kind: &str, mut map: PropertyMap) -> PropertyMap {
         if !self.is_dry_run() {
-            let unknown: Vec<String> = map
-                .iter()
-                .filter(|(_, value)| value.contains_unknown())
-                .map(|(key, _)| key.clone())
-                .collect();
+            let unknown = leave_out(&mut map, Value::contains_unknown);
             if !unknown.is_empty() {
-                for key in &unknown {
-                    map.remove(key);
-                }
                 self.emit(EngineEvent::Warning(format!(
                     "{urn}: the provider returned {kind} `{}` as unknown outside a preview; they were left out",
                     unknown.join("`, `")
                 )));
             }
         }
-        let too_deep: Vec<String> = map
-            .iter()
-            .filter(|(_, value)| value.depth() > cairn_core::MAX_VALUE_DEPTH)
-            .map(|(key, _)| key.clone())
-            .collect();
-        if too_deep.is_empty() {
-            return map;
+        let too_deep = leave_out(&mut map, |value| {
+            value.depth() > cairn_core::MAX_VALUE_DEPTH
+        });
+        if !too_deep.is_empty() {
+            self.emit(EngineEvent::Warning(format!(
+                "{urn}: the provider returned {kind} `{}` nested more than {} levels deep; the state cannot hold it, so it was left out",
+                too_deep.join("`, `"),
+                cairn_core::MAX_VALUE_DEPTH
+            )));
         }
-        for key in &too_deep {
-            map.remove(key);
-        }
-        self.emit(EngineEvent::Warning(format!(
-            "{urn}: the provider returned {kind} `{}` nested more than {} levels deep; the state cannot hold it, so it was left out",
-            too_deep.join("`, `"),
-            cairn_core::MAX_VALUE_DEPTH
-        )));
         map
     }
 
@@ -321,6 +308,19 @@ impl Drop for HeldLogs {
             });
         }
     }
+}
+
+/// Removes the properties whose value `is_left_out` picks, and returns their names.
+fn leave_out(map: &mut PropertyMap, is_left_out: impl Fn(&Value) -> bool) -> Vec<String> {
+    let names: Vec<String> = map
+        .iter()
+        .filter(|(_, value)| is_left_out(value))
+        .map(|(key, _)| key.clone())
+        .collect();
+    for name in &names {
+        map.remove(name);
+    }
+    names
 }
 
 /// The plaintexts of secrets, shared with every log sink, so a provider that prints a secret
