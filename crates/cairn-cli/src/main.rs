@@ -65,6 +65,10 @@ fn is_bad_input(error: &anyhow::Error) -> bool {
     };
     error.chain().any(|cause| {
         cause.is::<BadInput>()
+            || cause.is::<cairn_ops::ProjectError>()
+            || cause
+                .downcast_ref::<cairn_ops::OpsError>()
+                .is_some_and(cairn_ops::OpsError::is_bad_input)
             || cause.is::<cairn_secrets::SecretsError>()
             || cause
                 .downcast_ref::<BackendError>()
@@ -110,6 +114,10 @@ fn main() -> ExitCode {
         Err(error) => {
             if let Some(reported) = error.downcast_ref::<AlreadyReported>() {
                 return ExitCode::from(reported.0);
+            }
+            // The program's diagnostics were printed where they were found.
+            if let Some(cairn_ops::OpsError::Program) = error.downcast_ref() {
+                return ExitCode::from(2);
             }
             output::error_chain(&error);
             if is_bad_input(&error) {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Context;
+use cairn_ops::Project;
 use cairn_secrets::{Crypter, PassphraseCrypter, SecretsError};
 use cairn_state::{Backend, StackRef};
 use sha2::Digest;
@@ -14,14 +15,13 @@ use crate::cli::GlobalArgs;
 use crate::env;
 use crate::stack_config::StackConfigFile;
 
-const PROJECT_FILES: [&str; 4] = ["Cairn.yaml", "Cairn.yml", "Pulumi.yaml", "Pulumi.yml"];
-
 pub struct Workspace {
     pub global: GlobalArgs,
     /// The directory the command works in (`--cwd`, else the current directory).
     pub project_dir: PathBuf,
     /// `CAIRN_HOME`, else `~/.cairn`.
     pub home: PathBuf,
+    project: OnceLock<Project>,
 }
 
 impl Workspace {
@@ -45,6 +45,7 @@ impl Workspace {
             global,
             project_dir,
             home,
+            project: OnceLock::new(),
         })
     }
 
@@ -65,83 +66,18 @@ impl Workspace {
         }
     }
 
-    /// The project file (`Cairn.yaml`, else `Pulumi.yaml`).
-    pub fn project_file(&self) -> anyhow::Result<PathBuf> {
-        let found = PROJECT_FILES
-            .iter()
-            .map(|name| self.project_dir.join(name))
-            .find(|path| path.exists());
-        if let Some(path) = &found {
-            // A FIFO or a device named Cairn.yaml would hang or never end when read.
-            cairn_provider::files::check_regular_file(path, cairn_provider::files::MAX_READ_BYTES)
-                .map_err(|error| crate::bad_input(error.to_string()))?;
+    /// The project in the command's directory, read once.
+    pub fn project(&self) -> anyhow::Result<&Project> {
+        if let Some(project) = self.project.get() {
+            return Ok(project);
         }
-        found.ok_or_else(|| {
-                crate::bad_input(format!(
-                    "no Cairn.yaml or Pulumi.yaml in `{}`\nhelp: run the command in a project directory, or pass `--cwd DIR`",
-                    self.project_dir.display()
-                ))
-            })
+        let project = Project::load(&self.project_dir)?;
+        Ok(self.project.get_or_init(|| project))
     }
 
-    /// Whether the project uses Pulumi's file names (then stack files are `Pulumi.<stack>.yaml`).
-    fn uses_pulumi_names(&self) -> bool {
-        self.project_file()
-            .ok()
-            .and_then(|path| {
-                path.file_name()
-                    .map(|name| name.to_string_lossy().starts_with("Pulumi"))
-            })
-            .unwrap_or(false)
-    }
-
-    /// The project's name, read from the project file without loading the program.
+    /// The project's name.
     pub fn project_name(&self) -> anyhow::Result<String> {
-        let path = self.project_file()?;
-        let text =
-            cairn_provider::files::read_regular_file(&path, cairn_provider::files::MAX_READ_BYTES)
-                .map_err(|error| match error.kind() {
-                    std::io::ErrorKind::InvalidData => crate::bad_input(format!(
-                        "{}: the project file is not UTF-8 text
-help: save it as UTF-8",
-                        path.display()
-                    )),
-                    std::io::ErrorKind::InvalidInput => crate::bad_input(error.to_string()),
-                    _ => error.into(),
-                })?;
-        // A top-level `name:` key starts a line at column 0 (nothing nested can); parsing that
-        // one line spares parsing a program of thousands of resources just for its name.
-        let name_line = text.lines().find(|line| line.starts_with("name:"));
-        let document = match name_line {
-            Some(line) => crate::stack_config::yaml_to_json(line),
-            None => crate::stack_config::yaml_to_json(&text),
-        }
-        .map_err(|error| crate::bad_input(format!("{}:{error}", path.display())))?;
-        document
-            .get("name")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                crate::bad_input(format!(
-                    "{}: the project has no `name`\nhelp: add `name: <project>` at the top",
-                    path.display()
-                ))
-            })
-    }
-
-    /// The project's `description:`, when it has one.
-    pub fn project_description(&self) -> Option<String> {
-        let text = cairn_provider::files::read_regular_file(
-            &self.project_file().ok()?,
-            cairn_provider::files::MAX_READ_BYTES,
-        )
-        .ok()?;
-        let line = text.lines().find(|line| line.starts_with("description:"))?;
-        crate::stack_config::yaml_to_json(line)
-            .ok()?
-            .get("description")?
-            .as_str()
-            .map(str::to_owned)
+        Ok(self.project()?.name.clone())
     }
 
     fn credentials_path(&self) -> PathBuf {
@@ -245,15 +181,10 @@ help: save it as UTF-8",
     /// `Cairn.<stack>.yaml`, or `Pulumi.<stack>.yaml` for projects that use Pulumi's names
     /// (or where that file already exists).
     pub fn stack_config_path(&self, stack: &str) -> PathBuf {
-        let cairn = self.project_dir.join(format!("Cairn.{stack}.yaml"));
-        let pulumi = self.project_dir.join(format!("Pulumi.{stack}.yaml"));
-        if cairn.exists() {
-            cairn
-        } else if pulumi.exists() || self.uses_pulumi_names() {
-            pulumi
-        } else {
-            cairn
-        }
+        let uses_pulumi_names = self
+            .project()
+            .is_ok_and(|project| project.uses_pulumi_names);
+        cairn_ops::project::stack_config_path(&self.project_dir, uses_pulumi_names, stack)
     }
 
     /// The stack's crypter. The passphrase is only asked for, and the key only derived, when a

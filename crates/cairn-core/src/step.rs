@@ -60,6 +60,20 @@ impl StepOp {
         }
     }
 
+    /// The progressive form shown while a step runs ("creating").
+    pub fn progressive(self) -> &'static str {
+        match self {
+            StepOp::Same => "",
+            StepOp::Create => "creating",
+            StepOp::Update => "updating",
+            StepOp::Replace => "replacing",
+            StepOp::Delete => "deleting",
+            StepOp::Read => "reading",
+            StepOp::Import => "importing",
+            StepOp::Refresh => "refreshing",
+        }
+    }
+
     /// The future form used in preview summaries ("to create").
     pub fn future_tense(self) -> &'static str {
         match self {

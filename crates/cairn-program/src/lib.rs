@@ -86,10 +86,10 @@ pub struct Loaded {
 }
 
 /// Project file names, in the order they are looked for.
-const PROJECT_FILE_NAMES: &[&str] = &["Cairn.yaml", "Cairn.yml", "Pulumi.yaml", "Pulumi.yml"];
+pub const PROJECT_FILE_NAMES: &[&str] = &["Cairn.yaml", "Cairn.yml", "Pulumi.yaml", "Pulumi.yml"];
 
 /// Program file names inside the directory `main:` points at.
-const MAIN_FILE_NAMES: &[&str] = &["Main.yaml", "Main.yml", "Main.json"];
+pub const MAIN_FILE_NAMES: &[&str] = &["Main.yaml", "Main.yml", "Main.json"];
 
 /// Loads `Cairn.yaml` (else `Pulumi.yaml`; also `.yml`) from `project_dir`, following `main:`
 /// to a directory holding `Main.yaml` (or `Main.json`).

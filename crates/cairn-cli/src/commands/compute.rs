@@ -1,11 +1,11 @@
-//! `cairn group` and `cairn instance`. Committed groups live in a Cairn project of their own,
-//! `$CAIRN_HOME/groups/<stack>/` (stack `--stack`, default `default`), whose program is the list
-//! of committed specs as `cairn:compute:Group` resources: committing one is an update of that
-//! stack, so group specs and their status are in the backend (file:// or postgres://) with
+//! `cairn group` and `cairn instance`. Committed groups are the `cairn:compute:Group` resources
+//! of a stack of their own (project `cairn-groups`, stack `--stack`, default `default`):
+//! committing a spec is an update of that stack with an in-memory program of every committed
+//! spec, so group specs and their status are in the backend (file:// or postgres://) with
 //! locking, journaling and history like any stack. `instance` commands talk to a driver directly.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,51 +13,64 @@ use cairn_compute::group::{self, GroupSpec};
 use cairn_compute::provider::driver_of;
 use cairn_compute::{DestroyReason, InstanceSpec};
 
-use crate::cli::{DeployArgs, GroupCommand, InstanceCommand};
-use crate::commands::{deploy, render};
+use cairn_core::Value;
+
+use crate::cli::{GroupCommand, InstanceCommand};
+use crate::commands::{self, deploy, render, reporter::TerminalReporter};
 use crate::output;
 use crate::workspace::Workspace;
 
 const GROUPS_PROJECT: &str = "cairn-groups";
+const GROUP_TYPE: &str = "cairn:compute:Group";
 
-/// The workspace of the groups project, created on first use.
+/// The workspace of the groups project, created on first use. Its directory holds only the
+/// project file (the project's name, no program) and the stack's config file (its secrets'
+/// salt), so `cairn cancel`, `refresh --clear-pending` and `stack history` reach the groups
+/// stack with `--cwd`, as the hints say.
 fn groups_workspace(workspace: &Workspace) -> anyhow::Result<(Workspace, String)> {
     let stack = workspace
         .global
         .stack
         .clone()
         .unwrap_or_else(|| "default".to_owned());
+    cairn_state::stack_ref::validate_stack_name(&stack).map_err(crate::bad_input)?;
     let dir = workspace.home.join("groups").join(&stack);
     fs_err::create_dir_all(&dir)?;
+    let project_file = dir.join("Cairn.yaml");
+    let stub = format!("name: {GROUPS_PROJECT}\nruntime: yaml\n");
+    if fs_err::read_to_string(&project_file).ok().as_deref() != Some(stub.as_str()) {
+        // Earlier versions kept the committed specs here as a program; the state has them.
+        crate::atomic_file::write(
+            &project_file,
+            stub.as_bytes(),
+            crate::atomic_file::Access::Shared,
+        )?;
+    }
     let mut global = workspace.global.clone();
-    global.cwd = Some(dir.clone());
+    global.cwd = Some(dir);
     global.stack = Some(stack.clone());
     let groups = Workspace::new(global)?;
     Ok((groups, stack))
 }
 
-fn program_path(groups: &Workspace) -> PathBuf {
-    groups.project_dir.join("Cairn.yaml")
-}
-
-/// The committed specs, by group id (each as the JSON of its resource properties).
-fn committed(groups: &Workspace) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
-    let Ok(text) = fs_err::read_to_string(program_path(groups)) else {
+/// The committed specs, by group id: the inputs of the stack's `cairn:compute:Group`
+/// resources.
+async fn committed(groups: &Workspace) -> anyhow::Result<BTreeMap<String, Value>> {
+    let stack = groups.stack_ref(GROUPS_PROJECT)?;
+    let backend = groups.backend()?;
+    if !backend.stack_exists(&stack).await? {
         return Ok(BTreeMap::new());
-    };
-    let program = crate::stack_config::yaml_to_json(&text).map_err(anyhow::Error::msg)?;
-    Ok(program["resources"]
-        .as_object()
-        .map(|resources| {
-            resources
-                .values()
-                .filter_map(|resource| {
-                    let properties = resource["properties"].clone();
-                    Some((properties["id"].as_str()?.to_owned(), properties))
-                })
-                .collect()
+    }
+    let snapshot = commands::load_snapshot(&commands::open_stack(groups).await?).await?;
+    Ok(snapshot
+        .resources
+        .into_iter()
+        .filter(|resource| resource.type_ == GROUP_TYPE && !resource.delete)
+        .filter_map(|resource| {
+            let id = resource.inputs.get("id")?.as_str()?.to_owned();
+            Some((id, Value::Object(resource.inputs)))
         })
-        .unwrap_or_default())
+        .collect())
 }
 
 /// The resource key of a group in the groups program.
@@ -69,46 +82,90 @@ fn resource_key(id: &str) -> String {
     format!("g_{key}")
 }
 
-/// Writes the groups program: one `cairn:compute:Group` per spec (JSON is YAML).
-fn write_program(
-    groups: &Workspace,
-    specs: &BTreeMap<String, serde_json::Value>,
-) -> anyhow::Result<()> {
-    let mut text = format!("name: {GROUPS_PROJECT}\nruntime: yaml\nresources:\n");
-    for (id, spec) in specs {
-        text.push_str(&format!(
-            "  {}:\n    type: cairn:compute:Group\n    properties: {spec}\n",
-            resource_key(id)
-        ));
+/// The groups program, in memory: one `cairn:compute:Group` per spec.
+fn program(groups: &Workspace, specs: &BTreeMap<String, Value>) -> cairn_program::Program {
+    let resources = specs
+        .iter()
+        .map(|(id, spec)| cairn_program::ResourceDecl {
+            name: resource_key(id),
+            key: resource_key(id),
+            type_token: GROUP_TYPE.to_owned(),
+            properties: Some(literal(spec)),
+            get: None,
+            options: Default::default(),
+            deps: Default::default(),
+            span: Default::default(),
+        })
+        .collect();
+    cairn_program::Program {
+        name: GROUPS_PROJECT.to_owned(),
+        description: None,
+        runtime: "yaml".to_owned(),
+        config: Vec::new(),
+        variables: Vec::new(),
+        resources,
+        outputs: Vec::new(),
+        source_dir: groups.project_dir.clone(),
+        sources: Default::default(),
     }
-    if specs.is_empty() {
-        text = format!("name: {GROUPS_PROJECT}\nruntime: yaml\nresources: {{}}\n");
-    }
-    fs_err::write(program_path(groups), text)?;
-    Ok(())
 }
 
-async fn ensure_stack(groups: &Workspace, stack: &str) -> anyhow::Result<()> {
+/// A value as a program expression that evaluates to it (secrets stay secrets).
+fn literal(value: &Value) -> cairn_program::Expr {
+    use cairn_program::{Builtin, Expr};
+    let span = cairn_program::Span::default();
+    match value {
+        Value::Null | Value::Unknown => Expr::Null(span),
+        Value::Bool(flag) => Expr::Bool(*flag, span),
+        Value::Number(number) => Expr::Number(*number, span),
+        Value::String(text) => Expr::String(text.clone(), span),
+        Value::Array(items) => Expr::Array(items.iter().map(literal).collect(), span),
+        Value::Object(map) => Expr::Object(
+            map.iter()
+                .map(|(key, value)| (key.clone(), literal(value)))
+                .collect(),
+            span,
+        ),
+        Value::Secret(inner) => Expr::Builtin(Builtin::Secret(Box::new(literal(inner))), span),
+    }
+}
+
+/// Converges the groups stack to `specs`: an update of the stack with the in-memory program
+/// (a preview only when `pretend`).
+async fn apply(
+    groups: &Workspace,
+    stack: &str,
+    specs: &BTreeMap<String, Value>,
+    pretend: bool,
+    yes: bool,
+) -> anyhow::Result<()> {
     let stack_ref =
         cairn_state::StackRef::parse(stack, GROUPS_PROJECT).map_err(crate::bad_input)?;
     let backend = groups.backend()?;
     if !backend.stack_exists(&stack_ref).await? {
         backend.create_stack(&stack_ref).await?;
     }
+    let request = cairn_ops::RunRequest {
+        preview_only: pretend,
+        ..cairn_ops::RunRequest::new(cairn_ops::StackOperation::Update)
+    };
+    let reporter = TerminalReporter {
+        json: groups.global.json,
+        show_secrets: groups.global.show_secrets,
+        yes: yes || pretend,
+        ..TerminalReporter::default()
+    };
+    let program = Arc::new(program(groups, specs));
+    deploy::run_operation(groups, request, reporter, Some(program)).await?;
     Ok(())
 }
 
-fn deploy_args(yes: bool) -> DeployArgs {
-    DeployArgs {
-        yes,
-        skip_preview: false,
-        diff: false,
-        show_sames: false,
-        message: None,
-        target: Vec::new(),
-        parallel: 16,
-        refresh: false,
-    }
+/// The spec of a committed group, as the drivers and `--json` take it.
+fn committed_json(specs: &BTreeMap<String, Value>, id: &str) -> anyhow::Result<serde_json::Value> {
+    specs
+        .get(id)
+        .map(|spec| commands::value_to_json(spec, true))
+        .ok_or_else(|| crate::bad_input(format!("no group `{id}` is committed")))
 }
 
 pub async fn group(workspace: &Workspace, command: GroupCommand) -> anyhow::Result<()> {
@@ -120,7 +177,7 @@ pub async fn group(workspace: &Workspace, command: GroupCommand) -> anyhow::Resu
                 cairn_provider::files::MAX_READ_BYTES,
             )
             .map_err(|error| crate::bad_input(error.to_string()))?;
-            let spec = crate::stack_config::yaml_to_json(&text)
+            let spec = cairn_ops::yaml_to_json(&text)
                 .map_err(|error| crate::bad_input(format!("{}: {error}", file.display())))?;
             let parsed = group_spec(&spec).map_err(|error| {
                 crate::bad_input(format!("{}: not a group spec: {error:#}", file.display()))
@@ -134,64 +191,44 @@ pub async fn group(workspace: &Workspace, command: GroupCommand) -> anyhow::Resu
                     file.display()
                 )));
             }
-            let mut specs = committed(&groups)?;
-            let previous = specs.clone();
-            specs.insert(parsed.id.clone(), spec);
-            write_program(&groups, &specs)?;
-            ensure_stack(&groups, &stack).await?;
-            let result = if pretend {
-                deploy::preview(&groups, deploy_args(true)).await
-            } else {
-                deploy::up(&groups, deploy_args(yes)).await
-            };
-            // A pretend commit, or a failed one, leaves the committed specs as they were.
-            if pretend || result.is_err() {
-                write_program(&groups, &previous)?;
-            }
-            result
+            let mut specs = committed(&groups).await?;
+            specs.insert(parsed.id.clone(), commands::json_to_value(&spec));
+            apply(&groups, &stack, &specs, pretend, yes).await
         }
         GroupCommand::Destroy { id, yes } => {
-            let previous = committed(&groups)?;
-            let mut specs = previous.clone();
+            let mut specs = committed(&groups).await?;
             if specs.remove(&id).is_none() {
                 return Err(crate::bad_input(format!("no group `{id}` is committed")));
             }
-            write_program(&groups, &specs)?;
-            let result = deploy::up(&groups, deploy_args(yes)).await;
-            if result.is_err() {
-                write_program(&groups, &previous)?;
-            }
-            result
+            apply(&groups, &stack, &specs, false, yes).await
         }
         GroupCommand::Free { id, yes } => {
-            let mut specs = committed(&groups)?;
-            if specs.remove(&id).is_none() {
+            let specs = committed(&groups).await?;
+            if !specs.contains_key(&id) {
                 return Err(crate::bad_input(format!("no group `{id}` is committed")));
             }
-            // Out of the state first (members untouched), then out of the committed specs.
+            // Out of the state (members untouched): it is no longer committed either.
             let urn = format!(
-                "urn:pulumi:{stack}::{GROUPS_PROJECT}::cairn:compute:Group::{}",
+                "urn:pulumi:{stack}::{GROUPS_PROJECT}::{GROUP_TYPE}::{}",
                 resource_key(&id)
             );
-            super::state::run(
-                &groups,
-                crate::cli::StateCommand::Delete {
-                    urn,
-                    force: true,
-                    yes,
-                },
-            )
-            .await?;
-            write_program(&groups, &specs)?;
+            super::state::delete(&groups, &urn, true, yes).await?;
             output::line(&format!(
                 "Group `{id}` is no longer managed; its instances keep running"
             ));
             Ok(())
         }
         GroupCommand::Ls => {
-            let specs = committed(&groups)?;
+            let specs = committed(&groups).await?;
             if workspace.global.json {
-                output::json(&serde_json::to_value(&specs)?);
+                let specs: serde_json::Map<String, serde_json::Value> = specs
+                    .iter()
+                    .map(|(id, spec)| {
+                        let shown = commands::value_to_json(spec, workspace.global.show_secrets);
+                        (id.clone(), shown)
+                    })
+                    .collect();
+                output::json(&serde_json::Value::Object(specs));
             } else {
                 for id in specs.keys() {
                     output::line(id);
@@ -200,18 +237,12 @@ pub async fn group(workspace: &Workspace, command: GroupCommand) -> anyhow::Resu
             Ok(())
         }
         GroupCommand::Describe { id } | GroupCommand::Inspect { id } => {
-            let specs = committed(&groups)?;
-            let spec = specs
-                .get(&id)
-                .ok_or_else(|| crate::bad_input(format!("no group `{id}` is committed")))?;
-            describe(workspace, spec).await
+            let spec = committed_json(&committed(&groups).await?, &id)?;
+            describe(workspace, &spec).await
         }
         GroupCommand::Watch { id, interval } => {
-            let specs = committed(&groups)?;
-            let spec = specs
-                .get(&id)
-                .ok_or_else(|| crate::bad_input(format!("no group `{id}` is committed")))?;
-            watch(spec, interval).await
+            let spec = committed_json(&committed(&groups).await?, &id)?;
+            watch(&spec, interval).await
         }
     }
 }
@@ -346,12 +377,14 @@ pub async fn instance(workspace: &Workspace, command: InstanceCommand) -> anyhow
                 cairn_provider::files::MAX_READ_BYTES,
             )
             .map_err(|error| crate::bad_input(error.to_string()))?;
-            let spec: InstanceSpec = serde_json::from_value(
-                crate::stack_config::yaml_to_json(&text).map_err(anyhow::Error::msg)?,
-            )
-            .map_err(|error| {
-                crate::bad_input(format!("{}: not an instance spec: {error}", file.display()))
-            })?;
+            let spec: InstanceSpec =
+                serde_json::from_value(cairn_ops::yaml_to_json(&text).map_err(anyhow::Error::msg)?)
+                    .map_err(|error| {
+                        crate::bad_input(format!(
+                            "{}: not an instance spec: {error}",
+                            file.display()
+                        ))
+                    })?;
             let driver = driver_of(&driver_json(workspace, &driver)).await?;
             let id = driver.provision(spec).await?;
             output::line(&id);

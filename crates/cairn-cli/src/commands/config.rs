@@ -13,29 +13,6 @@ use crate::workspace::Workspace;
 /// Longer keys could not be written as plain YAML keys, and the file could not be read back.
 const MAX_KEY_CHARS: usize = 256;
 
-/// Whether the project file declares `key` (`project:name`) with `secret: true`.
-fn declared_secret(workspace: &Workspace, project: &str, key: &str) -> bool {
-    let Some(name) = key.strip_prefix(&format!("{project}:")) else {
-        return false;
-    };
-    let Ok(path) = workspace.project_file() else {
-        return false;
-    };
-    let Ok(text) =
-        cairn_provider::files::read_regular_file(&path, cairn_provider::files::MAX_READ_BYTES)
-    else {
-        return false;
-    };
-    let Ok(project_file) = crate::stack_config::yaml_to_json(&text) else {
-        return false;
-    };
-    ["config", "configuration"].iter().any(|section| {
-        let declaration = &project_file[section];
-        declaration[name]["secret"] == serde_json::Value::Bool(true)
-            || declaration[key]["secret"] == serde_json::Value::Bool(true)
-    })
-}
-
 pub async fn run(workspace: &Workspace, args: ConfigArgs) -> anyhow::Result<()> {
     let project = workspace.project_name()?;
     let context = commands::open_stack(workspace).await?;
@@ -93,7 +70,7 @@ pub async fn run(workspace: &Workspace, args: ConfigArgs) -> anyhow::Result<()> 
             // A key the project declares `secret: true` is sealed even without `--secret`
             // (`--plaintext` says otherwise on purpose): it must never sit in the file in
             // the clear by a slip.
-            let secret = secret || (!plaintext && declared_secret(workspace, &project, &key));
+            let secret = secret || (!plaintext && workspace.project()?.declares_secret(&key));
             let value = match value {
                 Some(value) => value,
                 None => {

@@ -10,17 +10,15 @@ mod logs;
 mod new;
 pub mod plugins;
 mod render;
+mod reporter;
 mod stack;
 mod state;
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use cairn_core::{PropertyMap, Snapshot, Value};
 use cairn_program::Program;
-use cairn_provider::{ProviderRegistry, files};
+use cairn_provider::ProviderRegistry;
 use cairn_secrets::Crypter;
 use cairn_state::{Backend, StackRef};
 
@@ -31,9 +29,7 @@ use crate::workspace::Workspace;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let workspace = Workspace::new(cli.global)?;
-    let result = run_command(&workspace, cli.command).await;
-    plugins::shutdown_all().await;
-    result
+    run_command(&workspace, cli.command).await
 }
 
 async fn run_command(workspace: &Workspace, command: Command) -> anyhow::Result<()> {
@@ -58,37 +54,18 @@ async fn run_command(workspace: &Workspace, command: Command) -> anyhow::Result<
     }
 }
 
-/// Reads program files and `fn::readFile`s from disk: regular files only (a FIFO would block
-/// forever, `/dev/zero` never ends), of at most `MAX_READ_BYTES`.
-pub struct DiskFiles;
-
-impl cairn_program::FileSource for DiskFiles {
-    fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
-        files::read_regular_file(path, files::MAX_READ_BYTES)
-    }
-
-    fn check_readable(&self, path: &Path) -> std::io::Result<()> {
-        files::check_regular_file(path, files::MAX_READ_BYTES).map(drop)
-    }
-}
-
-/// Loads and checks the program; prints every diagnostic and fails with exit code 2 if any is
-/// an error.
-pub fn load_program(workspace: &Workspace, registry: &ProviderRegistry) -> anyhow::Result<Program> {
-    workspace.project_file()?;
-    let loaded = cairn_program::load_project(
+/// Loads and checks the program of the workspace's project; every diagnostic is printed, and
+/// any error fails with exit code 2.
+pub fn load_program(
+    workspace: &Workspace,
+    registry: &ProviderRegistry,
+) -> anyhow::Result<Arc<Program>> {
+    Ok(cairn_ops::load_program(
         &workspace.project_dir,
-        &DiskFiles,
         registry,
         &stack_config_keys(workspace),
-    );
-    for diagnostic in &loaded.diagnostics {
-        crate::output::diagnostic(diagnostic);
-    }
-    match loaded.program {
-        Some(program) if loaded.diagnostics.is_empty() => Ok(program),
-        _ => Err(anyhow::Error::new(crate::AlreadyReported(2))),
-    }
+        &reporter::TerminalReporter::default(),
+    )?)
 }
 
 /// The keys of the selected stack's config file, which the program may read undeclared. The
@@ -108,6 +85,8 @@ fn stack_config_keys(workspace: &Workspace) -> Vec<String> {
 
 /// A stack's context: backend, reference, configuration file and crypter.
 pub struct StackContext {
+    pub project: String,
+    pub project_dir: std::path::PathBuf,
     pub backend: Arc<dyn Backend>,
     pub stack: StackRef,
     pub config_file: StackConfigFile,
@@ -138,6 +117,8 @@ pub async fn open_stack(workspace: &Workspace) -> anyhow::Result<StackContext> {
     let clear_pending_command =
         workspace.command_for("refresh --clear-pending", &stack.relative_to(&project));
     Ok(StackContext {
+        project,
+        project_dir: workspace.project_dir.clone(),
         backend,
         stack,
         config_file,
@@ -175,8 +156,48 @@ async fn restore_salt(
     Ok(())
 }
 
-/// Takes the stack's lock for this process, turning "locked" into an error that names the
-/// holder and says what to do.
+impl StackContext {
+    /// The stack as the operations library takes it.
+    pub fn session(&self) -> cairn_ops::StackSession {
+        let config = self
+            .config_file
+            .entries
+            .iter()
+            .map(|(key, entry)| {
+                let entry = match entry {
+                    ConfigEntry::Plain(json) => cairn_ops::ConfigEntry::Plain(json_to_value(json)),
+                    ConfigEntry::Secure(ciphertext) => {
+                        cairn_ops::ConfigEntry::Secure(ciphertext.clone())
+                    }
+                };
+                (key.clone(), entry)
+            })
+            .collect();
+        cairn_ops::StackSession {
+            backend: self.backend.clone(),
+            stack: self.stack.clone(),
+            project: self.project.clone(),
+            project_dir: self.project_dir.clone(),
+            crypter: self.crypter.clone(),
+            config,
+            passphrase: Arc::new(crate::workspace::passphrase),
+            caller: caller(),
+            cancel_command: self.cancel_command.clone(),
+            clear_pending_command: self.clear_pending_command.clone(),
+        }
+    }
+}
+
+/// Who runs this command, as lock holders and history show it.
+pub fn caller() -> cairn_ops::Caller {
+    cairn_ops::Caller {
+        user: env::user_name(),
+        command: env::command_line(),
+    }
+}
+
+/// Takes the stack's lock for this process; "locked" is an error that names the holder and
+/// says what to do.
 pub async fn lock_stack(context: &StackContext) -> anyhow::Result<Box<dyn cairn_state::StackLock>> {
     lock(
         context.backend.as_ref(),
@@ -192,65 +213,12 @@ pub async fn lock(
     stack: &cairn_state::StackRef,
     cancel_command: &str,
 ) -> anyhow::Result<Box<dyn cairn_state::StackLock>> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|duration| duration.as_secs() as i64)
-        .unwrap_or(0);
-    let owner = cairn_state::LockOwner {
-        pid: std::process::id(),
-        host: env::host_name(),
-        user: env::user_name(),
-        command: env::command_line(),
-        started: now,
-        heartbeat: now,
-        is_stale: false,
-    };
-    match backend.lock_stack(stack, owner).await {
-        Ok(lock) => Ok(lock),
-        Err(cairn_state::BackendError::Locked { stack, holder }) => {
-            let help = if holder.is_stale {
-                format!(
-                    "help: nothing is running it any more; run `{cancel_command}` to release the stack"
-                )
-            } else {
-                format!("help: wait for it to finish; if it is stuck, run `{cancel_command}`")
-            };
-            Err(anyhow::anyhow!(
-                "stack `{stack}` is locked by {holder}\n{help}"
-            ))
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
-/// The stack's configuration with secrets unsealed (as `Value::Secret`), keyed as in the file.
-pub fn stack_config_values(context: &StackContext) -> anyhow::Result<BTreeMap<String, Value>> {
-    let mut values = BTreeMap::new();
-    for (key, entry) in &context.config_file.entries {
-        let value = match entry {
-            ConfigEntry::Plain(json) => json_to_value(json),
-            ConfigEntry::Secure(ciphertext) => {
-                let plaintext = context
-                    .crypter
-                    .decrypt(ciphertext)
-                    .with_context(|| format!("decrypting the config value `{key}`"))?;
-                Value::String(plaintext).into_secret()
-            }
-        };
-        values.insert(key.clone(), value);
-    }
-    Ok(values)
+    Ok(cairn_ops::lock_stack(backend, stack, &caller(), cancel_command).await?)
 }
 
 /// The stack's last snapshot (empty for a new stack).
 pub async fn load_snapshot(context: &StackContext) -> anyhow::Result<Snapshot> {
-    match context.backend.load_deployment(&context.stack).await? {
-        Some(deployment) => Ok(cairn_state::deployment::decode_deployment(
-            &deployment,
-            context.crypter.as_ref(),
-        )?),
-        None => Ok(Snapshot::default()),
-    }
+    Ok(context.session().snapshot().await?)
 }
 
 pub fn json_to_value(json: &serde_json::Value) -> Value {

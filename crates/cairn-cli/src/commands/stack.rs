@@ -472,7 +472,7 @@ fn automatic_tags(workspace: &Workspace) -> anyhow::Result<BTreeMap<String, Stri
     let mut tags = BTreeMap::new();
     tags.insert("cairn:project".to_owned(), workspace.project_name()?);
     tags.insert("cairn:runtime".to_owned(), "yaml".to_owned());
-    if let Some(description) = workspace.project_description() {
+    if let Some(description) = workspace.project()?.description.clone() {
         tags.insert("cairn:description".to_owned(), description);
     }
     let environment = crate::git::environment(&workspace.project_dir);

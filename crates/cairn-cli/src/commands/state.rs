@@ -70,7 +70,12 @@ fn provider_urn(reference: &str) -> Option<&str> {
     reference.rsplit_once("::").map(|(urn, _id)| urn)
 }
 
-async fn delete(workspace: &Workspace, urn: &str, force: bool, yes: bool) -> anyhow::Result<()> {
+pub(super) async fn delete(
+    workspace: &Workspace,
+    urn: &str,
+    force: bool,
+    yes: bool,
+) -> anyhow::Result<()> {
     let urn = parse_urn(urn)?;
     let context = commands::open_stack(workspace).await?;
     let _lock = commands::lock_stack(&context).await?;

@@ -57,19 +57,11 @@ fn cancel_frees_a_stack_whose_update_was_killed() {
         .spawn()
         .unwrap();
     let lock = context.home().join(".pulumi/locks/locked/dev.json");
-    // Killed mid-update: once it is in history, the update has begun.
-    let history = context.home().join(".pulumi/history/locked/dev");
+    // Killed mid-step: once the journal records the resource's create, it is in flight.
+    let journal = context.home().join(".pulumi/stacks/locked/dev.journal");
     let deadline = Instant::now() + Duration::from_secs(20);
-    let has_begun = || {
-        std::fs::read_dir(&history).is_ok_and(|entries| {
-            entries.flatten().any(|entry| {
-                entry
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".history.json")
-            })
-        })
-    };
+    let has_begun =
+        || std::fs::read_to_string(&journal).is_ok_and(|text| text.contains("fake:index:Resource"));
     while !has_begun() {
         assert!(Instant::now() < deadline, "the update never began");
         std::thread::sleep(Duration::from_millis(20));
