@@ -1,0 +1,430 @@
+//! Stack operations driven in-process through the library, as a front end other than the CLI
+//! would: a `file://` backend in a temporary directory, the built-in `fake` provider, and a
+//! reporter that records what it is told. No binary, no terminal, no sleeps.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use cairn_engine::{Cancellation, DeployOutcome, EngineEvent};
+use cairn_ops::{
+    Caller, ConfigEntry, Failure, OpsError, Phase, PhaseStats, PluginSearch, Plugins, Project,
+    Reporter, RunRequest, StackOperation, StackSession,
+};
+use cairn_program::Diagnostic;
+use cairn_state::{Backend, StackRef};
+
+/// Records everything, and answers the approval as told.
+#[derive(Default)]
+struct Recorder {
+    approve: bool,
+    lines: Mutex<Vec<String>>,
+}
+
+impl Recorder {
+    fn approving() -> Arc<Recorder> {
+        Arc::new(Recorder {
+            approve: true,
+            ..Recorder::default()
+        })
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lines").clone()
+    }
+
+    fn push(&self, line: String) {
+        self.lines.lock().expect("lines").push(line);
+    }
+}
+
+impl Reporter for Recorder {
+    fn diagnostics(&self, diagnostics: &[Diagnostic]) {
+        for diagnostic in diagnostics {
+            self.push(format!("diagnostic: {diagnostic}"));
+        }
+    }
+
+    fn warning(&self, message: &str) {
+        self.push(format!("warning: {message}"));
+    }
+
+    fn phase_started(&self, operation: StackOperation, phase: Phase, stack: &str) {
+        self.push(format!("start {} {phase:?} {stack}", operation.noun()));
+    }
+
+    fn event(&self, phase: Phase, event: &EngineEvent) {
+        if let EngineEvent::StepFinished(record) = event {
+            self.push(format!(
+                "{} {:?} {}",
+                if phase.is_preview() { "plan" } else { "step" },
+                record.op,
+                record.urn.name()
+            ));
+        }
+    }
+
+    fn phase_finished(&self, phase: Phase, outcome: &DeployOutcome, _stats: &PhaseStats) {
+        self.push(format!("end {phase:?} failed={}", outcome.has_failed()));
+    }
+
+    fn approve(&self, question: &str) -> Result<bool, String> {
+        self.push(format!("asked: {question}"));
+        Ok(self.approve)
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    backend: Arc<dyn Backend>,
+    stack: StackRef,
+}
+
+impl Fixture {
+    fn new(program: &str) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("project")).expect("mkdir");
+        let fixture = Fixture {
+            backend: Arc::new(
+                cairn_backend_file::FileBackend::open(
+                    dir.path().join("state"),
+                    "file://state".to_owned(),
+                    "tester".to_owned(),
+                )
+                .expect("backend"),
+            ),
+            stack: StackRef::parse("dev", "ops").expect("stack"),
+            dir,
+        };
+        fixture.write_program(program);
+        fixture
+    }
+
+    fn project_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("project")
+    }
+
+    fn write_program(&self, resources: &str) {
+        let text = format!(
+            "name: ops\nruntime: yaml\nconfig:\n  greeting:\n    type: string\n{resources}"
+        );
+        std::fs::write(self.project_dir().join("Cairn.yaml"), text).expect("write");
+    }
+
+    fn session(&self) -> StackSession {
+        let salt = cairn_secrets::new_salt();
+        StackSession {
+            backend: self.backend.clone(),
+            stack: self.stack.clone(),
+            project: "ops".to_owned(),
+            project_dir: self.project_dir(),
+            crypter: Arc::new(
+                cairn_secrets::PassphraseCrypter::new("correct horse", &salt).expect("crypter"),
+            ),
+            config: vec![(
+                "ops:greeting".to_owned(),
+                ConfigEntry::Plain(cairn_core::Value::String("hello".to_owned())),
+            )],
+            passphrase: Arc::new(|| Ok("correct horse".to_owned())),
+            caller: Caller {
+                user: "tester".to_owned(),
+                command: "ops test".to_owned(),
+            },
+            cancel_command: "cairn cancel".to_owned(),
+            clear_pending_command: "cairn refresh --clear-pending".to_owned(),
+        }
+    }
+
+    async fn ensure_stack(&self) {
+        if !self
+            .backend
+            .stack_exists(&self.stack)
+            .await
+            .expect("exists")
+        {
+            self.backend
+                .create_stack(&self.stack)
+                .await
+                .expect("create");
+        }
+    }
+
+    /// Runs `request` with the project's program (for an update) and the built-in providers.
+    async fn run(
+        &self,
+        request: RunRequest,
+        reporter: Arc<Recorder>,
+        cancellation: Cancellation,
+    ) -> Result<cairn_ops::RunOutcome, OpsError> {
+        self.ensure_stack().await;
+        let project = Project::load(&self.project_dir()).expect("project");
+        let (registry, plugins) = Plugins::start(Some(&project), &PluginSearch::default())
+            .await
+            .expect("plugins");
+        let program = match request.operation {
+            StackOperation::Update => Some(cairn_ops::load_program(
+                &self.project_dir(),
+                &registry,
+                &[],
+                reporter.as_ref(),
+            )?),
+            _ => None,
+        };
+        let result = cairn_ops::run(
+            &self.session(),
+            program,
+            Arc::new(registry),
+            request,
+            reporter,
+            cancellation,
+        )
+        .await;
+        plugins.shutdown().await;
+        result
+    }
+
+    async fn resource_names(&self) -> Vec<String> {
+        let snapshot = self.session().snapshot().await.expect("snapshot");
+        snapshot
+            .resources
+            .iter()
+            .filter(|resource| resource.type_.starts_with("fake:"))
+            .map(|resource| resource.urn.name().to_owned())
+            .collect()
+    }
+}
+
+const TWO: &str = "resources:\n  a:\n    type: fake:Resource\n    properties:\n      value: ${greeting}\n  b:\n    type: fake:Resource\n    properties:\n      value: ${a.value}\n";
+
+fn update() -> RunRequest {
+    RunRequest::new(StackOperation::Update)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_previews_asks_then_applies_and_keeps_its_log_lines() {
+    let fixture = Fixture::new(TWO);
+    let reporter = Recorder::approving();
+    let outcome = fixture
+        .run(update(), reporter.clone(), Cancellation::default())
+        .await
+        .expect("update");
+    assert_eq!(outcome.failure, None);
+    assert_eq!(outcome.phase, Phase::Apply);
+    assert_eq!(fixture.resource_names().await, ["a", "b"]);
+    let lines = reporter.lines();
+    let position = |wanted: &str| {
+        lines
+            .iter()
+            .position(|line| line == wanted)
+            .unwrap_or_else(|| panic!("no `{wanted}` in {lines:#?}"))
+    };
+    // The order of a Pulumi update: plan, question, then the steps, each after its dependency.
+    assert!(position("start update Preview { then_apply: true } dev") < position("plan Create a"));
+    assert!(position("plan Create b") < position("asked: Do you want to perform this update?"));
+    assert!(
+        position("asked: Do you want to perform this update?") < position("start update Apply dev")
+    );
+    assert!(position("step Create a") < position("step Create b"));
+    assert!(position("step Create b") < position("end Apply failed=false"));
+    // Step outcomes reach the backend's log by the time the operation returns.
+    let logs = fixture
+        .backend
+        .logs(&fixture.stack, None, None)
+        .await
+        .expect("logs");
+    assert!(
+        logs.iter()
+            .any(|entry| entry.message.starts_with("created in")),
+        "{logs:?}"
+    );
+    let history = fixture
+        .backend
+        .history(&fixture.stack)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1, "{history:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_preview_or_a_declined_update_changes_nothing() {
+    let fixture = Fixture::new(TWO);
+    let preview = fixture
+        .run(
+            RunRequest {
+                preview_only: true,
+                ..update()
+            },
+            Recorder::approving(),
+            Cancellation::default(),
+        )
+        .await
+        .expect("preview");
+    assert!(preview.phase.is_preview());
+    let planned = preview.outcome.snapshot.resources.iter();
+    assert_eq!(
+        planned.filter(|r| r.type_ == "fake:index:Resource").count(),
+        2
+    );
+
+    let declining = Arc::new(Recorder::default());
+    let declined = fixture
+        .run(update(), declining.clone(), Cancellation::default())
+        .await;
+    assert!(matches!(declined, Err(OpsError::Declined)), "{declined:?}");
+    assert!(
+        !declining
+            .lines()
+            .iter()
+            .any(|line| line.starts_with("step"))
+    );
+    assert!(fixture.resource_names().await.is_empty());
+    let history = fixture
+        .backend
+        .history(&fixture.stack)
+        .await
+        .expect("history");
+    assert!(history.is_empty(), "{history:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_lock_refuses_the_update_and_names_the_cancel_command() {
+    let fixture = Fixture::new(TWO);
+    fixture.ensure_stack().await;
+    let held = fixture.session().lock().await.expect("lock");
+    let refused = fixture
+        .run(update(), Recorder::approving(), Cancellation::default())
+        .await;
+    match refused {
+        Err(OpsError::Refused(message)) => {
+            assert!(message.contains("is locked by"), "{message}");
+            assert!(message.contains("`cairn cancel`"), "{message}");
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    // A preview takes no lock, so it runs.
+    fixture
+        .run(
+            RunRequest {
+                preview_only: true,
+                ..update()
+            },
+            Recorder::approving(),
+            Cancellation::default(),
+        )
+        .await
+        .expect("preview under a held lock");
+    drop(held);
+    fixture
+        .run(update(), Recorder::approving(), Cancellation::default())
+        .await
+        .expect("update after release");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_step_and_a_program_error_are_typed_failures() {
+    let fixture = Fixture::new(
+        "resources:\n  bad:\n    type: fake:Resource\n    properties:\n      failOn: create\n",
+    );
+    let failed = fixture
+        .run(
+            RunRequest {
+                skip_preview: true,
+                ..update()
+            },
+            Recorder::approving(),
+            Cancellation::default(),
+        )
+        .await
+        .expect("ran");
+    assert_eq!(failed.failure, Some(Failure::Steps));
+    assert_eq!(Failure::Steps.exit_code(), 1);
+
+    fixture.write_program("outputs:\n  x: ${nothing.here}\n");
+    let reporter = Recorder::approving();
+    let invalid = fixture
+        .run(update(), reporter.clone(), Cancellation::default())
+        .await;
+    assert!(matches!(invalid, Err(OpsError::Program)), "{invalid:?}");
+    assert!(invalid.is_err_and(|error| error.is_bad_input()));
+    assert!(
+        reporter
+            .lines()
+            .iter()
+            .any(|line| line.starts_with("diagnostic:") && line.contains("nothing")),
+        "{:?}",
+        reporter.lines()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancellation_before_the_update_begins_changes_nothing() {
+    let fixture = Fixture::new(TWO);
+    let cancellation = Cancellation::default();
+    cancellation.graceful.cancel();
+    let reporter = Recorder::approving();
+    let outcome = fixture.run(update(), reporter.clone(), cancellation).await;
+    match outcome {
+        // The preview stops at once and fails as cancelled, or the update is refused.
+        Ok(outcome) => {
+            assert!(outcome.phase.is_preview());
+            assert_eq!(outcome.failure, Some(Failure::Cancelled));
+        }
+        Err(OpsError::Refused(message)) => assert!(message.contains("interrupted"), "{message}"),
+        Err(other) => panic!("{other:?}: {:#?}", reporter.lines()),
+    }
+    assert!(fixture.resource_names().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_and_destroy_work_from_the_state_alone() {
+    let fixture = Fixture::new(TWO);
+    fixture
+        .run(update(), Recorder::approving(), Cancellation::default())
+        .await
+        .expect("update");
+    // Neither needs the program: it may be gone.
+    std::fs::write(
+        fixture.project_dir().join("Cairn.yaml"),
+        "name: ops\nruntime: yaml\n",
+    )
+    .expect("write");
+    let refreshed = fixture
+        .run(
+            RunRequest::new(StackOperation::Refresh),
+            Recorder::approving(),
+            Cancellation::default(),
+        )
+        .await
+        .expect("refresh");
+    assert_eq!(refreshed.failure, None);
+    assert_eq!(fixture.resource_names().await, ["a", "b"]);
+    let destroyed = fixture
+        .run(
+            RunRequest::new(StackOperation::Destroy),
+            Recorder::approving(),
+            Cancellation::default(),
+        )
+        .await
+        .expect("destroy");
+    assert_eq!(destroyed.failure, None);
+    assert!(fixture.resource_names().await.is_empty());
+    let kinds: BTreeMap<String, usize> = fixture
+        .backend
+        .history(&fixture.stack)
+        .await
+        .expect("history")
+        .iter()
+        .fold(BTreeMap::new(), |mut kinds, update| {
+            *kinds.entry(format!("{:?}", update.kind)).or_default() += 1;
+            kinds
+        });
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+}
+
+#[test]
+fn the_project_of_the_fixture_is_read_by_project_load() {
+    let fixture = Fixture::new(TWO);
+    let project = Project::load(Path::new(&fixture.project_dir())).expect("project");
+    assert_eq!(project.name, "ops");
+    assert!(project.packages.contains("fake"), "{:?}", project.packages);
+}
