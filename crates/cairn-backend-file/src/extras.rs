@@ -51,7 +51,7 @@ impl FileBackend {
         let path = self.tags_path(stack);
         create_parent(&path)?;
         let text = serde_json::to_string_pretty(tags)
-            .map_err(|error| BackendError::Format(error.to_string()))?;
+            .map_err(|error| BackendError::format_from(error.to_string(), error))?;
         files::write_atomically(&path, text.as_bytes())?;
         self.bytes_written
             .fetch_add(text.len() as u64, Ordering::Relaxed);
@@ -71,7 +71,7 @@ impl FileBackend {
         let mut text = String::new();
         for entry in entries {
             let line = serde_json::to_string(entry)
-                .map_err(|error| BackendError::Format(error.to_string()))?;
+                .map_err(|error| BackendError::format_from(error.to_string(), error))?;
             text.push_str(&line);
             text.push('\n');
         }

@@ -80,7 +80,7 @@ pub fn read_checkpoint(path: &Path, stack: &str) -> Result<Option<Checkpoint>, B
 pub fn encode_checkpoint(deployment: &Deployment) -> Result<(String, String), BackendError> {
     deployment.check_depth()?;
     let deployment_json = serde_json::to_string(deployment)
-        .map_err(|error| BackendError::Format(error.to_string()))?;
+        .map_err(|error| BackendError::format_from(error.to_string(), error))?;
     let checksum = sha256_hex(deployment_json.as_bytes());
     let text = format!(
         "{{\"version\":{},\"checksum\":\"{checksum}\",\"deployment\":{deployment_json}}}\n",

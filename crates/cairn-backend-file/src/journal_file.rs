@@ -42,8 +42,8 @@ pub struct JournalFile {
 
 /// One record as a journal line.
 fn encode_line(record: &JournalRecord) -> Result<String, BackendError> {
-    let record_json =
-        serde_json::to_string(record).map_err(|error| BackendError::Format(error.to_string()))?;
+    let record_json = serde_json::to_string(record)
+        .map_err(|error| BackendError::format_from(error.to_string(), error))?;
     Ok(format!(
         "{{\"sha256\":\"{}\",\"record\":{record_json}}}\n",
         sha256_hex(record_json.as_bytes())
@@ -103,7 +103,7 @@ impl JournalFile {
             lines.push_str(&encode_line(record)?);
         }
         let (ack, done) = tokio::sync::oneshot::channel();
-        let closed = || BackendError::Format(format!("the journal `{}` is closed", self.path));
+        let closed = || BackendError::format(format!("the journal `{}` is closed", self.path));
         self.sender
             .as_ref()
             .ok_or_else(closed)?
@@ -114,7 +114,7 @@ impl JournalFile {
             .map_err(|error| match error {
                 BatchError::LockLost(stack) => BackendError::LockLost(stack),
                 BatchError::Io(message) => {
-                    BackendError::Format(format!("appending to `{}`: {message}", self.path))
+                    BackendError::format(format!("appending to `{}`: {message}", self.path))
                 }
             })
     }
@@ -125,7 +125,7 @@ impl JournalFile {
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
-            return Err(BackendError::Format(format!(
+            return Err(BackendError::format(format!(
                 "the writer of `{}` panicked",
                 self.path
             )));

@@ -146,7 +146,7 @@ impl FileBackend {
             fs_err::create_dir_all(dir).map_err(|error| io_error("creating", dir, error))?;
         }
         let text = serde_json::to_string_pretty(info)
-            .map_err(|error| BackendError::Format(error.to_string()))?;
+            .map_err(|error| BackendError::format_from(error.to_string(), error))?;
         files::write_atomically(path, text.as_bytes())?;
         self.bytes_written
             .fetch_add(text.len() as u64, Ordering::Relaxed);
@@ -810,7 +810,7 @@ fn journal_damage_hint(error: BackendError) -> BackendError {
 }
 
 fn closed_journal() -> BackendError {
-    BackendError::Format("the update's journal is closed".to_owned())
+    BackendError::format("the update's journal is closed".to_owned())
 }
 
 impl FileUpdateWriter {

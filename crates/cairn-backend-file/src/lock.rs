@@ -75,7 +75,7 @@ pub fn acquire(path: &Path, stack: &str, owner: LockOwner) -> Result<FileLock, B
     let aside = dir.join(format!(".{stack}.{token}.lock.tmp"));
     let lock_file = LockFile { owner, token };
     let text = serde_json::to_string_pretty(&lock_file)
-        .map_err(|error| BackendError::Format(error.to_string()))?;
+        .map_err(|error| BackendError::format_from(error.to_string(), error))?;
     write_atomically(&aside, text.as_bytes())?;
     let linked = std::fs::hard_link(&aside, path);
     let _ = fs_err::remove_file(&aside);

@@ -66,7 +66,7 @@ impl PostgresBackend {
         root_cert: Option<&std::path::Path>,
     ) -> BackendResult<PostgresBackend> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|error| {
-            BackendError::Database(format!(
+            BackendError::database(format!(
                 "`{}` is not a PostgreSQL URL: {error}",
                 redact(url)
             ))
@@ -81,7 +81,7 @@ impl PostgresBackend {
             _ => None,
         };
         let connect = || async {
-            let failed = |error| database_error(&format!("connecting to {}", redact(url)), &error);
+            let failed = |error| database_error(&format!("connecting to {}", redact(url)), error);
             // The connection task ends (and every later call fails) if the server goes away;
             // those failures surface as errors of the calls, never as silent loss.
             let client = match &tls {
@@ -133,7 +133,7 @@ impl PostgresBackend {
                 &[&stack.organization, &stack.project, &stack.name],
             )
             .await
-            .map_err(|error| database_error("finding the stack", &error))?;
+            .map_err(|error| database_error("finding the stack", error))?;
         Ok(row.map(|row| row.get(0)))
     }
 
@@ -146,7 +146,7 @@ impl PostgresBackend {
                 &[&stack_id],
             )
             .await
-            .map_err(|error| database_error("reading the checkpoint", &error))?;
+            .map_err(|error| database_error("reading the checkpoint", error))?;
         let checkpoint: String = row.get(0);
         let deployment: Deployment = parse(&checkpoint, "the checkpoint")?;
         let rows = self
@@ -156,7 +156,7 @@ impl PostgresBackend {
                 &[&stack_id],
             )
             .await
-            .map_err(|error| database_error("reading the journal", &error))?;
+            .map_err(|error| database_error("reading the journal", error))?;
         if rows.is_empty() {
             return Ok(deployment);
         }
@@ -175,7 +175,7 @@ impl PostgresBackend {
                 &[&stack_id],
             )
             .await
-            .map_err(|error| database_error("reading the history", &error))?;
+            .map_err(|error| database_error("reading the history", error))?;
         rows.iter()
             .map(|row| parse::<UpdateInfo>(row.get(0), "a history record"))
             .collect()
@@ -190,7 +190,7 @@ impl PostgresBackend {
                 &[&stack_id],
             )
             .await
-            .map_err(|error| database_error("reading the stack's lock", &error))?;
+            .map_err(|error| database_error("reading the stack's lock", error))?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -217,7 +217,7 @@ impl Backend for PostgresBackend {
             .client
             .query_one("SELECT current_user::text", &[])
             .await
-            .map_err(|error| database_error("asking who is logged in", &error))?;
+            .map_err(|error| database_error("asking who is logged in", error))?;
         Ok(row.get(0))
     }
 
@@ -245,7 +245,7 @@ impl Backend for PostgresBackend {
                 ],
             )
             .await
-            .map_err(|error| database_error("creating the stack", &error))?;
+            .map_err(|error| database_error("creating the stack", error))?;
         if inserted == 0 {
             return Err(BackendError::StackAlreadyExists(stack.name.clone()));
         }
@@ -269,7 +269,7 @@ impl Backend for PostgresBackend {
                 &[&project],
             )
             .await
-            .map_err(|error| database_error("listing stacks", &error))?;
+            .map_err(|error| database_error("listing stacks", error))?;
         let mut summaries = Vec::new();
         for row in rows {
             let id: i64 = row.get(0);
@@ -313,7 +313,7 @@ impl Backend for PostgresBackend {
                 &[&id, &lock.token()],
             )
             .await
-            .map_err(|error| database_error("removing the stack", &error))?;
+            .map_err(|error| database_error("removing the stack", error))?;
         if removed == 0 {
             return Err(BackendError::LockLost(stack.name.clone()));
         }
@@ -350,7 +350,7 @@ impl Backend for PostgresBackend {
                 &[&id],
             )
             .await
-            .map_err(|error| database_error("reading the journal", &error))?
+            .map_err(|error| database_error("reading the journal", error))?
             .get::<_, bool>(0);
         if has_journal {
             let folded = checkpoint_json(&self.load(id).await?)?;
@@ -378,7 +378,7 @@ impl Backend for PostgresBackend {
                 &[&id],
             )
             .await
-            .map_err(|error| database_error("numbering the update", &error))?
+            .map_err(|error| database_error("numbering the update", error))?
             .get(0);
         let info = UpdateInfo {
             kind,
@@ -398,7 +398,7 @@ impl Backend for PostgresBackend {
                 &[&id, &version, &kind_name(kind), &text],
             )
             .await
-            .map_err(|error| database_error("recording the update in history", &error))?;
+            .map_err(|error| database_error("recording the update in history", error))?;
         self.count(&[&text]);
         Ok(Box::new(update::PostgresUpdateWriter::new(
             self.client.clone(),
@@ -427,7 +427,7 @@ impl Backend for PostgresBackend {
                 &[&id, &(version as i64)],
             )
             .await
-            .map_err(|error| database_error("reading a past checkpoint", &error))?;
+            .map_err(|error| database_error("reading a past checkpoint", error))?;
         if let Some(row) = row {
             return Ok(Some(parse(row.get(0), "a past checkpoint")?));
         }
@@ -487,7 +487,7 @@ impl Backend for PostgresBackend {
                 &[&id, &token, &owner_text],
             )
             .await
-            .map_err(|error| database_error("taking the stack's lock", &error))?;
+            .map_err(|error| database_error("taking the stack's lock", error))?;
         if inserted == 0 {
             let holder = self.holder_of(id).await?.unwrap_or(owner);
             return Err(BackendError::Locked {
@@ -528,7 +528,7 @@ impl Backend for PostgresBackend {
         self.client
             .execute("DELETE FROM cairn_locks WHERE stack_id = $1", &[&id])
             .await
-            .map_err(|error| database_error("releasing the stack's lock", &error))?;
+            .map_err(|error| database_error("releasing the stack's lock", error))?;
         // The update still in progress is the one whose process died or hung.
         let row = self
             .client
@@ -538,7 +538,7 @@ impl Backend for PostgresBackend {
                 &[&id],
             )
             .await
-            .map_err(|error| database_error("reading the history", &error))?;
+            .map_err(|error| database_error("reading the history", error))?;
         if let Some(row) = row {
             let version: i64 = row.get(0);
             let mut info: UpdateInfo = parse(row.get(1), "a history record")?;
@@ -552,7 +552,7 @@ impl Backend for PostgresBackend {
                     &[&id, &version, &info.end_time, &text],
                 )
                 .await
-                .map_err(|error| database_error("marking the update cancelled", &error))?;
+                .map_err(|error| database_error("marking the update cancelled", error))?;
         }
         Ok(holder)
     }
@@ -584,7 +584,7 @@ impl Backend for PostgresBackend {
                 &[&id],
             )
             .await
-            .map_err(|error| database_error("reading the journal", &error))?
+            .map_err(|error| database_error("reading the journal", error))?
             .get(0);
         if journal_rows > 0 {
             return Err(BackendError::UpdateInProgress(stack.name.clone()));
@@ -606,7 +606,7 @@ impl Backend for PostgresBackend {
                 &[&id],
             )
             .await
-            .map_err(|error| database_error("reading past checkpoints", &error))?;
+            .map_err(|error| database_error("reading past checkpoints", error))?;
         for row in versions {
             let version: i64 = row.get(0);
             let deployment: Deployment = parse(row.get(1), "a past checkpoint")?;
@@ -633,7 +633,7 @@ impl Backend for PostgresBackend {
                 &[&id],
             )
             .await
-            .map_err(|error| database_error("reading tags", &error))?;
+            .map_err(|error| database_error("reading tags", error))?;
         Ok(rows
             .iter()
             .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
@@ -650,7 +650,7 @@ impl Backend for PostgresBackend {
                 &[&id, &name, &value],
             )
             .await
-            .map_err(|error| database_error("setting a tag", &error))?;
+            .map_err(|error| database_error("setting a tag", error))?;
         self.count(&[name, value]);
         Ok(())
     }
@@ -663,7 +663,7 @@ impl Backend for PostgresBackend {
                 &[&id, &name],
             )
             .await
-            .map_err(|error| database_error("removing a tag", &error))?;
+            .map_err(|error| database_error("removing a tag", error))?;
         Ok(())
     }
 
@@ -682,7 +682,7 @@ impl Backend for PostgresBackend {
                 &[&id, &text],
             )
             .await
-            .map_err(|error| database_error("keeping log lines", &error))?;
+            .map_err(|error| database_error("keeping log lines", error))?;
         self.count(&[&text]);
         Ok(())
     }
@@ -704,7 +704,7 @@ impl Backend for PostgresBackend {
                 &[&id, &since_ms, &urn],
             )
             .await
-            .map_err(|error| database_error("reading log lines", &error))?;
+            .map_err(|error| database_error("reading log lines", error))?;
         Ok(rows
             .iter()
             .map(|row| LogEntry {
@@ -744,7 +744,7 @@ impl Fence {
                 &[&self.stack_id, &self.token],
             )
             .await
-            .map_err(|error| database_error("checking the stack's lock", &error))?;
+            .map_err(|error| database_error("checking the stack's lock", error))?;
         match held {
             Some(_) => Ok(()),
             None => Err(BackendError::LockLost(self.stack.clone())),
@@ -766,7 +766,7 @@ pub(crate) async fn in_transaction(
     let transaction = client
         .transaction()
         .await
-        .map_err(|error| database_error("starting a transaction", &error))?;
+        .map_err(|error| database_error("starting a transaction", error))?;
     if let Some(fence) = fence {
         let held = transaction
             .query_opt(
@@ -774,7 +774,7 @@ pub(crate) async fn in_transaction(
                 &[&fence.stack_id, &fence.token],
             )
             .await
-            .map_err(|error| database_error("checking the stack's lock", &error))?;
+            .map_err(|error| database_error("checking the stack's lock", error))?;
         if held.is_none() {
             // Dropping the transaction rolls it back.
             return Err(BackendError::LockLost(fence.stack.clone()));
@@ -799,12 +799,12 @@ pub(crate) async fn in_transaction(
         transaction
             .execute(*sql, &references)
             .await
-            .map_err(|error| database_error("writing the stack", &error))?;
+            .map_err(|error| database_error("writing the stack", error))?;
     }
     transaction
         .commit()
         .await
-        .map_err(|error| database_error("committing", &error))
+        .map_err(|error| database_error("committing", error))
 }
 
 fn kind_name(kind: UpdateKind) -> String {
@@ -821,22 +821,26 @@ pub(crate) fn checkpoint_json(deployment: &Deployment) -> BackendResult<String> 
 }
 
 pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> BackendResult<String> {
-    serde_json::to_string(value).map_err(|error| BackendError::Format(error.to_string()))
+    serde_json::to_string(value)
+        .map_err(|error| BackendError::format_from(error.to_string(), error))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> BackendResult<T> {
     serde_json::from_str(text).map_err(|error| {
-        BackendError::Format(format!("{what} in the database is malformed: {error}"))
+        BackendError::format_from(
+            format!("{what} in the database is malformed: {error}"),
+            error,
+        )
     })
 }
 
-pub(crate) fn database_error(action: &str, error: &tokio_postgres::Error) -> BackendError {
+pub(crate) fn database_error(action: &str, error: tokio_postgres::Error) -> BackendError {
     // The driver's messages name hosts and databases, never the password.
     let detail = error
         .as_db_error()
         .map(|db| db.message().to_owned())
         .unwrap_or_else(|| error.to_string());
-    BackendError::Database(format!("{action}: {detail}"))
+    BackendError::database_from(format!("{action}: {detail}"), error)
 }
 
 /// The URL with any password replaced by `***`, for messages and `whoami`: the one in the user

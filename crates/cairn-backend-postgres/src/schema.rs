@@ -68,7 +68,7 @@ const MIGRATIONS: &[&str] = &[
 /// Applies the migrations this database has not seen.
 pub async fn migrate(client: &Client) -> BackendResult<()> {
     let migrate_error =
-        |error: tokio_postgres::Error| database_error("migrating the schema", &error);
+        |error: tokio_postgres::Error| database_error("migrating the schema", error);
     // Cheap check first: most runs find the schema current and take no lock.
     let current = current_version(client).await?;
     if current >= MIGRATIONS.len() as i64 {
@@ -121,7 +121,7 @@ async fn current_version(client: &Client) -> BackendResult<i64> {
             &[],
         )
         .await
-        .map_err(|error| database_error("reading the schema version", &error))?
+        .map_err(|error| database_error("reading the schema version", error))?
         .get(0);
     if !exists {
         return Ok(0);
@@ -132,6 +132,6 @@ async fn current_version(client: &Client) -> BackendResult<i64> {
             &[],
         )
         .await
-        .map_err(|error| database_error("reading the schema version", &error))?;
+        .map_err(|error| database_error("reading the schema version", error))?;
     Ok(row.get(0))
 }

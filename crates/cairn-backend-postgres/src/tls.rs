@@ -17,20 +17,20 @@ pub fn connector(root_cert: Option<&Path>) -> Result<MakeRustlsConnect, BackendE
     }
     if let Some(path) = root_cert {
         let certificates = CertificateDer::pem_file_iter(path).map_err(|error| {
-            BackendError::Database(format!(
+            BackendError::database(format!(
                 "reading root certificates `{}`: {error}",
                 path.display()
             ))
         })?;
         for certificate in certificates {
             let certificate = certificate.map_err(|error| {
-                BackendError::Database(format!(
+                BackendError::database(format!(
                     "reading root certificates `{}`: {error}",
                     path.display()
                 ))
             })?;
             roots.add(certificate).map_err(|error| {
-                BackendError::Database(format!("root certificate in `{}`: {error}", path.display()))
+                BackendError::database(format!("root certificate in `{}`: {error}", path.display()))
             })?;
         }
     }
@@ -38,7 +38,7 @@ pub fn connector(root_cert: Option<&Path>) -> Result<MakeRustlsConnect, BackendE
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|error| BackendError::Database(format!("setting up TLS: {error}")))?
+    .map_err(|error| BackendError::database_from(format!("setting up TLS: {error}"), error))?
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))

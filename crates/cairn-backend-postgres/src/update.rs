@@ -92,7 +92,7 @@ async fn commit_batches(
             Ok(0) if !texts.is_empty() => Err(BatchError::LockLost),
             Ok(_) => Ok(()),
             Err(error) => Err(BatchError::Database(
-                database_error("appending to the journal", &error).to_string(),
+                database_error("appending to the journal", error).to_string(),
             )),
         };
         for (_, done) in batch {
@@ -110,7 +110,7 @@ impl UpdateWriter for PostgresUpdateWriter {
         let texts: Vec<String> = records.iter().map(to_json).collect::<BackendResult<_>>()?;
         let bytes: usize = texts.iter().map(String::len).sum();
         let (done, committed) = oneshot::channel();
-        let lost = || BackendError::Database("the journal writer stopped".to_owned());
+        let lost = || BackendError::database("the journal writer stopped".to_owned());
         self.queue.send((texts, done)).map_err(|_| lost())?;
         // When this returns Ok, the records are durable; an error (connection lost) reaches the
         // engine, which stops, and the step stays a pending operation.
@@ -119,7 +119,7 @@ impl UpdateWriter for PostgresUpdateWriter {
             .map_err(|_| lost())?
             .map_err(|error| match error {
                 BatchError::LockLost => BackendError::LockLost(self.fence.stack.clone()),
-                BatchError::Database(message) => BackendError::Database(message),
+                BatchError::Database(message) => BackendError::database(message),
             })?;
         self.bytes_written
             .fetch_add(bytes as u64, Ordering::Relaxed);

@@ -27,8 +27,13 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Format(String),
+    /// Data that cannot be encoded or decoded; `source` is the parser's error, when there is one.
+    #[error("{message}")]
+    Format {
+        message: String,
+        #[source]
+        source: Option<ErrorSource>,
+    },
     #[error("{0}")]
     InvalidName(String),
     #[error(
@@ -41,13 +46,61 @@ pub enum BackendError {
         "this process no longer holds the lock of stack `{0}` (was the update cancelled with `cairn cancel`?); nothing more was written"
     )]
     LockLost(String),
-    #[error("the database: {0}")]
-    Database(String),
+    /// The database refused or failed; `source` is the driver's error, when there is one.
+    #[error("the database: {message}")]
+    Database {
+        message: String,
+        #[source]
+        source: Option<ErrorSource>,
+    },
     #[error("{0}")]
     Secrets(#[from] cairn_secrets::SecretsError),
 }
 
 pub type BackendResult<T> = Result<T, BackendError>;
+
+/// The error under a backend error, kept so that callers can look through it.
+pub type ErrorSource = Box<dyn std::error::Error + Send + Sync>;
+
+impl BackendError {
+    /// A format error with nothing under it.
+    pub fn format(message: impl Into<String>) -> BackendError {
+        BackendError::Format {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A format error caused by `source` (whose text `message` already quotes).
+    pub fn format_from(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> BackendError {
+        BackendError::Format {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// A database error with nothing under it.
+    pub fn database(message: impl Into<String>) -> BackendError {
+        BackendError::Database {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A database error caused by `source` (whose text `message` already quotes).
+    pub fn database_from(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> BackendError {
+        BackendError::Database {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
 
 /// Who holds a stack's lock: enough to find the process and judge whether it is alive.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -341,8 +394,9 @@ pub fn rename_in_deployment(
     stack: &StackRef,
     new_name: &str,
 ) -> BackendResult<crate::Deployment> {
-    let text = serde_json::to_string(deployment)
-        .map_err(|error| BackendError::Format(format!("encoding the deployment: {error}")))?;
+    let text = serde_json::to_string(deployment).map_err(|error| {
+        BackendError::format_from(format!("encoding the deployment: {error}"), error)
+    })?;
     let old_prefix = format!("urn:pulumi:{}::{}::", stack.name, stack.project);
     let new_prefix = format!("urn:pulumi:{new_name}::{}::", stack.project);
     // The root stack resource is named `<project>-<stack>` and is renamed with the stack; its
@@ -358,8 +412,9 @@ pub fn rename_in_deployment(
     let renamed = text
         .replace(&old_prefix, &new_prefix)
         .replace(&old_root, &new_root);
-    serde_json::from_str(&renamed)
-        .map_err(|error| BackendError::Format(format!("decoding the renamed deployment: {error}")))
+    serde_json::from_str(&renamed).map_err(|error| {
+        BackendError::format_from(format!("decoding the renamed deployment: {error}"), error)
+    })
 }
 
 /// Records one update. Dropping it without `finish` leaves the journal to be replayed at the

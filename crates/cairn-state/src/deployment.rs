@@ -510,7 +510,7 @@ impl Deployment {
                 for (property, value) in map {
                     let depth = json_depth(value);
                     if depth > cairn_core::MAX_VALUE_DEPTH {
-                        return Err(crate::BackendError::Format(format!(
+                        return Err(crate::BackendError::format(format!(
                             "`{}`: {kind} {}; nothing was written",
                             resource.urn,
                             cairn_core::TooDeep {
