@@ -20,12 +20,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use cairn_state::backend::BackendResult;
 use cairn_state::{
-    Backend, BackendError, Deployment, JournalRecord, LockOwner, StackLock, StackRef, StackSummary,
-    UpdateInfo, UpdateKind, UpdateMetadata, UpdateResult, UpdateWriter,
+    Backend, BackendError, Deployment, JournalDamage, JournalRecord, LockOwner, StackLock,
+    StackRef, StackSummary, UpdateInfo, UpdateKind, UpdateMetadata, UpdateResult, UpdateWriter,
 };
 
 use crate::files::{Checkpoint, io_error};
-use crate::journal_file::{JournalFile, read_journal};
+use crate::journal_file::{JournalFile, JournalPrefix, read_journal, read_journal_up_to_damage};
 
 /// How many past checkpoints are kept per stack (`cairn stack export --version N`).
 const KEPT_CHECKPOINTS: usize = 10;
@@ -257,31 +257,107 @@ impl FileBackend {
         let Some(checkpoint) = self.read_checkpoint(stack)? else {
             return Ok(None);
         };
-        let mut journal =
-            read_journal(&self.journal_path(stack), &stack.name).map_err(journal_damage_hint)?;
-        if journal
-            .as_ref()
-            .is_none_or(|journal| journal.base_checksum != checkpoint.checksum)
-        {
-            // A fold that crashed after writing its checkpoint left the journal that follows
-            // it under its temporary name.
-            let next = read_journal(&self.next_journal_path(stack), &stack.name)?;
-            if next
-                .as_ref()
-                .is_some_and(|next| next.base_checksum == checkpoint.checksum)
-            {
-                journal = next;
+        if let Some((path, journal)) = self.applicable_journal(stack, &checkpoint)? {
+            if let Some(damage) = &journal.damage {
+                return Err(damaged_journal(stack, &path, damage, &journal.records));
+            }
+            let deployment =
+                cairn_state::journal::replay(Some(checkpoint.deployment), &journal.records);
+            return Ok(Some((deployment, Some(checkpoint.checksum))));
+        }
+        Ok(Some((checkpoint.deployment, Some(checkpoint.checksum))))
+    }
+
+    /// The journal that applies to `checkpoint`, read up to any damage: the update's, or the
+    /// one that a fold which crashed after writing its checkpoint left under its temporary
+    /// name. A journal naming another checkpoint was already folded into this one and is
+    /// passed over, damaged or not; one whose header is damaged may name this checkpoint, so
+    /// it is returned.
+    fn applicable_journal(
+        &self,
+        stack: &StackRef,
+        checkpoint: &Checkpoint,
+    ) -> BackendResult<Option<(PathBuf, JournalPrefix)>> {
+        for path in [self.journal_path(stack), self.next_journal_path(stack)] {
+            let Some(journal) = read_journal_up_to_damage(&path)? else {
+                continue;
+            };
+            let applies = match &journal.base_checksum {
+                Some(base) => *base == checkpoint.checksum,
+                None => true,
+            };
+            if applies {
+                return Ok(Some((path, journal)));
             }
         }
-        match journal {
-            Some(journal) if journal.base_checksum == checkpoint.checksum => {
+        Ok(None)
+    }
+
+    /// The damaged journal that stops every load of `stack`, if there is one.
+    fn find_damage(
+        &self,
+        stack: &StackRef,
+    ) -> BackendResult<Option<(Checkpoint, PathBuf, JournalPrefix, JournalDamage)>> {
+        let Some(checkpoint) = self.read_checkpoint(stack)? else {
+            return Err(BackendError::StackNotFound(stack.name.clone()));
+        };
+        let Some((path, journal)) = self.applicable_journal(stack, &checkpoint)? else {
+            return Ok(None);
+        };
+        let Some(damage) = &journal.damage else {
+            return Ok(None);
+        };
+        let pending = cairn_state::journal::open_begins(&journal.records)
+            .iter()
+            .filter_map(|record| match record {
+                JournalRecord::Begin { resource, .. } => Some(resource.urn.clone()),
+                JournalRecord::End { .. } => None,
+            })
+            .collect();
+        let report = JournalDamage {
+            location: damage.location(&path),
+            reason: damage.reason.to_owned(),
+            kept_records: journal.records.len(),
+            pending,
+            damaged_lines: damage.tail_lines,
+            damaged_urns: damage.tail_urns.clone(),
+            moved_to: None,
+        };
+        Ok(Some((checkpoint, path, journal, report)))
+    }
+
+    /// Salvages the damaged journal of `stack` (see `Backend::salvage_journal`). Each step
+    /// leaves a state that loads to the same thing or to the salvaged one: the journal is kept
+    /// aside (a hard link, so nothing is copied) before the checkpoint that takes in its
+    /// intact records is written, and that checkpoint makes the journal stale (it names the
+    /// checkpoint before) before the journal is removed from its place.
+    fn salvage(&self, stack: &StackRef, token: &str) -> BackendResult<Option<JournalDamage>> {
+        lock::check_token(&self.lock_path(stack), &stack.name, token)?;
+        let Some((checkpoint, path, journal, mut report)) = self.find_damage(stack)? else {
+            return Ok(None);
+        };
+        let aside = aside_path(&path)?;
+        let dir = self.stack_dir(stack);
+        match journal.base_checksum {
+            Some(_) => {
+                let copied = files::keep_backup(&path, &aside)?;
+                self.bytes_written.fetch_add(copied, Ordering::Relaxed);
+                files::sync_dir(&dir)?;
                 let deployment =
                     cairn_state::journal::replay(Some(checkpoint.deployment), &journal.records);
-                Ok(Some((deployment, Some(checkpoint.checksum))))
+                lock::check_token(&self.lock_path(stack), &stack.name, token)?;
+                self.write_checkpoint(stack, &deployment)?;
+                fs_err::remove_file(&path).map_err(|error| io_error("removing", &path, error))?;
             }
-            // A journal for another checkpoint was already folded into this one.
-            _ => Ok(Some((checkpoint.deployment, Some(checkpoint.checksum)))),
+            // Which checkpoint it applied to cannot be read, so none of it is applied; moved
+            // away, it no longer stops the loads, which then find what they found before it.
+            None => {
+                fs_err::rename(&path, &aside).map_err(|error| io_error("moving", &path, error))?;
+            }
         }
+        files::sync_dir(&dir)?;
+        report.moved_to = Some(aside.display().to_string());
+        Ok(Some(report))
     }
 
     fn write_checkpoint(&self, stack: &StackRef, deployment: &Deployment) -> BackendResult<String> {
@@ -673,6 +749,20 @@ impl Backend for FileBackend {
         self.rename(stack, &new)
     }
 
+    async fn journal_damage(&self, stack: &StackRef) -> BackendResult<Option<JournalDamage>> {
+        Self::check(stack)?;
+        Ok(self.find_damage(stack)?.map(|(_, _, _, report)| report))
+    }
+
+    async fn salvage_journal(
+        &self,
+        stack: &StackRef,
+        lock: &dyn StackLock,
+    ) -> BackendResult<Option<JournalDamage>> {
+        Self::check(stack)?;
+        self.salvage(stack, lock.token())
+    }
+
     async fn stack_tags(&self, stack: &StackRef) -> BackendResult<BTreeMap<String, String>> {
         Self::check(stack)?;
         self.require_stack(stack)?;
@@ -795,18 +885,47 @@ impl UpdateWriter for FileUpdateWriter {
     }
 }
 
-/// A journal damaged before its last line: say what that means and what recovery costs, since
-/// every command on the stack stops here.
-fn journal_damage_hint(error: BackendError) -> BackendError {
-    match error {
-        BackendError::Corrupt { stack, reason } => BackendError::Corrupt {
-            stack,
-            reason: format!(
-                "{reason}\nhelp: an interrupted update's journal is damaged before its end; Cairn does not guess what a damaged record said, so it stops here. Restoring a kept checkpoint (`cairn stack export --version N --file good.json`, then `cairn stack import --file good.json`) discards the whole journal: afterwards run `cairn refresh`, and `cairn import` what the providers show was created since version N"
-            ),
-        },
-        other => other,
+/// The error of a load that meets a journal damaged before its last line. Every command on the
+/// stack stops here, so it says what `cairn state repair` keeps and what it sets aside.
+fn damaged_journal(
+    stack: &StackRef,
+    path: &std::path::Path,
+    damage: &journal_file::Damage,
+    kept: &[JournalRecord],
+) -> BackendError {
+    BackendError::Corrupt {
+        stack: stack.name.clone(),
+        reason: format!(
+            "{}: {}\nhelp: the journal of an interrupted update is damaged before its end, and Cairn does not guess what a damaged record said. Run `cairn state repair`: it keeps the {} intact records before the damage (operations they began and did not finish become pending operations, settled with `cairn refresh --clear-pending`) and moves the journal aside, naming what its damaged part mentions",
+            damage.location(path),
+            damage.reason,
+            kept.len()
+        ),
     }
+}
+
+/// A free name next to `path` for a damaged journal set aside: `<name>.damaged-<unix seconds>`.
+fn aside_path(path: &std::path::Path) -> BackendResult<PathBuf> {
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let now = unix_now();
+    for attempt in 0..1000 {
+        let suffix = if attempt == 0 {
+            format!("{now}")
+        } else {
+            format!("{now}-{attempt}")
+        };
+        let candidate = path.with_file_name(format!("{name}.damaged-{suffix}"));
+        if !candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    Err(BackendError::Format(format!(
+        "no free name to set `{}` aside",
+        path.display()
+    )))
 }
 
 fn closed_journal() -> BackendError {

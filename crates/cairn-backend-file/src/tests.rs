@@ -229,10 +229,10 @@ async fn a_torn_last_journal_line_is_ignored_but_corruption_is_not() {
     lines[1] = lines[1].replacen("creating", "creatinG", 1);
     std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
     match backend.load_deployment(&stack("dev")).await {
-        // The error says where, and what recovering costs.
+        // The error says where, and how to recover.
         Err(BackendError::Corrupt { reason, .. }) => {
             assert!(reason.contains("dev.journal:2"), "{reason}");
-            assert!(reason.contains("discards the whole journal"), "{reason}");
+            assert!(reason.contains("`cairn state repair`"), "{reason}");
         }
         other => panic!(
             "a damaged journal must be refused, got {:?}",
@@ -631,4 +631,200 @@ async fn a_value_past_the_depth_limit_is_never_written() {
     );
     assert_eq!(std::fs::read(&checkpoint).unwrap(), before);
     assert!(backend.load_deployment(&dev).await.is_ok());
+}
+
+/// An update that crashed with `a` created, `b` begun and never ended, then `c` begun and `d`
+/// created; its journal is then damaged on the line that ended `b`.
+async fn crash_and_damage_the_journal(backend: &FileBackend, dir: &tempfile::TempDir) -> String {
+    let dev = stack("dev");
+    backend.create_stack(&dev).await.unwrap();
+    {
+        let (persister, _lock) = persister(backend, &dev).await;
+        let op = persister
+            .begin(PendingOperationKind::Creating, &resource("base", ""))
+            .await
+            .unwrap();
+        persister
+            .end(op, None, Some(&resource("base", "0")))
+            .await
+            .unwrap();
+        let snapshot = Snapshot {
+            resources: vec![resource("base", "0")],
+            pending_operations: Vec::new(),
+        };
+        persister
+            .finish(&snapshot, UpdateResult::Succeeded, Default::default())
+            .await
+            .unwrap();
+    }
+    {
+        let (persister, _lock) = persister(backend, &dev).await;
+        let a = persister
+            .begin(PendingOperationKind::Creating, &resource("a", ""))
+            .await
+            .unwrap();
+        persister
+            .end(a, None, Some(&resource("a", "1")))
+            .await
+            .unwrap();
+        let b = persister
+            .begin(PendingOperationKind::Creating, &resource("b", ""))
+            .await
+            .unwrap();
+        persister
+            .end(b, None, Some(&resource("b", "2")))
+            .await
+            .unwrap();
+        persister
+            .begin(PendingOperationKind::Creating, &resource("c", ""))
+            .await
+            .unwrap();
+        let d = persister
+            .begin(PendingOperationKind::Creating, &resource("d", ""))
+            .await
+            .unwrap();
+        persister
+            .end(d, None, Some(&resource("d", "4")))
+            .await
+            .unwrap();
+        // Dropped without `finish`: the process died here.
+    }
+    let journal = dir.path().join(".pulumi/stacks/proj/dev.journal");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 8, "header and 7 records:\n{text}");
+    // Line 5 ended `b`.
+    assert!(
+        lines[4].contains("\"end\"") && lines[4].contains("::b"),
+        "{text}"
+    );
+    lines[4] = "{\"sha256\": \"garbage\"";
+    let damaged = lines.join("\n") + "\n";
+    std::fs::write(&journal, &damaged).unwrap();
+    damaged
+}
+
+#[tokio::test]
+async fn a_journal_damaged_in_the_middle_is_salvaged_up_to_the_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    let dev = stack("dev");
+    let damaged = crash_and_damage_the_journal(&backend, &dir).await;
+
+    // Every load stops, and names the command that salvages.
+    match backend.load_deployment(&dev).await {
+        Err(BackendError::Corrupt { reason, .. }) => {
+            assert!(reason.contains("dev.journal:5"), "{reason}");
+            assert!(reason.contains("`cairn state repair`"), "{reason}");
+            assert!(reason.contains("keeps the 3 intact records"), "{reason}");
+        }
+        other => panic!("expected a damaged journal, got {:?}", other.map(|_| ())),
+    }
+    let report = backend.journal_damage(&dev).await.unwrap().unwrap();
+    assert!(report.location.ends_with("dev.journal:5"), "{report:?}");
+    assert_eq!(report.kept_records, 3);
+    assert_eq!(report.pending.len(), 1);
+    assert!(report.pending[0].ends_with("::b"), "{report:?}");
+    assert_eq!(report.damaged_lines, 4);
+    let damaged_names: Vec<&str> = report
+        .damaged_urns
+        .iter()
+        .map(|urn| urn.rsplit("::").next().unwrap())
+        .collect();
+    assert_eq!(damaged_names, ["c", "d"]);
+    assert_eq!(report.moved_to, None);
+
+    // Only under the stack's lock.
+    backend.create_stack(&stack("other")).await.unwrap();
+    let other_lock = backend
+        .lock_stack(&stack("other"), cairn_state::conformance::owner("cairn up"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        backend.salvage_journal(&dev, other_lock.as_ref()).await,
+        Err(BackendError::LockLost(_))
+    ));
+    backend.load_deployment(&dev).await.unwrap_err();
+
+    let lock = backend
+        .lock_stack(&dev, cairn_state::conformance::owner("cairn state repair"))
+        .await
+        .unwrap();
+    let salvaged = backend
+        .salvage_journal(&dev, lock.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+    // The damaged journal is kept whole, where the report says.
+    let moved_to = PathBuf::from(salvaged.moved_to.clone().unwrap());
+    assert_eq!(std::fs::read_to_string(&moved_to).unwrap(), damaged);
+    assert!(!dir.path().join(".pulumi/stacks/proj/dev.journal").exists());
+
+    // The records before the damage are the state: `a` created, `b` pending; nothing after.
+    let deployment = backend.load_deployment(&dev).await.unwrap().unwrap();
+    assert_eq!(names(&deployment), vec!["base", "a"]);
+    assert_eq!(deployment.pending_operations.len(), 1);
+    assert_eq!(deployment.pending_operations[0].type_, "creating");
+    assert!(
+        deployment.pending_operations[0]
+            .resource
+            .urn
+            .ends_with("::b")
+    );
+    assert_eq!(backend.journal_damage(&dev).await.unwrap(), None);
+    assert_eq!(
+        backend.salvage_journal(&dev, lock.as_ref()).await.unwrap(),
+        None
+    );
+
+    // A crash after the salvaged checkpoint was written but before the journal was removed:
+    // the journal names the checkpoint before, so it is stale and not applied again.
+    std::fs::copy(
+        &moved_to,
+        dir.path().join(".pulumi/stacks/proj/dev.journal"),
+    )
+    .unwrap();
+    assert_eq!(
+        backend.load_deployment(&dev).await.unwrap().unwrap(),
+        deployment
+    );
+    drop(lock);
+
+    // The stack works again: the next update starts from the salvaged state.
+    let (persister, _lock) = persister(&backend, &dev).await;
+    drop(persister);
+    let again = backend.load_deployment(&dev).await.unwrap().unwrap();
+    assert_eq!(names(&again), vec!["base", "a"]);
+    assert_eq!(again.pending_operations.len(), 1);
+}
+
+#[tokio::test]
+async fn a_journal_with_a_damaged_header_is_set_aside_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    let dev = stack("dev");
+    crash_and_damage_the_journal(&backend, &dir).await;
+    let journal = dir.path().join(".pulumi/stacks/proj/dev.journal");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let damaged = text.replacen("{\"base\"", "{\"bas", 1);
+    std::fs::write(&journal, &damaged).unwrap();
+    backend.load_deployment(&dev).await.unwrap_err();
+    let report = backend.journal_damage(&dev).await.unwrap().unwrap();
+    assert_eq!(report.kept_records, 0);
+    assert!(report.location.ends_with("dev.journal:1"), "{report:?}");
+    let lock = backend
+        .lock_stack(&dev, cairn_state::conformance::owner("cairn state repair"))
+        .await
+        .unwrap();
+    let salvaged = backend
+        .salvage_journal(&dev, lock.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+    let moved_to = PathBuf::from(salvaged.moved_to.unwrap());
+    assert_eq!(std::fs::read_to_string(moved_to).unwrap(), damaged);
+    // Which checkpoint it applied to is unknown, so none of it is: the last checkpoint stands.
+    let deployment = backend.load_deployment(&dev).await.unwrap().unwrap();
+    assert_eq!(names(&deployment), vec!["base"]);
+    assert!(deployment.pending_operations.is_empty());
 }
