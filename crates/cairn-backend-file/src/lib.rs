@@ -11,6 +11,7 @@ mod extras;
 mod files;
 mod journal_file;
 mod lock;
+mod rename;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -434,6 +435,7 @@ impl Backend for FileBackend {
 
     async fn create_stack(&self, stack: &StackRef) -> BackendResult<()> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         if self.checkpoint_path(stack).exists() {
             return Err(BackendError::StackAlreadyExists(stack.name.clone()));
         }
@@ -456,6 +458,13 @@ impl Backend for FileBackend {
 
     async fn stack_exists(&self, stack: &StackRef) -> BackendResult<bool> {
         Self::check(stack)?;
+        match self.settle_rename(stack) {
+            Ok(()) => {}
+            // Both names exist while a rename runs: each is busy, not missing, so commands
+            // go on to report the lock (and `cairn cancel` can find it).
+            Err(BackendError::Locked { .. }) => return Ok(true),
+            Err(error) => return Err(error),
+        }
         Ok(self.checkpoint_path(stack).exists())
     }
 
@@ -477,6 +486,8 @@ impl Backend for FileBackend {
         let mut summaries = Vec::new();
         for project in projects {
             let dir = stacks_dir.join(&project);
+            // A rename still running lists its stack under the old name only.
+            let arriving = self.settle_renames_in(&project)?;
             let Ok(entries) = fs_err::read_dir(&dir) else {
                 continue;
             };
@@ -486,6 +497,7 @@ impl Backend for FileBackend {
                     let name = entry.file_name().to_string_lossy().into_owned();
                     name.strip_suffix(".json").map(str::to_owned)
                 })
+                .filter(|name| !arriving.contains(name))
                 .collect();
             names.sort();
             for name in names {
@@ -522,6 +534,7 @@ impl Backend for FileBackend {
         lock: &dyn StackLock,
     ) -> BackendResult<()> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         let checkpoint = self.checkpoint_path(stack);
         if !checkpoint.exists() {
             return Err(BackendError::StackNotFound(stack.name.clone()));
@@ -559,6 +572,7 @@ impl Backend for FileBackend {
 
     async fn load_deployment(&self, stack: &StackRef) -> BackendResult<Option<Deployment>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         Ok(self.load(stack)?.map(|(deployment, _)| deployment))
     }
 
@@ -570,6 +584,7 @@ impl Backend for FileBackend {
         lock: &dyn StackLock,
     ) -> BackendResult<Box<dyn UpdateWriter>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         let Some((deployment, base_checksum)) = self.load(stack)? else {
             return Err(BackendError::StackNotFound(stack.name.clone()));
         };
@@ -631,6 +646,7 @@ impl Backend for FileBackend {
 
     async fn history(&self, stack: &StackRef) -> BackendResult<Vec<UpdateInfo>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         self.read_history(stack)
     }
 
@@ -640,6 +656,7 @@ impl Backend for FileBackend {
         version: u64,
     ) -> BackendResult<Option<Deployment>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         let path = self.backup_path(stack, version);
         if let Some(checkpoint) = files::read_checkpoint(&path, &stack.name)? {
             return Ok(Some(checkpoint.deployment));
@@ -663,6 +680,7 @@ impl Backend for FileBackend {
         deployment: Deployment,
     ) -> BackendResult<()> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         if !self.checkpoint_path(stack).exists() {
             return Err(BackendError::StackNotFound(stack.name.clone()));
         }
@@ -682,6 +700,7 @@ impl Backend for FileBackend {
         owner: LockOwner,
     ) -> BackendResult<Box<dyn StackLock>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         if !self.checkpoint_path(stack).exists() {
             return Err(BackendError::StackNotFound(stack.name.clone()));
         }
@@ -691,11 +710,14 @@ impl Backend for FileBackend {
 
     async fn lock_holder(&self, stack: &StackRef) -> BackendResult<Option<LockOwner>> {
         Self::check(stack)?;
-        Ok(lock::holder(&self.lock_path(stack)))
+        Ok(lock::holder(&self.lock_path(&self.guarding(stack)?)))
     }
 
     async fn cancel(&self, stack: &StackRef) -> BackendResult<Option<LockOwner>> {
         Self::check(stack)?;
+        // During a rename into `stack`, the renamer holds the old name's lock: that is the one
+        // to release (the next access then finishes the rename).
+        let stack = &self.guarding(stack)?;
         let path = self.lock_path(stack);
         let holder = lock::holder(&path);
         if holder.is_some() {
@@ -736,6 +758,8 @@ impl Backend for FileBackend {
             name: new_name.to_owned(),
             ..stack.clone()
         };
+        self.settle_rename(stack)?;
+        self.settle_rename(&new)?;
         if !self.checkpoint_path(stack).exists() {
             return Err(BackendError::StackNotFound(stack.name.clone()));
         }
@@ -746,11 +770,14 @@ impl Backend for FileBackend {
         if self.journal_path(stack).exists() || self.next_journal_path(stack).exists() {
             return Err(BackendError::UpdateInProgress(stack.name.clone()));
         }
-        self.rename(stack, &new)
+        let intent = self.start_rename(stack, &new, lock.token())?;
+        self.run_rename(stack, &new, &intent, lock.token(), None)
+            .map(|_| ())
     }
 
     async fn journal_damage(&self, stack: &StackRef) -> BackendResult<Option<JournalDamage>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         Ok(self.find_damage(stack)?.map(|(_, _, _, report)| report))
     }
 
@@ -760,17 +787,20 @@ impl Backend for FileBackend {
         lock: &dyn StackLock,
     ) -> BackendResult<Option<JournalDamage>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         self.salvage(stack, lock.token())
     }
 
     async fn stack_tags(&self, stack: &StackRef) -> BackendResult<BTreeMap<String, String>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         self.require_stack(stack)?;
         self.read_tags(stack)
     }
 
     async fn set_stack_tag(&self, stack: &StackRef, name: &str, value: &str) -> BackendResult<()> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         cairn_state::validate_tag(name, value)?;
         self.require_stack(stack)?;
         let mut tags = self.read_tags(stack)?;
@@ -780,6 +810,7 @@ impl Backend for FileBackend {
 
     async fn remove_stack_tag(&self, stack: &StackRef, name: &str) -> BackendResult<()> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         self.require_stack(stack)?;
         let mut tags = self.read_tags(stack)?;
         if tags.remove(name).is_some() {
@@ -804,6 +835,7 @@ impl Backend for FileBackend {
         urn: Option<&str>,
     ) -> BackendResult<Vec<cairn_state::LogEntry>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         self.require_stack(stack)?;
         self.read_logs(stack, since_ms, urn)
     }

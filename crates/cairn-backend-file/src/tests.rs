@@ -828,3 +828,265 @@ async fn a_journal_with_a_damaged_header_is_set_aside_whole() {
     assert_eq!(names(&deployment), vec!["base"]);
     assert!(deployment.pending_operations.is_empty());
 }
+
+/// A lock owner on this host whose process is gone: what a `kill -9` leaves in a lock file.
+fn gone_owner(command: &str) -> cairn_state::LockOwner {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    cairn_state::LockOwner {
+        pid,
+        host: cairn_state::backend::local_host(),
+        ..cairn_state::conformance::owner(command)
+    }
+}
+
+/// `dev` with two finished updates (so a kept version and two history records), tags and logs.
+async fn renamable(backend: &FileBackend) {
+    let dev = stack("dev");
+    backend.create_stack(&dev).await.unwrap();
+    for id in ["1", "2"] {
+        let (persister, _lock) = persister(backend, &dev).await;
+        let op = persister
+            .begin(PendingOperationKind::Creating, &resource("a", ""))
+            .await
+            .unwrap();
+        persister
+            .end(op, None, Some(&resource("a", id)))
+            .await
+            .unwrap();
+        let snapshot = Snapshot {
+            resources: vec![resource("a", id)],
+            pending_operations: Vec::new(),
+        };
+        persister
+            .finish(&snapshot, UpdateResult::Succeeded, Default::default())
+            .await
+            .unwrap();
+    }
+    backend.set_stack_tag(&dev, "owner", "me").await.unwrap();
+    backend
+        .append_logs(
+            &dev,
+            vec![cairn_state::LogEntry {
+                timestamp_ms: 5,
+                urn: None,
+                severity: "info".to_owned(),
+                message: "kept".to_owned(),
+            }],
+        )
+        .await
+        .unwrap();
+}
+
+/// Renames `dev` to `prod` under a lock held by `owner`, as a renamer that dies after `steps`
+/// steps: its lock stays behind, as a killed process's does. Returns how many steps a whole
+/// rename has.
+async fn rename_crashing_after(
+    backend: &FileBackend,
+    owner: cairn_state::LockOwner,
+    steps: usize,
+) -> usize {
+    let (dev, prod) = (stack("dev"), stack("prod"));
+    let lock = backend.lock_stack(&dev, owner).await.unwrap();
+    let intent = backend.start_rename(&dev, &prod, lock.token()).unwrap();
+    let total = backend
+        .run_rename(&dev, &prod, &intent, lock.token(), Some(steps))
+        .unwrap();
+    // The lock file stays; its heartbeat thread is leaked, which the test does not mind.
+    std::mem::forget(lock);
+    total
+}
+
+/// Every path under the backend that still mentions the old name `dev`.
+fn paths_naming_dev(dir: &tempfile::TempDir) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.path().to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap().flatten() {
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(dir.path())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if relative.contains("dev") {
+                found.push(relative);
+            }
+            if path.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// The stack is whole under `prod` and nothing is left under `dev`.
+async fn assert_renamed(backend: &FileBackend, dir: &tempfile::TempDir, context: &str) {
+    let (dev, prod) = (stack("dev"), stack("prod"));
+    assert!(!backend.stack_exists(&dev).await.unwrap(), "{context}");
+    assert!(backend.stack_exists(&prod).await.unwrap(), "{context}");
+    let deployment = backend.load_deployment(&prod).await.unwrap().unwrap();
+    let urns: Vec<&str> = deployment
+        .resources
+        .iter()
+        .map(|r| r.urn.as_str())
+        .collect();
+    assert_eq!(
+        urns,
+        ["urn:pulumi:prod::proj::fake:index:Resource::a"],
+        "{context}"
+    );
+    assert_eq!(deployment.resources[0].id, "2", "{context}");
+    let history = backend.history(&prod).await.unwrap();
+    assert_eq!(history.len(), 2, "{context}");
+    let past = backend.load_version(&prod, 1).await.unwrap().unwrap();
+    assert_eq!(past.resources[0].id, "1", "{context}");
+    assert!(
+        past.resources[0].urn.starts_with("urn:pulumi:prod::"),
+        "{context}"
+    );
+    assert_eq!(
+        backend.stack_tags(&prod).await.unwrap()["owner"],
+        "me",
+        "{context}"
+    );
+    assert_eq!(
+        backend.logs(&prod, None, None).await.unwrap()[0].message,
+        "kept",
+        "{context}"
+    );
+    let listed: Vec<String> = backend
+        .list_stacks(Some("proj"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|summary| summary.stack.name)
+        .collect();
+    assert_eq!(listed, ["prod"], "{context}");
+    assert_eq!(paths_naming_dev(dir), Vec::<String>::new(), "{context}");
+    // Both names are free of locks: the new one takes updates, the old one is gone.
+    let (persister, _lock) = persister(backend, &prod).await;
+    drop(persister);
+    assert!(matches!(
+        backend
+            .lock_stack(&dev, cairn_state::conformance::owner("cairn up"))
+            .await,
+        Err(BackendError::StackNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_rename_killed_after_any_step_is_finished_by_the_next_access_to_either_name() {
+    let mut steps = 0;
+    loop {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = backend(&dir);
+        renamable(&backend).await;
+        let total = rename_crashing_after(&backend, gone_owner("cairn stack rename"), steps).await;
+        // The first access after the crash, to one name or the other, finishes the rename.
+        let first = if steps % 2 == 0 { "prod" } else { "dev" };
+        let exists = backend.stack_exists(&stack(first)).await.unwrap();
+        assert_eq!(
+            exists,
+            first == "prod",
+            "killed after {steps} of {total} steps"
+        );
+        assert_renamed(
+            &backend,
+            &dir,
+            &format!("killed after {steps} of {total} steps, then `{first}` was read"),
+        )
+        .await;
+        if steps == total {
+            break;
+        }
+        steps += 1;
+    }
+    // checkpoint, one kept version, two history records, tags, logs, three removals, the old
+    // name's lock, the marker
+    assert_eq!(steps, 11);
+}
+
+#[tokio::test]
+async fn while_a_rename_runs_both_names_are_busy_until_its_lock_is_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    renamable(&backend).await;
+    let (dev, prod) = (stack("dev"), stack("prod"));
+    // The renamer is alive (its host is not this one, so nothing says it is gone), midway.
+    rename_crashing_after(
+        &backend,
+        cairn_state::conformance::owner("cairn stack rename"),
+        3,
+    )
+    .await;
+    for name in [&dev, &prod] {
+        assert!(
+            matches!(
+                backend.load_deployment(name).await,
+                Err(BackendError::Locked { ref holder, .. }) if holder.command == "cairn stack rename"
+            ),
+            "{name}"
+        );
+        assert!(matches!(
+            backend
+                .lock_stack(name, cairn_state::conformance::owner("cairn up"))
+                .await,
+            Err(BackendError::Locked { .. })
+        ));
+        assert!(matches!(
+            backend.history(name).await,
+            Err(BackendError::Locked { .. })
+        ));
+        // Busy, not missing: commands go on to name the lock.
+        assert!(backend.stack_exists(name).await.unwrap());
+        assert_eq!(
+            backend.lock_holder(name).await.unwrap().unwrap().command,
+            "cairn stack rename"
+        );
+    }
+    assert!(matches!(
+        backend.create_stack(&prod).await,
+        Err(BackendError::Locked { .. })
+    ));
+    let listed: Vec<String> = backend
+        .list_stacks(Some("proj"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|summary| summary.stack.name)
+        .collect();
+    assert_eq!(listed, ["dev"], "the new name is not a stack yet");
+
+    // `cairn cancel` on either name releases the renamer's lock; the next access finishes.
+    let released = backend.cancel(&prod).await.unwrap().unwrap();
+    assert_eq!(released.command, "cairn stack rename");
+    assert_renamed(&backend, &dir, "after cancel").await;
+}
+
+#[tokio::test]
+async fn a_rename_does_not_take_over_a_stack_that_took_the_new_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    renamable(&backend).await;
+    let (dev, prod) = (stack("dev"), stack("prod"));
+    // Killed right after writing its marker; meanwhile another `prod` came to be.
+    rename_crashing_after(&backend, gone_owner("cairn stack rename"), 0).await;
+    let (text, _) = files::encode_checkpoint(&Deployment::default()).unwrap();
+    std::fs::write(dir.path().join(".pulumi/stacks/proj/prod.json"), text).unwrap();
+    // The rename is abandoned whole: both stacks stay as they are.
+    let kept = backend.load_deployment(&dev).await.unwrap().unwrap();
+    assert_eq!(
+        kept.resources[0].urn,
+        "urn:pulumi:dev::proj::fake:index:Resource::a"
+    );
+    assert_eq!(backend.history(&dev).await.unwrap().len(), 2);
+    let other = backend.load_deployment(&prod).await.unwrap().unwrap();
+    assert!(other.resources.is_empty());
+    assert!(
+        !dir.path()
+            .join(".pulumi/stacks/proj/.dev.renaming")
+            .exists()
+    );
+}
