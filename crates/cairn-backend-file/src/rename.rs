@@ -39,6 +39,8 @@ enum Step {
     Backup(u64),
     /// One history record (named after the stack; its contents carry no URNs).
     History(String),
+    /// A damaged journal that `cairn state repair` set aside (`<stack>.journal.damaged-*`).
+    SetAside(String),
     Tags,
     Logs,
     RemoveOldBackups,
@@ -271,6 +273,16 @@ impl FileBackend {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(io_error("listing", &history, error)),
         }
+        let dir = self.stack_dir(from);
+        let prefix = format!("{}.journal.damaged-", from.name);
+        let mut set_aside: Vec<String> = fs_err::read_dir(&dir)
+            .map_err(|error| io_error("listing", &dir, error))?
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(&prefix))
+            .collect();
+        set_aside.sort();
+        steps.extend(set_aside.into_iter().map(Step::SetAside));
         steps.extend([
             Step::Tags,
             Step::Logs,
@@ -328,6 +340,13 @@ impl FileBackend {
                 move_if_present(
                     &self.history_dir(from).join(name),
                     &self.history_dir(to).join(new_name),
+                )
+            }
+            Step::SetAside(name) => {
+                let rest = name.strip_prefix(&from.name).unwrap_or(name);
+                move_if_present(
+                    &self.stack_dir(from).join(name),
+                    &self.stack_dir(to).join(format!("{}{rest}", to.name)),
                 )
             }
             Step::Tags => move_if_present(&self.tags_path(from), &self.tags_path(to)),

@@ -865,6 +865,12 @@ async fn renamable(backend: &FileBackend) {
             .unwrap();
     }
     backend.set_stack_tag(&dev, "owner", "me").await.unwrap();
+    // What `cairn state repair` once set aside goes along too.
+    std::fs::write(
+        backend.stack_dir(&dev).join("dev.journal.damaged-1"),
+        "damaged",
+    )
+    .unwrap();
     backend
         .append_logs(
             &dev,
@@ -965,6 +971,11 @@ async fn assert_renamed(backend: &FileBackend, dir: &tempfile::TempDir, context:
         .collect();
     assert_eq!(listed, ["prod"], "{context}");
     assert_eq!(paths_naming_dev(dir), Vec::<String>::new(), "{context}");
+    assert_eq!(
+        std::fs::read_to_string(backend.stack_dir(&prod).join("prod.journal.damaged-1")).unwrap(),
+        "damaged",
+        "{context}"
+    );
     // Both names are free of locks: the new one takes updates, the old one is gone.
     let (persister, _lock) = persister(backend, &prod).await;
     drop(persister);
@@ -1003,9 +1014,9 @@ async fn a_rename_killed_after_any_step_is_finished_by_the_next_access_to_either
         }
         steps += 1;
     }
-    // checkpoint, one kept version, two history records, tags, logs, three removals, the old
-    // name's lock, the marker
-    assert_eq!(steps, 11);
+    // checkpoint, one kept version, two history records, a journal set aside, tags, logs,
+    // three removals, the old name's lock, the marker
+    assert_eq!(steps, 12);
 }
 
 #[tokio::test]
