@@ -327,11 +327,12 @@ impl FileBackend {
         Ok(Some((checkpoint, path, journal, report)))
     }
 
-    /// Salvages the damaged journal of `stack` (see `Backend::salvage_journal`). Each step
-    /// leaves a state that loads to the same thing or to the salvaged one: the journal is kept
-    /// aside (a hard link, so nothing is copied) before the checkpoint that takes in its
-    /// intact records is written, and that checkpoint makes the journal stale (it names the
-    /// checkpoint before) before the journal is removed from its place.
+    /// Salvages the damaged journal of `stack` (see `Backend::salvage_journal`). A crash at any
+    /// point leaves either the damage as it was (to be repaired again) or the salvaged state:
+    /// the journal is kept aside (a hard link, so nothing is copied) before the checkpoint that
+    /// takes in its intact records is written, and that checkpoint makes the journal stale (it
+    /// names the checkpoint before; when the kept records change nothing, the checkpoint is the
+    /// same and the damage simply stays until the removal) before the journal is removed.
     fn salvage(&self, stack: &StackRef, token: &str) -> BackendResult<Option<JournalDamage>> {
         lock::check_token(&self.lock_path(stack), &stack.name, token)?;
         let Some((checkpoint, path, journal, mut report)) = self.find_damage(stack)? else {
