@@ -1,4 +1,4 @@
-//! Stack tags, logs and renaming for the file backend: the parts of a stack that are not its
+//! Stack tags and logs for the file backend: the parts of a stack that are not its
 //! state. Tags live in `.pulumi/tags/<project>/<stack>.json`, logs in
 //! `.pulumi/logs/<project>/<stack>.jsonl` (one JSON line per entry; a torn last line, left by a
 //! crash, is skipped).
@@ -108,66 +108,6 @@ impl FileBackend {
         entries.sort_by_key(|entry| entry.timestamp_ms);
         Ok(entries)
     }
-
-    /// Moves everything of `stack` to `new`: the checkpoint (URNs rewritten) first, so a crash
-    /// midway leaves the stack under one name or both, never under neither.
-    pub(crate) fn rename(&self, stack: &StackRef, new: &StackRef) -> BackendResult<()> {
-        let Some((deployment, _)) = self.load(stack)? else {
-            return Err(BackendError::StackNotFound(stack.name.clone()));
-        };
-        let renamed = cairn_state::backend::rename_in_deployment(&deployment, stack, &new.name)?;
-        let dir = self.stack_dir(new);
-        fs_err::create_dir_all(&dir).map_err(|error| io_error("creating", &dir, error))?;
-        self.write_checkpoint(new, &renamed)?;
-
-        // Kept versions: their URNs are rewritten too, so `stack export --version N` of the
-        // renamed stack can be imported back into it.
-        for version in self.backup_versions(stack)? {
-            let old_path = self.backup_path(stack, version);
-            if let Some(checkpoint) = files::read_checkpoint(&old_path, &stack.name)? {
-                let renamed = cairn_state::backend::rename_in_deployment(
-                    &checkpoint.deployment,
-                    stack,
-                    &new.name,
-                )?;
-                let (text, _) = files::encode_checkpoint(&renamed)?;
-                let new_path = self.backup_path(new, version);
-                create_parent(&new_path)?;
-                files::write_atomically(&new_path, text.as_bytes())?;
-            }
-        }
-        for (from, to) in [
-            (self.history_dir(stack), self.history_dir(new)),
-            (self.tags_path(stack), self.tags_path(new)),
-            (self.logs_path(stack), self.logs_path(new)),
-        ] {
-            move_if_present(&from, &to)?;
-        }
-        // History files are named after the stack; their contents carry no URNs.
-        let history = self.history_dir(new);
-        if let Ok(entries) = fs_err::read_dir(&history) {
-            let prefix = format!("{}-", stack.name);
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if let Some(rest) = name.strip_prefix(&prefix) {
-                    let to = history.join(format!("{}-{rest}", new.name));
-                    move_if_present(&entry.path(), &to)?;
-                }
-            }
-        }
-        let backups = self.backups_dir(stack);
-        for path in [
-            self.checkpoint_path(stack),
-            self.checkpoint_path(stack).with_extension("json.bak"),
-        ] {
-            remove_if_present(&path)?;
-        }
-        if backups.exists() {
-            fs_err::remove_dir_all(&backups)
-                .map_err(|error| io_error("removing", &backups, error))?;
-        }
-        Ok(())
-    }
 }
 
 fn create_parent(path: &Path) -> BackendResult<()> {
@@ -175,20 +115,4 @@ fn create_parent(path: &Path) -> BackendResult<()> {
         fs_err::create_dir_all(dir).map_err(|error| io_error("creating", dir, error))?;
     }
     Ok(())
-}
-
-fn move_if_present(from: &Path, to: &Path) -> BackendResult<()> {
-    if !from.exists() {
-        return Ok(());
-    }
-    create_parent(to)?;
-    fs_err::rename(from, to).map_err(|error| io_error("moving", from, error))
-}
-
-fn remove_if_present(path: &Path) -> BackendResult<()> {
-    match fs_err::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(io_error("removing", path, error)),
-    }
 }

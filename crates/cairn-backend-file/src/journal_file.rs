@@ -209,14 +209,63 @@ struct Line<'a> {
 /// Reads a journal; a torn or corrupt last line (a crash mid-append) is ignored, a corrupt line
 /// before it is an error. `None` when there is no journal.
 pub fn read_journal(path: &Path, stack: &str) -> Result<Option<Journal>, BackendError> {
+    let Some(read) = read_journal_up_to_damage(path)? else {
+        return Ok(None);
+    };
+    match (read.damage, read.base_checksum) {
+        (Some(damage), _) => Err(damage.error(path, stack)),
+        (None, Some(base_checksum)) => Ok(Some(Journal {
+            base_checksum,
+            records: read.records,
+        })),
+        // An unreadable header is always damage (see `read_journal_up_to_damage`).
+        (None, None) => Ok(None),
+    }
+}
+
+/// A journal read up to its first damaged line.
+pub struct JournalPrefix {
+    /// The checkpoint the journal applies to; `None` when its header is damaged.
+    pub base_checksum: Option<String>,
+    /// The intact records before the damage.
+    pub records: Vec<JournalRecord>,
+    /// The first damaged line, when one comes before the last line.
+    pub damage: Option<Damage>,
+}
+
+/// Where a journal is damaged, and what can still be read after that point.
+pub struct Damage {
+    /// 1-based line number.
+    pub line: usize,
+    pub reason: &'static str,
+    /// Lines from the damaged one to the end.
+    pub tail_lines: usize,
+    /// URNs that the readable records after the damage name, first mention first: what the
+    /// damaged part may have recorded, for the user to check.
+    pub tail_urns: Vec<String>,
+}
+
+impl Damage {
+    pub fn location(&self, path: &Path) -> String {
+        format!("{}:{}", path.display(), self.line)
+    }
+
+    fn error(&self, path: &Path, stack: &str) -> BackendError {
+        BackendError::Corrupt {
+            stack: stack.to_owned(),
+            reason: format!("{}: {}", self.location(path), self.reason),
+        }
+    }
+}
+
+/// Reads a journal as far as it is intact. A torn or corrupt last line (a crash mid-append) is
+/// not damage; a corrupt line before it is, and reading stops there, because a record after a
+/// lost one may depend on what the lost one said. `None` when there is no journal.
+pub fn read_journal_up_to_damage(path: &Path) -> Result<Option<JournalPrefix>, BackendError> {
     let text = match fs_err::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(io_error("reading", path, error)),
-    };
-    let corrupt = |line_number: usize, reason: &str| BackendError::Corrupt {
-        stack: stack.to_owned(),
-        reason: format!("{}:{line_number}: {reason}", path.display()),
     };
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let Some(header_line) = lines.first() else {
@@ -227,7 +276,11 @@ pub fn read_journal(path: &Path, stack: &str) -> Result<Option<Journal>, Backend
         if lines.len() == 1 {
             return Ok(None);
         }
-        return Err(corrupt(1, "the header is not readable"));
+        return Ok(Some(JournalPrefix {
+            base_checksum: None,
+            records: Vec::new(),
+            damage: Some(damage_at(&lines, 0, "the header is not readable")),
+        }));
     };
     let mut records = Vec::new();
     for (index, line) in lines.iter().enumerate().skip(1) {
@@ -240,13 +293,50 @@ pub fn read_journal(path: &Path, stack: &str) -> Result<Option<Journal>, Backend
         match parsed {
             Ok(record) => records.push(record),
             Err(_) if is_last => break,
-            Err(reason) => return Err(corrupt(index + 1, reason)),
+            Err(reason) => {
+                return Ok(Some(JournalPrefix {
+                    base_checksum: Some(header.base),
+                    records,
+                    damage: Some(damage_at(&lines, index, reason)),
+                }));
+            }
         }
     }
-    Ok(Some(Journal {
-        base_checksum: header.base,
+    Ok(Some(JournalPrefix {
+        base_checksum: Some(header.base),
         records,
+        damage: None,
     }))
+}
+
+/// The damage at `lines[index]`, with the URNs the readable lines after it name.
+fn damage_at(lines: &[&str], index: usize, reason: &'static str) -> Damage {
+    let mut tail_urns: Vec<String> = Vec::new();
+    let mut note = |urn: &str| {
+        if !urn.is_empty() && !tail_urns.iter().any(|known| known == urn) {
+            tail_urns.push(urn.to_owned());
+        }
+    };
+    for line in &lines[index..] {
+        match parse_line(line.trim_end()) {
+            Ok(JournalRecord::Begin { resource, .. }) => note(&resource.urn),
+            Ok(JournalRecord::End { removed, added, .. }) => {
+                if let Some(key) = removed {
+                    note(&key.urn);
+                }
+                if let Some(resource) = added {
+                    note(&resource.urn);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    Damage {
+        line: index + 1,
+        reason,
+        tail_lines: lines.len() - index,
+        tail_urns,
+    }
 }
 
 fn parse_line(line: &str) -> Result<JournalRecord, &'static str> {

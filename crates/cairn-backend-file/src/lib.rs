@@ -11,6 +11,7 @@ mod extras;
 mod files;
 mod journal_file;
 mod lock;
+mod rename;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,12 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use cairn_state::backend::BackendResult;
 use cairn_state::{
-    Backend, BackendError, Deployment, JournalRecord, LockOwner, StackLock, StackRef, StackSummary,
-    UpdateInfo, UpdateKind, UpdateMetadata, UpdateResult, UpdateWriter,
+    Backend, BackendError, Deployment, JournalDamage, JournalRecord, LockOwner, StackLock,
+    StackRef, StackSummary, UpdateInfo, UpdateKind, UpdateMetadata, UpdateResult, UpdateWriter,
 };
 
 use crate::files::{Checkpoint, io_error};
-use crate::journal_file::{JournalFile, read_journal};
+use crate::journal_file::{JournalFile, JournalPrefix, read_journal, read_journal_up_to_damage};
 
 /// How many past checkpoints are kept per stack (`cairn stack export --version N`).
 const KEPT_CHECKPOINTS: usize = 10;
@@ -257,31 +258,108 @@ impl FileBackend {
         let Some(checkpoint) = self.read_checkpoint(stack)? else {
             return Ok(None);
         };
-        let mut journal =
-            read_journal(&self.journal_path(stack), &stack.name).map_err(journal_damage_hint)?;
-        if journal
-            .as_ref()
-            .is_none_or(|journal| journal.base_checksum != checkpoint.checksum)
-        {
-            // A fold that crashed after writing its checkpoint left the journal that follows
-            // it under its temporary name.
-            let next = read_journal(&self.next_journal_path(stack), &stack.name)?;
-            if next
-                .as_ref()
-                .is_some_and(|next| next.base_checksum == checkpoint.checksum)
-            {
-                journal = next;
+        if let Some((path, journal)) = self.applicable_journal(stack, &checkpoint)? {
+            if let Some(damage) = &journal.damage {
+                return Err(damaged_journal(stack, &path, damage, &journal.records));
+            }
+            let deployment =
+                cairn_state::journal::replay(Some(checkpoint.deployment), &journal.records);
+            return Ok(Some((deployment, Some(checkpoint.checksum))));
+        }
+        Ok(Some((checkpoint.deployment, Some(checkpoint.checksum))))
+    }
+
+    /// The journal that applies to `checkpoint`, read up to any damage: the update's, or the
+    /// one that a fold which crashed after writing its checkpoint left under its temporary
+    /// name. A journal naming another checkpoint was already folded into this one and is
+    /// passed over, damaged or not; one whose header is damaged may name this checkpoint, so
+    /// it is returned.
+    fn applicable_journal(
+        &self,
+        stack: &StackRef,
+        checkpoint: &Checkpoint,
+    ) -> BackendResult<Option<(PathBuf, JournalPrefix)>> {
+        for path in [self.journal_path(stack), self.next_journal_path(stack)] {
+            let Some(journal) = read_journal_up_to_damage(&path)? else {
+                continue;
+            };
+            let applies = match &journal.base_checksum {
+                Some(base) => *base == checkpoint.checksum,
+                None => true,
+            };
+            if applies {
+                return Ok(Some((path, journal)));
             }
         }
-        match journal {
-            Some(journal) if journal.base_checksum == checkpoint.checksum => {
+        Ok(None)
+    }
+
+    /// The damaged journal that stops every load of `stack`, if there is one.
+    fn find_damage(
+        &self,
+        stack: &StackRef,
+    ) -> BackendResult<Option<(Checkpoint, PathBuf, JournalPrefix, JournalDamage)>> {
+        let Some(checkpoint) = self.read_checkpoint(stack)? else {
+            return Err(BackendError::StackNotFound(stack.name.clone()));
+        };
+        let Some((path, journal)) = self.applicable_journal(stack, &checkpoint)? else {
+            return Ok(None);
+        };
+        let Some(damage) = &journal.damage else {
+            return Ok(None);
+        };
+        let pending = cairn_state::journal::open_begins(&journal.records)
+            .iter()
+            .filter_map(|record| match record {
+                JournalRecord::Begin { resource, .. } => Some(resource.urn.clone()),
+                JournalRecord::End { .. } => None,
+            })
+            .collect();
+        let report = JournalDamage {
+            location: damage.location(&path),
+            reason: damage.reason.to_owned(),
+            kept_records: journal.records.len(),
+            pending,
+            damaged_lines: damage.tail_lines,
+            damaged_urns: damage.tail_urns.clone(),
+            moved_to: None,
+        };
+        Ok(Some((checkpoint, path, journal, report)))
+    }
+
+    /// Salvages the damaged journal of `stack` (see `Backend::salvage_journal`). A crash at any
+    /// point leaves either the damage as it was (to be repaired again) or the salvaged state:
+    /// the journal is kept aside (a hard link, so nothing is copied) before the checkpoint that
+    /// takes in its intact records is written, and that checkpoint makes the journal stale (it
+    /// names the checkpoint before; when the kept records change nothing, the checkpoint is the
+    /// same and the damage simply stays until the removal) before the journal is removed.
+    fn salvage(&self, stack: &StackRef, token: &str) -> BackendResult<Option<JournalDamage>> {
+        lock::check_token(&self.lock_path(stack), &stack.name, token)?;
+        let Some((checkpoint, path, journal, mut report)) = self.find_damage(stack)? else {
+            return Ok(None);
+        };
+        let aside = aside_path(&path)?;
+        let dir = self.stack_dir(stack);
+        match journal.base_checksum {
+            Some(_) => {
+                let copied = files::keep_backup(&path, &aside)?;
+                self.bytes_written.fetch_add(copied, Ordering::Relaxed);
+                files::sync_dir(&dir)?;
                 let deployment =
                     cairn_state::journal::replay(Some(checkpoint.deployment), &journal.records);
-                Ok(Some((deployment, Some(checkpoint.checksum))))
+                lock::check_token(&self.lock_path(stack), &stack.name, token)?;
+                self.write_checkpoint(stack, &deployment)?;
+                fs_err::remove_file(&path).map_err(|error| io_error("removing", &path, error))?;
             }
-            // A journal for another checkpoint was already folded into this one.
-            _ => Ok(Some((checkpoint.deployment, Some(checkpoint.checksum)))),
+            // Which checkpoint it applied to cannot be read, so none of it is applied; moved
+            // away, it no longer stops the loads, which then find what they found before it.
+            None => {
+                fs_err::rename(&path, &aside).map_err(|error| io_error("moving", &path, error))?;
+            }
         }
+        files::sync_dir(&dir)?;
+        report.moved_to = Some(aside.display().to_string());
+        Ok(Some(report))
     }
 
     fn write_checkpoint(&self, stack: &StackRef, deployment: &Deployment) -> BackendResult<String> {
@@ -358,6 +436,7 @@ impl Backend for FileBackend {
 
     async fn create_stack(&self, stack: &StackRef) -> BackendResult<()> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         if self.checkpoint_path(stack).exists() {
             return Err(BackendError::StackAlreadyExists(stack.name.clone()));
         }
@@ -380,6 +459,13 @@ impl Backend for FileBackend {
 
     async fn stack_exists(&self, stack: &StackRef) -> BackendResult<bool> {
         Self::check(stack)?;
+        match self.settle_rename(stack) {
+            Ok(()) => {}
+            // Both names exist while a rename runs: each is busy, not missing, so commands
+            // go on to report the lock (and `cairn cancel` can find it).
+            Err(BackendError::Locked { .. }) => return Ok(true),
+            Err(error) => return Err(error),
+        }
         Ok(self.checkpoint_path(stack).exists())
     }
 
@@ -401,6 +487,8 @@ impl Backend for FileBackend {
         let mut summaries = Vec::new();
         for project in projects {
             let dir = stacks_dir.join(&project);
+            // A rename still running lists its stack under the old name only.
+            let arriving = self.settle_renames_in(&project)?;
             let Ok(entries) = fs_err::read_dir(&dir) else {
                 continue;
             };
@@ -410,6 +498,7 @@ impl Backend for FileBackend {
                     let name = entry.file_name().to_string_lossy().into_owned();
                     name.strip_suffix(".json").map(str::to_owned)
                 })
+                .filter(|name| !arriving.contains(name))
                 .collect();
             names.sort();
             for name in names {
@@ -446,6 +535,7 @@ impl Backend for FileBackend {
         lock: &dyn StackLock,
     ) -> BackendResult<()> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         let checkpoint = self.checkpoint_path(stack);
         if !checkpoint.exists() {
             return Err(BackendError::StackNotFound(stack.name.clone()));
@@ -483,6 +573,7 @@ impl Backend for FileBackend {
 
     async fn load_deployment(&self, stack: &StackRef) -> BackendResult<Option<Deployment>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         Ok(self.load(stack)?.map(|(deployment, _)| deployment))
     }
 
@@ -494,6 +585,7 @@ impl Backend for FileBackend {
         lock: &dyn StackLock,
     ) -> BackendResult<Box<dyn UpdateWriter>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         let Some((deployment, base_checksum)) = self.load(stack)? else {
             return Err(BackendError::StackNotFound(stack.name.clone()));
         };
@@ -555,6 +647,7 @@ impl Backend for FileBackend {
 
     async fn history(&self, stack: &StackRef) -> BackendResult<Vec<UpdateInfo>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         self.read_history(stack)
     }
 
@@ -564,6 +657,7 @@ impl Backend for FileBackend {
         version: u64,
     ) -> BackendResult<Option<Deployment>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         let path = self.backup_path(stack, version);
         if let Some(checkpoint) = files::read_checkpoint(&path, &stack.name)? {
             return Ok(Some(checkpoint.deployment));
@@ -587,6 +681,7 @@ impl Backend for FileBackend {
         deployment: Deployment,
     ) -> BackendResult<()> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         if !self.checkpoint_path(stack).exists() {
             return Err(BackendError::StackNotFound(stack.name.clone()));
         }
@@ -606,6 +701,7 @@ impl Backend for FileBackend {
         owner: LockOwner,
     ) -> BackendResult<Box<dyn StackLock>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         if !self.checkpoint_path(stack).exists() {
             return Err(BackendError::StackNotFound(stack.name.clone()));
         }
@@ -615,11 +711,14 @@ impl Backend for FileBackend {
 
     async fn lock_holder(&self, stack: &StackRef) -> BackendResult<Option<LockOwner>> {
         Self::check(stack)?;
-        Ok(lock::holder(&self.lock_path(stack)))
+        Ok(lock::holder(&self.lock_path(&self.guarding(stack)?)))
     }
 
     async fn cancel(&self, stack: &StackRef) -> BackendResult<Option<LockOwner>> {
         Self::check(stack)?;
+        // During a rename into `stack`, the renamer holds the old name's lock: that is the one
+        // to release (the next access then finishes the rename).
+        let stack = &self.guarding(stack)?;
         let path = self.lock_path(stack);
         let holder = lock::holder(&path);
         if holder.is_some() {
@@ -660,6 +759,8 @@ impl Backend for FileBackend {
             name: new_name.to_owned(),
             ..stack.clone()
         };
+        self.settle_rename(stack)?;
+        self.settle_rename(&new)?;
         if !self.checkpoint_path(stack).exists() {
             return Err(BackendError::StackNotFound(stack.name.clone()));
         }
@@ -670,17 +771,37 @@ impl Backend for FileBackend {
         if self.journal_path(stack).exists() || self.next_journal_path(stack).exists() {
             return Err(BackendError::UpdateInProgress(stack.name.clone()));
         }
-        self.rename(stack, &new)
+        let intent = self.start_rename(stack, &new, lock.token())?;
+        self.run_rename(stack, &new, &intent, lock.token(), None)
+            .map(|_| ())
+    }
+
+    async fn journal_damage(&self, stack: &StackRef) -> BackendResult<Option<JournalDamage>> {
+        Self::check(stack)?;
+        self.settle_rename(stack)?;
+        Ok(self.find_damage(stack)?.map(|(_, _, _, report)| report))
+    }
+
+    async fn salvage_journal(
+        &self,
+        stack: &StackRef,
+        lock: &dyn StackLock,
+    ) -> BackendResult<Option<JournalDamage>> {
+        Self::check(stack)?;
+        self.settle_rename(stack)?;
+        self.salvage(stack, lock.token())
     }
 
     async fn stack_tags(&self, stack: &StackRef) -> BackendResult<BTreeMap<String, String>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         self.require_stack(stack)?;
         self.read_tags(stack)
     }
 
     async fn set_stack_tag(&self, stack: &StackRef, name: &str, value: &str) -> BackendResult<()> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         cairn_state::validate_tag(name, value)?;
         self.require_stack(stack)?;
         let mut tags = self.read_tags(stack)?;
@@ -690,6 +811,7 @@ impl Backend for FileBackend {
 
     async fn remove_stack_tag(&self, stack: &StackRef, name: &str) -> BackendResult<()> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         self.require_stack(stack)?;
         let mut tags = self.read_tags(stack)?;
         if tags.remove(name).is_some() {
@@ -714,6 +836,7 @@ impl Backend for FileBackend {
         urn: Option<&str>,
     ) -> BackendResult<Vec<cairn_state::LogEntry>> {
         Self::check(stack)?;
+        self.settle_rename(stack)?;
         self.require_stack(stack)?;
         self.read_logs(stack, since_ms, urn)
     }
@@ -795,18 +918,47 @@ impl UpdateWriter for FileUpdateWriter {
     }
 }
 
-/// A journal damaged before its last line: say what that means and what recovery costs, since
-/// every command on the stack stops here.
-fn journal_damage_hint(error: BackendError) -> BackendError {
-    match error {
-        BackendError::Corrupt { stack, reason } => BackendError::Corrupt {
-            stack,
-            reason: format!(
-                "{reason}\nhelp: an interrupted update's journal is damaged before its end; Cairn does not guess what a damaged record said, so it stops here. Restoring a kept checkpoint (`cairn stack export --version N --file good.json`, then `cairn stack import --file good.json`) discards the whole journal: afterwards run `cairn refresh`, and `cairn import` what the providers show was created since version N"
-            ),
-        },
-        other => other,
+/// The error of a load that meets a journal damaged before its last line. Every command on the
+/// stack stops here, so it says what `cairn state repair` keeps and what it sets aside.
+fn damaged_journal(
+    stack: &StackRef,
+    path: &std::path::Path,
+    damage: &journal_file::Damage,
+    kept: &[JournalRecord],
+) -> BackendError {
+    BackendError::Corrupt {
+        stack: stack.name.clone(),
+        reason: format!(
+            "{}: {}\nhelp: the journal of an interrupted update is damaged before its end, and Cairn does not guess what a damaged record said. Run `cairn state repair`: it keeps the {} intact records before the damage (operations they began and did not finish become pending operations, settled with `cairn refresh --clear-pending`) and moves the journal aside, naming what its damaged part mentions",
+            damage.location(path),
+            damage.reason,
+            kept.len()
+        ),
     }
+}
+
+/// A free name next to `path` for a damaged journal set aside: `<name>.damaged-<unix seconds>`.
+fn aside_path(path: &std::path::Path) -> BackendResult<PathBuf> {
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let now = unix_now();
+    for attempt in 0..1000 {
+        let suffix = if attempt == 0 {
+            format!("{now}")
+        } else {
+            format!("{now}-{attempt}")
+        };
+        let candidate = path.with_file_name(format!("{name}.damaged-{suffix}"));
+        if !candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    Err(BackendError::format(format!(
+        "no free name to set `{}` aside",
+        path.display()
+    )))
 }
 
 fn closed_journal() -> BackendError {

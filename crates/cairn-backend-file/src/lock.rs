@@ -139,6 +139,25 @@ fn beat(path: &Path, token: &str, stop: &AtomicBool) {
     }
 }
 
+/// The fencing token of the lock at `path`, if it can be read.
+pub fn token(path: &Path) -> Option<String> {
+    read_lock(path).map(|lock| lock.token)
+}
+
+/// Removes the lock at `path` if it is still the holding `token` (the lock of a holder that is
+/// gone, whose work is being finished for it).
+pub fn remove_if_token(path: &Path, token: &str) -> Result<(), BackendError> {
+    if read_lock(path).is_some_and(|lock| lock.token == token) {
+        match fs_err::remove_file(path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error("removing", path, error)),
+        }
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(())
+}
+
 fn read_lock(path: &Path) -> Option<LockFile> {
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()

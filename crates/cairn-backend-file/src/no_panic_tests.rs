@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 
 use crate::files::read_checkpoint;
-use crate::journal_file::read_journal;
+use crate::journal_file::{read_journal, read_journal_up_to_damage};
 
 /// A real checkpoint and a real journal of a few records, as the backend writes them (made
 /// once).
@@ -78,6 +78,7 @@ fn read_both(bytes: &[u8]) {
     std::fs::write(&path, bytes).unwrap();
     let _ = read_checkpoint(&path, "dev");
     let _ = read_journal(&path, "dev");
+    let _ = read_journal_up_to_damage(&path);
 }
 
 proptest! {
@@ -112,14 +113,21 @@ proptest! {
         std::fs::write(&path, damaged(journal, &positions, keep)).unwrap();
         // A damaged journal is refused, or reads as a prefix of the original's records: a
         // record is never changed, only lost from the torn end.
+        let records = |records: &[cairn_state::JournalRecord]| {
+            records.iter().map(|record| serde_json::to_value(record).unwrap()).collect::<Vec<_>>()
+        };
         if let Ok(Some(read)) = read_journal(&path, "dev") {
-            let records = |records: &[cairn_state::JournalRecord]| {
-                records.iter().map(|record| serde_json::to_value(record).unwrap()).collect::<Vec<_>>()
-            };
             let read_records = records(&read.records);
             let original_records = records(&original.records);
             prop_assert!(read_records.len() <= original_records.len());
             prop_assert_eq!(&read_records[..], &original_records[..read_records.len()]);
+        }
+        // What `cairn state repair` keeps of it is such a prefix too.
+        if let Ok(Some(salvaged)) = read_journal_up_to_damage(&path) {
+            let kept = records(&salvaged.records);
+            let original_records = records(&original.records);
+            prop_assert!(kept.len() <= original_records.len());
+            prop_assert_eq!(&kept[..], &original_records[..kept.len()]);
         }
     }
 }

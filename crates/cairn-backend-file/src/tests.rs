@@ -229,10 +229,10 @@ async fn a_torn_last_journal_line_is_ignored_but_corruption_is_not() {
     lines[1] = lines[1].replacen("creating", "creatinG", 1);
     std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
     match backend.load_deployment(&stack("dev")).await {
-        // The error says where, and what recovering costs.
+        // The error says where, and how to recover.
         Err(BackendError::Corrupt { reason, .. }) => {
             assert!(reason.contains("dev.journal:2"), "{reason}");
-            assert!(reason.contains("discards the whole journal"), "{reason}");
+            assert!(reason.contains("`cairn state repair`"), "{reason}");
         }
         other => panic!(
             "a damaged journal must be refused, got {:?}",
@@ -631,4 +631,473 @@ async fn a_value_past_the_depth_limit_is_never_written() {
     );
     assert_eq!(std::fs::read(&checkpoint).unwrap(), before);
     assert!(backend.load_deployment(&dev).await.is_ok());
+}
+
+/// An update that crashed with `a` created, `b` begun and never ended, then `c` begun and `d`
+/// created; its journal is then damaged on the line that ended `b`.
+async fn crash_and_damage_the_journal(backend: &FileBackend, dir: &tempfile::TempDir) -> String {
+    let dev = stack("dev");
+    backend.create_stack(&dev).await.unwrap();
+    {
+        let (persister, _lock) = persister(backend, &dev).await;
+        let op = persister
+            .begin(PendingOperationKind::Creating, &resource("base", ""))
+            .await
+            .unwrap();
+        persister
+            .end(op, None, Some(&resource("base", "0")))
+            .await
+            .unwrap();
+        let snapshot = Snapshot {
+            resources: vec![resource("base", "0")],
+            pending_operations: Vec::new(),
+        };
+        persister
+            .finish(&snapshot, UpdateResult::Succeeded, Default::default())
+            .await
+            .unwrap();
+    }
+    {
+        let (persister, _lock) = persister(backend, &dev).await;
+        let a = persister
+            .begin(PendingOperationKind::Creating, &resource("a", ""))
+            .await
+            .unwrap();
+        persister
+            .end(a, None, Some(&resource("a", "1")))
+            .await
+            .unwrap();
+        let b = persister
+            .begin(PendingOperationKind::Creating, &resource("b", ""))
+            .await
+            .unwrap();
+        persister
+            .end(b, None, Some(&resource("b", "2")))
+            .await
+            .unwrap();
+        persister
+            .begin(PendingOperationKind::Creating, &resource("c", ""))
+            .await
+            .unwrap();
+        let d = persister
+            .begin(PendingOperationKind::Creating, &resource("d", ""))
+            .await
+            .unwrap();
+        persister
+            .end(d, None, Some(&resource("d", "4")))
+            .await
+            .unwrap();
+        // Dropped without `finish`: the process died here.
+    }
+    let journal = dir.path().join(".pulumi/stacks/proj/dev.journal");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 8, "header and 7 records:\n{text}");
+    // Line 5 ended `b`.
+    assert!(
+        lines[4].contains("\"end\"") && lines[4].contains("::b"),
+        "{text}"
+    );
+    lines[4] = "{\"sha256\": \"garbage\"";
+    let damaged = lines.join("\n") + "\n";
+    std::fs::write(&journal, &damaged).unwrap();
+    damaged
+}
+
+#[tokio::test]
+async fn a_journal_damaged_in_the_middle_is_salvaged_up_to_the_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    let dev = stack("dev");
+    let damaged = crash_and_damage_the_journal(&backend, &dir).await;
+
+    // Every load stops, and names the command that salvages.
+    match backend.load_deployment(&dev).await {
+        Err(BackendError::Corrupt { reason, .. }) => {
+            assert!(reason.contains("dev.journal:5"), "{reason}");
+            assert!(reason.contains("`cairn state repair`"), "{reason}");
+            assert!(reason.contains("keeps the 3 intact records"), "{reason}");
+        }
+        other => panic!("expected a damaged journal, got {:?}", other.map(|_| ())),
+    }
+    let report = backend.journal_damage(&dev).await.unwrap().unwrap();
+    assert!(report.location.ends_with("dev.journal:5"), "{report:?}");
+    assert_eq!(report.kept_records, 3);
+    assert_eq!(report.pending.len(), 1);
+    assert!(report.pending[0].ends_with("::b"), "{report:?}");
+    assert_eq!(report.damaged_lines, 4);
+    let damaged_names: Vec<&str> = report
+        .damaged_urns
+        .iter()
+        .map(|urn| urn.rsplit("::").next().unwrap())
+        .collect();
+    assert_eq!(damaged_names, ["c", "d"]);
+    assert_eq!(report.moved_to, None);
+
+    // Only under the stack's lock.
+    backend.create_stack(&stack("other")).await.unwrap();
+    let other_lock = backend
+        .lock_stack(&stack("other"), cairn_state::conformance::owner("cairn up"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        backend.salvage_journal(&dev, other_lock.as_ref()).await,
+        Err(BackendError::LockLost(_))
+    ));
+    backend.load_deployment(&dev).await.unwrap_err();
+
+    let lock = backend
+        .lock_stack(&dev, cairn_state::conformance::owner("cairn state repair"))
+        .await
+        .unwrap();
+    let salvaged = backend
+        .salvage_journal(&dev, lock.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+    // The damaged journal is kept whole, where the report says.
+    let moved_to = PathBuf::from(salvaged.moved_to.clone().unwrap());
+    assert_eq!(std::fs::read_to_string(&moved_to).unwrap(), damaged);
+    assert!(!dir.path().join(".pulumi/stacks/proj/dev.journal").exists());
+
+    // The records before the damage are the state: `a` created, `b` pending; nothing after.
+    let deployment = backend.load_deployment(&dev).await.unwrap().unwrap();
+    assert_eq!(names(&deployment), vec!["base", "a"]);
+    assert_eq!(deployment.pending_operations.len(), 1);
+    assert_eq!(deployment.pending_operations[0].type_, "creating");
+    assert!(
+        deployment.pending_operations[0]
+            .resource
+            .urn
+            .ends_with("::b")
+    );
+    assert_eq!(backend.journal_damage(&dev).await.unwrap(), None);
+    assert_eq!(
+        backend.salvage_journal(&dev, lock.as_ref()).await.unwrap(),
+        None
+    );
+
+    // A crash after the salvaged checkpoint was written but before the journal was removed:
+    // the journal names the checkpoint before, so it is stale and not applied again.
+    std::fs::copy(
+        &moved_to,
+        dir.path().join(".pulumi/stacks/proj/dev.journal"),
+    )
+    .unwrap();
+    assert_eq!(
+        backend.load_deployment(&dev).await.unwrap().unwrap(),
+        deployment
+    );
+    drop(lock);
+
+    // The stack works again: the next update starts from the salvaged state.
+    let (persister, _lock) = persister(&backend, &dev).await;
+    drop(persister);
+    let again = backend.load_deployment(&dev).await.unwrap().unwrap();
+    assert_eq!(names(&again), vec!["base", "a"]);
+    assert_eq!(again.pending_operations.len(), 1);
+}
+
+#[tokio::test]
+async fn a_journal_with_a_damaged_header_is_set_aside_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    let dev = stack("dev");
+    crash_and_damage_the_journal(&backend, &dir).await;
+    let journal = dir.path().join(".pulumi/stacks/proj/dev.journal");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let damaged = text.replacen("{\"base\"", "{\"bas", 1);
+    std::fs::write(&journal, &damaged).unwrap();
+    backend.load_deployment(&dev).await.unwrap_err();
+    let report = backend.journal_damage(&dev).await.unwrap().unwrap();
+    assert_eq!(report.kept_records, 0);
+    assert!(report.location.ends_with("dev.journal:1"), "{report:?}");
+    let lock = backend
+        .lock_stack(&dev, cairn_state::conformance::owner("cairn state repair"))
+        .await
+        .unwrap();
+    let salvaged = backend
+        .salvage_journal(&dev, lock.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+    let moved_to = PathBuf::from(salvaged.moved_to.unwrap());
+    assert_eq!(std::fs::read_to_string(moved_to).unwrap(), damaged);
+    // Which checkpoint it applied to is unknown, so none of it is: the last checkpoint stands.
+    let deployment = backend.load_deployment(&dev).await.unwrap().unwrap();
+    assert_eq!(names(&deployment), vec!["base"]);
+    assert!(deployment.pending_operations.is_empty());
+}
+
+/// A lock owner on this host whose process is gone: what a `kill -9` leaves in a lock file.
+fn gone_owner(command: &str) -> cairn_state::LockOwner {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    cairn_state::LockOwner {
+        pid,
+        host: cairn_state::backend::local_host(),
+        ..cairn_state::conformance::owner(command)
+    }
+}
+
+/// `dev` with two finished updates (so a kept version and two history records), tags and logs.
+async fn renamable(backend: &FileBackend) {
+    let dev = stack("dev");
+    backend.create_stack(&dev).await.unwrap();
+    for id in ["1", "2"] {
+        let (persister, _lock) = persister(backend, &dev).await;
+        let op = persister
+            .begin(PendingOperationKind::Creating, &resource("a", ""))
+            .await
+            .unwrap();
+        persister
+            .end(op, None, Some(&resource("a", id)))
+            .await
+            .unwrap();
+        let snapshot = Snapshot {
+            resources: vec![resource("a", id)],
+            pending_operations: Vec::new(),
+        };
+        persister
+            .finish(&snapshot, UpdateResult::Succeeded, Default::default())
+            .await
+            .unwrap();
+    }
+    backend.set_stack_tag(&dev, "owner", "me").await.unwrap();
+    // What `cairn state repair` once set aside goes along too.
+    std::fs::write(
+        backend.stack_dir(&dev).join("dev.journal.damaged-1"),
+        "damaged",
+    )
+    .unwrap();
+    backend
+        .append_logs(
+            &dev,
+            vec![cairn_state::LogEntry {
+                timestamp_ms: 5,
+                urn: None,
+                severity: "info".to_owned(),
+                message: "kept".to_owned(),
+            }],
+        )
+        .await
+        .unwrap();
+}
+
+/// Renames `dev` to `prod` under a lock held by `owner`, as a renamer that dies after `steps`
+/// steps: its lock stays behind, as a killed process's does. Returns how many steps a whole
+/// rename has.
+async fn rename_crashing_after(
+    backend: &FileBackend,
+    owner: cairn_state::LockOwner,
+    steps: usize,
+) -> usize {
+    let (dev, prod) = (stack("dev"), stack("prod"));
+    let lock = backend.lock_stack(&dev, owner).await.unwrap();
+    let intent = backend.start_rename(&dev, &prod, lock.token()).unwrap();
+    let total = backend
+        .run_rename(&dev, &prod, &intent, lock.token(), Some(steps))
+        .unwrap();
+    // The lock file stays; its heartbeat thread is leaked, which the test does not mind.
+    std::mem::forget(lock);
+    total
+}
+
+/// Every path under the backend that still mentions the old name `dev`.
+fn paths_naming_dev(dir: &tempfile::TempDir) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.path().to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap().flatten() {
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(dir.path())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if relative.contains("dev") {
+                found.push(relative);
+            }
+            if path.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// The stack is whole under `prod` and nothing is left under `dev`.
+async fn assert_renamed(backend: &FileBackend, dir: &tempfile::TempDir, context: &str) {
+    let (dev, prod) = (stack("dev"), stack("prod"));
+    assert!(!backend.stack_exists(&dev).await.unwrap(), "{context}");
+    assert!(backend.stack_exists(&prod).await.unwrap(), "{context}");
+    let deployment = backend.load_deployment(&prod).await.unwrap().unwrap();
+    let urns: Vec<&str> = deployment
+        .resources
+        .iter()
+        .map(|r| r.urn.as_str())
+        .collect();
+    assert_eq!(
+        urns,
+        ["urn:pulumi:prod::proj::fake:index:Resource::a"],
+        "{context}"
+    );
+    assert_eq!(deployment.resources[0].id, "2", "{context}");
+    let history = backend.history(&prod).await.unwrap();
+    assert_eq!(history.len(), 2, "{context}");
+    let past = backend.load_version(&prod, 1).await.unwrap().unwrap();
+    assert_eq!(past.resources[0].id, "1", "{context}");
+    assert!(
+        past.resources[0].urn.starts_with("urn:pulumi:prod::"),
+        "{context}"
+    );
+    assert_eq!(
+        backend.stack_tags(&prod).await.unwrap()["owner"],
+        "me",
+        "{context}"
+    );
+    assert_eq!(
+        backend.logs(&prod, None, None).await.unwrap()[0].message,
+        "kept",
+        "{context}"
+    );
+    let listed: Vec<String> = backend
+        .list_stacks(Some("proj"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|summary| summary.stack.name)
+        .collect();
+    assert_eq!(listed, ["prod"], "{context}");
+    assert_eq!(paths_naming_dev(dir), Vec::<String>::new(), "{context}");
+    assert_eq!(
+        std::fs::read_to_string(backend.stack_dir(&prod).join("prod.journal.damaged-1")).unwrap(),
+        "damaged",
+        "{context}"
+    );
+    // Both names are free of locks: the new one takes updates, the old one is gone.
+    let (persister, _lock) = persister(backend, &prod).await;
+    drop(persister);
+    assert!(matches!(
+        backend
+            .lock_stack(&dev, cairn_state::conformance::owner("cairn up"))
+            .await,
+        Err(BackendError::StackNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_rename_killed_after_any_step_is_finished_by_the_next_access_to_either_name() {
+    let mut steps = 0;
+    loop {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = backend(&dir);
+        renamable(&backend).await;
+        let total = rename_crashing_after(&backend, gone_owner("cairn stack rename"), steps).await;
+        // The first access after the crash, to one name or the other, finishes the rename.
+        let first = if steps % 2 == 0 { "prod" } else { "dev" };
+        let exists = backend.stack_exists(&stack(first)).await.unwrap();
+        assert_eq!(
+            exists,
+            first == "prod",
+            "killed after {steps} of {total} steps"
+        );
+        assert_renamed(
+            &backend,
+            &dir,
+            &format!("killed after {steps} of {total} steps, then `{first}` was read"),
+        )
+        .await;
+        if steps == total {
+            break;
+        }
+        steps += 1;
+    }
+    // checkpoint, one kept version, two history records, a journal set aside, tags, logs,
+    // three removals, the old name's lock, the marker
+    assert_eq!(steps, 12);
+}
+
+#[tokio::test]
+async fn while_a_rename_runs_both_names_are_busy_until_its_lock_is_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    renamable(&backend).await;
+    let (dev, prod) = (stack("dev"), stack("prod"));
+    // The renamer is alive (its host is not this one, so nothing says it is gone), midway.
+    rename_crashing_after(
+        &backend,
+        cairn_state::conformance::owner("cairn stack rename"),
+        3,
+    )
+    .await;
+    for name in [&dev, &prod] {
+        assert!(
+            matches!(
+                backend.load_deployment(name).await,
+                Err(BackendError::Locked { ref holder, .. }) if holder.command == "cairn stack rename"
+            ),
+            "{name}"
+        );
+        assert!(matches!(
+            backend
+                .lock_stack(name, cairn_state::conformance::owner("cairn up"))
+                .await,
+            Err(BackendError::Locked { .. })
+        ));
+        assert!(matches!(
+            backend.history(name).await,
+            Err(BackendError::Locked { .. })
+        ));
+        // Busy, not missing: commands go on to name the lock.
+        assert!(backend.stack_exists(name).await.unwrap());
+        assert_eq!(
+            backend.lock_holder(name).await.unwrap().unwrap().command,
+            "cairn stack rename"
+        );
+    }
+    assert!(matches!(
+        backend.create_stack(&prod).await,
+        Err(BackendError::Locked { .. })
+    ));
+    let listed: Vec<String> = backend
+        .list_stacks(Some("proj"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|summary| summary.stack.name)
+        .collect();
+    assert_eq!(listed, ["dev"], "the new name is not a stack yet");
+
+    // `cairn cancel` on either name releases the renamer's lock; the next access finishes.
+    let released = backend.cancel(&prod).await.unwrap().unwrap();
+    assert_eq!(released.command, "cairn stack rename");
+    assert_renamed(&backend, &dir, "after cancel").await;
+}
+
+#[tokio::test]
+async fn a_rename_does_not_take_over_a_stack_that_took_the_new_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    renamable(&backend).await;
+    let (dev, prod) = (stack("dev"), stack("prod"));
+    // Killed right after writing its marker; meanwhile another `prod` came to be.
+    rename_crashing_after(&backend, gone_owner("cairn stack rename"), 0).await;
+    let (text, _) = files::encode_checkpoint(&Deployment::default()).unwrap();
+    std::fs::write(dir.path().join(".pulumi/stacks/proj/prod.json"), text).unwrap();
+    // The rename is abandoned whole: both stacks stay as they are.
+    let kept = backend.load_deployment(&dev).await.unwrap().unwrap();
+    assert_eq!(
+        kept.resources[0].urn,
+        "urn:pulumi:dev::proj::fake:index:Resource::a"
+    );
+    assert_eq!(backend.history(&dev).await.unwrap().len(), 2);
+    let other = backend.load_deployment(&prod).await.unwrap().unwrap();
+    assert!(other.resources.is_empty());
+    assert!(
+        !dir.path()
+            .join(".pulumi/stacks/proj/.dev.renaming")
+            .exists()
+    );
 }

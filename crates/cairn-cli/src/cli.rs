@@ -104,7 +104,8 @@ pub enum StateCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
-    /// Put resources in dependency order and drop references to resources that do not exist
+    /// Put resources in dependency order and drop references to resources that do not exist;
+    /// salvage the intact part of a damaged journal
     Repair {
         /// Do not ask for confirmation
         #[arg(long, short = 'y')]

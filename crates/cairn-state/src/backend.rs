@@ -232,6 +232,28 @@ pub struct UpdateInfo {
     pub version: u64,
 }
 
+/// A journal damaged before its end, as `Backend::journal_damage` finds it and
+/// `Backend::salvage_journal` settles it. A damaged record cannot be read, so nothing after it
+/// can be applied safely: a later record may depend on what the lost one said.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JournalDamage {
+    /// The file and line of the first damaged record.
+    pub location: String,
+    /// What is wrong with that line.
+    pub reason: String,
+    /// The intact records before the damage, which salvaging applies to the last checkpoint.
+    pub kept_records: usize,
+    /// The URNs of the operations those records began and did not finish: pending operations
+    /// once salvaged, settled by `cairn refresh --clear-pending` as after any crash.
+    pub pending: Vec<String>,
+    /// Lines from the damaged one to the end of the journal.
+    pub damaged_lines: usize,
+    /// The URNs that the readable records in the damaged part name: what it may have recorded.
+    pub damaged_urns: Vec<String>,
+    /// Where salvaging moved the damaged journal (`None` before it did).
+    pub moved_to: Option<String>,
+}
+
 /// A state backend. Implementations: `file://` (cairn-backend-file), later `postgres://`.
 #[async_trait]
 pub trait Backend: Send + Sync {
@@ -315,6 +337,27 @@ pub trait Backend: Send + Sync {
         new_name: &str,
         lock: &dyn StackLock,
     ) -> BackendResult<()>;
+
+    /// The damage in the journal of the stack's interrupted update when it is damaged before
+    /// its end (every load fails then); `None` when it is not. Backends that keep no journal
+    /// file have none.
+    async fn journal_damage(&self, stack: &StackRef) -> BackendResult<Option<JournalDamage>> {
+        let _ = stack;
+        Ok(None)
+    }
+
+    /// Salvages a journal damaged before its end, under `lock` (`LockLost` when it is not the
+    /// stack's lock): the intact records before the damage are applied to the last checkpoint,
+    /// operations they began and did not finish becoming pending operations, and the journal
+    /// is moved aside, never deleted. `None` when there was no damage.
+    async fn salvage_journal(
+        &self,
+        stack: &StackRef,
+        lock: &dyn StackLock,
+    ) -> BackendResult<Option<JournalDamage>> {
+        let _ = (stack, lock);
+        Ok(None)
+    }
 
     /// The stack's tags (seed 000's `GetStackTags`), without the automatic ones.
     async fn stack_tags(&self, stack: &StackRef) -> BackendResult<BTreeMap<String, String>>;

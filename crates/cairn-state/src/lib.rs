@@ -15,8 +15,8 @@ pub mod persister;
 pub mod stack_ref;
 
 pub use backend::{
-    Backend, BackendError, LockOwner, LogEntry, StackLock, StackSummary, UpdateInfo, UpdateKind,
-    UpdateMetadata, UpdateResult, UpdateWriter, validate_tag,
+    Backend, BackendError, JournalDamage, LockOwner, LogEntry, StackLock, StackSummary, UpdateInfo,
+    UpdateKind, UpdateMetadata, UpdateResult, UpdateWriter, validate_tag,
 };
 pub use deployment::{Deployment, UntypedDeployment};
 pub use journal::JournalRecord;

@@ -1,5 +1,6 @@
 //! `cairn state delete|unprotect|repair`: direct edits of a stack's state, under the stack's
-//! lock, each shown and confirmed before anything is written.
+//! lock, each shown and confirmed before anything is written. `repair` also salvages the journal
+//! of an interrupted update that is damaged before its end.
 
 use std::collections::HashSet;
 
@@ -200,9 +201,67 @@ fn plan_repair(snapshot: &Snapshot) -> (Vec<String>, Snapshot) {
     (changes, repaired)
 }
 
+/// Salvages the journal of an interrupted update when it is damaged before its end (which stops
+/// every other command): what the backend keeps and sets aside is shown and confirmed first.
+async fn salvage_journal(
+    context: &StackContext,
+    lock: &dyn cairn_state::StackLock,
+    yes: bool,
+) -> anyhow::Result<()> {
+    let Some(damage) = context.backend.journal_damage(&context.stack).await? else {
+        return Ok(());
+    };
+    output::line(&format!(
+        "The journal of an interrupted update of stack '{}' is damaged at {} ({}). Repairing the state will:",
+        context.stack.name, damage.location, damage.reason
+    ));
+    output::line(&format!(
+        "  - keep the {} intact records before the damage, applied to the last checkpoint",
+        damage.kept_records
+    ));
+    if !damage.pending.is_empty() {
+        output::line(&format!(
+            "  - keep the {} operations they began and did not finish as pending operations (`{}`)",
+            damage.pending.len(),
+            damage.pending.join("`, `")
+        ));
+    }
+    output::line(&format!(
+        "  - move the journal aside, with its {} damaged lines (nothing is deleted)",
+        damage.damaged_lines
+    ));
+    confirm_edit(yes, "Salvage the journal?")?;
+    let Some(salvaged) = context
+        .backend
+        .salvage_journal(&context.stack, lock)
+        .await?
+    else {
+        return Ok(());
+    };
+    output::line(&format!(
+        "Kept {} records of the journal; the damaged journal is now `{}`.",
+        salvaged.kept_records,
+        salvaged.moved_to.as_deref().unwrap_or("(not moved)")
+    ));
+    if !salvaged.damaged_urns.is_empty() {
+        output::warning(&format!(
+            "the damaged part of the journal names `{}`: what it recorded of them is not in the state; run `cairn refresh`, and `cairn import` those that exist but are missing from the state",
+            salvaged.damaged_urns.join("`, `")
+        ));
+    }
+    if !salvaged.pending.is_empty() {
+        output::line(&format!(
+            "Settle the pending operations with `{}`.",
+            context.clear_pending_command
+        ));
+    }
+    Ok(())
+}
+
 async fn repair(workspace: &Workspace, yes: bool) -> anyhow::Result<()> {
     let context = commands::open_stack(workspace).await?;
-    let _lock = commands::lock_stack(&context).await?;
+    let lock = commands::lock_stack(&context).await?;
+    salvage_journal(&context, lock.as_ref(), yes).await?;
     let snapshot = commands::load_snapshot(&context).await?;
     let (changes, repaired) = plan_repair(&snapshot);
     if changes.is_empty() {

@@ -57,15 +57,12 @@ fn cancel_frees_a_stack_whose_update_was_killed() {
         .spawn()
         .unwrap();
     let lock = context.home().join(".pulumi/locks/locked/dev.json");
-    // Killed mid-step: once the journal records the resource's create, it is in flight.
+    // Killed mid-update: once its journal has the start of `slow`, which the checks below
+    // expect pending (the update's history record comes earlier, before any step began).
     let journal = context.home().join(".pulumi/stacks/locked/dev.journal");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let has_begun =
-        || std::fs::read_to_string(&journal).is_ok_and(|text| text.contains("fake:index:Resource"));
-    while !has_begun() {
-        assert!(Instant::now() < deadline, "the update never began");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the update beginning `slow`", || {
+        std::fs::read_to_string(&journal).is_ok_and(|text| text.contains("::slow"))
+    });
     assert!(lock.exists());
     first.kill().unwrap();
     first.wait().unwrap();

@@ -102,3 +102,86 @@ fn repair_orders_resources_and_drops_dangling_references() {
     let again = context.cairn(&["state", "repair", "--yes"]).success();
     assert!(again.stdout.contains("needs no repair"), "{}", again.stdout);
 }
+
+const CHAIN_THEN_SLOW: &str = "name: salvage\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n  b:\n    type: fake:Resource\n    options:\n      dependsOn: [\"${a}\"]\n  slow:\n    type: fake:Resource\n    properties:\n      latencyMs: 60000\n    options:\n      dependsOn: [\"${b}\"]\n";
+
+#[test]
+fn repair_salvages_a_journal_damaged_in_the_middle() {
+    let context = TestContext::with_program(CHAIN_THEN_SLOW);
+    let journal = context.home().join(".pulumi/stacks/salvage/dev.journal");
+    let mut up = context.spawn(&["up", "--yes", "--skip-preview"]);
+    crate::support::wait_until("the update beginning `slow`", || {
+        std::fs::read_to_string(&journal).is_ok_and(|text| text.contains("::slow"))
+    });
+    up.kill().unwrap();
+    up.wait().unwrap();
+    context.cairn(&["cancel", "--yes"]).success();
+
+    // A garbage line in the middle: the records before it are intact, `slow`'s begin is after.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let slow = lines
+        .iter()
+        .position(|line| line.contains("::slow"))
+        .unwrap();
+    assert!(slow + 1 == lines.len(), "`slow` began last:\n{text}");
+    lines.insert(slow, "not a journal record");
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+
+    // Every ordinary command stops, failing (exit 1), and names the repair.
+    for args in [vec!["up", "--yes"], vec!["stack", "export"]] {
+        let refused = context.cairn(&args).expect_code(1);
+        assert!(
+            refused.stderr.contains("dev.journal:")
+                && refused.stderr.contains("cairn state repair"),
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
+    // Not run in a terminal, `repair` changes nothing without `--yes`.
+    context.cairn(&["state", "repair"]).expect_code(2);
+    assert!(journal.exists());
+
+    let repaired = context.cairn(&["state", "repair", "--yes"]).success();
+    assert!(
+        repaired.stdout.contains("Kept") && repaired.stdout.contains("dev.journal.damaged-"),
+        "{}",
+        repaired.stdout
+    );
+    // What the damaged part named is left for the user to check.
+    assert!(repaired.stderr.contains("::slow"), "{}", repaired.stderr);
+    let aside: Vec<_> = std::fs::read_dir(journal.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("dev.journal.damaged-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert!(
+        std::fs::read_to_string(aside[0].path())
+            .unwrap()
+            .contains("not a journal record")
+    );
+    assert!(!journal.exists());
+
+    // The intact records are the state, and the stack works again.
+    assert_eq!(context.resource_names(), ["a", "b"]);
+    assert!(
+        context.export()["deployment"]
+            .get("pending_operations")
+            .is_none_or(|pending| pending.as_array().is_none_or(Vec::is_empty)),
+        "nothing was left unfinished before the damage"
+    );
+    context.write_program(&CHAIN_THEN_SLOW.replace("      latencyMs: 60000\n", "      n: 1\n"));
+    let up = context.cairn(&["up", "--yes"]).success();
+    assert!(
+        up.stdout.contains("1 created") || up.stdout.contains("+ 1"),
+        "{}",
+        up.stdout
+    );
+    assert_eq!(context.resource_names(), ["a", "b", "slow"]);
+}
