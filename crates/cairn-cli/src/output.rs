@@ -15,7 +15,7 @@ pub fn line(text: &str) {
 /// On a terminal, control characters other than newline and tab are shown escaped (`\u{1b}`):
 /// what a command or a plugin printed must not move the cursor, retitle the window or fake a
 /// prompt. Piped output stays byte for byte what it was.
-fn for_terminal(text: &str, is_terminal: bool) -> std::borrow::Cow<'_, str> {
+pub fn for_terminal(text: &str, is_terminal: bool) -> std::borrow::Cow<'_, str> {
     let is_unsafe = |c: char| c.is_control() && c != '\n' && c != '\t';
     if !is_terminal || !text.chars().any(is_unsafe) {
         return std::borrow::Cow::Borrowed(text);

@@ -228,6 +228,7 @@ async fn run_engine(
     kind: UpdateKind,
     message: Option<String>,
     display: &Display,
+    total_hint: Option<usize>,
 ) -> anyhow::Result<DeployOutcome> {
     let persister = if options.dry_run {
         None
@@ -248,12 +249,18 @@ async fn run_engine(
     };
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     let show_progress = !options.dry_run && !display.json;
+    // On a terminal progress is a live view redrawn in place; elsewhere one line per event.
+    let mut live = (show_progress
+        && crate::progress::is_live(display.json, workspace.global.non_interactive))
+    .then(|| crate::progress::ProgressView::on_terminal(total_hint));
     let keeps_logs = !options.dry_run;
     let pending_logs: Arc<std::sync::Mutex<Vec<LogEntry>>> = Arc::default();
     let collected = pending_logs.clone();
     let progress = tokio::spawn(async move {
         while let Some(event) = receiver.recv().await {
-            if show_progress {
+            if let Some(view) = live.as_mut() {
+                view.on_event(&event);
+            } else if show_progress {
                 render_progress(&event);
             }
             if keeps_logs
@@ -262,6 +269,9 @@ async fn run_engine(
             {
                 logs.push(entry);
             }
+        }
+        if let Some(view) = live {
+            view.finish();
         }
     });
     // Log lines reach the backend while the update runs, so `cairn logs --follow` sees them.
@@ -650,6 +660,7 @@ async fn preview_then_apply(
         Arc::make_mut(program).resources.push(extra);
     }
     let stack = prepared.context.stack.name.clone();
+    let mut total_hint = None;
     if flow.preview_only || !flow.skip_preview {
         // In `--json` mode a preview that leads to an update prints nothing of its own (one
         // JSON document per command), unless it fails.
@@ -670,8 +681,10 @@ async fn preview_then_apply(
             UpdateKind::Preview,
             None,
             display,
+            None,
         )
         .await?;
+        total_hint = Some(crate::progress::total_of(&preview));
         if is_shown || preview.has_failed() {
             render_outcome(&preview, true, display, started, None);
         }
@@ -703,6 +716,7 @@ async fn preview_then_apply(
         command.kind,
         flow.message,
         display,
+        total_hint,
     )
     .await?;
     let bytes = prepared.context.backend.bytes_written();

@@ -120,7 +120,21 @@ fn is_hidden(step: &StepRecord) -> bool {
     cairn_engine::is_default_provider(&step.urn)
 }
 
-/// Whether the operation changes nothing (for "no changes" messages).
+/// The `-ing` form of an operation, for a step in flight (`creating`).
+pub fn progressive(op: StepOp) -> &'static str {
+    match op {
+        StepOp::Create => "creating",
+        StepOp::Update => "updating",
+        StepOp::Replace => "replacing",
+        StepOp::Delete => "deleting",
+        StepOp::Read => "reading",
+        StepOp::Import => "importing",
+        StepOp::Refresh => "refreshing",
+        StepOp::Same => "",
+    }
+}
+
+/// Where an operation goes in the summary line.
 fn order_of(op: StepOp) -> usize {
     match op {
         StepOp::Create => 0,
@@ -303,7 +317,8 @@ pub fn tree(outcome: &DeployOutcome, is_preview: bool, show_sames: bool) -> Vec<
         .collect()
 }
 
-fn format_duration(duration: Duration) -> String {
+/// A step's duration as the tree shows it: `0.42s` under a second, `12s` above.
+pub fn format_duration(duration: Duration) -> String {
     let seconds = duration.as_secs_f64();
     if seconds < 1.0 {
         format!("{seconds:.2}s")
