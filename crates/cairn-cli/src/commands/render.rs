@@ -363,8 +363,9 @@ pub fn diff_lines(outcome: &DeployOutcome, show_secrets: bool) -> Vec<String> {
             }
             _ => {
                 for key in &step.changed_keys {
+                    // A space after `+-` as after `~`, so the key does not run into the marker.
                     let marker = if step.replace_keys.contains(key) {
-                        "+-"
+                        "+- "
                     } else {
                         "~ "
                     };

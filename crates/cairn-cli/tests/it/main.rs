@@ -22,6 +22,7 @@ mod postgres;
 mod programs;
 mod providers;
 mod pulumi_import;
+mod rendered;
 mod secrets;
 mod signals;
 mod stack_admin;
