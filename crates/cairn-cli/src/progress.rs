@@ -374,6 +374,7 @@ impl ProgressView {
         counter.set_message(view.state.counter_text());
         // The counter's own tick keeps the elapsed time moving while nothing is in flight.
         counter.enable_steady_tick(TICK);
+        output::set_live_view(Some(multi.clone()));
         view.live = Some(Live {
             multi,
             counter,
@@ -398,9 +399,9 @@ impl ProgressView {
                 line: Some(line), ..
             }
             | Change::Message(line) => {
-                // Printed while the live rows are lifted, through the one writer that escapes
-                // control characters for a terminal.
-                live.multi.suspend(|| output::progress(line));
+                // Through the one writer that escapes control characters for a terminal; it
+                // lifts the live rows while it writes.
+                output::progress(line);
             }
             Change::Nothing | Change::Started(_) | Change::Finished { line: None, .. } => {}
         }
@@ -410,6 +411,7 @@ impl ProgressView {
     /// and the summary follows it.
     pub fn finish(self) -> ProgressState {
         if let Some(live) = self.live {
+            output::set_live_view(None);
             for bar in live.bars.values() {
                 bar.finish_and_clear();
             }
