@@ -237,6 +237,19 @@ impl ProgressState {
         )
     }
 
+    /// A preview's live row: the step planned (`create`), as its plan column says; nothing is
+    /// being created.
+    pub fn planned_row_text(&self, index: usize) -> String {
+        let row = &self.rows[index];
+        format!(
+            "{:<2} {} {} {}",
+            row.op.symbol(),
+            render::display_type(&row.type_),
+            row.name,
+            row.op.verb()
+        )
+    }
+
     /// `37 of 120 done, 4 in progress, 1 failed`.
     pub fn counter_text(&self) -> String {
         let counters = self.counters();
@@ -342,6 +355,9 @@ struct Live {
     counter: ProgressBar,
     /// Row index to its bar.
     bars: HashMap<usize, ProgressBar>,
+    /// Whether finished steps, warnings and log lines are printed above the rows. A preview's
+    /// view leaves nothing behind, as a preview prints no progress.
+    prints: bool,
 }
 
 /// A consumer of `EngineEvent`s that keeps a `ProgressState` and, on a terminal, draws it.
@@ -359,8 +375,9 @@ impl ProgressView {
         }
     }
 
-    /// A view drawn on stderr.
-    pub fn on_terminal(total_hint: Option<usize>) -> ProgressView {
+    /// A view drawn on stderr; `prints`: whether it prints finished steps, warnings and log
+    /// lines above its rows (an update) or only shows the rows while it lasts (a preview).
+    pub fn on_terminal(total_hint: Option<usize>, prints: bool) -> ProgressView {
         let mut view = ProgressView::new(total_hint);
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let started = view.state.started;
@@ -379,6 +396,7 @@ impl ProgressView {
             multi,
             counter,
             bars: HashMap::new(),
+            prints,
         });
         view
     }
@@ -398,12 +416,14 @@ impl ProgressView {
             Change::Finished {
                 line: Some(line), ..
             }
-            | Change::Message(line) => {
+            | Change::Message(line)
+                if live.prints =>
+            {
                 // Through the one writer that escapes control characters for a terminal; it
                 // lifts the live rows while it writes.
                 output::progress(line);
             }
-            Change::Nothing | Change::Started(_) | Change::Finished { line: None, .. } => {}
+            _ => {}
         }
     }
 
@@ -449,7 +469,12 @@ impl Live {
             let bar = self
                 .multi
                 .insert_before(&self.counter, ProgressBar::new_spinner().with_style(style));
-            bar.set_message(output::for_terminal(&state.row_text(*index), true).into_owned());
+            let text = if self.prints {
+                state.row_text(*index)
+            } else {
+                state.planned_row_text(*index)
+            };
+            bar.set_message(output::for_terminal(&text, true).into_owned());
             bar.enable_steady_tick(TICK);
             self.bars.insert(*index, bar);
         }
@@ -642,6 +667,18 @@ mod tests {
             state.printed(),
             ["   +  command:local:Command a created (2s)"]
         );
+    }
+
+    #[test]
+    fn a_preview_row_says_what_is_planned_and_an_update_row_what_is_happening() {
+        let t0 = Instant::now();
+        let mut state = ProgressState::new(None, t0);
+        state.apply(&started(StepOp::Replace, COMMAND, "a"), t0);
+        assert_eq!(
+            state.planned_row_text(0),
+            "+- command:local:Command a replace"
+        );
+        assert_eq!(state.row_text(0), "+- command:local:Command a replacing");
     }
 
     #[test]

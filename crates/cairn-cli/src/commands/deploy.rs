@@ -249,10 +249,10 @@ async fn run_engine(
     };
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     let show_progress = !options.dry_run && !display.json;
-    // On a terminal progress is a live view redrawn in place; elsewhere one line per event.
-    let mut live = (show_progress
-        && crate::progress::is_live(display.json, workspace.global.non_interactive))
-    .then(|| crate::progress::ProgressView::on_terminal(total_hint));
+    // On a terminal progress is a live view redrawn in place (a preview's leaves nothing
+    // behind); elsewhere one line per event, and none for a preview.
+    let mut live = crate::progress::is_live(display.json, workspace.global.non_interactive)
+        .then(|| crate::progress::ProgressView::on_terminal(total_hint, show_progress));
     let keeps_logs = !options.dry_run;
     let pending_logs: Arc<std::sync::Mutex<Vec<LogEntry>>> = Arc::default();
     let collected = pending_logs.clone();
