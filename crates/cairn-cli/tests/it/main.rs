@@ -16,6 +16,7 @@ mod history;
 mod import;
 mod lifecycle;
 mod limits;
+mod live;
 mod locks;
 mod plugins;
 mod postgres;
