@@ -2,8 +2,9 @@
 //! resource in flight has a row redrawn in place with a spinner and its elapsed time
 //! (`creating (1m12s)`), a counter line sits under them (`37 of 120 done, 4 in progress`), and
 //! every finished step, warning and provider log line is printed above the live rows, where it
-//! stays. Off a terminal, with `--json` or `--non-interactive`, the deploy command prints one
-//! line per event instead.
+//! stays. A preview shows the rows and the counter while it runs and leaves nothing behind.
+//! Off a terminal, with `--json` or `--non-interactive`, the deploy command prints one line per
+//! event instead.
 //!
 //! `ProgressState` is the whole view as data (rows, counters, the lines printed above, the
 //! text of a frame) and needs no terminal, so it is tested by feeding it events.
@@ -20,7 +21,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::commands::render;
 use crate::output;
 
-/// The spinner's frames. The first is the one a frame rendered as text shows.
+/// The spinner's frames; the last (blank) is indicatif's finished state. The first is the one a
+/// frame rendered as text shows.
 const SPINNER: &[&str] = &["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏", " "];
 
 /// At most this many rows in flight are drawn; the counter line still counts the others. A
@@ -69,12 +71,12 @@ pub enum Change {
     Nothing,
     /// Row `index` started (or started again: a replaced resource's old copy is deleted later).
     Started(usize),
-    /// Row `index` finished or failed; `line`, if any, was printed above the live rows.
+    /// Row `index` finished or failed; `line`, if any, goes above the live rows.
     Finished {
         index: usize,
         line: Option<String>,
     },
-    /// A warning or a provider log line was printed above the live rows.
+    /// A warning or a provider log line, which goes above the live rows.
     Message(String),
 }
 
