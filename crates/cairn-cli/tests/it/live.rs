@@ -6,15 +6,24 @@ use crate::support::TestContext;
 const PROGRAM: &str = r#"
 name: live
 runtime: yaml
+config:
+  apiKey:
+    type: string
+    secret: true
+    default: hunter2
 resources:
   slow:
     type: command:local:Command
     properties:
       create: sleep 1; echo slow
+      environment:
+        API_KEY: ${apiKey}
   quick:
     type: fake:Resource
     properties:
       size: 1
+outputs:
+  key: ${apiKey}
 "#;
 
 /// What `indicatif` writes to move up and clear a row it redraws.
@@ -42,6 +51,11 @@ fn an_update_at_a_terminal_draws_rows_in_flight_and_a_counter() {
         "the finished step's line does not stay:\n{screen}"
     );
     assert!(screen.contains("Resources: 3 created"), "{screen}");
+    assert!(screen.contains("key: [secret]"), "{screen}");
+    assert!(
+        !screen.contains("hunter2"),
+        "a secret reached the screen:\n{screen}"
+    );
 }
 
 #[test]
