@@ -360,6 +360,53 @@ struct Live {
     /// Whether finished steps, warnings and log lines are printed above the rows. A preview's
     /// view leaves nothing behind, as a preview prints no progress.
     prints: bool,
+    /// Restores the terminal's echo when the view ends (dropped with it).
+    _echo: QuietControlEcho,
+}
+
+/// While the live view is drawn the terminal does not echo control characters as `^C`:
+/// indicatif leaves the cursor at the right edge of its last row, so the two characters of a
+/// Ctrl-C's echo would wrap onto a new line, and the next redraw would start one line low and
+/// leave a stale frame on the screen. Ctrl-C still interrupts; only its echo is quiet. The
+/// setting is put back when the view ends, and if the process is killed first, a terminal
+/// without `echoctl` is the only trace.
+struct QuietControlEcho {
+    #[cfg(unix)]
+    saved: Option<rustix::termios::Termios>,
+}
+
+impl QuietControlEcho {
+    fn new() -> QuietControlEcho {
+        #[cfg(unix)]
+        {
+            use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+            let stderr = std::io::stderr();
+            let Ok(saved) = tcgetattr(&stderr) else {
+                return QuietControlEcho { saved: None };
+            };
+            let mut quiet = saved.clone();
+            quiet.local_modes.remove(LocalModes::ECHOCTL);
+            let is_set = tcsetattr(&stderr, OptionalActions::Now, &quiet).is_ok();
+            QuietControlEcho {
+                saved: is_set.then_some(saved),
+            }
+        }
+        #[cfg(not(unix))]
+        QuietControlEcho {}
+    }
+}
+
+impl Drop for QuietControlEcho {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(saved) = &self.saved {
+            let _ = rustix::termios::tcsetattr(
+                std::io::stderr(),
+                rustix::termios::OptionalActions::Now,
+                saved,
+            );
+        }
+    }
 }
 
 /// A consumer of `EngineEvent`s that keeps a `ProgressState` and, on a terminal, draws it.
@@ -399,6 +446,7 @@ impl ProgressView {
             counter,
             bars: HashMap::new(),
             prints,
+            _echo: QuietControlEcho::new(),
         });
         view
     }
