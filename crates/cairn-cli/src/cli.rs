@@ -40,6 +40,10 @@ pub struct GlobalArgs {
     /// Show secret values in plaintext
     #[arg(long, global = true)]
     pub show_secrets: bool,
+
+    /// Never prompt and never draw live progress: one line per event, as off a terminal
+    #[arg(long, global = true)]
+    pub non_interactive: bool,
 }
 
 #[derive(Debug, Subcommand)]

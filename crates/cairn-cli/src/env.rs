@@ -20,6 +20,8 @@ pub const PGSSLROOTCERT: &str = "PGSSLROOTCERT";
 /// Pulumi's names for the same settings, accepted so existing setups keep working.
 pub const PULUMI_CONFIG_PASSPHRASE: &str = "PULUMI_CONFIG_PASSPHRASE";
 pub const PULUMI_CONFIG_PASSPHRASE_FILE: &str = "PULUMI_CONFIG_PASSPHRASE_FILE";
+/// The terminal's type: `dumb` cannot move the cursor, so progress stays one line per event.
+pub const TERM: &str = "TERM";
 
 pub fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())

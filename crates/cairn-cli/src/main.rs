@@ -8,6 +8,7 @@ mod commands;
 mod env;
 mod git;
 mod output;
+mod progress;
 mod stack_config;
 mod workspace;
 

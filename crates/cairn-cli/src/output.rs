@@ -4,18 +4,42 @@
 
 use std::io::Write;
 
+/// The live progress view being drawn, if any. Every line written meanwhile (a warning, the
+/// Ctrl-C notice, from whichever task) goes through it, above its rows: written behind its back
+/// a line would be overdrawn by the next frame, or leave a stale frame on the screen.
+static LIVE_VIEW: std::sync::Mutex<Option<indicatif::MultiProgress>> = std::sync::Mutex::new(None);
+
+/// Sets (or, with `None`, ends) the live view that output goes around.
+pub fn set_live_view(view: Option<indicatif::MultiProgress>) {
+    if let Ok(mut live) = LIVE_VIEW.lock() {
+        *live = view;
+    }
+}
+
+/// Runs `write` with the live view's rows lifted, or at once when there is none.
+fn around_live_view(write: impl FnOnce()) {
+    // Cloned out, so the lock is not held while the view redraws.
+    let view = LIVE_VIEW.lock().ok().and_then(|live| live.clone());
+    match view {
+        Some(view) => view.suspend(write),
+        None => write(),
+    }
+}
+
 /// Prints one line of results on stdout.
 pub fn line(text: &str) {
-    let mut stdout = std::io::stdout().lock();
-    let text = for_terminal(text, std::io::IsTerminal::is_terminal(&stdout));
-    // A closed pipe (`cairn stack ls | head -1`) is not an error worth reporting.
-    let _ = writeln!(stdout, "{text}");
+    around_live_view(|| {
+        let mut stdout = std::io::stdout().lock();
+        let text = for_terminal(text, std::io::IsTerminal::is_terminal(&stdout));
+        // A closed pipe (`cairn stack ls | head -1`) is not an error worth reporting.
+        let _ = writeln!(stdout, "{text}");
+    });
 }
 
 /// On a terminal, control characters other than newline and tab are shown escaped (`\u{1b}`):
 /// what a command or a plugin printed must not move the cursor, retitle the window or fake a
 /// prompt. Piped output stays byte for byte what it was.
-fn for_terminal(text: &str, is_terminal: bool) -> std::borrow::Cow<'_, str> {
+pub fn for_terminal(text: &str, is_terminal: bool) -> std::borrow::Cow<'_, str> {
     let is_unsafe = |c: char| c.is_control() && c != '\n' && c != '\t';
     if !is_terminal || !text.chars().any(is_unsafe) {
         return std::borrow::Cow::Borrowed(text);
@@ -44,9 +68,11 @@ pub fn json_line(value: &serde_json::Value) {
 
 /// Prints a progress or informational line on stderr.
 pub fn progress(text: &str) {
-    let mut stderr = std::io::stderr().lock();
-    let text = for_terminal(text, std::io::IsTerminal::is_terminal(&stderr));
-    let _ = writeln!(stderr, "{text}");
+    around_live_view(|| {
+        let mut stderr = std::io::stderr().lock();
+        let text = for_terminal(text, std::io::IsTerminal::is_terminal(&stderr));
+        let _ = writeln!(stderr, "{text}");
+    });
 }
 
 pub fn warning(text: &str) {

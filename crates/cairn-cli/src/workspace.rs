@@ -265,7 +265,7 @@ pub fn passphrase() -> Result<String, String> {
             .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
             .map_err(|error| error.to_string());
     }
-    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+    if crate::commands::is_interactive() {
         // Read without echo, so the passphrase never shows on screen or in a recording.
         return rpassword::prompt_password("Enter your passphrase to unlock config/secrets: ")
             .map_err(|error| format!("reading the passphrase: {error}"));

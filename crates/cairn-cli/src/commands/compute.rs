@@ -16,7 +16,10 @@ use cairn_compute::{DestroyReason, InstanceSpec};
 use cairn_core::Value;
 
 use crate::cli::{GroupCommand, InstanceCommand};
-use crate::commands::{self, deploy, render, reporter::TerminalReporter};
+use crate::commands::{
+    self, deploy, render,
+    reporter::{Display, TerminalReporter},
+};
 use crate::output;
 use crate::workspace::Workspace;
 
@@ -149,12 +152,13 @@ async fn apply(
         preview_only: pretend,
         ..cairn_ops::RunRequest::new(cairn_ops::StackOperation::Update)
     };
-    let reporter = TerminalReporter {
+    let reporter = TerminalReporter::new(Display {
         json: groups.global.json,
         show_secrets: groups.global.show_secrets,
         yes: yes || pretend,
-        ..TerminalReporter::default()
-    };
+        non_interactive: groups.global.non_interactive,
+        ..Display::default()
+    });
     let program = Arc::new(program(groups, specs));
     deploy::run_operation(groups, request, reporter, Some(program)).await?;
     Ok(())

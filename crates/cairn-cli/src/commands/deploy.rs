@@ -8,7 +8,10 @@ use cairn_engine::Cancellation;
 use cairn_ops::{RunOutcome, RunRequest, StackOperation};
 
 use crate::cli::{DeployArgs, DestroyArgs, ImportArgs, RefreshArgs};
-use crate::commands::{self, render, reporter::TerminalReporter};
+use crate::commands::{
+    self, render,
+    reporter::{Display, TerminalReporter},
+};
 use crate::output;
 use crate::workspace::Workspace;
 
@@ -22,7 +25,7 @@ pub async fn run_operation(
     program: Option<Arc<cairn_program::Program>>,
 ) -> anyhow::Result<RunOutcome> {
     if !request.preview_only {
-        require_approval(reporter.yes, request.operation.noun())?;
+        require_approval(reporter.approves(), request.operation.noun())?;
     }
     let (registry, plugins) = commands::plugins::start(workspace).await?;
     let result = async {
@@ -117,13 +120,14 @@ fn require_approval(yes: bool, what: &str) -> anyhow::Result<()> {
 }
 
 fn reporter(workspace: &Workspace, yes: bool, show_sames: bool, diff: bool) -> TerminalReporter {
-    TerminalReporter {
+    TerminalReporter::new(Display {
         json: workspace.global.json,
         show_secrets: workspace.global.show_secrets,
         show_sames,
         diff,
         yes,
-    }
+        non_interactive: workspace.global.non_interactive,
+    })
 }
 
 fn deploy_request(args: &DeployArgs, preview_only: bool) -> anyhow::Result<RunRequest> {

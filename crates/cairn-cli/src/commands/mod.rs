@@ -9,7 +9,7 @@ mod login;
 mod logs;
 mod new;
 pub mod plugins;
-mod render;
+pub mod render;
 mod reporter;
 mod stack;
 mod state;
@@ -28,6 +28,10 @@ use crate::stack_config::{ConfigEntry, StackConfigFile};
 use crate::workspace::Workspace;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    NON_INTERACTIVE.store(
+        cli.global.non_interactive,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let workspace = Workspace::new(cli.global)?;
     run_command(&workspace, cli.command).await
 }
@@ -64,7 +68,7 @@ pub fn load_program(
         &workspace.project_dir,
         registry,
         &stack_config_keys(workspace),
-        &reporter::TerminalReporter::default(),
+        &reporter::TerminalReporter::new(reporter::Display::default()),
     )?)
 }
 
@@ -275,9 +279,15 @@ pub fn map_to_json(map: &PropertyMap, show_secrets: bool) -> serde_json::Value {
     )
 }
 
-/// Whether stdin is an interactive terminal (confirmation prompts need one).
+/// `--non-interactive`, set once at start. Global because prompts are asked from deep inside
+/// commands (the passphrase, from the crypter) that have no workspace at hand.
+static NON_INTERACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether someone can answer a prompt: stdin is a terminal and `--non-interactive` was not
+/// given.
 pub fn is_interactive() -> bool {
-    std::io::IsTerminal::is_terminal(&std::io::stdin())
+    !NON_INTERACTIVE.load(std::sync::atomic::Ordering::Relaxed)
+        && std::io::IsTerminal::is_terminal(&std::io::stdin())
 }
 
 /// Asks a yes/no question on the terminal.

@@ -120,7 +120,7 @@ fn is_hidden(step: &StepRecord) -> bool {
     cairn_engine::is_default_provider(&step.urn)
 }
 
-/// Whether the operation changes nothing (for "no changes" messages).
+/// Where an operation goes in the summary line.
 fn order_of(op: StepOp) -> usize {
     match op {
         StepOp::Create => 0,
@@ -303,7 +303,8 @@ pub fn tree(outcome: &DeployOutcome, is_preview: bool, show_sames: bool) -> Vec<
         .collect()
 }
 
-fn format_duration(duration: Duration) -> String {
+/// A step's duration as the tree shows it: `0.42s` under a second, `12s` above.
+pub fn format_duration(duration: Duration) -> String {
     let seconds = duration.as_secs_f64();
     if seconds < 1.0 {
         format!("{seconds:.2}s")
@@ -348,8 +349,9 @@ pub fn diff_lines(outcome: &DeployOutcome, show_secrets: bool) -> Vec<String> {
             }
             _ => {
                 for key in &step.changed_keys {
+                    // A space after `+-` as after `~`, so the key does not run into the marker.
                     let marker = if step.replace_keys.contains(key) {
-                        "+-"
+                        "+- "
                     } else {
                         "~ "
                     };

@@ -1,22 +1,58 @@
 //! The terminal's `Reporter`: how an operation's phases, events and outcomes are shown, as
 //! Pulumi shows them (or as one JSON document with `--json`).
 
+use std::sync::{Mutex, MutexGuard};
+
 use cairn_engine::{DeployOutcome, EngineEvent};
 use cairn_ops::{Phase, PhaseStats, Reporter, StackOperation};
 use cairn_program::Diagnostic;
 
 use crate::commands::{self, render};
 use crate::output;
+use crate::progress::ProgressView;
+
+/// A poisoned lock only means another thread panicked while drawing; the data is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// How a run is shown.
 #[derive(Clone, Debug, Default)]
-pub struct TerminalReporter {
+pub struct Display {
     pub json: bool,
     pub show_secrets: bool,
     pub show_sames: bool,
     pub diff: bool,
     /// `--yes`: approve without asking.
     pub yes: bool,
+    /// `--non-interactive`: no live view, one line per event.
+    pub non_interactive: bool,
+}
+
+/// The terminal's reporter: renders as `Display` says, with a live view on a terminal.
+pub struct TerminalReporter {
+    display: Display,
+    /// The live view of the phase in progress, on a terminal.
+    live: Mutex<Option<ProgressView>>,
+    /// How many resources the real run will touch, from its preview: the live counter's total.
+    total_hint: Mutex<Option<usize>>,
+}
+
+impl TerminalReporter {
+    pub fn new(display: Display) -> TerminalReporter {
+        TerminalReporter {
+            display,
+            live: Mutex::default(),
+            total_hint: Mutex::default(),
+        }
+    }
+
+    /// Whether approval is given up front (`--yes`).
+    pub fn approves(&self) -> bool {
+        self.display.yes
+    }
 }
 
 impl Reporter for TerminalReporter {
@@ -33,7 +69,7 @@ impl Reporter for TerminalReporter {
     fn phase_started(&self, operation: StackOperation, phase: Phase, stack: &str) {
         // With `--json`, one document per command: a preview that leads to an update prints
         // nothing of its own (unless it fails).
-        if self.json {
+        if self.display.json {
             return;
         }
         match phase {
@@ -43,17 +79,35 @@ impl Reporter for TerminalReporter {
             Phase::Apply => output::line(&format!("{} ({stack}):", operation.doing())),
         }
         output::line("");
+        // On a terminal progress is a live view redrawn in place (a preview's leaves nothing
+        // behind); elsewhere one line per event, and none for a preview.
+        if crate::progress::is_live(self.display.json, self.display.non_interactive) {
+            let total_hint = *lock(&self.total_hint);
+            let view = ProgressView::on_terminal(total_hint, !phase.is_preview());
+            *lock(&self.live) = Some(view);
+        }
     }
 
     fn event(&self, phase: Phase, event: &EngineEvent) {
-        if !phase.is_preview() && !self.json {
+        if let Some(view) = lock(&self.live).as_mut() {
+            view.on_event(event);
+        } else if !phase.is_preview() && !self.display.json {
             render_progress(event);
         }
     }
 
     fn phase_finished(&self, phase: Phase, outcome: &DeployOutcome, stats: &PhaseStats) {
+        // The live rows leave the screen before the summary is printed.
+        if let Some(view) = lock(&self.live).take() {
+            view.finish();
+        }
+        if phase.is_preview() {
+            *lock(&self.total_hint) = Some(crate::progress::total_of(outcome));
+        }
         let is_shown = match phase {
-            Phase::Preview { then_apply } => !(then_apply && self.json) || outcome.has_failed(),
+            Phase::Preview { then_apply } => {
+                !(then_apply && self.display.json) || outcome.has_failed()
+            }
             Phase::Apply => true,
         };
         if is_shown {
@@ -63,8 +117,8 @@ impl Reporter for TerminalReporter {
 
     fn approve(&self, question: &str) -> Result<bool, String> {
         let approved =
-            self.yes || commands::confirm(question).map_err(|error| error.to_string())?;
-        if approved && !self.json {
+            self.display.yes || commands::confirm(question).map_err(|error| error.to_string())?;
+        if approved && !self.display.json {
             output::line("");
         }
         Ok(approved)
@@ -73,21 +127,21 @@ impl Reporter for TerminalReporter {
 
 impl TerminalReporter {
     fn render_outcome(&self, outcome: &DeployOutcome, is_preview: bool, stats: &PhaseStats) {
-        if self.json {
+        if self.display.json {
             output::json(&render::outcome_json(
                 outcome,
                 is_preview,
-                self.show_secrets,
+                self.display.show_secrets,
                 stats.bytes_written,
                 stats.elapsed,
             ));
             return;
         }
-        for row in &render::tree(outcome, is_preview, self.show_sames) {
+        for row in &render::tree(outcome, is_preview, self.display.show_sames) {
             output::line(row);
         }
-        if self.diff {
-            let diff = render::diff_lines(outcome, self.show_secrets);
+        if self.display.diff {
+            let diff = render::diff_lines(outcome, self.display.show_secrets);
             if !diff.is_empty() {
                 output::line("");
                 for row in diff {
@@ -121,7 +175,7 @@ impl TerminalReporter {
                 output::line(&format!(
                     "    {:<width$}: {}",
                     key,
-                    render::display_value(value, self.show_secrets),
+                    render::display_value(value, self.display.show_secrets),
                     width = width
                 ));
             }

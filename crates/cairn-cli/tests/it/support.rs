@@ -110,6 +110,31 @@ impl TestContext {
         Run::from(self.command(args).output().expect("running cairn"))
     }
 
+    /// Runs `cairn ARGS` on a pseudo-terminal (util-linux `script`), as a user at a terminal
+    /// would; stdout and stderr arrive merged, escape codes and all, in `stdout`.
+    pub fn cairn_in_terminal(&self, args: &[&str]) -> Run {
+        let command_line = std::iter::once(env!("CARGO_BIN_EXE_cairn"))
+            .chain(args.iter().copied())
+            .map(|word| format!("'{word}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let output = std::process::Command::new("script")
+            .args(["-qfec", &command_line, "/dev/null"])
+            .current_dir(self.project())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.root.path())
+            .env("USER", "tester")
+            .env("TERM", "xterm")
+            .env("CAIRN_HOME", self.home())
+            .env("CAIRN_CONFIG_PASSPHRASE", PASSPHRASE)
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running cairn under `script` (util-linux) for a pseudo-terminal");
+        Run::from(output)
+    }
+
     /// Runs `cairn ARGS` with extra environment variables.
     pub fn cairn_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Run {
         let mut command = self.command(args);
