@@ -2,116 +2,27 @@
 //! diff them, deciding its step and carrying it out with the intent recorded first.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cairn_core::resource::CustomTimeouts;
 use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, StepOp, Urn, Value};
 use cairn_program::{Program, ResourceDecl, ResourceValue};
-use cairn_provider::{CallContext, Provider, ProviderError};
+use cairn_provider::{CallContext, ProviderError};
 
-use crate::deploy::{Shared, reseal_outputs};
 use crate::events::{EngineEvent, StepRecord};
 use crate::plan::{Decision, apply_ignore_changes, decide};
-use crate::providers::{ProviderStep, explicit_provider_key, provider_package, step_provider};
+use crate::provider_calls::{
+    STACK_REFERENCE_TYPE, TypeProvider, call_provider, create_with_provider, delete_with_provider,
+    is_provider_type, parse_timeout, provider_for,
+};
+use crate::provider_instances::reference_of;
+use crate::providers::{
+    ProviderStep, UNKNOWN_ID, explicit_provider_key, provider_package, step_provider,
+};
+use crate::run_state::RunState;
+use crate::secrets::{reseal_outputs, reveal_map};
 
-/// Pulumi's marker for a value that is not known yet, used as the ID of resources a preview
-/// would create.
-pub(crate) const UNKNOWN_ID: &str = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
-
-pub(crate) const STACK_REFERENCE_TYPE: &str = "pulumi:pulumi:StackReference";
-
-pub(crate) fn is_provider_type(type_token: &str) -> bool {
-    type_token.starts_with("pulumi:providers:") || type_token.starts_with("cairn:providers:")
-}
-
-/// Whether a resource's lifecycle goes through a provider: not a component, a provider
-/// resource or a stack reference.
-pub(crate) fn is_provider_managed(resource: &ResourceState) -> bool {
-    resource.custom && !is_provider_type(&resource.type_) && resource.type_ != STACK_REFERENCE_TYPE
-}
-
-/// A resource type's provider, its canonical token and the outputs its schema marks secret.
-pub(crate) struct TypeProvider {
-    pub provider: Arc<dyn Provider>,
-    pub type_token: String,
-    secret_outputs: Vec<String>,
-}
-
-impl TypeProvider {
-    pub fn is_secret_output(&self, key: &str) -> bool {
-        self.secret_outputs.iter().any(|name| name == key)
-    }
-
-    fn has_secret_outputs(&self) -> bool {
-        !self.secret_outputs.is_empty()
-    }
-
-    /// Also treats `names` as secret outputs: a resource's `additionalSecretOutputs`.
-    fn with_secret_outputs(mut self, names: &[String]) -> TypeProvider {
-        self.secret_outputs.extend(names.iter().cloned());
-        self
-    }
-}
-
-/// Looks up the provider of a resource type written in any accepted spelling: the configured
-/// instance behind `reference` (the resource's provider reference) when there is one.
-pub(crate) async fn provider_for(
-    shared: &Shared,
-    type_token: &str,
-    reference: Option<&str>,
-) -> Result<TypeProvider, String> {
-    let resolved = shared
-        .request
-        .providers
-        .resolve_resource(type_token)
-        .ok_or_else(|| format!("no provider offers the resource type `{type_token}`"))?;
-    let provider = match reference {
-        Some(reference) => shared.provider_instance(reference).await?,
-        None => resolved.provider.clone(),
-    };
-    Ok(TypeProvider {
-        provider,
-        type_token: resolved.canonical.to_owned(),
-        secret_outputs: resolved
-            .schema
-            .outputs
-            .iter()
-            .filter(|(_, property)| property.secret)
-            .map(|(name, _)| name.clone())
-            .collect(),
-    })
-}
-
-/// Reads a resource's live state through its provider; `Ok(None)` when it is gone.
-pub(crate) async fn read_live(
-    shared: &Shared,
-    typed: &TypeProvider,
-    resource: &ResourceState,
-) -> Result<Option<cairn_provider::ReadResponse>, String> {
-    let ctx = shared.call_context(&resource.urn);
-    call_provider(
-        shared,
-        0.0,
-        "read",
-        typed.provider.read(
-            &ctx,
-            &resource.type_,
-            &resource.id,
-            &reveal_map(&resource.inputs),
-            &reveal_map(&resource.outputs),
-        ),
-    )
-    .await
-    .map(|read| {
-        read.map(|mut read| {
-            read.inputs = shared.storable(&resource.urn, "input", read.inputs);
-            read.outputs = shared.storable(&resource.urn, "output", read.outputs);
-            read
-        })
-    })
-}
-
-pub(crate) fn program_of(shared: &Shared) -> Arc<Program> {
+pub(crate) fn program_of(shared: &RunState) -> Arc<Program> {
     shared
         .request
         .program
@@ -146,7 +57,7 @@ impl ResourcePlan<'_> {
 }
 
 /// Runs one program resource; returns whether it succeeded.
-pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
+pub(crate) async fn run_resource(shared: &Arc<RunState>, index: usize) -> bool {
     let program = program_of(shared);
     let decl = &program.resources[index];
     let urn = shared.urns[index].clone();
@@ -259,14 +170,14 @@ fn alias_urn(alias: &Value, urn: &Urn, parent: &Urn, root: &Urn) -> Option<Urn> 
 
 /// The resource's inputs, evaluated. Values built from references can nest deeper than any
 /// one in the file, so the depth limit is checked again here, before any provider sees them.
-fn evaluate_properties(shared: &Arc<Shared>, decl: &ResourceDecl) -> Result<PropertyMap, String> {
+fn evaluate_properties(shared: &Arc<RunState>, decl: &ResourceDecl) -> Result<PropertyMap, String> {
     let inputs = evaluate_property_values(shared, decl)?;
     cairn_core::check_depth(&inputs).map_err(|error| format!("input {error}"))?;
     Ok(inputs)
 }
 
 fn evaluate_property_values(
-    shared: &Arc<Shared>,
+    shared: &Arc<RunState>,
     decl: &ResourceDecl,
 ) -> Result<PropertyMap, String> {
     let Some(properties) = &decl.properties else {
@@ -295,7 +206,7 @@ fn evaluate_property_values(
 }
 
 /// Makes a finished resource visible to its dependents and to the new snapshot.
-fn publish(shared: &Shared, state: ResourceState, key: &str, id_known: bool) {
+fn publish(shared: &RunState, state: ResourceState, key: &str, id_known: bool) {
     let value = ResourceValue {
         id: if id_known {
             Value::String(state.id.clone())
@@ -305,9 +216,7 @@ fn publish(shared: &Shared, state: ResourceState, key: &str, id_known: bool) {
         urn: state.urn.to_string(),
         outputs: state.outputs.clone(),
     };
-    if let Ok(mut resources) = shared.resolved.resources.write() {
-        resources.insert(key.to_owned(), value);
-    }
+    shared.publish_resource(key, value);
     let mut outcome = shared.lock_outcome();
     outcome.finished_urns.insert(state.urn.clone());
     outcome.new_states.push(state);
@@ -315,7 +224,7 @@ fn publish(shared: &Shared, state: ResourceState, key: &str, id_known: bool) {
 
 /// Why a resource's inputs are still unknown in an update: most often (as in Pulumi) it uses an
 /// output of a resource that `--target` left out and that does not exist yet.
-fn unknown_inputs_error(shared: &Shared, plan: &ResourcePlan<'_>) -> String {
+fn unknown_inputs_error(shared: &RunState, plan: &ResourcePlan<'_>) -> String {
     let missing: Vec<String> = plan
         .dependencies
         .iter()
@@ -332,12 +241,6 @@ fn unknown_inputs_error(shared: &Shared, plan: &ResourcePlan<'_>) -> String {
         if missing.len() == 1 { "does" } else { "do" },
         if missing.len() == 1 { "it" } else { "them" },
     )
-}
-
-pub(crate) fn reveal_map(map: &PropertyMap) -> PropertyMap {
-    map.iter()
-        .map(|(key, value)| (key.clone(), value.reveal()))
-        .collect()
 }
 
 fn new_state(plan: &ResourcePlan<'_>, type_: &str) -> ResourceState {
@@ -370,57 +273,16 @@ fn new_state(plan: &ResourcePlan<'_>, type_: &str) -> ResourceState {
     }
 }
 
-/// A `customTimeouts` duration in seconds (Go's syntax, checked when the program was loaded);
-/// 0, no limit, for none.
-pub(crate) fn parse_timeout(text: Option<&str>) -> f64 {
-    text.and_then(|text| cairn_core::parse_go_duration(text.trim()).ok())
-        .map_or(0.0, |duration| duration.as_secs_f64())
-}
-
-/// Runs a provider call with the resource's time limit (if any) and the hard cancellation.
-pub(crate) async fn call_provider<T>(
-    shared: &Shared,
-    timeout_seconds: f64,
-    operation: &str,
-    future: impl std::future::Future<Output = Result<T, ProviderError>>,
-) -> Result<T, String> {
-    let limited = async {
-        if timeout_seconds > 0.0 {
-            tokio::time::timeout(Duration::from_secs_f64(timeout_seconds), future)
-                .await
-                .map_err(|_| {
-                    format!(
-                        "{operation} did not finish within its custom timeout of {timeout_seconds}s"
-                    )
-                })?
-                .map_err(|error| format!("{operation} failed: {error}"))
-        } else {
-            future
-                .await
-                .map_err(|error| format!("{operation} failed: {error}"))
-        }
-    };
-    tokio::select! {
-        result = limited => result,
-        () = shared.cancel.hard.cancelled() => Err(format!("{operation} was interrupted")),
-    }
-}
-
-async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> Result<(), String> {
+async fn run_custom_resource(
+    shared: &Arc<RunState>,
+    plan: &ResourcePlan<'_>,
+) -> Result<(), String> {
     let decl = plan.decl;
     let started = Instant::now();
     let program = program_of(shared);
     let provider_reference = match explicit_provider_key(&program, &shared.resource_index, decl) {
-        Some(key) => shared
-            .explicit_providers
-            .lock()
-            .ok()
-            .and_then(|providers| providers.get(&key).cloned()),
-        None => shared.default_providers.lock().ok().and_then(|providers| {
-            providers
-                .get(cairn_core::type_token::package_of(&decl.type_token))
-                .cloned()
-        }),
+        Some(key) => shared.explicit_provider(&key),
+        None => shared.default_provider(cairn_core::type_token::package_of(&decl.type_token)),
     };
     let typed = provider_for(shared, &decl.type_token, provider_reference.as_deref())
         .await?
@@ -429,7 +291,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     let type_token = typed.type_token.clone();
     let is_secret_output = |key: &str| typed.is_secret_output(key);
     for value in plan.inputs.values() {
-        shared.secret_texts.add_secrets_of(value);
+        shared.secrets().add_secrets_of(value);
     }
     // The log lines of a resource with secret outputs (by its schema or its
     // `additionalSecretOutputs`) wait until those are known (its provider or command may print
@@ -440,11 +302,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
         let (ctx, held) = shared.held_call_context(&plan.urn, typed.secret_outputs.clone());
         (ctx, Some(held))
     };
-    let _permit = shared
-        .permits
-        .acquire()
-        .await
-        .map_err(|_| "the executor was shut down".to_owned())?;
+    let _permit = shared.acquire_permit().await?;
 
     let mut state = new_state(plan, &type_token);
     state.provider = provider_reference;
@@ -475,9 +333,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
         return Err(format!("invalid inputs: {}", reasons.join("; ")));
     }
     // Inputs that were secret stay secret after the provider filled in defaults.
-    checked.inputs = reseal_outputs(&shared.secret_texts, &plan.inputs, checked.inputs, &|_| {
-        false
-    });
+    checked.inputs = reseal_outputs(shared.secrets(), &plan.inputs, checked.inputs, &|_| false);
     cairn_core::check_depth(&checked.inputs)
         .map_err(|error| format!("the provider's checked input {error}"))?;
     state.inputs = checked.inputs;
@@ -574,7 +430,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             // An output that became secret since the last run (named in
             // `additionalSecretOutputs`, say) is sealed now, though nothing else changed.
             state.outputs = reseal_outputs(
-                &shared.secret_texts,
+                shared.secrets(),
                 &state.inputs,
                 old.outputs.clone(),
                 &is_secret_output,
@@ -608,7 +464,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
             let (op, outputs) = outputs?;
             state.id = old.id.clone();
             state.outputs = reseal_outputs(
-                &shared.secret_texts,
+                shared.secrets(),
                 &state.inputs,
                 shared.storable(&state.urn, "output", outputs),
                 &is_secret_output,
@@ -684,7 +540,7 @@ async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
 /// Warns when an output named in `additionalSecretOutputs` is also the resource's ID (as a
 /// `random:RandomString`'s `result` is): the ID is stored and shown in plaintext, as in Pulumi,
 /// so the option cannot keep that value secret.
-fn warn_of_secret_id(shared: &Shared, plan: &ResourcePlan<'_>, state: &ResourceState) {
+fn warn_of_secret_id(shared: &RunState, plan: &ResourcePlan<'_>, state: &ResourceState) {
     if state.id.is_empty() || state.id == UNKNOWN_ID {
         return;
     }
@@ -713,94 +569,9 @@ fn join_keys(keys: &[String]) -> String {
     quoted.join(", ")
 }
 
-/// Creates the resource (or, in a dry run, predicts it); returns whether the ID is known.
-async fn create_with_provider(
-    shared: &Shared,
-    provider: &dyn Provider,
-    ctx: &CallContext,
-    type_token: &str,
-    state: &mut ResourceState,
-    is_secret_output: &(dyn Fn(&str) -> bool + Sync),
-) -> Result<bool, String> {
-    let revealed_inputs = reveal_map(&state.inputs);
-    if shared.is_dry_run() {
-        let predicted = provider
-            .create(ctx, type_token, &revealed_inputs, true)
-            .await
-            .map_err(|error| format!("create failed: {error}"))?;
-        state.id = UNKNOWN_ID.to_owned();
-        state.outputs = reseal_outputs(
-            &shared.secret_texts,
-            &state.inputs,
-            shared.storable(&state.urn, "output", predicted.outputs),
-            is_secret_output,
-        );
-        return Ok(false);
-    }
-    // Record the pending create before calling the provider: if we crash after it succeeds,
-    // the next command must know that a resource may exist.
-    let op = shared.begin(PendingOperationKind::Creating, state).await?;
-    let created = call_provider(
-        shared,
-        state.custom_timeouts.create,
-        "create",
-        provider.create(ctx, type_token, &revealed_inputs, false),
-    )
-    .await;
-    let created = match created {
-        Ok(created) => created,
-        Err(error) => {
-            // The provider reported failure: nothing was created, so the intent is closed.
-            shared.end(op, None, None).await?;
-            return Err(error);
-        }
-    };
-    state.id = created.id;
-    state.outputs = reseal_outputs(
-        &shared.secret_texts,
-        &state.inputs,
-        shared.storable(&state.urn, "output", created.outputs),
-        is_secret_output,
-    );
-    shared.end(op, None, Some(state)).await?;
-    Ok(true)
-}
-
-pub(crate) async fn delete_with_provider(
-    shared: &Shared,
-    provider: &dyn Provider,
-    ctx: &CallContext,
-    old: &ResourceState,
-) -> Result<(), String> {
-    if shared.is_dry_run() {
-        return Ok(());
-    }
-    let op = shared.begin(PendingOperationKind::Deleting, old).await?;
-    if !old.retain_on_delete && !old.external {
-        let deleted = call_provider(
-            shared,
-            old.custom_timeouts.delete,
-            "delete",
-            provider.delete(
-                ctx,
-                &old.type_,
-                &old.id,
-                &reveal_map(&old.inputs),
-                &reveal_map(&old.outputs),
-            ),
-        )
-        .await;
-        if let Err(error) = deleted {
-            shared.end(op, None, None).await?;
-            return Err(error);
-        }
-    }
-    shared.end(op, Some(old), None).await
-}
-
 /// A `get` resource: read through the provider, never owned.
 async fn read_existing(
-    shared: &Arc<Shared>,
+    shared: &Arc<RunState>,
     plan: &ResourcePlan<'_>,
     typed: &TypeProvider,
     ctx: &CallContext,
@@ -829,7 +600,7 @@ async fn read_existing(
     state.inputs = shared.storable(&state.urn, "input", read.inputs);
     // A read resource's secret outputs are as secret as a created one's.
     let outputs = shared.storable(&state.urn, "output", read.outputs);
-    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, outputs, &|key| {
+    state.outputs = reseal_outputs(shared.secrets(), &state.inputs, outputs, &|key| {
         typed.is_secret_output(key)
     });
     state.external = true;
@@ -853,7 +624,7 @@ async fn read_existing(
 /// The `import` option: adopt an existing resource (read through the provider) instead of
 /// creating one. From then on Cairn owns it like any other.
 async fn import_existing(
-    shared: &Arc<Shared>,
+    shared: &Arc<RunState>,
     plan: &ResourcePlan<'_>,
     typed: &TypeProvider,
     ctx: &CallContext,
@@ -901,7 +672,7 @@ async fn import_existing(
         state.inputs = shared.storable(&state.urn, "input", read.inputs);
     }
     let outputs = shared.storable(&state.urn, "output", read.outputs);
-    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, outputs, &|key| {
+    state.outputs = reseal_outputs(shared.secrets(), &state.inputs, outputs, &|key| {
         typed.is_secret_output(key)
     });
     shared.end(pending, None, Some(&state)).await?;
@@ -916,7 +687,7 @@ async fn import_existing(
 
 /// An explicit provider resource (`pulumi:providers:<package>`): its inputs are its config.
 async fn run_provider_resource(
-    shared: &Arc<Shared>,
+    shared: &Arc<RunState>,
     plan: &ResourcePlan<'_>,
 ) -> Result<(), String> {
     let started = Instant::now();
@@ -934,12 +705,7 @@ async fn run_provider_resource(
         .attempted
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(op);
-    if let Ok(mut providers) = shared.explicit_providers.lock() {
-        providers.insert(
-            plan.decl.key.clone(),
-            crate::providers::reference_of(&state),
-        );
-    }
+    shared.set_explicit_provider(&plan.decl.key, reference_of(&state));
     let mut record = plan.step_record(op, &state.type_);
     if op != StepOp::Same {
         record.old_inputs = plan.old.as_ref().map(|old| old.inputs.clone());
@@ -955,7 +721,10 @@ async fn run_provider_resource(
 }
 
 /// `pulumi:pulumi:StackReference`: reads another stack's outputs.
-async fn run_stack_reference(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> Result<(), String> {
+async fn run_stack_reference(
+    shared: &Arc<RunState>,
+    plan: &ResourcePlan<'_>,
+) -> Result<(), String> {
     let name = plan
         .inputs
         .get("name")
@@ -989,20 +758,4 @@ async fn run_stack_reference(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     shared.record_step(record);
     publish(shared, state, &plan.decl.key, true);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_pulumi_durations() {
-        assert_eq!(parse_timeout(None), 0.0);
-        assert_eq!(parse_timeout(Some("30s")), 30.0);
-        assert_eq!(parse_timeout(Some("5m")), 300.0);
-        assert_eq!(parse_timeout(Some("1h30m")), 5400.0);
-        // Read as 30,000 s and 1 s before Go's syntax was followed.
-        assert_eq!(parse_timeout(Some("500ms")), 0.5);
-        assert_eq!(parse_timeout(Some("1d")), 0.0);
-    }
 }
