@@ -7,6 +7,7 @@
 //! `cairn_program::FileSource`, and other stacks through `StackReferences`. It never prints:
 //! it sends `EngineEvent`s and returns a `DeployOutcome` for the CLI to render.
 
+mod custom_resource;
 mod delete;
 mod dependencies;
 mod deploy;
@@ -19,6 +20,7 @@ mod provider_calls;
 mod provider_instances;
 mod providers;
 mod refresh;
+mod resource_plan;
 mod resources;
 mod run_state;
 mod secrets;

@@ -353,6 +353,15 @@ impl RunState {
         (ctx, held)
     }
 
+    /// The program; only program nodes (variables, resources, outputs) ask, and they run only
+    /// when the request has one.
+    pub fn program(&self) -> Arc<Program> {
+        self.request
+            .program
+            .clone()
+            .expect("program nodes only run when the request has a program")
+    }
+
     pub fn is_targeted(&self, urn: &Urn) -> bool {
         self.options.targets.is_empty() || self.options.targets.contains(urn)
     }

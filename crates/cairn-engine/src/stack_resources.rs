@@ -14,7 +14,6 @@ use crate::provider_instances::reference_of;
 use crate::providers::{
     default_provider_config, explicit_provider_key, is_default_provider, step_provider,
 };
-use crate::resources::program_of;
 use crate::run_state::RunState;
 
 /// Records the root `pulumi:pulumi:Stack` resource: every program resource's default parent.
@@ -135,7 +134,7 @@ pub(crate) async fn register_default_providers(shared: &Arc<RunState>, program: 
 
 /// Evaluates a program variable once everything it refers to is known.
 pub(crate) fn evaluate_variable(shared: &Arc<RunState>, index: usize) -> bool {
-    let program = program_of(shared);
+    let program = shared.program();
     let variable = &program.variables[index];
     match cairn_program::evaluate(&variable.value, shared.as_ref()) {
         Ok(value) => {
