@@ -1,16 +1,20 @@
 //! The state of one run, shared by every step task: what the run works from (the request, the
 //! options, the program's URNs), what it has found so far (resolved values, provider
 //! references, configured provider instances, secrets seen) and what it has done (the outcome
-//! being built). Step tasks reach it through an `Arc<RunState>` and this module's methods:
+//! being built). Step tasks reach it through an `Arc<RunState>`, so the few public fields are
+//! read-only; everything that changes during the run sits behind this module's methods:
 //!
+//! - what the run works from: `request`, `options`, `cancel`, `root_urn`, `urns`,
+//!   `resource_index`, `program`, `is_dry_run`, `is_targeted`;
 //! - progress: `emit`, `record_step`, `record_error`, `record_failure`, `lock_outcome`;
 //! - state: `begin` and `end` of each operation (journaled; nothing in a dry run),
-//!   `old_state`, `old_snapshot`, `storable`;
+//!   `old_state`, `old_snapshot`, `set_old` (after a refresh), `storable`, and
+//!   `into_persister` for the final checkpoint;
 //! - provider calls: `call_context`, `held_call_context`, `acquire_permit`,
 //!   `provider_instances`, the provider references (`default_provider`, `explicit_provider`
 //!   and their setters);
-//! - the evaluator's view: `resolved_resource`, `resolved_variable`, `publish_resource`,
-//!   `publish_variable`, `secrets`.
+//! - the evaluator's view (`eval_context`): `resolved_resource`, `resolved_variable`,
+//!   `publish_resource`, `publish_variable`, `secrets`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
