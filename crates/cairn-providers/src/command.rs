@@ -368,13 +368,19 @@ async fn run_command(
         Stdio::null()
     });
 
-    let mut child = process.spawn().map_err(|error| {
-        ProviderError::Failed(format!(
-            "cannot start {} with interpreter `{}`: {error}",
-            role.label(),
-            interpreter[0]
-        ))
-    })?;
+    let mut child = match process.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            // Nothing to watch: dismissed rather than dropped, it does not linger its grace period.
+            #[cfg(unix)]
+            watchdog.dismiss().await;
+            return Err(ProviderError::Failed(format!(
+                "cannot start {} with interpreter `{}`: {error}",
+                role.label(),
+                interpreter[0]
+            )));
+        }
+    };
     let stdin_pipe = child.stdin.take();
     let stdout_pipe = child.stdout.take();
     let stderr_pipe = child.stderr.take();
@@ -1337,6 +1343,28 @@ mod tests {
             );
         }
         assert!(!fixture.path("marker").exists());
+    }
+
+    #[tokio::test]
+    async fn a_missing_interpreter_fails_naming_it() {
+        let fixture = Fixture::new();
+        let error = fixture
+            .create(props(&[
+                ("create", text("true")),
+                (
+                    "interpreter",
+                    Value::Array(vec![text("/nonexistent/interpreter")]),
+                ),
+            ]))
+            .await
+            .unwrap_err();
+        let message = error_text(error);
+        assert!(
+            message.starts_with(
+                "cannot start the `create` command with interpreter `/nonexistent/interpreter`"
+            ),
+            "{message}"
+        );
     }
 
     #[tokio::test]
