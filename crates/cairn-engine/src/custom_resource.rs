@@ -270,7 +270,7 @@ pub(crate) async fn run_custom_resource(
             match created {
                 Ok(created) => {
                     id_known = created;
-                    shared.lock_outcome().replaced.push(doomed);
+                    shared.delete_later(doomed);
                 }
                 Err(error) => {
                     // No replacement exists: the old copy stays the live one.

@@ -21,8 +21,7 @@ pub(crate) async fn delete_resource(
     let started = Instant::now();
     let is_default_provider = crate::providers::is_default_provider(&resource.urn);
     // The old copy of a resource replaced in this run was shown as part of its `+-` step.
-    let is_replaced_now =
-        resource.delete && shared.lock_outcome().finished_urns.contains(&resource.urn);
+    let is_replaced_now = resource.delete && shared.is_finished(&resource.urn);
     let is_shown = !is_default_provider && !is_replaced_now;
     if resource.protect {
         shared.record_error(

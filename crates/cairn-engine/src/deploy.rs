@@ -124,7 +124,7 @@ async fn update(shared: &Arc<RunState>, old: &Snapshot) -> Vec<ResourceState> {
     // Old resources the program no longer declares, old copies left by earlier replacements,
     // and the ones this run replaced, are deleted last, in reverse dependency order. After a
     // failure nothing is deleted: the state keeps them for the next run.
-    let claimed_aliases = std::mem::take(&mut shared.lock_outcome().claimed_aliases);
+    let claimed_aliases = shared.take_claimed_aliases();
     let mut program_urns: HashSet<&Urn> = shared.urns.iter().collect();
     program_urns.extend(claimed_aliases.iter());
     let default_provider_refs = shared.default_provider_references();
@@ -144,8 +144,8 @@ async fn update(shared: &Arc<RunState>, old: &Snapshot) -> Vec<ResourceState> {
     // over by `finish` when their step did not run).
     kept.retain(|resource| resource.delete || !program_urns.contains(&resource.urn));
     kept.retain(|resource| resource.urn != shared.root_urn && !is_kept_provider(resource));
-    to_delete.extend(std::mem::take(&mut shared.lock_outcome().replaced));
-    let has_failed = !shared.lock_outcome().errors.is_empty();
+    to_delete.extend(shared.take_replaced());
+    let has_failed = shared.has_failed();
     if has_failed || shared.cancel.graceful.is_cancelled() {
         kept.extend(to_delete);
         return kept;
@@ -255,7 +255,7 @@ async fn finish(
     old: Arc<Snapshot>,
     remaining_old: Vec<ResourceState>,
 ) -> Result<DeployOutcome, EngineError> {
-    let mut builder = std::mem::take(&mut *shared.lock_outcome());
+    let mut builder = shared.take_outcome();
     let mut resources = std::mem::take(&mut builder.new_states);
     // Program resources whose step did not run (blocked, untargeted, cancelled) keep their
     // old state. (`destroy` and `refresh` account for every old resource themselves.)

@@ -273,7 +273,7 @@ pub(crate) async fn step_provider(
                 shared.end(pending, Some(old), Some(&doomed)).await?;
                 let pending = shared.begin(PendingOperationKind::Creating, &state).await?;
                 shared.end(pending, None, Some(&state)).await?;
-                shared.lock_outcome().replaced.push(doomed);
+                shared.delete_later(doomed);
             }
             (_, Some(old)) if old != &state => {
                 let pending = shared.begin(PendingOperationKind::Updating, old).await?;

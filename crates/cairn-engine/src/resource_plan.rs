@@ -49,9 +49,7 @@ pub(crate) fn publish(shared: &RunState, state: ResourceState, key: &str, id_kno
         outputs: state.outputs.clone(),
     };
     shared.publish_resource(key, value);
-    let mut outcome = shared.lock_outcome();
-    outcome.finished_urns.insert(state.urn.clone());
-    outcome.new_states.push(state);
+    shared.finish_resource(state);
 }
 
 /// The state a resource's step starts from: its inputs and options, no ID or outputs yet.

@@ -50,7 +50,7 @@ pub(crate) async fn run_resource(shared: &Arc<RunState>, index: usize) -> bool {
             // Every resource it refers to has finished (a failed one blocks it before this), so
             // inputs that cannot be evaluated are an error in the program.
             shared.record_error(op, &urn, Some(&parent), error);
-            shared.lock_outcome().has_program_error = true;
+            shared.mark_program_error();
             return false;
         }
     };
@@ -60,7 +60,7 @@ pub(crate) async fn run_resource(shared: &Arc<RunState>, index: usize) -> bool {
             let alias_urn = alias_urn(&alias.reveal(), &urn, &parent, &shared.root_urn)?;
             let old = shared.old_state(&alias_urn)?;
             // The old URN now belongs to this resource: it must not be deleted as gone.
-            shared.lock_outcome().claimed_aliases.insert(alias_urn);
+            shared.claim_alias(alias_urn);
             Some(old)
         })
     });

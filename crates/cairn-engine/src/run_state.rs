@@ -6,7 +6,11 @@
 //!
 //! - what the run works from: `request`, `options`, `cancel`, `root_urn`, `urns`,
 //!   `resource_index`, `program`, `is_dry_run`, `is_targeted`;
-//! - progress: `emit`, `record_step`, `record_error`, `record_failure`, `lock_outcome`;
+//! - progress: `emit`, `record_step`, `record_error`, `record_failure`, `mark_program_error`,
+//!   `has_failed`;
+//! - what the run leaves: `finish_resource` (and `is_finished`, `finished_state`,
+//!   `refinish_resource`), `delete_later`, `claim_alias`, and the `take_` methods `deploy`
+//!   builds the outcome from;
 //! - state: `begin` and `end` of each operation (journaled; nothing in a dry run),
 //!   `old_state`, `old_snapshot`, `set_old` (after a refresh), `storable`, and
 //!   `into_persister` for the final checkpoint;
@@ -233,7 +237,75 @@ impl RunState {
         self.record_step(record);
     }
 
-    pub fn lock_outcome(&self) -> MutexGuard<'_, OutcomeBuilder> {
+    /// A resource reached its final state this run: it goes into the new snapshot.
+    pub fn finish_resource(&self, state: ResourceState) {
+        let mut outcome = self.lock_outcome();
+        outcome.finished_urns.insert(state.urn.clone());
+        outcome.new_states.push(state);
+    }
+
+    /// Whether a resource with this URN reached its final state this run.
+    pub fn is_finished(&self, urn: &Urn) -> bool {
+        self.lock_outcome().finished_urns.contains(urn)
+    }
+
+    /// The state a resource finished with this run, if it did.
+    pub fn finished_state(&self, urn: &Urn) -> Option<ResourceState> {
+        self.lock_outcome()
+            .new_states
+            .iter()
+            .find(|state| &state.urn == urn)
+            .cloned()
+    }
+
+    /// Replaces the state a resource finished with (the root, once the outputs are known).
+    pub fn refinish_resource(&self, state: ResourceState) {
+        let mut outcome = self.lock_outcome();
+        if let Some(finished) = outcome
+            .new_states
+            .iter_mut()
+            .find(|finished| finished.urn == state.urn)
+        {
+            *finished = state;
+        }
+    }
+
+    /// An old copy a replacement superseded: it is deleted at the end of the run.
+    pub fn delete_later(&self, old: ResourceState) {
+        self.lock_outcome().replaced.push(old);
+    }
+
+    /// Takes the old copies `delete_later` collected.
+    pub fn take_replaced(&self) -> Vec<ResourceState> {
+        std::mem::take(&mut self.lock_outcome().replaced)
+    }
+
+    /// An old URN a program resource took over through `aliases`: it is not deleted as gone.
+    pub fn claim_alias(&self, urn: Urn) {
+        self.lock_outcome().claimed_aliases.insert(urn);
+    }
+
+    /// Takes the URNs `claim_alias` collected.
+    pub fn take_claimed_aliases(&self) -> HashSet<Urn> {
+        std::mem::take(&mut self.lock_outcome().claimed_aliases)
+    }
+
+    /// Some failure was an error in the program itself, found while evaluating it.
+    pub fn mark_program_error(&self) {
+        self.lock_outcome().has_program_error = true;
+    }
+
+    /// Whether anything has failed so far.
+    pub fn has_failed(&self) -> bool {
+        !self.lock_outcome().errors.is_empty()
+    }
+
+    /// Takes what the run collected, to build its outcome once every task has ended.
+    pub fn take_outcome(&self) -> OutcomeBuilder {
+        std::mem::take(&mut *self.lock_outcome())
+    }
+
+    fn lock_outcome(&self) -> MutexGuard<'_, OutcomeBuilder> {
         lock(&self.outcome)
     }
 

@@ -50,9 +50,7 @@ pub(crate) async fn register_root(shared: &Arc<RunState>) {
             root
         }
     };
-    let mut outcome = shared.lock_outcome();
-    outcome.finished_urns.insert(root.urn.clone());
-    outcome.new_states.push(root);
+    shared.finish_resource(root);
 }
 
 /// Records a default provider for every package whose resources name no explicit provider,
@@ -126,9 +124,7 @@ pub(crate) async fn register_default_providers(shared: &Arc<RunState>, program: 
             }
         };
         shared.set_default_provider(package, reference_of(&state));
-        let mut outcome = shared.lock_outcome();
-        outcome.finished_urns.insert(state.urn.clone());
-        outcome.new_states.push(state);
+        shared.finish_resource(state);
     }
 }
 
@@ -153,12 +149,7 @@ pub(crate) fn evaluate_variable(shared: &Arc<RunState>, index: usize) -> bool {
 
 /// Evaluates the program's outputs and records them on the root stack resource.
 pub(crate) async fn register_outputs(shared: &Arc<RunState>, program: &Program) {
-    let old_root = shared
-        .lock_outcome()
-        .new_states
-        .iter()
-        .find(|state| state.urn == shared.root_urn)
-        .cloned();
+    let old_root = shared.finished_state(&shared.root_urn);
     let Some(old_root) = old_root else {
         return;
     };
@@ -187,7 +178,7 @@ pub(crate) async fn register_outputs(shared: &Arc<RunState>, program: &Program) 
             Err(error)
                 if !shared.is_dry_run()
                     && shared.options.targets.is_empty()
-                    && shared.lock_outcome().errors.is_empty() =>
+                    && !shared.has_failed() =>
             {
                 shared.record_failure(error.to_string(), &format!("output `{name}`: {error}"));
             }
@@ -215,12 +206,5 @@ pub(crate) async fn register_outputs(shared: &Arc<RunState>, program: &Program) 
         shared.record_error(StepOp::Update, &shared.root_urn, None, error);
         return;
     }
-    let mut outcome = shared.lock_outcome();
-    if let Some(root) = outcome
-        .new_states
-        .iter_mut()
-        .find(|state| state.urn == shared.root_urn)
-    {
-        *root = new_root;
-    }
+    shared.refinish_resource(new_root);
 }
