@@ -33,7 +33,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::events::{EngineEvent, StepRecord};
 use crate::graph;
 use crate::provider_instances::ProviderInstances;
-use crate::secrets::SecretTexts;
+use crate::secrets::{HeldLogs, SecretTexts};
 use crate::{Cancellation, DeployOptions, DeployRequest};
 
 /// State shared by every step task of one deployment.
@@ -410,19 +410,9 @@ impl RunState {
         urn: &Urn,
         secret_outputs: Vec<String>,
     ) -> (cairn_provider::CallContext, HeldLogs) {
-        let held = HeldLogs {
-            lines: Arc::default(),
-            urn: urn.clone(),
-            events: self.events.clone(),
-            secrets: self.secrets.clone(),
-        };
-        let lines = held.lines.clone();
+        let held = HeldLogs::new(urn, self.events.clone(), self.secrets.clone());
         let ctx = cairn_provider::CallContext {
-            logs: cairn_provider::LogSink::new(move |severity, message| {
-                if let Ok(mut lines) = lines.lock() {
-                    lines.push((severity, message.to_owned()));
-                }
-            }),
+            logs: held.sink(),
             secret_outputs,
             ..self.call_context(urn)
         };
@@ -523,32 +513,6 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-type HeldLine = (cairn_provider::LogSeverity, String);
-
-/// Log lines of one resource held back until its step ends (see `held_call_context`).
-pub(crate) struct HeldLogs {
-    lines: Arc<Mutex<Vec<HeldLine>>>,
-    urn: Urn,
-    events: UnboundedSender<EngineEvent>,
-    secrets: SecretTexts,
-}
-
-impl Drop for HeldLogs {
-    fn drop(&mut self) {
-        let lines = match self.lines.lock() {
-            Ok(mut lines) => std::mem::take(&mut *lines),
-            Err(_) => return,
-        };
-        for (severity, message) in lines {
-            let _ = self.events.send(EngineEvent::Log {
-                urn: self.urn.clone(),
-                severity,
-                message: self.secrets.mask(&message),
-            });
-        }
-    }
 }
 
 /// Removes the properties whose value `is_left_out` picks, and returns their names.

@@ -4,13 +4,18 @@
 //! Providers see plain values (see `cairn_provider`): the engine reveals secret inputs before a
 //! call (`reveal_map`) and decides afterwards which outputs are secret (`reseal_outputs`). Every
 //! secret plaintext the run meets is remembered in `SecretTexts`, so that log lines, warnings and
-//! step errors (a failed command's output) never quote one.
+//! step errors (a failed command's output) never quote one; `HeldLogs` holds a resource's log
+//! lines until its step ends, for secrets learned only from its outputs.
 
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use cairn_core::{PropertyMap, Value};
+use cairn_core::{PropertyMap, Urn, Value};
+use cairn_provider::{LogSeverity, LogSink};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::events::EngineEvent;
 
 /// A property map with every secret revealed, for a provider call.
 pub(crate) fn reveal_map(map: &PropertyMap) -> PropertyMap {
@@ -72,6 +77,55 @@ impl SecretTexts {
             }
         }
         masked
+    }
+}
+
+type HeldLine = (LogSeverity, String);
+
+/// Log lines of one resource held back until its step ends, then sent masked with the secrets
+/// known by then (see `RunState::held_call_context`): its provider may print a secret output
+/// before the engine can know it is one.
+pub(crate) struct HeldLogs {
+    lines: Arc<Mutex<Vec<HeldLine>>>,
+    urn: Urn,
+    events: UnboundedSender<EngineEvent>,
+    secrets: SecretTexts,
+}
+
+impl HeldLogs {
+    pub fn new(urn: &Urn, events: UnboundedSender<EngineEvent>, secrets: SecretTexts) -> HeldLogs {
+        HeldLogs {
+            lines: Arc::default(),
+            urn: urn.clone(),
+            events,
+            secrets,
+        }
+    }
+
+    /// A log sink that holds its lines here.
+    pub fn sink(&self) -> LogSink {
+        let lines = self.lines.clone();
+        LogSink::new(move |severity, message| {
+            if let Ok(mut lines) = lines.lock() {
+                lines.push((severity, message.to_owned()));
+            }
+        })
+    }
+}
+
+impl Drop for HeldLogs {
+    fn drop(&mut self) {
+        let lines = match self.lines.lock() {
+            Ok(mut lines) => std::mem::take(&mut *lines),
+            Err(_) => return,
+        };
+        for (severity, message) in lines {
+            let _ = self.events.send(EngineEvent::Log {
+                urn: self.urn.clone(),
+                severity,
+                message: self.secrets.mask(&message),
+            });
+        }
     }
 }
 
