@@ -6,23 +6,22 @@ use std::time::Instant;
 
 use cairn_core::{PendingOperationKind, ResourceState, StepOp};
 
-use crate::deploy::Shared;
 use crate::events::{EngineEvent, StepRecord};
-use crate::resources::{delete_with_provider, is_provider_managed, provider_for};
+use crate::provider_calls::{delete_with_provider, is_provider_managed, provider_for};
+use crate::run_state::RunState;
 
 /// Deletes one resource (or, in a dry run, plans it); returns whether it is gone.
 /// `is_taken_with_another`: its `deletedWith` resource is deleted in the same operation, so only
 /// its state entry goes, without a provider call.
 pub(crate) async fn delete_resource(
-    shared: &Arc<Shared>,
+    shared: &Arc<RunState>,
     resource: &ResourceState,
     is_taken_with_another: bool,
 ) -> bool {
     let started = Instant::now();
     let is_default_provider = crate::providers::is_default_provider(&resource.urn);
     // The old copy of a resource replaced in this run was shown as part of its `+-` step.
-    let is_replaced_now =
-        resource.delete && shared.lock_outcome().finished_urns.contains(&resource.urn);
+    let is_replaced_now = resource.delete && shared.is_finished(&resource.urn);
     let is_shown = !is_default_provider && !is_replaced_now;
     if resource.protect {
         shared.record_error(
@@ -45,11 +44,11 @@ pub(crate) async fn delete_resource(
         match provider_for(shared, &resource.type_, resource.provider.as_deref()).await {
             Ok(typed) => {
                 let ctx = shared.call_context(&resource.urn);
-                match shared.permits.acquire().await {
+                match shared.acquire_permit().await {
                     Ok(_permit) => {
                         delete_with_provider(shared, typed.provider.as_ref(), &ctx, resource).await
                     }
-                    Err(_) => Err("the executor was shut down".to_owned()),
+                    Err(error) => Err(error),
                 }
             }
             Err(error) => Err(format!("{error}, so it cannot be deleted")),

@@ -1,30 +1,19 @@
 //! The bridge between the program evaluator and a running deployment: resolved resources,
 //! variables and config, and calls out to providers (`fn::invoke`), files and other stacks.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
-
 use cairn_core::{PropertyMap, Value};
 use cairn_program::{EvalContext, ResourceValue};
 
-use crate::deploy::Shared;
+use crate::providers::provider_instance;
+use crate::run_state::RunState;
 
-/// Values produced so far in a deployment, shared by every step task.
-#[derive(Default)]
-pub(crate) struct Resolved {
-    pub resources: RwLock<HashMap<String, ResourceValue>>,
-    pub variables: RwLock<HashMap<String, Value>>,
-}
-
-impl EvalContext for Shared {
+impl EvalContext for RunState {
     fn resource(&self, key: &str) -> Option<ResourceValue> {
-        let resources = self.resolved.resources.read().ok()?;
-        resources.get(key).cloned()
+        self.resolved_resource(key)
     }
 
     fn variable(&self, name: &str) -> Option<Value> {
-        let variables = self.resolved.variables.read().ok()?;
-        variables.get(name).cloned()
+        self.resolved_variable(name)
     }
 
     fn config(&self, key: &str) -> Option<Value> {
@@ -62,17 +51,10 @@ impl EvalContext for Shared {
         // either way the configured instance behind its reference.
         let reference = match provider_key {
             Some(key) => Some(
-                self.explicit_providers
-                    .lock()
-                    .ok()
-                    .and_then(|providers| providers.get(key).cloned())
+                self.explicit_provider(key)
                     .ok_or_else(|| format!("the provider `{key}` is not ready"))?,
             ),
-            None => self.default_providers.lock().ok().and_then(|providers| {
-                providers
-                    .get(cairn_core::type_token::package_of(canonical))
-                    .cloned()
-            }),
+            None => self.default_provider(cairn_core::type_token::package_of(canonical)),
         };
         let revealed: PropertyMap = args
             .iter()
@@ -85,8 +67,7 @@ impl EvalContext for Shared {
         let result = tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(async {
                 let provider = match &reference {
-                    Some(reference) => self
-                        .provider_instance(reference)
+                    Some(reference) => provider_instance(self, reference)
                         .await
                         .map_err(cairn_provider::ProviderError::Failed)?,
                     None => base.clone(),
@@ -122,7 +103,7 @@ impl EvalContext for Shared {
     }
 
     fn saw_secret(&self, value: &Value) {
-        self.secret_texts.add_secrets_of(value);
+        self.secrets().add_secrets_of(value);
     }
 
     fn stack_output(&self, stack: &str, key: &str) -> Result<Value, String> {

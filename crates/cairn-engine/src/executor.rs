@@ -6,9 +6,8 @@ use std::future::Future;
 
 use tokio::task::JoinSet;
 
-use crate::Cancellation;
-use crate::deploy::Shared;
 use crate::graph;
+use crate::{Cancellation, DeployOptions};
 
 /// The outcome of running a graph of nodes.
 pub(crate) struct DagResult {
@@ -19,8 +18,8 @@ pub(crate) struct DagResult {
 
 /// How many nodes may run at once: provider operations are bounded by `--parallel` anyway, and
 /// spawning every ready node up front would only hold thousands of idle futures in memory.
-pub(crate) fn parallel_of(shared: &Shared) -> usize {
-    shared.options.parallel.max(1)
+pub(crate) fn parallel_of(options: &DeployOptions) -> usize {
+    options.parallel.max(1)
 }
 
 /// Runs every node once all its dependencies succeeded, up to `max_in_flight` at once. A failed

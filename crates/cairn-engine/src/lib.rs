@@ -7,16 +7,23 @@
 //! `cairn_program::FileSource`, and other stacks through `StackReferences`. It never prints:
 //! it sends `EngineEvent`s and returns a `DeployOutcome` for the CLI to render.
 
+mod custom_resource;
 mod delete;
+mod dependencies;
 mod deploy;
 mod eval_context;
 mod events;
 mod executor;
 pub mod graph;
 pub mod plan;
+mod provider_calls;
+mod provider_instances;
 mod providers;
 mod refresh;
+mod resource_plan;
 mod resources;
+mod run_state;
+mod secrets;
 mod stack_resources;
 
 use std::collections::BTreeMap;
@@ -28,7 +35,8 @@ use cairn_program::{FileSource, Program};
 use cairn_provider::ProviderRegistry;
 use tokio_util::sync::CancellationToken;
 
-pub use deploy::{deploy, sort_by_dependencies};
+pub use dependencies::sort_by_dependencies;
+pub use deploy::deploy;
 pub use events::{EngineEvent, StepRecord};
 pub use providers::is_default_provider;
 

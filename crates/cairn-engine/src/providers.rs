@@ -9,7 +9,7 @@
 //! unconfigured: its resources show as unknown and nothing is asked of the real provider.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, StepOp, Urn, Value};
@@ -18,10 +18,15 @@ use cairn_provider::{
     CallContext, CheckResponse, CreateResponse, DiffResponse, ENGINE_CONFIG_KEYS, Provider,
     ProviderError, ProviderResult, ReadResponse,
 };
-use tokio::sync::OnceCell;
 
-use crate::deploy::{Shared, reseal_outputs};
-use crate::resources::{UNKNOWN_ID, reveal_map};
+use crate::provider_instances::reference_of;
+use crate::run_state::RunState;
+use crate::secrets::{reseal_outputs, reveal_map};
+
+/// Pulumi's marker for a value that is not known yet, used as the ID of resources a preview
+/// would create (and so in the provider references of provider resources a preview would
+/// create).
+pub(crate) const UNKNOWN_ID: &str = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
 /// The package a provider resource type configures (`pulumi:providers:aws` → `aws`).
 pub(crate) fn provider_package(type_token: &str) -> Option<&str> {
@@ -34,11 +39,6 @@ pub(crate) fn provider_package(type_token: &str) -> Option<&str> {
 pub fn is_default_provider(urn: &Urn) -> bool {
     provider_package(urn.type_token()).is_some()
         && (urn.name() == "default" || urn.name().starts_with("default_"))
-}
-
-/// A provider reference as Pulumi writes it in state.
-pub(crate) fn reference_of(state: &ResourceState) -> String {
-    format!("{}::{}", state.urn, state.id)
 }
 
 /// The resource key of the explicit provider that manages `decl`: its own `provider` option,
@@ -93,112 +93,65 @@ pub(crate) fn explicit_provider_key(
         .map(|resource| resource.key.clone())
 }
 
-/// The instance behind one reference, configured once however many steps ask at the same time.
-type InstanceCell = Arc<OnceCell<Arc<dyn Provider>>>;
-
-/// Configured provider instances by reference, for one run.
-#[derive(Default)]
-pub(crate) struct ProviderInstances {
-    cells: Mutex<HashMap<String, InstanceCell>>,
-    /// Provider resource states registered this run, by reference.
-    states: Mutex<HashMap<String, ResourceState>>,
-    /// Instances `configure` made; shut down when the run ends.
-    made: Mutex<Vec<Arc<dyn Provider>>>,
+/// The configured instance behind a provider reference, made once per run on first use.
+pub(crate) async fn provider_instance(
+    shared: &RunState,
+    reference: &str,
+) -> Result<Arc<dyn Provider>, String> {
+    shared
+        .provider_instances()
+        .get_or_configure(reference, || configure_reference(shared, reference))
+        .await
 }
 
-impl ProviderInstances {
-    /// Records a provider resource's new state; a later lookup of its reference configures an
-    /// instance from it (an in-place update keeps the reference, so any earlier instance is
-    /// dropped from the cache).
-    fn register(&self, state: ResourceState) {
-        let reference = reference_of(&state);
-        if let Ok(mut cells) = self.cells.lock() {
-            cells.remove(&reference);
-        }
-        if let Ok(mut states) = self.states.lock() {
-            states.insert(reference, state);
-        }
-    }
-
-    /// Shuts down every instance this run configured (plugin processes exit here).
-    pub async fn shutdown_all(&self) {
-        let made = self
-            .made
-            .lock()
-            .map(|mut made| std::mem::take(&mut *made))
-            .unwrap_or_default();
-        for provider in made {
-            provider.shutdown().await;
-        }
-    }
-}
-
-impl Shared {
-    /// The configured instance behind a provider reference.
-    pub async fn provider_instance(&self, reference: &str) -> Result<Arc<dyn Provider>, String> {
-        let cell = self
-            .provider_instances
-            .cells
-            .lock()
-            .map_err(|_| "internal error: provider cache poisoned".to_owned())?
-            .entry(reference.to_owned())
-            .or_default()
-            .clone();
-        cell.get_or_try_init(|| self.configure_reference(reference))
-            .await
+/// Configures the instance behind `reference` from its provider resource's state: registered
+/// this run, else found in the old snapshot.
+async fn configure_reference(
+    shared: &RunState,
+    reference: &str,
+) -> Result<Arc<dyn Provider>, String> {
+    let (urn, id) = reference
+        .rsplit_once("::")
+        .ok_or_else(|| format!("malformed provider reference `{reference}`"))?;
+    let registered = shared.provider_instances().registered(reference);
+    let state = registered.or_else(|| {
+        shared
+            .old_snapshot()
+            .resources
+            .iter()
+            .find(|resource| resource.urn.as_str() == urn && resource.id == id)
             .cloned()
+    });
+    let parsed =
+        Urn::parse(urn).map_err(|_| format!("malformed provider reference `{reference}`"))?;
+    let package = provider_package(parsed.type_token())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("`{reference}` is not a provider reference"))?;
+    let base = shared
+        .request
+        .providers
+        .provider(&package)
+        .cloned()
+        .ok_or_else(|| missing_package(&package))?;
+    let Some(state) = state else {
+        // A state written before providers had configuration: the package's own instance.
+        return Ok(base);
+    };
+    let config = provider_config(&state.inputs);
+    if config.values().any(Value::contains_unknown) {
+        return Ok(Arc::new(Unconfigured { base }));
     }
-
-    async fn configure_reference(&self, reference: &str) -> Result<Arc<dyn Provider>, String> {
-        let (urn, id) = reference
-            .rsplit_once("::")
-            .ok_or_else(|| format!("malformed provider reference `{reference}`"))?;
-        let registered = self
-            .provider_instances
-            .states
-            .lock()
-            .ok()
-            .and_then(|states| states.get(reference).cloned());
-        let state = registered.or_else(|| {
-            self.old_snapshot()
-                .resources
-                .iter()
-                .find(|resource| resource.urn.as_str() == urn && resource.id == id)
-                .cloned()
-        });
-        let parsed =
-            Urn::parse(urn).map_err(|_| format!("malformed provider reference `{reference}`"))?;
-        let package = provider_package(parsed.type_token())
-            .map(str::to_owned)
-            .ok_or_else(|| format!("`{reference}` is not a provider reference"))?;
-        let base = self
-            .request
-            .providers
-            .provider(&package)
-            .cloned()
-            .ok_or_else(|| missing_package(&package))?;
-        let Some(state) = state else {
-            // A state written before providers had configuration: the package's own instance.
-            return Ok(base);
-        };
-        let config = provider_config(&state.inputs);
-        if config.values().any(Value::contains_unknown) {
-            return Ok(Arc::new(Unconfigured { base }));
+    let ctx = shared.call_context(&state.urn);
+    match base.configure(&ctx, &reveal_map(&config)).await {
+        Ok(Some(instance)) => {
+            shared.provider_instances().record_made(instance.clone());
+            Ok(instance)
         }
-        let ctx = self.call_context(&state.urn);
-        match base.configure(&ctx, &reveal_map(&config)).await {
-            Ok(Some(instance)) => {
-                if let Ok(mut made) = self.provider_instances.made.lock() {
-                    made.push(instance.clone());
-                }
-                Ok(instance)
-            }
-            Ok(None) => Ok(base),
-            Err(error) => Err(format!(
-                "configuring the `{package}` provider `{}` failed: {error}",
-                state.urn.name()
-            )),
-        }
+        Ok(None) => Ok(base),
+        Err(error) => Err(format!(
+            "configuring the `{package}` provider `{}` failed: {error}",
+            state.urn.name()
+        )),
     }
 }
 
@@ -219,7 +172,7 @@ pub(crate) fn provider_config(inputs: &PropertyMap) -> PropertyMap {
 }
 
 /// The default provider's configuration: the stack's `<package>:<key>` config entries.
-pub(crate) fn default_provider_config(shared: &Shared, package: &str) -> PropertyMap {
+pub(crate) fn default_provider_config(shared: &RunState, package: &str) -> PropertyMap {
     let prefix = format!("{package}:");
     shared
         .request
@@ -244,7 +197,7 @@ pub(crate) struct ProviderStep {
 /// marks the old copy for deletion first, as resources do), and registers it so the resources
 /// it manages find a configured instance. `state` carries the new inputs, without an ID.
 pub(crate) async fn step_provider(
-    shared: &Shared,
+    shared: &RunState,
     mut state: ResourceState,
     old: Option<&ResourceState>,
 ) -> Result<ProviderStep, String> {
@@ -278,7 +231,7 @@ pub(crate) async fn step_provider(
             reasons.join("; ")
         ));
     }
-    let mut inputs = reseal_outputs(&shared.secret_texts, &news, checked.inputs, &|_| false);
+    let mut inputs = reseal_outputs(shared.secrets(), &news, checked.inputs, &|_| false);
     for key in ENGINE_CONFIG_KEYS {
         if let Some(value) = state.inputs.get(key) {
             inputs.insert(key.to_owned(), value.clone());
@@ -320,7 +273,7 @@ pub(crate) async fn step_provider(
                 shared.end(pending, Some(old), Some(&doomed)).await?;
                 let pending = shared.begin(PendingOperationKind::Creating, &state).await?;
                 shared.end(pending, None, Some(&state)).await?;
-                shared.lock_outcome().replaced.push(doomed);
+                shared.delete_later(doomed);
             }
             (_, Some(old)) if old != &state => {
                 let pending = shared.begin(PendingOperationKind::Updating, old).await?;
@@ -333,9 +286,9 @@ pub(crate) async fn step_provider(
             _ => {}
         }
     }
-    shared.provider_instances.register(state.clone());
+    shared.provider_instances().register(state.clone());
     // Configure now, so a provider that refuses its configuration fails here, on its own step.
-    shared.provider_instance(&reference_of(&state)).await?;
+    provider_instance(shared, &reference_of(&state)).await?;
     Ok(ProviderStep {
         op,
         state,

@@ -9,12 +9,13 @@ use cairn_core::{
     PendingOperation, PendingOperationKind, PropertyMap, ResourceState, Snapshot, StepOp, Value,
 };
 
-use crate::deploy::{Shared, reseal_outputs};
 use crate::events::{EngineEvent, StepRecord};
-use crate::resources::{is_provider_managed, provider_for, read_live, reveal_map};
+use crate::provider_calls::{is_provider_managed, provider_for, read_live};
+use crate::run_state::RunState;
+use crate::secrets::{reseal_outputs, reveal_map};
 
 /// Reads every resource's live state from its provider and returns the refreshed snapshot.
-pub(crate) async fn refresh_all(shared: &Arc<Shared>, old: &Snapshot) -> Snapshot {
+pub(crate) async fn refresh_all(shared: &Arc<RunState>, old: &Snapshot) -> Snapshot {
     let resources = Arc::new(old.resources.clone());
     let refreshed: Arc<std::sync::Mutex<Vec<Option<ResourceState>>>> = Arc::new(
         std::sync::Mutex::new(old.resources.iter().cloned().map(Some).collect()),
@@ -25,7 +26,7 @@ pub(crate) async fn refresh_all(shared: &Arc<Shared>, old: &Snapshot) -> Snapsho
     crate::executor::run_dag(
         vec![Vec::new(); resources.len()],
         &shared.cancel,
-        crate::executor::parallel_of(shared),
+        crate::executor::parallel_of(&shared.options),
         move |index| {
             let shared = run_shared.clone();
             let resources = run_resources.clone();
@@ -68,7 +69,7 @@ pub(crate) async fn refresh_all(shared: &Arc<Shared>, old: &Snapshot) -> Snapsho
 
 /// Refreshes one resource: `Ok(None)` when it no longer exists.
 async fn refresh_resource(
-    shared: &Arc<Shared>,
+    shared: &Arc<RunState>,
     resource: &ResourceState,
 ) -> Result<Option<ResourceState>, String> {
     if resource.delete || !is_provider_managed(resource) {
@@ -76,30 +77,18 @@ async fn refresh_resource(
     }
     let started = Instant::now();
     let typed = provider_for(shared, &resource.type_, resource.provider.as_deref()).await?;
-    let _permit = shared
-        .permits
-        .acquire()
-        .await
-        .map_err(|_| "the executor was shut down".to_owned())?;
+    let _permit = shared.acquire_permit().await?;
     let read = read_live(shared, &typed, resource).await?;
     let new_state = read.map(|read| {
         let mut state = resource.clone();
         state.id = read.id;
         if !read.inputs.is_empty() {
             state.inputs =
-                reseal_outputs(&shared.secret_texts, &resource.inputs, read.inputs, &|_| {
-                    false
-                });
+                reseal_outputs(shared.secrets(), &resource.inputs, read.inputs, &|_| false);
         }
-        state.outputs = reseal_outputs(
-            &shared.secret_texts,
-            &resource.inputs,
-            read.outputs,
-            &|key| {
-                typed.is_secret_output(key)
-                    || resource.outputs.get(key).is_some_and(Value::is_secret)
-            },
-        );
+        state.outputs = reseal_outputs(shared.secrets(), &resource.inputs, read.outputs, &|key| {
+            typed.is_secret_output(key) || resource.outputs.get(key).is_some_and(Value::is_secret)
+        });
         state
     });
     let op = match &new_state {
@@ -146,7 +135,7 @@ fn changed_keys(old: &PropertyMap, new: &PropertyMap) -> Vec<String> {
 /// them: a create that happened is adopted (an `import` step), one that did not is dropped; a
 /// delete that happened removes the resource. Updates and reads leave the resource as recorded,
 /// for the refresh that follows to bring up to date.
-pub(crate) async fn resolve_pending(shared: &Arc<Shared>, old: &Snapshot) -> Snapshot {
+pub(crate) async fn resolve_pending(shared: &Arc<RunState>, old: &Snapshot) -> Snapshot {
     let mut snapshot = Snapshot {
         resources: old.resources.clone(),
         pending_operations: Vec::new(),
@@ -187,7 +176,7 @@ pub(crate) async fn resolve_pending(shared: &Arc<Shared>, old: &Snapshot) -> Sna
             }
         }
     }
-    snapshot.resources = crate::deploy::sort_by_dependencies(snapshot.resources);
+    snapshot.resources = crate::dependencies::sort_by_dependencies(snapshot.resources);
     snapshot
 }
 
@@ -198,7 +187,7 @@ enum Resolution {
 }
 
 async fn resolve_one(
-    shared: &Arc<Shared>,
+    shared: &Arc<RunState>,
     operation: &PendingOperation,
     known: &[ResourceState],
 ) -> Result<Resolution, String> {
@@ -242,12 +231,8 @@ async fn resolve_one(
         (PendingOperationKind::Creating, Some(read)) => {
             let mut state = resource.clone();
             state.id = read.id;
-            state.outputs = reseal_outputs(
-                &shared.secret_texts,
-                &resource.inputs,
-                read.outputs,
-                &|_| false,
-            );
+            state.outputs =
+                reseal_outputs(shared.secrets(), &resource.inputs, read.outputs, &|_| false);
             if !shared.is_dry_run() {
                 let pending = shared.begin(PendingOperationKind::Reading, &state).await?;
                 shared.end(pending, None, Some(&state)).await?;

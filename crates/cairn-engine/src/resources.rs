@@ -1,153 +1,24 @@
-//! One resource's part of a deployment: evaluating its inputs, asking its provider to check and
-//! diff them, deciding its step and carrying it out with the intent recorded first.
+//! One program resource's part of a deployment: its URN, parent and dependencies, its inputs
+//! evaluated, its old state found (under its own URN or an alias), then the step its kind calls
+//! for: an explicit provider resource and a stack reference here, a provider-managed resource in
+//! `custom_resource`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use cairn_core::resource::CustomTimeouts;
-use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, StepOp, Urn, Value};
-use cairn_program::{Program, ResourceDecl, ResourceValue};
-use cairn_provider::{CallContext, Provider, ProviderError};
+use cairn_core::{PendingOperationKind, PropertyMap, StepOp, Urn, Value};
+use cairn_program::ResourceDecl;
 
-use crate::deploy::{Shared, reseal_outputs};
-use crate::events::{EngineEvent, StepRecord};
-use crate::plan::{Decision, apply_ignore_changes, decide};
-use crate::providers::{ProviderStep, explicit_provider_key, provider_package, step_provider};
-
-/// Pulumi's marker for a value that is not known yet, used as the ID of resources a preview
-/// would create.
-pub(crate) const UNKNOWN_ID: &str = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
-
-pub(crate) const STACK_REFERENCE_TYPE: &str = "pulumi:pulumi:StackReference";
-
-pub(crate) fn is_provider_type(type_token: &str) -> bool {
-    type_token.starts_with("pulumi:providers:") || type_token.starts_with("cairn:providers:")
-}
-
-/// Whether a resource's lifecycle goes through a provider: not a component, a provider
-/// resource or a stack reference.
-pub(crate) fn is_provider_managed(resource: &ResourceState) -> bool {
-    resource.custom && !is_provider_type(&resource.type_) && resource.type_ != STACK_REFERENCE_TYPE
-}
-
-/// A resource type's provider, its canonical token and the outputs its schema marks secret.
-pub(crate) struct TypeProvider {
-    pub provider: Arc<dyn Provider>,
-    pub type_token: String,
-    secret_outputs: Vec<String>,
-}
-
-impl TypeProvider {
-    pub fn is_secret_output(&self, key: &str) -> bool {
-        self.secret_outputs.iter().any(|name| name == key)
-    }
-
-    fn has_secret_outputs(&self) -> bool {
-        !self.secret_outputs.is_empty()
-    }
-
-    /// Also treats `names` as secret outputs: a resource's `additionalSecretOutputs`.
-    fn with_secret_outputs(mut self, names: &[String]) -> TypeProvider {
-        self.secret_outputs.extend(names.iter().cloned());
-        self
-    }
-}
-
-/// Looks up the provider of a resource type written in any accepted spelling: the configured
-/// instance behind `reference` (the resource's provider reference) when there is one.
-pub(crate) async fn provider_for(
-    shared: &Shared,
-    type_token: &str,
-    reference: Option<&str>,
-) -> Result<TypeProvider, String> {
-    let resolved = shared
-        .request
-        .providers
-        .resolve_resource(type_token)
-        .ok_or_else(|| format!("no provider offers the resource type `{type_token}`"))?;
-    let provider = match reference {
-        Some(reference) => shared.provider_instance(reference).await?,
-        None => resolved.provider.clone(),
-    };
-    Ok(TypeProvider {
-        provider,
-        type_token: resolved.canonical.to_owned(),
-        secret_outputs: resolved
-            .schema
-            .outputs
-            .iter()
-            .filter(|(_, property)| property.secret)
-            .map(|(name, _)| name.clone())
-            .collect(),
-    })
-}
-
-/// Reads a resource's live state through its provider; `Ok(None)` when it is gone.
-pub(crate) async fn read_live(
-    shared: &Shared,
-    typed: &TypeProvider,
-    resource: &ResourceState,
-) -> Result<Option<cairn_provider::ReadResponse>, String> {
-    let ctx = shared.call_context(&resource.urn);
-    call_provider(
-        shared,
-        0.0,
-        "read",
-        typed.provider.read(
-            &ctx,
-            &resource.type_,
-            &resource.id,
-            &reveal_map(&resource.inputs),
-            &reveal_map(&resource.outputs),
-        ),
-    )
-    .await
-    .map(|read| {
-        read.map(|mut read| {
-            read.inputs = shared.storable(&resource.urn, "input", read.inputs);
-            read.outputs = shared.storable(&resource.urn, "output", read.outputs);
-            read
-        })
-    })
-}
-
-pub(crate) fn program_of(shared: &Shared) -> Arc<Program> {
-    shared
-        .request
-        .program
-        .clone()
-        .expect("program nodes only run when the request has a program")
-}
-
-/// Everything needed to carry out one program resource's step.
-struct ResourcePlan<'a> {
-    decl: &'a ResourceDecl,
-    urn: Urn,
-    parent: Urn,
-    dependencies: Vec<Urn>,
-    /// The URN of the `deletedWith` resource.
-    deleted_with: Option<Urn>,
-    inputs: PropertyMap,
-    old: Option<ResourceState>,
-    /// The step decided on, once it is (a failure after that point is shown as that step's).
-    attempted: std::sync::Mutex<Option<StepOp>>,
-}
-
-impl ResourcePlan<'_> {
-    /// A record of this resource's step, under its parent.
-    fn step_record(&self, op: StepOp, type_token: &str) -> StepRecord {
-        StepRecord::new(
-            op,
-            self.urn.clone(),
-            type_token.to_owned(),
-            Some(self.parent.clone()),
-        )
-    }
-}
+use crate::custom_resource::run_custom_resource;
+use crate::provider_calls::{STACK_REFERENCE_TYPE, is_provider_type};
+use crate::provider_instances::reference_of;
+use crate::providers::{ProviderStep, UNKNOWN_ID, provider_package, step_provider};
+use crate::resource_plan::{ResourcePlan, new_state, publish};
+use crate::run_state::RunState;
 
 /// Runs one program resource; returns whether it succeeded.
-pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
-    let program = program_of(shared);
+pub(crate) async fn run_resource(shared: &Arc<RunState>, index: usize) -> bool {
+    let program = shared.program();
     let decl = &program.resources[index];
     let urn = shared.urns[index].clone();
     let urn_of = |key: &str| {
@@ -179,7 +50,7 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
             // Every resource it refers to has finished (a failed one blocks it before this), so
             // inputs that cannot be evaluated are an error in the program.
             shared.record_error(op, &urn, Some(&parent), error);
-            shared.lock_outcome().has_program_error = true;
+            shared.mark_program_error();
             return false;
         }
     };
@@ -189,7 +60,7 @@ pub(crate) async fn run_resource(shared: &Arc<Shared>, index: usize) -> bool {
             let alias_urn = alias_urn(&alias.reveal(), &urn, &parent, &shared.root_urn)?;
             let old = shared.old_state(&alias_urn)?;
             // The old URN now belongs to this resource: it must not be deleted as gone.
-            shared.lock_outcome().claimed_aliases.insert(alias_urn);
+            shared.claim_alias(alias_urn);
             Some(old)
         })
     });
@@ -259,14 +130,14 @@ fn alias_urn(alias: &Value, urn: &Urn, parent: &Urn, root: &Urn) -> Option<Urn> 
 
 /// The resource's inputs, evaluated. Values built from references can nest deeper than any
 /// one in the file, so the depth limit is checked again here, before any provider sees them.
-fn evaluate_properties(shared: &Arc<Shared>, decl: &ResourceDecl) -> Result<PropertyMap, String> {
+fn evaluate_properties(shared: &Arc<RunState>, decl: &ResourceDecl) -> Result<PropertyMap, String> {
     let inputs = evaluate_property_values(shared, decl)?;
     cairn_core::check_depth(&inputs).map_err(|error| format!("input {error}"))?;
     Ok(inputs)
 }
 
 fn evaluate_property_values(
-    shared: &Arc<Shared>,
+    shared: &Arc<RunState>,
     decl: &ResourceDecl,
 ) -> Result<PropertyMap, String> {
     let Some(properties) = &decl.properties else {
@@ -294,629 +165,9 @@ fn evaluate_property_values(
     }
 }
 
-/// Makes a finished resource visible to its dependents and to the new snapshot.
-fn publish(shared: &Shared, state: ResourceState, key: &str, id_known: bool) {
-    let value = ResourceValue {
-        id: if id_known {
-            Value::String(state.id.clone())
-        } else {
-            Value::Unknown
-        },
-        urn: state.urn.to_string(),
-        outputs: state.outputs.clone(),
-    };
-    if let Ok(mut resources) = shared.resolved.resources.write() {
-        resources.insert(key.to_owned(), value);
-    }
-    let mut outcome = shared.lock_outcome();
-    outcome.finished_urns.insert(state.urn.clone());
-    outcome.new_states.push(state);
-}
-
-/// Why a resource's inputs are still unknown in an update: most often (as in Pulumi) it uses an
-/// output of a resource that `--target` left out and that does not exist yet.
-fn unknown_inputs_error(shared: &Shared, plan: &ResourcePlan<'_>) -> String {
-    let missing: Vec<String> = plan
-        .dependencies
-        .iter()
-        .filter(|urn| !shared.is_targeted(urn) && shared.old_state(urn).is_none())
-        .map(|urn| format!("`{urn}`"))
-        .collect();
-    if missing.is_empty() {
-        return "some of its inputs are unknown outside a preview, so it was not sent to its provider".to_owned();
-    }
-    format!(
-        "it uses outputs of {}, which {} not targeted and {} not exist yet\nhelp: add {} to the targets (`--target URN`)",
-        missing.join(", "),
-        if missing.len() == 1 { "is" } else { "are" },
-        if missing.len() == 1 { "does" } else { "do" },
-        if missing.len() == 1 { "it" } else { "them" },
-    )
-}
-
-pub(crate) fn reveal_map(map: &PropertyMap) -> PropertyMap {
-    map.iter()
-        .map(|(key, value)| (key.clone(), value.reveal()))
-        .collect()
-}
-
-fn new_state(plan: &ResourcePlan<'_>, type_: &str) -> ResourceState {
-    let options = &plan.decl.options;
-    ResourceState {
-        urn: plan.urn.clone(),
-        custom: true,
-        id: String::new(),
-        type_: type_.to_owned(),
-        inputs: plan.inputs.clone(),
-        outputs: PropertyMap::new(),
-        parent: Some(plan.parent.clone()),
-        dependencies: plan.dependencies.clone(),
-        property_dependencies: Default::default(),
-        provider: None,
-        protect: options.protect,
-        retain_on_delete: options.retain_on_delete,
-        external: false,
-        delete: false,
-        delete_before_replace: options.delete_before_replace,
-        ignore_changes: options.ignore_changes.clone(),
-        replace_on_changes: options.replace_on_changes.clone(),
-        aliases: Vec::new(),
-        deleted_with: plan.deleted_with.clone(),
-        custom_timeouts: CustomTimeouts {
-            create: parse_timeout(options.custom_timeouts.create.as_deref()),
-            update: parse_timeout(options.custom_timeouts.update.as_deref()),
-            delete: parse_timeout(options.custom_timeouts.delete.as_deref()),
-        },
-    }
-}
-
-/// A `customTimeouts` duration in seconds (Go's syntax, checked when the program was loaded);
-/// 0, no limit, for none.
-pub(crate) fn parse_timeout(text: Option<&str>) -> f64 {
-    text.and_then(|text| cairn_core::parse_go_duration(text.trim()).ok())
-        .map_or(0.0, |duration| duration.as_secs_f64())
-}
-
-/// Runs a provider call with the resource's time limit (if any) and the hard cancellation.
-pub(crate) async fn call_provider<T>(
-    shared: &Shared,
-    timeout_seconds: f64,
-    operation: &str,
-    future: impl std::future::Future<Output = Result<T, ProviderError>>,
-) -> Result<T, String> {
-    let limited = async {
-        if timeout_seconds > 0.0 {
-            tokio::time::timeout(Duration::from_secs_f64(timeout_seconds), future)
-                .await
-                .map_err(|_| {
-                    format!(
-                        "{operation} did not finish within its custom timeout of {timeout_seconds}s"
-                    )
-                })?
-                .map_err(|error| format!("{operation} failed: {error}"))
-        } else {
-            future
-                .await
-                .map_err(|error| format!("{operation} failed: {error}"))
-        }
-    };
-    tokio::select! {
-        result = limited => result,
-        () = shared.cancel.hard.cancelled() => Err(format!("{operation} was interrupted")),
-    }
-}
-
-async fn run_custom_resource(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> Result<(), String> {
-    let decl = plan.decl;
-    let started = Instant::now();
-    let program = program_of(shared);
-    let provider_reference = match explicit_provider_key(&program, &shared.resource_index, decl) {
-        Some(key) => shared
-            .explicit_providers
-            .lock()
-            .ok()
-            .and_then(|providers| providers.get(&key).cloned()),
-        None => shared.default_providers.lock().ok().and_then(|providers| {
-            providers
-                .get(cairn_core::type_token::package_of(&decl.type_token))
-                .cloned()
-        }),
-    };
-    let typed = provider_for(shared, &decl.type_token, provider_reference.as_deref())
-        .await?
-        .with_secret_outputs(&decl.options.additional_secret_outputs);
-    let provider = typed.provider.clone();
-    let type_token = typed.type_token.clone();
-    let is_secret_output = |key: &str| typed.is_secret_output(key);
-    for value in plan.inputs.values() {
-        shared.secret_texts.add_secrets_of(value);
-    }
-    // The log lines of a resource with secret outputs (by its schema or its
-    // `additionalSecretOutputs`) wait until those are known (its provider or command may print
-    // them first); dropping `held_logs` sends them.
-    let (ctx, held_logs) = if !typed.has_secret_outputs() {
-        (shared.call_context(&plan.urn), None)
-    } else {
-        let (ctx, held) = shared.held_call_context(&plan.urn, typed.secret_outputs.clone());
-        (ctx, Some(held))
-    };
-    let _permit = shared
-        .permits
-        .acquire()
-        .await
-        .map_err(|_| "the executor was shut down".to_owned())?;
-
-    let mut state = new_state(plan, &type_token);
-    state.provider = provider_reference;
-
-    if let Some(get) = &decl.get {
-        return read_existing(shared, plan, &typed, &ctx, state, get, started).await;
-    }
-
-    let revealed_olds = plan.old.as_ref().map(|old| reveal_map(&old.inputs));
-    let mut checked = provider
-        .check(
-            &ctx,
-            &type_token,
-            revealed_olds.as_ref(),
-            &reveal_map(&plan.inputs),
-        )
-        .await
-        .map_err(|error| format!("checking inputs failed: {error}"))?;
-    if !checked.failures.is_empty() {
-        let reasons: Vec<String> = checked
-            .failures
-            .iter()
-            .map(|failure| match &failure.property {
-                Some(property) => format!("property `{property}`: {}", failure.reason),
-                None => failure.reason.clone(),
-            })
-            .collect();
-        return Err(format!("invalid inputs: {}", reasons.join("; ")));
-    }
-    // Inputs that were secret stay secret after the provider filled in defaults.
-    checked.inputs = reseal_outputs(&shared.secret_texts, &plan.inputs, checked.inputs, &|_| {
-        false
-    });
-    cairn_core::check_depth(&checked.inputs)
-        .map_err(|error| format!("the provider's checked input {error}"))?;
-    state.inputs = checked.inputs;
-
-    if !shared.is_targeted(&plan.urn) {
-        if let Some(old) = &plan.old {
-            publish(shared, old.clone(), &decl.key, true);
-        }
-        return Ok(());
-    }
-    // Outside a preview a provider only ever sees known values: an unknown reaching it would be
-    // taken as real (a network named after the unknown sentinel).
-    if !shared.is_dry_run() && state.inputs.values().any(Value::contains_unknown) {
-        return Err(unknown_inputs_error(shared, plan));
-    }
-
-    if plan.old.is_none()
-        && let Some(import_id) = &decl.options.import
-    {
-        *plan
-            .attempted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(StepOp::Import);
-        return import_existing(shared, plan, &typed, &ctx, state, import_id, started).await;
-    }
-    let decision = match &plan.old {
-        None => Decision::create(),
-        Some(old) => {
-            apply_ignore_changes(&old.inputs, &mut state.inputs, &decl.options.ignore_changes);
-            let diff = provider
-                .diff(
-                    &ctx,
-                    &type_token,
-                    &old.id,
-                    &without_bridge_bookkeeping(reveal_map(&old.inputs)),
-                    &reveal_map(&old.outputs),
-                    &reveal_map(&state.inputs),
-                )
-                .await
-                .map_err(|error| format!("diffing failed: {error}"))?;
-            let mut decision = decide(
-                &diff,
-                &decl.options.replace_on_changes,
-                decl.options.delete_before_replace,
-            );
-            // Seed 003: a resource whose provider reference changes (its provider was replaced
-            // or another one named) must be replaced.
-            if old.provider.is_some() && old.provider != state.provider {
-                decision.op = StepOp::Replace;
-                decision.replace_keys.push("provider".to_owned());
-                if !decision.changed_keys.iter().any(|key| key == "provider") {
-                    decision.changed_keys.push("provider".to_owned());
-                }
-            }
-            decision
-        }
-    };
-    *plan
-        .attempted
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(decision.op);
-    if decision.op == StepOp::Replace
-        && let Some(old) = &plan.old
-        && old.protect
-    {
-        return Err(format!(
-            "the change to {} requires replacing it, but it is protected; set `protect: false` first",
-            join_keys(&decision.replace_keys)
-        ));
-    }
-    let mut record = plan.step_record(decision.op, &type_token);
-    // A step that changes nothing has nothing to diff; not copying its properties keeps a
-    // no-op preview of a large stack small.
-    if decision.op != StepOp::Same {
-        record.old_inputs = plan.old.as_ref().map(|old| old.inputs.clone());
-        record.new_inputs = Some(state.inputs.clone());
-    }
-    record.changed_keys = decision.changed_keys.clone();
-    record.replace_keys = decision.replace_keys.clone();
-    if decision.op != StepOp::Same {
-        shared.emit(EngineEvent::StepStarted {
-            op: decision.op,
-            urn: plan.urn.clone(),
-            type_: type_token.clone(),
-        });
-    }
-    let timeouts = state.custom_timeouts;
-    let revealed_inputs = reveal_map(&state.inputs);
-    let dry_run = shared.is_dry_run();
-    let mut id_known = true;
-    match (decision.op, &plan.old) {
-        (StepOp::Same, Some(old)) => {
-            state.id = old.id.clone();
-            // An output that became secret since the last run (named in
-            // `additionalSecretOutputs`, say) is sealed now, though nothing else changed.
-            state.outputs = reseal_outputs(
-                &shared.secret_texts,
-                &state.inputs,
-                old.outputs.clone(),
-                &is_secret_output,
-            );
-            // Options such as `protect` may have changed without any input changing.
-            if !dry_run && &state != old {
-                let op = shared.begin(PendingOperationKind::Updating, old).await?;
-                shared.end(op, Some(old), Some(&state)).await?;
-            }
-        }
-        (StepOp::Update, Some(old)) => {
-            let outputs = call_provider(shared, timeouts.update, "update", async {
-                let op = shared
-                    .begin(PendingOperationKind::Updating, old)
-                    .await
-                    .map_err(ProviderError::Failed)?;
-                let outputs = provider
-                    .update(
-                        &ctx,
-                        &type_token,
-                        &old.id,
-                        &reveal_map(&old.inputs),
-                        &reveal_map(&old.outputs),
-                        &revealed_inputs,
-                        dry_run,
-                    )
-                    .await?;
-                Ok((op, outputs))
-            })
-            .await;
-            let (op, outputs) = outputs?;
-            state.id = old.id.clone();
-            state.outputs = reseal_outputs(
-                &shared.secret_texts,
-                &state.inputs,
-                shared.storable(&state.urn, "output", outputs),
-                &is_secret_output,
-            );
-            shared.end(op, Some(old), Some(&state)).await?;
-        }
-        (StepOp::Replace, Some(old)) if decision.delete_before_replace => {
-            delete_with_provider(shared, provider.as_ref(), &ctx, old).await?;
-            id_known = create_with_provider(
-                shared,
-                provider.as_ref(),
-                &ctx,
-                &type_token,
-                &mut state,
-                &is_secret_output,
-            )
-            .await?;
-        }
-        (StepOp::Replace, Some(old)) => {
-            // Mark the old copy for deletion before creating its replacement: the state then
-            // never holds two live copies of one URN, whatever instant a crash comes at.
-            let mut doomed = old.clone();
-            doomed.delete = true;
-            let op = shared.begin(PendingOperationKind::Updating, old).await?;
-            shared.end(op, Some(old), Some(&doomed)).await?;
-            let created = create_with_provider(
-                shared,
-                provider.as_ref(),
-                &ctx,
-                &type_token,
-                &mut state,
-                &is_secret_output,
-            )
-            .await;
-            match created {
-                Ok(created) => {
-                    id_known = created;
-                    shared.lock_outcome().replaced.push(doomed);
-                }
-                Err(error) => {
-                    // No replacement exists: the old copy stays the live one.
-                    let op = shared
-                        .begin(PendingOperationKind::Updating, &doomed)
-                        .await?;
-                    shared.end(op, Some(&doomed), Some(old)).await?;
-                    return Err(error);
-                }
-            }
-        }
-        _ => {
-            id_known = create_with_provider(
-                shared,
-                provider.as_ref(),
-                &ctx,
-                &type_token,
-                &mut state,
-                &is_secret_output,
-            )
-            .await?;
-        }
-    }
-    warn_of_secret_id(shared, plan, &state);
-    drop(held_logs);
-    if decision.op != StepOp::Same {
-        record.outputs = state.outputs.clone();
-    }
-    record.duration = started.elapsed();
-    shared.record_step(record);
-    publish(shared, state, &decl.key, id_known);
-    Ok(())
-}
-
-/// Warns when an output named in `additionalSecretOutputs` is also the resource's ID (as a
-/// `random:RandomString`'s `result` is): the ID is stored and shown in plaintext, as in Pulumi,
-/// so the option cannot keep that value secret.
-fn warn_of_secret_id(shared: &Shared, plan: &ResourcePlan<'_>, state: &ResourceState) {
-    if state.id.is_empty() || state.id == UNKNOWN_ID {
-        return;
-    }
-    for name in &plan.decl.options.additional_secret_outputs {
-        let Some(output) = state.outputs.get(name) else {
-            continue;
-        };
-        if output.as_str() == Some(state.id.as_str()) {
-            shared.emit(EngineEvent::Warning(format!(
-                "`{}`: `additionalSecretOutputs` cannot hide `{name}`: it is also the resource's ID, which is stored in plaintext; use a resource whose ID is not the secret (e.g. `random:RandomPassword`)",
-                plan.decl.key
-            )));
-        }
-    }
-}
-
-/// Old inputs without `__defaults`, which Pulumi's bridged providers (`random`, `docker`) keep in
-/// state to remember which inputs they defaulted; it is bookkeeping, not an input to compare.
-fn without_bridge_bookkeeping(mut inputs: PropertyMap) -> PropertyMap {
-    inputs.remove("__defaults");
-    inputs
-}
-
-fn join_keys(keys: &[String]) -> String {
-    let quoted: Vec<String> = keys.iter().map(|key| format!("`{key}`")).collect();
-    quoted.join(", ")
-}
-
-/// Creates the resource (or, in a dry run, predicts it); returns whether the ID is known.
-async fn create_with_provider(
-    shared: &Shared,
-    provider: &dyn Provider,
-    ctx: &CallContext,
-    type_token: &str,
-    state: &mut ResourceState,
-    is_secret_output: &(dyn Fn(&str) -> bool + Sync),
-) -> Result<bool, String> {
-    let revealed_inputs = reveal_map(&state.inputs);
-    if shared.is_dry_run() {
-        let predicted = provider
-            .create(ctx, type_token, &revealed_inputs, true)
-            .await
-            .map_err(|error| format!("create failed: {error}"))?;
-        state.id = UNKNOWN_ID.to_owned();
-        state.outputs = reseal_outputs(
-            &shared.secret_texts,
-            &state.inputs,
-            shared.storable(&state.urn, "output", predicted.outputs),
-            is_secret_output,
-        );
-        return Ok(false);
-    }
-    // Record the pending create before calling the provider: if we crash after it succeeds,
-    // the next command must know that a resource may exist.
-    let op = shared.begin(PendingOperationKind::Creating, state).await?;
-    let created = call_provider(
-        shared,
-        state.custom_timeouts.create,
-        "create",
-        provider.create(ctx, type_token, &revealed_inputs, false),
-    )
-    .await;
-    let created = match created {
-        Ok(created) => created,
-        Err(error) => {
-            // The provider reported failure: nothing was created, so the intent is closed.
-            shared.end(op, None, None).await?;
-            return Err(error);
-        }
-    };
-    state.id = created.id;
-    state.outputs = reseal_outputs(
-        &shared.secret_texts,
-        &state.inputs,
-        shared.storable(&state.urn, "output", created.outputs),
-        is_secret_output,
-    );
-    shared.end(op, None, Some(state)).await?;
-    Ok(true)
-}
-
-pub(crate) async fn delete_with_provider(
-    shared: &Shared,
-    provider: &dyn Provider,
-    ctx: &CallContext,
-    old: &ResourceState,
-) -> Result<(), String> {
-    if shared.is_dry_run() {
-        return Ok(());
-    }
-    let op = shared.begin(PendingOperationKind::Deleting, old).await?;
-    if !old.retain_on_delete && !old.external {
-        let deleted = call_provider(
-            shared,
-            old.custom_timeouts.delete,
-            "delete",
-            provider.delete(
-                ctx,
-                &old.type_,
-                &old.id,
-                &reveal_map(&old.inputs),
-                &reveal_map(&old.outputs),
-            ),
-        )
-        .await;
-        if let Err(error) = deleted {
-            shared.end(op, None, None).await?;
-            return Err(error);
-        }
-    }
-    shared.end(op, Some(old), None).await
-}
-
-/// A `get` resource: read through the provider, never owned.
-async fn read_existing(
-    shared: &Arc<Shared>,
-    plan: &ResourcePlan<'_>,
-    typed: &TypeProvider,
-    ctx: &CallContext,
-    mut state: ResourceState,
-    get: &cairn_program::GetDecl,
-    started: Instant,
-) -> Result<(), String> {
-    let id =
-        cairn_program::evaluate(&get.id, shared.as_ref()).map_err(|error| error.to_string())?;
-    let Some(id) = id.as_str().map(str::to_owned) else {
-        return Err("`get.id` must be a string".to_owned());
-    };
-    let read = typed
-        .provider
-        .read(
-            ctx,
-            &state.type_,
-            &id,
-            &PropertyMap::new(),
-            &PropertyMap::new(),
-        )
-        .await
-        .map_err(|error| format!("read failed: {error}"))?
-        .ok_or_else(|| format!("no `{}` with ID `{id}` exists", state.type_))?;
-    state.id = read.id;
-    state.inputs = shared.storable(&state.urn, "input", read.inputs);
-    // A read resource's secret outputs are as secret as a created one's.
-    let outputs = shared.storable(&state.urn, "output", read.outputs);
-    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, outputs, &|key| {
-        typed.is_secret_output(key)
-    });
-    state.external = true;
-    let op = if plan.old.as_ref() == Some(&state) {
-        StepOp::Same
-    } else {
-        StepOp::Read
-    };
-    if op == StepOp::Read && !shared.is_dry_run() {
-        let pending = shared.begin(PendingOperationKind::Reading, &state).await?;
-        shared.end(pending, plan.old.as_ref(), Some(&state)).await?;
-    }
-    let mut record = plan.step_record(op, &state.type_);
-    record.outputs = state.outputs.clone();
-    record.duration = started.elapsed();
-    shared.record_step(record);
-    publish(shared, state, &plan.decl.key, true);
-    Ok(())
-}
-
-/// The `import` option: adopt an existing resource (read through the provider) instead of
-/// creating one. From then on Cairn owns it like any other.
-async fn import_existing(
-    shared: &Arc<Shared>,
-    plan: &ResourcePlan<'_>,
-    typed: &TypeProvider,
-    ctx: &CallContext,
-    mut state: ResourceState,
-    import_id: &str,
-    started: Instant,
-) -> Result<(), String> {
-    shared.emit(EngineEvent::StepStarted {
-        op: StepOp::Import,
-        urn: plan.urn.clone(),
-        type_: state.type_.clone(),
-    });
-    let pending = shared.begin(PendingOperationKind::Reading, &state).await?;
-    let read = call_provider(
-        shared,
-        0.0,
-        "import",
-        typed.provider.read(
-            ctx,
-            &state.type_,
-            import_id,
-            &reveal_map(&state.inputs),
-            &PropertyMap::new(),
-        ),
-    )
-    .await;
-    let read = match read {
-        Ok(Some(read)) => read,
-        Ok(None) => {
-            shared.end(pending, None, None).await?;
-            return Err(format!(
-                "there is no `{}` with ID `{import_id}` to import",
-                state.type_
-            ));
-        }
-        Err(error) => {
-            shared.end(pending, None, None).await?;
-            return Err(error);
-        }
-    };
-    state.id = read.id;
-    // Declared no inputs (`cairn import TYPE NAME ID`): adopt the live ones, so a program that
-    // declares them afterwards has nothing to change.
-    if state.inputs.is_empty() {
-        state.inputs = shared.storable(&state.urn, "input", read.inputs);
-    }
-    let outputs = shared.storable(&state.urn, "output", read.outputs);
-    state.outputs = reseal_outputs(&shared.secret_texts, &state.inputs, outputs, &|key| {
-        typed.is_secret_output(key)
-    });
-    shared.end(pending, None, Some(&state)).await?;
-    let mut record = plan.step_record(StepOp::Import, &state.type_);
-    record.new_inputs = Some(state.inputs.clone());
-    record.outputs = state.outputs.clone();
-    record.duration = started.elapsed();
-    shared.record_step(record);
-    publish(shared, state, &plan.decl.key, true);
-    Ok(())
-}
-
 /// An explicit provider resource (`pulumi:providers:<package>`): its inputs are its config.
 async fn run_provider_resource(
-    shared: &Arc<Shared>,
+    shared: &Arc<RunState>,
     plan: &ResourcePlan<'_>,
 ) -> Result<(), String> {
     let started = Instant::now();
@@ -934,12 +185,7 @@ async fn run_provider_resource(
         .attempted
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(op);
-    if let Ok(mut providers) = shared.explicit_providers.lock() {
-        providers.insert(
-            plan.decl.key.clone(),
-            crate::providers::reference_of(&state),
-        );
-    }
+    shared.set_explicit_provider(&plan.decl.key, reference_of(&state));
     let mut record = plan.step_record(op, &state.type_);
     if op != StepOp::Same {
         record.old_inputs = plan.old.as_ref().map(|old| old.inputs.clone());
@@ -955,7 +201,10 @@ async fn run_provider_resource(
 }
 
 /// `pulumi:pulumi:StackReference`: reads another stack's outputs.
-async fn run_stack_reference(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> Result<(), String> {
+async fn run_stack_reference(
+    shared: &Arc<RunState>,
+    plan: &ResourcePlan<'_>,
+) -> Result<(), String> {
     let name = plan
         .inputs
         .get("name")
@@ -989,20 +238,4 @@ async fn run_stack_reference(shared: &Arc<Shared>, plan: &ResourcePlan<'_>) -> R
     shared.record_step(record);
     publish(shared, state, &plan.decl.key, true);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_pulumi_durations() {
-        assert_eq!(parse_timeout(None), 0.0);
-        assert_eq!(parse_timeout(Some("30s")), 30.0);
-        assert_eq!(parse_timeout(Some("5m")), 300.0);
-        assert_eq!(parse_timeout(Some("1h30m")), 5400.0);
-        // Read as 30,000 s and 1 s before Go's syntax was followed.
-        assert_eq!(parse_timeout(Some("500ms")), 0.5);
-        assert_eq!(parse_timeout(Some("1d")), 0.0);
-    }
 }

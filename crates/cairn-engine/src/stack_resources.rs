@@ -8,16 +8,16 @@ use cairn_core::urn::ROOT_STACK_TYPE;
 use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, StepOp, Urn};
 use cairn_program::Program;
 
-use crate::deploy::Shared;
 use crate::events::StepRecord;
+use crate::provider_calls::{STACK_REFERENCE_TYPE, is_provider_type};
+use crate::provider_instances::reference_of;
 use crate::providers::{
-    default_provider_config, explicit_provider_key, is_default_provider, reference_of,
-    step_provider,
+    default_provider_config, explicit_provider_key, is_default_provider, step_provider,
 };
-use crate::resources::{STACK_REFERENCE_TYPE, is_provider_type, program_of};
+use crate::run_state::RunState;
 
 /// Records the root `pulumi:pulumi:Stack` resource: every program resource's default parent.
-pub(crate) async fn register_root(shared: &Arc<Shared>) {
+pub(crate) async fn register_root(shared: &Arc<RunState>) {
     let root = match shared.old_state(&shared.root_urn) {
         Some(old_root) => {
             shared.record_step(StepRecord::new(
@@ -50,14 +50,12 @@ pub(crate) async fn register_root(shared: &Arc<Shared>) {
             root
         }
     };
-    let mut outcome = shared.lock_outcome();
-    outcome.finished_urns.insert(root.urn.clone());
-    outcome.new_states.push(root);
+    shared.finish_resource(root);
 }
 
 /// Records a default provider for every package whose resources name no explicit provider,
 /// configured from the stack's `<package>:<key>` config.
-pub(crate) async fn register_default_providers(shared: &Arc<Shared>, program: &Program) {
+pub(crate) async fn register_default_providers(shared: &Arc<RunState>, program: &Program) {
     let mut packages: Vec<&str> = program
         .resources
         .iter()
@@ -125,24 +123,18 @@ pub(crate) async fn register_default_providers(shared: &Arc<Shared>, program: &P
                 }
             }
         };
-        if let Ok(mut providers) = shared.default_providers.lock() {
-            providers.insert(package.to_owned(), reference_of(&state));
-        }
-        let mut outcome = shared.lock_outcome();
-        outcome.finished_urns.insert(state.urn.clone());
-        outcome.new_states.push(state);
+        shared.set_default_provider(package, reference_of(&state));
+        shared.finish_resource(state);
     }
 }
 
 /// Evaluates a program variable once everything it refers to is known.
-pub(crate) fn evaluate_variable(shared: &Arc<Shared>, index: usize) -> bool {
-    let program = program_of(shared);
+pub(crate) fn evaluate_variable(shared: &Arc<RunState>, index: usize) -> bool {
+    let program = shared.program();
     let variable = &program.variables[index];
     match cairn_program::evaluate(&variable.value, shared.as_ref()) {
         Ok(value) => {
-            if let Ok(mut variables) = shared.resolved.variables.write() {
-                variables.insert(variable.name.clone(), value);
-            }
+            shared.publish_variable(&variable.name, value);
             true
         }
         Err(error) => {
@@ -156,13 +148,8 @@ pub(crate) fn evaluate_variable(shared: &Arc<Shared>, index: usize) -> bool {
 }
 
 /// Evaluates the program's outputs and records them on the root stack resource.
-pub(crate) async fn register_outputs(shared: &Arc<Shared>, program: &Program) {
-    let old_root = shared
-        .lock_outcome()
-        .new_states
-        .iter()
-        .find(|state| state.urn == shared.root_urn)
-        .cloned();
+pub(crate) async fn register_outputs(shared: &Arc<RunState>, program: &Program) {
+    let old_root = shared.finished_state(&shared.root_urn);
     let Some(old_root) = old_root else {
         return;
     };
@@ -191,7 +178,7 @@ pub(crate) async fn register_outputs(shared: &Arc<Shared>, program: &Program) {
             Err(error)
                 if !shared.is_dry_run()
                     && shared.options.targets.is_empty()
-                    && shared.lock_outcome().errors.is_empty() =>
+                    && !shared.has_failed() =>
             {
                 shared.record_failure(error.to_string(), &format!("output `{name}`: {error}"));
             }
@@ -219,12 +206,5 @@ pub(crate) async fn register_outputs(shared: &Arc<Shared>, program: &Program) {
         shared.record_error(StepOp::Update, &shared.root_urn, None, error);
         return;
     }
-    let mut outcome = shared.lock_outcome();
-    if let Some(root) = outcome
-        .new_states
-        .iter_mut()
-        .find(|state| state.urn == shared.root_urn)
-    {
-        *root = new_root;
-    }
+    shared.refinish_resource(new_root);
 }

@@ -7,6 +7,8 @@
 //! (`/bin/sh -c` by default) in `dir` (relative to the program's directory), with `environment`
 //! added to Cairn's own environment and `stdin` piped in. The previous run's output is passed as
 //! `PULUMI_COMMAND_STDOUT` and `PULUMI_COMMAND_STDERR` unless `addPreviousOutputInEnv` is false.
+//! A command never outlives Cairn: it runs in the process group of a watchdog (`crate::watchdog`)
+//! that ends the group when Cairn dies.
 //!
 //! Not supported yet: `assetPaths` and `archivePaths` (Cairn has no asset values in outputs), and
 //! `logging` picks which streams go to the resource's log (`cairn logs`); both are always
@@ -322,6 +324,9 @@ async fn run_command(
         )));
     }
 
+    // Started before the command, so that the command never runs unwatched.
+    #[cfg(unix)]
+    let (watchdog, group) = start_watchdog(role)?;
     let mut process = tokio::process::Command::new(&interpreter[0]);
     process
         .args(&interpreter[1..])
@@ -331,10 +336,11 @@ async fn run_command(
         .stderr(Stdio::piped())
         // Dropping the child (on cancellation or any early return) must not leave it running.
         .kill_on_drop(true);
-    // Its own process group, so that cancelling can kill the whole tree the shell started and
-    // so that a Ctrl-C at the terminal reaches Cairn, which decides what to cancel, not the command.
+    // The watchdog's process group, so that cancelling can kill the whole tree the shell started,
+    // so that the watchdog can do the same if Cairn dies, and so that a Ctrl-C at the terminal
+    // reaches Cairn, which decides what to cancel, not the command.
     #[cfg(unix)]
-    process.process_group(0);
+    process.process_group(group);
     if let Some(environment) = settings.get("environment").and_then(Value::as_object) {
         for (name, value) in environment {
             if let Some(text) = value.to_interpolated_string() {
@@ -362,14 +368,19 @@ async fn run_command(
         Stdio::null()
     });
 
-    let mut child = process.spawn().map_err(|error| {
-        ProviderError::Failed(format!(
-            "cannot start {} with interpreter `{}`: {error}",
-            role.label(),
-            interpreter[0]
-        ))
-    })?;
-    let process_id = child.id();
+    let mut child = match process.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            // Nothing to watch: dismissed rather than dropped, it does not linger its grace period.
+            #[cfg(unix)]
+            watchdog.dismiss().await;
+            return Err(ProviderError::Failed(format!(
+                "cannot start {} with interpreter `{}`: {error}",
+                role.label(),
+                interpreter[0]
+            )));
+        }
+    };
     let stdin_pipe = child.stdin.take();
     let stdout_pipe = child.stdout.take();
     let stderr_pipe = child.stderr.take();
@@ -392,10 +403,16 @@ async fn run_command(
     let (stdout, stderr, status) = tokio::select! {
         finished = completion => finished,
         () = ctx.cancel.cancelled() => {
-            kill_process_group(process_id);
+            // The watchdog is in the group and goes with it.
+            #[cfg(unix)]
+            kill_process_group(group);
             return Err(ProviderError::Cancelled);
         }
     };
+    // Finished: what the command left running in the background on purpose is its business.
+    // (Any other way out of this function drops the watchdog, which then ends the group.)
+    #[cfg(unix)]
+    watchdog.dismiss().await;
     let status = status
         .map_err(|error| ProviderError::Failed(format!("waiting for {}: {error}", role.label())))?;
     let output = CapturedOutput {
@@ -424,19 +441,30 @@ async fn read_all(pipe: Option<impl AsyncRead + Unpin>) -> ProviderResult<Vec<u8
     Ok(buffer)
 }
 
+/// Starts the watchdog that ends the command's process group if Cairn dies, and returns it with
+/// the id of the group the command must join.
+#[cfg(unix)]
+fn start_watchdog(role: CommandRole) -> ProviderResult<(crate::watchdog::Watchdog, i32)> {
+    let watchdog = crate::watchdog::Watchdog::start().map_err(|error| {
+        ProviderError::Failed(format!(
+            "cannot start {}: cannot start its watchdog (/bin/sh): {error}",
+            role.label()
+        ))
+    })?;
+    let group = watchdog.process_group().map_err(|error| {
+        ProviderError::Failed(format!("cannot start {}: {error}", role.label()))
+    })?;
+    Ok((watchdog, group))
+}
+
 /// Kills the command's whole process group: killing only the shell would leave what it started
 /// running.
-fn kill_process_group(process_id: Option<u32>) {
-    #[cfg(unix)]
-    if let Some(pid) = process_id
-        .and_then(|id| i32::try_from(id).ok())
-        .and_then(rustix::process::Pid::from_raw)
-    {
+#[cfg(unix)]
+fn kill_process_group(group: i32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(group) {
         // The group may already be gone; `kill_on_drop` still kills the direct child.
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
-    #[cfg(not(unix))]
-    let _ = process_id;
 }
 
 /// Go's `strings.TrimSuffix(output, "\n")`: one newline, not all trailing whitespace.
@@ -1256,21 +1284,107 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         // The background `sleep` was in the command's process group and must be gone too.
         let sleep_pid = fixture.read("child.pid").trim().to_owned();
-        let mut is_gone = false;
-        for _ in 0..100 {
-            let status = std::fs::read_to_string(format!("/proc/{sleep_pid}/stat"));
-            // A killed child of the (also killed) shell is reparented and reaped; until then it
-            // is a zombie (`Z`).
-            is_gone = match status {
+        assert!(
+            wait_until_gone(&sleep_pid, Duration::from_secs(2)).await,
+            "the background sleep ({sleep_pid}) still runs"
+        );
+    }
+
+    /// Whether process `pid` is gone within `limit`. A killed child of an (also killed) shell is
+    /// reparented and reaped; until then it is a zombie (`Z`), which counts as gone.
+    async fn wait_until_gone(pid: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let is_gone = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
                 Err(_) => true,
                 Ok(stat) => stat.contains(") Z "),
             };
             if is_gone {
-                break;
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(is_gone, "the background sleep ({sleep_pid}) still runs");
+    }
+
+    /// What happens when Cairn dies, short of dying: the engine drops a command's future on a
+    /// second Ctrl-C or a custom timeout, which closes the watchdog's pipe as Cairn's death does.
+    #[tokio::test]
+    async fn a_dropped_command_is_ended_with_everything_it_started() {
+        let fixture = Fixture::new();
+        let inputs = fixture
+            .check(props(&[(
+                "create",
+                text("echo $$ > shell.pid; sleep 30 & echo $! > child.pid; wait; touch marker"),
+            )]))
+            .await;
+        let provider = CommandProvider::new();
+        let ctx = fixture.ctx();
+        let running = tokio::spawn(async move {
+            provider
+                .create(&ctx, COMMAND_RESOURCE, &inputs, false)
+                .await
+        });
+        let child_pid_file = fixture.path("child.pid");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&child_pid_file).map_or(true, |pid| !pid.ends_with('\n')) {
+            assert!(Instant::now() < deadline, "the command never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        running.abort();
+        assert!(running.await.unwrap_err().is_cancelled());
+        for name in ["shell.pid", "child.pid"] {
+            let pid = fixture.read(name).trim().to_owned();
+            assert!(
+                wait_until_gone(&pid, Duration::from_secs(5)).await,
+                "{name} ({pid}) outlived the dropped command"
+            );
+        }
+        assert!(!fixture.path("marker").exists());
+    }
+
+    #[tokio::test]
+    async fn a_missing_interpreter_fails_naming_it() {
+        let fixture = Fixture::new();
+        let error = fixture
+            .create(props(&[
+                ("create", text("true")),
+                (
+                    "interpreter",
+                    Value::Array(vec![text("/nonexistent/interpreter")]),
+                ),
+            ]))
+            .await
+            .unwrap_err();
+        let message = error_text(error);
+        assert!(
+            message.starts_with(
+                "cannot start the `create` command with interpreter `/nonexistent/interpreter`"
+            ),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_finished_command_leaves_no_watchdog_behind() {
+        let fixture = Fixture::new();
+        // The fifth field of `stat` is the process group, led by the watchdog.
+        let created = fixture
+            .create(props(&[(
+                "create",
+                text("echo $$; cut -d' ' -f5 /proc/$$/stat"),
+            )]))
+            .await
+            .unwrap();
+        let stdout = created.outputs["stdout"].as_str().unwrap().to_owned();
+        let (shell, group) = stdout.split_once('\n').unwrap();
+        assert_ne!(shell, group, "the command leads its own group: no watchdog");
+        assert!(
+            wait_until_gone(group, Duration::ZERO).await,
+            "the watchdog ({group}) outlived its command"
+        );
     }
 
     #[tokio::test]

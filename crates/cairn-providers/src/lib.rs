@@ -11,6 +11,8 @@
 mod command;
 mod properties;
 mod random;
+#[cfg(unix)]
+mod watchdog;
 
 use std::sync::Arc;
 

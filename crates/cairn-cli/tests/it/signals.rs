@@ -3,8 +3,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
-use crate::support::TestContext;
+use crate::support::{TestContext, wait_until};
 
 const SLOW_PROGRAM: &str = "name: slow\nruntime: yaml\nresources:\n  r0:\n    type: fake:Resource\n    properties:\n      latencyMs: 2000\n  r1:\n    type: fake:Resource\n    properties:\n      latencyMs: 2000\n  r2:\n    type: fake:Resource\n    properties:\n      latencyMs: 2000\n  r3:\n    type: fake:Resource\n    properties:\n      latencyMs: 2000\n";
 
@@ -111,4 +112,47 @@ fn two_interrupts_leave_in_flight_steps_pending() {
         "{}",
         preview.stderr
     );
+}
+
+/// A command whose shell and background child record their process ids, then finish slowly.
+const COMMAND_PROGRAM: &str = "name: slow-command\nruntime: yaml\nresources:\n  slow:\n    type: command:local:Command\n    properties:\n      create: \"echo $$ > shell.pid; sleep 30 & echo $! > child.pid; wait; touch marker\"\n";
+
+/// Whether process `pid` is gone: no `/proc` entry, or a zombie waiting for whoever inherited it.
+fn is_gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.contains(") Z "),
+    }
+}
+
+/// `kill -9` gives Cairn no chance to stop its commands; their watchdog must. Otherwise the
+/// command would still run when the next `up` (after `cancel` and `refresh --clear-pending`)
+/// starts it again.
+#[test]
+fn kill_9_of_cairn_ends_the_commands_it_was_running() {
+    let context = TestContext::with_program(COMMAND_PROGRAM);
+    let mut child = context.spawn(&["up", "--yes", "--skip-preview"]);
+    let child_pid_file = context.project().join("child.pid");
+    wait_until("the command's start", || {
+        std::fs::read_to_string(&child_pid_file).is_ok_and(|pid| pid.ends_with('\n'))
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for name in ["shell.pid", "child.pid"] {
+        let pid = context.read(name).trim().to_owned();
+        assert!(!pid.is_empty(), "{name} is empty");
+        while !is_gone(&pid) {
+            assert!(
+                Instant::now() < deadline,
+                "the command's {name} ({pid}) outlived cairn"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(!context.project().join("marker").exists());
+    // The interrupted create is a pending operation, as after any crash.
+    context.cairn(&["cancel", "--yes"]).success();
+    let pending = &context.export()["deployment"]["pending_operations"];
+    assert_eq!(pending.as_array().map(Vec::len), Some(1), "{pending}");
 }
