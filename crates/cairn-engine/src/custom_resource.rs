@@ -9,6 +9,7 @@ use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, StepOp, Value
 use cairn_provider::{CallContext, ProviderError};
 
 use crate::events::EngineEvent;
+use crate::events::{FailureCause, StepError};
 use crate::plan::{Decision, apply_ignore_changes, decide};
 use crate::provider_calls::{
     TypeProvider, call_provider, create_with_provider, delete_with_provider, provider_for,
@@ -44,7 +45,7 @@ fn unknown_inputs_error(shared: &RunState, plan: &ResourcePlan<'_>) -> String {
 pub(crate) async fn run_custom_resource(
     shared: &Arc<RunState>,
     plan: &ResourcePlan<'_>,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let decl = plan.decl;
     let started = Instant::now();
     let program = shared.program();
@@ -98,7 +99,7 @@ pub(crate) async fn run_custom_resource(
                 None => failure.reason.clone(),
             })
             .collect();
-        return Err(format!("invalid inputs: {}", reasons.join("; ")));
+        return Err(format!("invalid inputs: {}", reasons.join("; ")).into());
     }
     // Inputs that were secret stay secret after the provider filled in defaults.
     checked.inputs = reseal_outputs(shared.secrets(), &plan.inputs, checked.inputs, &|_| false);
@@ -115,7 +116,10 @@ pub(crate) async fn run_custom_resource(
     // Outside a preview a provider only ever sees known values: an unknown reaching it would be
     // taken as real (a network named after the unknown sentinel).
     if !shared.is_dry_run() && state.inputs.values().any(Value::contains_unknown) {
-        return Err(unknown_inputs_error(shared, plan));
+        return Err(StepError::new(
+            FailureCause::Refused,
+            unknown_inputs_error(shared, plan),
+        ));
     }
 
     if plan.old.is_none()
@@ -167,9 +171,12 @@ pub(crate) async fn run_custom_resource(
         && let Some(old) = &plan.old
         && old.protect
     {
-        return Err(format!(
-            "the change to {} requires replacing it, but it is protected; set `protect: false` first",
-            join_keys(&decision.replace_keys)
+        return Err(StepError::new(
+            FailureCause::Refused,
+            format!(
+                "the change to {} requires replacing it, but it is protected; set `protect: false` first",
+                join_keys(&decision.replace_keys)
+            ),
         ));
     }
     let mut record = plan.step_record(decision.op, &type_token);
@@ -214,7 +221,7 @@ pub(crate) async fn run_custom_resource(
                 let op = shared
                     .begin(PendingOperationKind::Updating, old)
                     .await
-                    .map_err(ProviderError::Failed)?;
+                    .map_err(|error| ProviderError::Failed(error.message))?;
                 let outputs = provider
                     .update(
                         &ctx,
@@ -346,11 +353,14 @@ async fn read_existing(
     mut state: ResourceState,
     get: &cairn_program::GetDecl,
     started: Instant,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let id =
         cairn_program::evaluate(&get.id, shared.as_ref()).map_err(|error| error.to_string())?;
     let Some(id) = id.as_str().map(str::to_owned) else {
-        return Err("`get.id` must be a string".to_owned());
+        return Err(StepError::new(
+            FailureCause::Program,
+            "`get.id` must be a string",
+        ));
     };
     let read = typed
         .provider
@@ -399,7 +409,7 @@ async fn import_existing(
     mut state: ResourceState,
     import_id: &str,
     started: Instant,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     shared.emit(EngineEvent::StepStarted {
         op: StepOp::Import,
         urn: plan.urn.clone(),
@@ -426,7 +436,8 @@ async fn import_existing(
             return Err(format!(
                 "there is no `{}` with ID `{import_id}` to import",
                 state.type_
-            ));
+            )
+            .into());
         }
         Err(error) => {
             shared.end(pending, None, None).await?;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use cairn_core::{PendingOperationKind, ResourceState, StepOp};
 
 use crate::events::{EngineEvent, StepRecord};
+use crate::events::{FailureCause, StepError};
 use crate::provider_calls::{delete_with_provider, is_provider_managed, provider_for};
 use crate::run_state::RunState;
 
@@ -28,8 +29,10 @@ pub(crate) async fn delete_resource(
             StepOp::Delete,
             &resource.urn,
             resource.parent.as_ref(),
-            "it is protected and cannot be deleted; set `protect: false` or run `cairn state unprotect`"
-                .to_owned(),
+            StepError::new(
+                FailureCause::Refused,
+                "it is protected and cannot be deleted; set `protect: false` or run `cairn state unprotect`",
+            ),
         );
         return false;
     }
@@ -48,10 +51,10 @@ pub(crate) async fn delete_resource(
                     Ok(_permit) => {
                         delete_with_provider(shared, typed.provider.as_ref(), &ctx, resource).await
                     }
-                    Err(error) => Err(error),
+                    Err(error) => Err(error.into()),
                 }
             }
-            Err(error) => Err(format!("{error}, so it cannot be deleted")),
+            Err(error) => Err(format!("{error}, so it cannot be deleted").into()),
         }
     } else if shared.is_dry_run() {
         Ok(())

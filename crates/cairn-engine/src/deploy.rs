@@ -309,7 +309,6 @@ async fn finish(
         outputs: snapshot.stack_outputs(),
         steps: builder.steps,
         changes,
-        errors: builder.errors,
         program_errors: builder.program_errors,
         has_program_error: builder.has_program_error,
         snapshot,

@@ -18,7 +18,7 @@ pub struct StepRecord {
     pub outputs: PropertyMap,
     pub changed_keys: Vec<String>,
     pub replace_keys: Vec<String>,
-    pub error: Option<String>,
+    pub error: Option<StepError>,
     pub duration: Duration,
 }
 
@@ -37,6 +37,64 @@ impl StepRecord {
             error: None,
             duration: Duration::ZERO,
         }
+    }
+}
+
+/// Why a step failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureCause {
+    /// The provider failed, refused the inputs, or did not answer within the time limit.
+    Provider,
+    /// The step's outcome could not be recorded in the stack's state.
+    StateNotSaved,
+    /// A cancellation interrupted the step.
+    Cancelled,
+    /// The program: the resource's inputs cannot be evaluated.
+    Program,
+    /// Cairn refused the step itself (a protected resource, an unknown value outside a
+    /// preview).
+    Refused,
+}
+
+impl FailureCause {
+    /// The name `--json` gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCause::Provider => "provider",
+            FailureCause::StateNotSaved => "state-not-saved",
+            FailureCause::Cancelled => "cancelled",
+            FailureCause::Program => "program",
+            FailureCause::Refused => "refused",
+        }
+    }
+}
+
+/// A failed step's error: why, and the message that says so (masked of every secret).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepError {
+    pub cause: FailureCause,
+    pub message: String,
+}
+
+impl StepError {
+    pub fn new(cause: FailureCause, message: impl Into<String>) -> StepError {
+        StepError {
+            cause,
+            message: message.into(),
+        }
+    }
+}
+
+/// A provider's error, the most common cause, as a plain message.
+impl From<String> for StepError {
+    fn from(message: String) -> StepError {
+        StepError::new(FailureCause::Provider, message)
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.message)
     }
 }
 

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use dependencies::sort_by_dependencies;
 pub use deploy::deploy;
-pub use events::{EngineEvent, StepRecord};
+pub use events::{EngineEvent, FailureCause, StepError, StepRecord};
 pub use providers::is_default_provider;
 
 /// What to do.
@@ -109,8 +109,6 @@ pub struct DeployOutcome {
     pub outputs: PropertyMap,
     /// How many steps of each kind ran (the stack resource included, default providers not).
     pub changes: BTreeMap<StepOp, usize>,
-    /// Failures, each naming its resource: every failed step's, and `program_errors`.
-    pub errors: Vec<String>,
     /// Failures that are no step's (a variable or an output that cannot be evaluated), in the
     /// order they happened; the failed steps carry their own errors.
     pub program_errors: Vec<String>,
@@ -125,8 +123,15 @@ pub struct DeployOutcome {
 }
 
 impl DeployOutcome {
+    /// Whether a step failed or the program could not be evaluated.
     pub fn has_failed(&self) -> bool {
-        !self.errors.is_empty()
+        !self.program_errors.is_empty() || self.failed_steps().next().is_some()
+    }
+
+    /// The steps that failed, in the order they finished: each names its resource, its
+    /// operation and, in its `StepError`, why.
+    pub fn failed_steps(&self) -> impl Iterator<Item = &StepRecord> {
+        self.steps.iter().filter(|step| step.error.is_some())
     }
 
     /// Counts keyed by Pulumi's names (`create`, `same`, ...), for history and `--json`.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use cairn_core::{PendingOperationKind, ResourceState};
 use cairn_provider::{CallContext, Provider, ProviderError};
 
+use crate::events::{FailureCause, StepError};
 use crate::providers::{UNKNOWN_ID, provider_instance};
 use crate::run_state::RunState;
 use crate::secrets::{reseal_outputs, reveal_map};
@@ -53,7 +54,7 @@ pub(crate) async fn provider_for(
     shared: &RunState,
     type_token: &str,
     reference: Option<&str>,
-) -> Result<TypeProvider, String> {
+) -> Result<TypeProvider, StepError> {
     let resolved = shared
         .request
         .providers
@@ -81,7 +82,7 @@ pub(crate) async fn read_live(
     shared: &RunState,
     typed: &TypeProvider,
     resource: &ResourceState,
-) -> Result<Option<cairn_provider::ReadResponse>, String> {
+) -> Result<Option<cairn_provider::ReadResponse>, StepError> {
     let ctx = shared.call_context(&resource.urn);
     call_provider(
         shared,
@@ -118,7 +119,7 @@ pub(crate) async fn call_provider<T>(
     timeout_seconds: f64,
     operation: &str,
     future: impl std::future::Future<Output = Result<T, ProviderError>>,
-) -> Result<T, String> {
+) -> Result<T, StepError> {
     let limited = async {
         if timeout_seconds > 0.0 {
             tokio::time::timeout(Duration::from_secs_f64(timeout_seconds), future)
@@ -136,8 +137,11 @@ pub(crate) async fn call_provider<T>(
         }
     };
     tokio::select! {
-        result = limited => result,
-        () = shared.cancel.hard.cancelled() => Err(format!("{operation} was interrupted")),
+        result = limited => result.map_err(StepError::from),
+        () = shared.cancel.hard.cancelled() => Err(StepError::new(
+            FailureCause::Cancelled,
+            format!("{operation} was interrupted"),
+        )),
     }
 }
 
@@ -149,7 +153,7 @@ pub(crate) async fn create_with_provider(
     type_token: &str,
     state: &mut ResourceState,
     is_secret_output: &(dyn Fn(&str) -> bool + Sync),
-) -> Result<bool, String> {
+) -> Result<bool, StepError> {
     let revealed_inputs = reveal_map(&state.inputs);
     if shared.is_dry_run() {
         let predicted = provider
@@ -201,7 +205,7 @@ pub(crate) async fn delete_with_provider(
     provider: &dyn Provider,
     ctx: &CallContext,
     old: &ResourceState,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     if shared.is_dry_run() {
         return Ok(());
     }

@@ -19,6 +19,7 @@ use cairn_provider::{
     ProviderError, ProviderResult, ReadResponse,
 };
 
+use crate::events::StepError;
 use crate::provider_instances::reference_of;
 use crate::run_state::RunState;
 use crate::secrets::{reseal_outputs, reveal_map};
@@ -200,7 +201,7 @@ pub(crate) async fn step_provider(
     shared: &RunState,
     mut state: ResourceState,
     old: Option<&ResourceState>,
-) -> Result<ProviderStep, String> {
+) -> Result<ProviderStep, StepError> {
     let package = provider_package(&state.type_)
         .ok_or_else(|| format!("`{}` is not a provider type", state.type_))?
         .to_owned();
@@ -226,10 +227,10 @@ pub(crate) async fn step_provider(
                 None => failure.reason.clone(),
             })
             .collect();
-        return Err(format!(
+        return Err(StepError::from(format!(
             "invalid provider configuration: {}",
             reasons.join("; ")
-        ));
+        )));
     }
     let mut inputs = reseal_outputs(shared.secrets(), &news, checked.inputs, &|_| false);
     for key in ENGINE_CONFIG_KEYS {

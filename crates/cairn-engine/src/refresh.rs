@@ -9,6 +9,7 @@ use cairn_core::{
     PendingOperation, PendingOperationKind, PropertyMap, ResourceState, Snapshot, StepOp, Value,
 };
 
+use crate::events::StepError;
 use crate::events::{EngineEvent, StepRecord};
 use crate::provider_calls::{is_provider_managed, provider_for, read_live};
 use crate::run_state::RunState;
@@ -71,7 +72,7 @@ pub(crate) async fn refresh_all(shared: &Arc<RunState>, old: &Snapshot) -> Snaps
 async fn refresh_resource(
     shared: &Arc<RunState>,
     resource: &ResourceState,
-) -> Result<Option<ResourceState>, String> {
+) -> Result<Option<ResourceState>, StepError> {
     if resource.delete || !is_provider_managed(resource) {
         return Ok(Some(resource.clone()));
     }
@@ -190,7 +191,7 @@ async fn resolve_one(
     shared: &Arc<RunState>,
     operation: &PendingOperation,
     known: &[ResourceState],
-) -> Result<Resolution, String> {
+) -> Result<Resolution, StepError> {
     let resource = &operation.resource;
     if !is_provider_managed(resource)
         || !matches!(

@@ -10,6 +10,7 @@ use cairn_core::{PendingOperationKind, PropertyMap, StepOp, Urn, Value};
 use cairn_program::ResourceDecl;
 
 use crate::custom_resource::run_custom_resource;
+use crate::events::{FailureCause, StepError};
 use crate::provider_calls::{STACK_REFERENCE_TYPE, is_provider_type};
 use crate::provider_instances::reference_of;
 use crate::providers::{ProviderStep, UNKNOWN_ID, provider_package, step_provider};
@@ -49,6 +50,7 @@ pub(crate) async fn run_resource(shared: &Arc<RunState>, index: usize) -> bool {
             };
             // Every resource it refers to has finished (a failed one blocks it before this), so
             // inputs that cannot be evaluated are an error in the program.
+            let error = StepError::new(FailureCause::Program, error);
             shared.record_error(op, &urn, Some(&parent), error);
             shared.mark_program_error();
             return false;
@@ -169,11 +171,11 @@ fn evaluate_property_values(
 async fn run_provider_resource(
     shared: &Arc<RunState>,
     plan: &ResourcePlan<'_>,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let started = Instant::now();
     let state = new_state(plan, &plan.decl.type_token);
     if provider_package(&state.type_).is_none() {
-        return Err(format!("`{}` is not a provider type", state.type_));
+        return Err(format!("`{}` is not a provider type", state.type_).into());
     }
     let ProviderStep {
         op,
@@ -204,7 +206,7 @@ async fn run_provider_resource(
 async fn run_stack_reference(
     shared: &Arc<RunState>,
     plan: &ResourcePlan<'_>,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let name = plan
         .inputs
         .get("name")

@@ -30,7 +30,7 @@ use cairn_state::Persister;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::events::{EngineEvent, StepRecord};
+use crate::events::{EngineEvent, FailureCause, StepError, StepRecord};
 use crate::graph;
 use crate::provider_instances::ProviderInstances;
 use crate::secrets::{HeldLogs, SecretTexts};
@@ -79,7 +79,8 @@ struct Resolved {
 #[derive(Default)]
 pub(crate) struct OutcomeBuilder {
     pub steps: Vec<StepRecord>,
-    pub errors: Vec<String>,
+    /// A step failed, or the program could not be evaluated.
+    pub has_failed: bool,
     /// New resource states, in the order they finished.
     pub new_states: Vec<ResourceState>,
     /// Old resources replaced by a new copy, to delete at the end.
@@ -205,12 +206,12 @@ impl RunState {
     /// Records a finished or failed step. Its error is masked of every secret this run has
     /// seen: provider and plugin messages (a failed command's output) may quote one.
     pub fn record_step(&self, mut record: StepRecord) {
-        record.error = record.error.map(|error| self.secrets.mask(&error));
+        if let Some(error) = &mut record.error {
+            error.message = self.secrets.mask(&error.message);
+        }
         self.emit(EngineEvent::StepFinished(Box::new(record.clone())));
         let mut outcome = self.lock_outcome();
-        if let Some(error) = &record.error {
-            outcome.errors.push(format!("{}: {error}", record.urn));
-        }
+        outcome.has_failed |= record.error.is_some();
         outcome.steps.push(record);
     }
 
@@ -220,20 +221,26 @@ impl RunState {
         self.emit(EngineEvent::Warning(warning));
         let error = self.secrets.mask(error);
         let mut outcome = self.lock_outcome();
-        outcome.errors.push(error.clone());
+        outcome.has_failed = true;
         outcome.program_errors.push(error);
         outcome.has_program_error = true;
     }
 
     /// Records a failed step: what it attempted, on which resource, and why.
-    pub fn record_error(&self, op: StepOp, urn: &Urn, parent: Option<&Urn>, message: String) {
+    pub fn record_error(
+        &self,
+        op: StepOp,
+        urn: &Urn,
+        parent: Option<&Urn>,
+        error: impl Into<StepError>,
+    ) {
         let mut record = StepRecord::new(
             op,
             urn.clone(),
             urn.type_token().to_owned(),
             parent.cloned(),
         );
-        record.error = Some(message);
+        record.error = Some(error.into());
         self.record_step(record);
     }
 
@@ -297,7 +304,7 @@ impl RunState {
 
     /// Whether anything has failed so far.
     pub fn has_failed(&self) -> bool {
-        !self.lock_outcome().errors.is_empty()
+        self.lock_outcome().has_failed
     }
 
     /// Takes what the run collected, to build its outcome once every task has ended.
@@ -318,7 +325,7 @@ impl RunState {
         &self,
         kind: PendingOperationKind,
         state: &ResourceState,
-    ) -> Result<Option<u64>, String> {
+    ) -> Result<Option<u64>, StepError> {
         match &self.persister {
             Some(persister) => persister
                 .begin(kind, state)
@@ -332,14 +339,17 @@ impl RunState {
     /// A failure to record state. When the update lost its lock (`cairn cancel` ran while it
     /// was alive), no step may start any more: the steps in flight finish, their outcomes
     /// unrecorded, and stay pending operations for the update after the cancel to settle.
-    fn state_error(&self, error: cairn_state::persister::StateError) -> String {
+    fn state_error(&self, error: cairn_state::persister::StateError) -> StepError {
         if error.is_lock_lost() && !self.cancel.graceful.is_cancelled() {
             self.cancel.graceful.cancel();
             self.emit(EngineEvent::Warning(format!(
                 "{error}: starting no more steps"
             )));
         }
-        format!("saving state: {error}")
+        StepError::new(
+            FailureCause::StateNotSaved,
+            format!("saving state: {error}"),
+        )
     }
 
     /// Durably records an operation's outcome.
@@ -348,7 +358,7 @@ impl RunState {
         op: Option<u64>,
         removed: Option<&ResourceState>,
         added: Option<&ResourceState>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         match (&self.persister, op) {
             (Some(persister), Some(op)) => persister
                 .end(

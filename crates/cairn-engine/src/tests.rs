@@ -15,7 +15,8 @@ use cairn_state::backend::BackendResult;
 use cairn_state::{Deployment, JournalRecord, Persister, UpdateResult, UpdateWriter};
 
 use crate::{
-    Cancellation, DeployOptions, DeployOutcome, DeployRequest, Operation, StackReferences,
+    Cancellation, DeployOptions, DeployOutcome, DeployRequest, FailureCause, Operation,
+    StackReferences, StepRecord,
 };
 
 const THING: &str = "probe:index:Thing";
@@ -330,7 +331,9 @@ fn position(events: &[String], event: &str) -> usize {
         .unwrap_or_else(|| panic!("no `{event}` in {events:?}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The clock is paused: a provider's `ms` is simulated time, advanced only when every task
+// waits, so the order of events depends on the latencies alone, never on the machine's load.
+#[tokio::test(start_paused = true)]
 async fn independent_steps_run_in_parallel_up_to_the_bound() {
     let harness = Harness::new();
     let specs: Vec<(String, u64, &str)> =
@@ -348,7 +351,7 @@ async fn independent_steps_run_in_parallel_up_to_the_bound() {
             3,
         )
         .await;
-    assert!(!outcome.has_failed(), "{:?}", outcome.errors);
+    assert!(!outcome.has_failed(), "{:?}", outcome.steps);
     assert_eq!(
         outcome.changes[&StepOp::Create],
         9,
@@ -357,7 +360,7 @@ async fn independent_steps_run_in_parallel_up_to_the_bound() {
     assert_eq!(harness.probe.log.lock().unwrap().max_in_flight, 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_step_starts_when_its_own_dependencies_finish() {
     let harness = Harness::new();
     // slow → afterSlow, and fast → afterFast: afterFast must not wait for slow.
@@ -381,7 +384,7 @@ async fn a_step_starts_when_its_own_dependencies_finish() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_failure_stops_dependents_and_lets_independent_work_finish() {
     let harness = Harness::new();
     let program = things(&[
@@ -392,8 +395,20 @@ async fn a_failure_stops_dependents_and_lets_independent_work_finish() {
     let outcome = harness
         .run(&program, Snapshot::default(), Operation::Update, false, 10)
         .await;
-    assert_eq!(outcome.errors.len(), 1, "{:?}", outcome.errors);
-    assert!(outcome.errors[0].contains("broken failed on purpose"));
+    let failed: Vec<&StepRecord> = outcome.failed_steps().collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].urn.name(), "broken");
+    let error = failed[0].error.as_ref().expect("error");
+    assert_eq!(error.cause, FailureCause::Provider);
+    assert!(
+        error.message.contains("broken failed on purpose"),
+        "{error}"
+    );
+    assert!(
+        outcome.program_errors.is_empty(),
+        "{:?}",
+        outcome.program_errors
+    );
     let events = harness.probe.events();
     assert!(
         events.contains(&"done independent".to_owned()),
@@ -432,7 +447,7 @@ async fn a_failure_stops_dependents_and_lets_independent_work_finish() {
     assert_eq!(begun, ended);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_dry_run_has_no_side_effects_and_records_nothing() {
     let harness = Harness::new();
     let outcome = harness
@@ -449,7 +464,7 @@ async fn a_dry_run_has_no_side_effects_and_records_nothing() {
     assert!(harness.journal.lock().unwrap().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn destroy_deletes_dependents_first() {
     let harness = Harness::new();
     let program = things(&[
@@ -463,7 +478,7 @@ async fn destroy_deletes_dependents_first() {
     let outcome = harness
         .run(&program, created.snapshot, Operation::Destroy, false, 10)
         .await;
-    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    assert!(!outcome.has_failed(), "{:?}", outcome.steps);
     assert!(
         outcome.snapshot.resources.is_empty(),
         "{:?}",
@@ -477,7 +492,7 @@ async fn destroy_deletes_dependents_first() {
     assert_eq!(deletes, vec!["delete top", "delete middle", "delete base"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn an_unchanged_program_is_a_no_op() {
     let harness = Harness::new();
     let program = things(&[("a", 0, ""), ("b", 0, "      after: ${a.ms}\n")]);
@@ -511,7 +526,7 @@ async fn an_output_too_deep_for_the_state_is_left_out_and_the_resource_kept() {
     let outcome = harness
         .run(&program, Snapshot::default(), Operation::Update, false, 4)
         .await;
-    assert!(!outcome.has_failed(), "{:?}", outcome.errors);
+    assert!(!outcome.has_failed(), "{:?}", outcome.steps);
     let journal = harness.journal.lock().unwrap();
     let recorded = journal
         .iter()

@@ -406,7 +406,8 @@ pub fn outcome_json(
                 fields["replaceReasons"] = serde_json::json!(step.replace_keys);
             }
             if let Some(error) = &step.error {
-                fields["error"] = serde_json::Value::String(error.clone());
+                fields["error"] = serde_json::Value::String(error.message.clone());
+                fields["errorCause"] = serde_json::Value::from(error.cause.as_str());
             }
             fields
         })
@@ -416,11 +417,26 @@ pub fn outcome_json(
         .iter()
         .map(|(op, count)| (op.verb().to_owned(), serde_json::json!(count)))
         .collect();
+    // Every failure as a value: which resource and operation (none for the program's own),
+    // why, and the message.
+    let step_diagnostics = outcome.failed_steps().filter_map(|step| {
+        let error = step.error.as_ref()?;
+        Some(serde_json::json!({
+            "urn": step.urn.as_str(),
+            "operation": step.op.verb(),
+            "cause": error.cause.as_str(),
+            "message": error.message,
+        }))
+    });
+    let program_diagnostics = outcome.program_errors.iter().map(|message| {
+        serde_json::json!({ "cause": cairn_engine::FailureCause::Program.as_str(), "message": message })
+    });
+    let diagnostics: Vec<serde_json::Value> = step_diagnostics.chain(program_diagnostics).collect();
     let mut json = serde_json::json!({
         "steps": steps,
         "changeSummary": summary,
         "outputs": map_to_json(&outcome.outputs, show_secrets),
-        "diagnostics": outcome.errors,
+        "diagnostics": diagnostics,
         "result": if outcome.has_failed() { "failed" } else if outcome.cancelled { "cancelled" } else { "succeeded" },
         "durationSeconds": duration.as_secs_f64(),
     });

@@ -149,10 +149,10 @@ impl TerminalReporter {
                 }
             }
         }
-        if !outcome.errors.is_empty() {
+        if outcome.has_failed() {
             output::line("");
             output::line("Diagnostics:");
-            for step in outcome.steps.iter().filter(|step| step.error.is_some()) {
+            for step in outcome.failed_steps() {
                 output::line(&format!(
                     "  {} ({}):",
                     render::display_type(&step.type_),
@@ -160,7 +160,10 @@ impl TerminalReporter {
                 ));
                 output::line(&format!(
                     "    error: {}",
-                    step.error.as_deref().unwrap_or_default()
+                    step.error
+                        .as_ref()
+                        .map(|error| error.message.as_str())
+                        .unwrap_or_default()
                 ));
             }
             for error in &outcome.program_errors {

@@ -448,6 +448,32 @@ fn diagnostics_show_a_failed_variable_and_a_failed_step_once_each() {
         1,
         "{diagnostics}"
     );
+    // `--json` gives each failure as a value: the step's resource, operation and cause, and
+    // the program's own error with no resource.
+    let json = context
+        .cairn(&["--json", "up", "--yes", "--skip-preview"])
+        .expect_code(2);
+    let outcome: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let diagnostics = outcome["diagnostics"].as_array().unwrap();
+    assert_eq!(diagnostics.len(), 2, "{outcome:#}");
+    let step = diagnostics
+        .iter()
+        .find(|failure| failure["urn"].is_string())
+        .unwrap();
+    assert!(step["urn"].as_str().unwrap().ends_with("::r"), "{step}");
+    assert_eq!(step["operation"], "create");
+    assert_eq!(step["cause"], "provider");
+    let program = diagnostics
+        .iter()
+        .find(|failure| failure["urn"].is_null())
+        .unwrap();
+    assert_eq!(program["cause"], "program");
+    assert!(
+        program["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot join an object")
+    );
 }
 
 #[test]
