@@ -74,6 +74,15 @@ fn cancel_frees_a_stack_whose_update_was_killed() {
         assert!(Instant::now() < deadline, "the update never began");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The history record comes before the first step: killed between the two, the update
+    // would leave nothing pending and the checks below would race it. Its intent is in the
+    // journal once the step has begun.
+    let journal = context.home().join(".pulumi/stacks/locked/dev.journal");
+    while !std::fs::read_to_string(&journal).is_ok_and(|text| text.contains("fake:index:Resource"))
+    {
+        assert!(Instant::now() < deadline, "the step never began");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(lock.exists());
     first.kill().unwrap();
     first.wait().unwrap();
