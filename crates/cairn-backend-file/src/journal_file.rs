@@ -63,7 +63,12 @@ impl JournalFile {
         fence()?;
         let mut file =
             fs_err::File::create(path).map_err(|error| io_error("creating", path, error))?;
-        let mut header = format!("{}\n", serde_json::json!({ "base": base_checksum }));
+        // The header's own checksum: a damaged base would otherwise name "another checkpoint"
+        // and the journal be passed over as already folded, its records lost without a word.
+        let mut header = format!(
+            "{}\n",
+            serde_json::json!({ "base": base_checksum, "sha256": sha256_hex(base_checksum.as_bytes()) })
+        );
         for record in initial {
             header.push_str(&encode_line(record)?);
         }
@@ -197,6 +202,17 @@ pub struct Journal {
 #[derive(Deserialize)]
 struct Header {
     base: String,
+    /// Of `base`; absent in journals written before it was added.
+    #[serde(default)]
+    sha256: Option<String>,
+}
+
+impl Header {
+    fn is_intact(&self) -> bool {
+        self.sha256
+            .as_ref()
+            .is_none_or(|sum| *sum == sha256_hex(self.base.as_bytes()))
+    }
 }
 
 #[derive(Deserialize)]
@@ -271,7 +287,10 @@ pub fn read_journal_up_to_damage(path: &Path) -> Result<Option<JournalPrefix>, B
     let Some(header_line) = lines.first() else {
         return Ok(None);
     };
-    let Ok(header) = serde_json::from_str::<Header>(header_line.trim_end()) else {
+    let header = serde_json::from_str::<Header>(header_line.trim_end())
+        .ok()
+        .filter(Header::is_intact);
+    let Some(header) = header else {
         // A crash while creating the journal: nothing was recorded in it yet.
         if lines.len() == 1 {
             return Ok(None);

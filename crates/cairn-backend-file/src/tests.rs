@@ -829,6 +829,29 @@ async fn a_journal_with_a_damaged_header_is_set_aside_whole() {
     assert!(deployment.pending_operations.is_empty());
 }
 
+/// A base changed by one character names "another checkpoint": without the header's own
+/// checksum the journal would be passed over as already folded and its records lost silently.
+#[tokio::test]
+async fn a_journal_whose_base_was_altered_is_damage_not_a_stale_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir);
+    let dev = stack("dev");
+    crash_and_damage_the_journal(&backend, &dir).await;
+    let journal = dir.path().join(".pulumi/stacks/proj/dev.journal");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let header_end = text.find('\n').unwrap();
+    let header = &text[..header_end];
+    let at = header.find("\"base\":\"").unwrap() + "\"base\":\"".len();
+    let digit = header.as_bytes()[at];
+    let altered_digit = if digit == b'0' { '1' } else { '0' };
+    let mut altered = text.clone();
+    altered.replace_range(at..=at, &altered_digit.to_string());
+    std::fs::write(&journal, &altered).unwrap();
+    backend.load_deployment(&dev).await.unwrap_err();
+    let report = backend.journal_damage(&dev).await.unwrap().unwrap();
+    assert!(report.location.ends_with("dev.journal:1"), "{report:?}");
+}
+
 /// A lock owner on this host whose process is gone: what a `kill -9` leaves in a lock file.
 fn gone_owner(command: &str) -> cairn_state::LockOwner {
     let mut child = std::process::Command::new("true").spawn().unwrap();

@@ -22,6 +22,9 @@ pub const LOGICAL_ID_TAG: &str = "cairn.logical_id";
 /// How many instances are created at once.
 const CREATE_PARALLELISM: usize = 16;
 
+/// The most members a group may have.
+pub const MAX_GROUP_SIZE: usize = 10_000;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GroupSpec {
@@ -120,6 +123,20 @@ impl GroupSpec {
     pub fn check(&self) -> DriverResult<()> {
         if self.id.is_empty() {
             return Err(DriverError::Invalid("a group needs an `id`".to_owned()));
+        }
+        // Every member is planned in memory first: a size in the billions would exhaust it.
+        if let Some(size) = self.size
+            && size > MAX_GROUP_SIZE
+        {
+            return Err(DriverError::Invalid(format!(
+                "`size` is {size}; a group has at most {MAX_GROUP_SIZE} members"
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(repeated) = self.logical_ids.iter().find(|id| !seen.insert(*id)) {
+            return Err(DriverError::Invalid(format!(
+                "`logicalIds` names `{repeated}` twice; each member needs its own"
+            )));
         }
         match (self.size, self.logical_ids.is_empty()) {
             (Some(_), false) => Err(DriverError::Invalid(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, StepOp, Value};
-use cairn_provider::{CallContext, ProviderError};
+use cairn_provider::CallContext;
 
 use crate::events::EngineEvent;
 use crate::events::{FailureCause, StepError};
@@ -217,26 +217,33 @@ pub(crate) async fn run_custom_resource(
             }
         }
         (StepOp::Update, Some(old)) => {
-            let outputs = call_provider(shared, timeouts.update, "update", async {
-                let op = shared
-                    .begin(PendingOperationKind::Updating, old)
-                    .await
-                    .map_err(|error| ProviderError::Failed(error.message))?;
-                let outputs = provider
-                    .update(
-                        &ctx,
-                        &type_token,
-                        &old.id,
-                        &reveal_map(&old.inputs),
-                        &reveal_map(&old.outputs),
-                        &revealed_inputs,
-                        dry_run,
-                    )
-                    .await?;
-                Ok((op, outputs))
-            })
+            let op = shared.begin(PendingOperationKind::Updating, old).await?;
+            let outputs = call_provider(
+                shared,
+                timeouts.update,
+                "update",
+                provider.update(
+                    &ctx,
+                    &type_token,
+                    &old.id,
+                    &reveal_map(&old.inputs),
+                    &reveal_map(&old.outputs),
+                    &revealed_inputs,
+                    dry_run,
+                ),
+            )
             .await;
-            let (op, outputs) = outputs?;
+            let outputs = match outputs {
+                Ok(outputs) => outputs,
+                // The provider answered that the update failed: the resource stays as it was
+                // and nothing is left pending, as in Pulumi. An update abandoned by a hard
+                // cancellation may or may not have happened, so it stays pending.
+                Err(error) if error.cause != FailureCause::Cancelled => {
+                    shared.end(op, Some(old), Some(old)).await?;
+                    return Err(error);
+                }
+                Err(error) => return Err(error),
+            };
             state.id = old.id.clone();
             state.outputs = reseal_outputs(
                 shared.secrets(),

@@ -76,6 +76,22 @@ async fn committed(groups: &Workspace) -> anyhow::Result<BTreeMap<String, Value>
         .collect())
 }
 
+/// Group ids of committed groups: letters, digits and `-`, starting with a letter or digit,
+/// so that no two ids share a resource key (`a-b` and `a b` would both be `g_a_b`) and an id
+/// is never a path (`..`).
+fn check_group_id(id: &str) -> Result<(), String> {
+    let is_valid = id.len() <= 63
+        && id.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if is_valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{id}` is not a group id: use at most 63 letters, digits and `-`, starting with a letter or digit"
+        ))
+    }
+}
+
 /// The resource key of a group in the groups program.
 fn resource_key(id: &str) -> String {
     let key: String = id
@@ -188,6 +204,8 @@ pub async fn group(workspace: &Workspace, command: GroupCommand) -> anyhow::Resu
             })?;
             parsed
                 .check()
+                .map_err(|error| crate::bad_input(format!("{}: {error}", file.display())))?;
+            check_group_id(&parsed.id)
                 .map_err(|error| crate::bad_input(format!("{}: {error}", file.display())))?;
             if spec["driver"]["name"].as_str().is_none() {
                 return Err(crate::bad_input(format!(

@@ -547,7 +547,9 @@ async fn rename(workspace: &Workspace, new_name: &str) -> anyhow::Result<()> {
             .unwrap_or_default()
             .replacen(&format!(".{old_name}."), &format!(".{new_name}."), 1),
     );
-    if old_file.exists() && new_file.exists() {
+    // A copy a killed rename left behind is the same file, and may be overwritten.
+    let is_leftover_copy = || fs_err::read(&old_file).ok() == fs_err::read(&new_file).ok();
+    if old_file.exists() && new_file.exists() && !is_leftover_copy() {
         return Err(crate::bad_input(format!(
             "`{}` already exists: renaming would overwrite another stack's configuration\nhelp: move it away first",
             new_file.display()
@@ -555,20 +557,34 @@ async fn rename(workspace: &Workspace, new_name: &str) -> anyhow::Result<()> {
     }
     // A writer like any other: no update may start while the stack moves.
     let lock = commands::lock_stack(&context).await?;
-    context
+    // The stack file is copied under the new name before the state moves, and the old one
+    // removed after: a rename killed midway, which the next command finishes, must find the
+    // stack's configuration and secrets under the new name.
+    let old_config = if old_file.exists() {
+        Some(fs_err::read(&old_file)?)
+    } else {
+        None
+    };
+    if let Some(contents) = &old_config {
+        crate::atomic_file::write(&new_file, contents, crate::atomic_file::Access::Shared)?;
+    }
+    let renamed = context
         .backend
         .rename_stack(&context.stack, new_name, lock.as_ref())
-        .await
-        .map_err(|error| match error {
-            cairn_state::BackendError::InvalidName(message) => crate::bad_input(message),
-            cairn_state::BackendError::StackAlreadyExists(name) => {
-                crate::bad_input(format!("stack `{name}` already exists"))
-            }
-            other => anyhow::Error::new(other),
-        })?;
-    // The stack file follows the stack, keeping its name style (Cairn.* or Pulumi.*).
-    if old_file.exists() {
-        fs_err::rename(&old_file, &new_file)?;
+        .await;
+    if renamed.is_err() && old_config.is_some() {
+        let _ = fs_err::remove_file(&new_file);
+    }
+    renamed.map_err(|error| match error {
+        cairn_state::BackendError::InvalidName(message) => crate::bad_input(message),
+        cairn_state::BackendError::StackAlreadyExists(name) => {
+            crate::bad_input(format!("stack `{name}` already exists"))
+        }
+        other => anyhow::Error::new(other),
+    })?;
+    // The stack file followed the stack, keeping its name style (Cairn.* or Pulumi.*).
+    if old_config.is_some() {
+        fs_err::remove_file(&old_file)?;
     }
     drop(lock);
     let renamed = StackRef {

@@ -329,3 +329,49 @@ fn the_hints_after_a_killed_group_commit_work() {
     context.cairn(&["group", "commit", file, "--yes"]).success();
     assert_eq!(members(&fleet), 2);
 }
+
+/// Ids that would share a resource key or name a path, and sizes no machine could plan, are
+/// refused before anything changes: committing `a-b` must not touch the members of `a b`.
+#[test]
+fn group_ids_that_collide_and_absurd_sizes_are_refused() {
+    let context = TestContext::new();
+    let fleet = context.root.path().join("fleet.json");
+    let file = context.project().join("group.yaml");
+    let file_name = file.to_str().unwrap();
+    std::fs::write(&file, spec(2, &fleet).replace("id: web", "id: a-b")).unwrap();
+    context
+        .cairn(&["group", "commit", file_name, "--yes"])
+        .success();
+    assert_eq!(members(&fleet), 2);
+    for id in ["\"a b\"", "a_b", "..", "-a"] {
+        std::fs::write(
+            &file,
+            spec(2, &fleet).replace("id: web", &format!("id: {id}")),
+        )
+        .unwrap();
+        let refused = context
+            .cairn(&["group", "commit", file_name, "--yes"])
+            .expect_code(2);
+        assert!(
+            refused.stderr.contains("is not a group id"),
+            "{}",
+            refused.stderr
+        );
+    }
+    std::fs::write(
+        &file,
+        spec(2, &fleet)
+            .replace("size: 2", "size: 99999999999")
+            .replace("id: web", "id: big"),
+    )
+    .unwrap();
+    let refused = context
+        .cairn(&["group", "commit", file_name, "--yes"])
+        .expect_code(2);
+    assert!(
+        refused.stderr.contains("at most 10000 members"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(members(&fleet), 2);
+}

@@ -538,3 +538,23 @@ fn deleted_with_skips_the_delete_when_its_resource_goes_too() {
     assert_eq!(deleted[1], owner["id"]);
     assert!(!deleted.contains(&inside_id));
 }
+
+/// A provider that answers that an update failed leaves the resource as it was and nothing
+/// pending: the next `up` runs without `refresh --clear-pending`, as with Pulumi.
+#[test]
+fn a_failed_update_leaves_nothing_pending() {
+    let context = TestContext::with_program(
+        "name: upd\nruntime: yaml\nresources:\n  r:\n    type: fake:Resource\n    properties:\n      a: 1\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    context.write_program(
+        "name: upd\nruntime: yaml\nresources:\n  r:\n    type: fake:Resource\n    properties:\n      a: 2\n      failOn: update\n",
+    );
+    context.cairn(&["up", "--yes"]).expect_code(1);
+    assert_eq!(context.resource("r")["inputs"]["a"], 1);
+    context.write_program(
+        "name: upd\nruntime: yaml\nresources:\n  r:\n    type: fake:Resource\n    properties:\n      a: 3\n",
+    );
+    context.cairn(&["up", "--yes"]).success();
+    assert_eq!(context.resource("r")["inputs"]["a"], 3);
+}
