@@ -389,15 +389,7 @@ async fn read_existing(
         typed.is_secret_output(key)
     });
     state.external = true;
-    let op = if plan.old.as_ref() == Some(&state) {
-        StepOp::Same
-    } else {
-        StepOp::Read
-    };
-    if op == StepOp::Read && !shared.is_dry_run() {
-        let pending = shared.begin(PendingOperationKind::Reading, &state).await?;
-        shared.end(pending, plan.old.as_ref(), Some(&state)).await?;
-    }
+    let op = plan.record_read(shared, &state).await?;
     let mut record = plan.step_record(op, &state.type_);
     record.outputs = state.outputs.clone();
     record.duration = started.elapsed();

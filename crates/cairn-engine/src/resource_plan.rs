@@ -4,10 +4,10 @@
 //! kind).
 
 use cairn_core::resource::CustomTimeouts;
-use cairn_core::{PropertyMap, ResourceState, StepOp, Urn, Value};
+use cairn_core::{PendingOperationKind, PropertyMap, ResourceState, StepOp, Urn, Value};
 use cairn_program::{ResourceDecl, ResourceValue};
 
-use crate::events::StepRecord;
+use crate::events::{StepError, StepRecord};
 use crate::provider_calls::parse_timeout;
 use crate::run_state::RunState;
 
@@ -34,6 +34,23 @@ impl ResourcePlan<'_> {
             type_token.to_owned(),
             Some(self.parent.clone()),
         )
+    }
+
+    /// The step of a resource read rather than managed (a `get`, a stack reference): `same`
+    /// when `state` is what the old state holds, else a read, journaled outside a preview.
+    pub async fn record_read(
+        &self,
+        shared: &RunState,
+        state: &ResourceState,
+    ) -> Result<StepOp, StepError> {
+        if self.old.as_ref() == Some(state) {
+            return Ok(StepOp::Same);
+        }
+        if !shared.is_dry_run() {
+            let pending = shared.begin(PendingOperationKind::Reading, state).await?;
+            shared.end(pending, self.old.as_ref(), Some(state)).await?;
+        }
+        Ok(StepOp::Read)
     }
 }
 

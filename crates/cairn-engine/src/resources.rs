@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_core::{PendingOperationKind, PropertyMap, StepOp, Urn, Value};
+use cairn_core::{PropertyMap, StepOp, Urn, Value};
 use cairn_program::ResourceDecl;
 
 use crate::custom_resource::run_custom_resource;
@@ -227,15 +227,7 @@ async fn run_stack_reference(
         ("outputs".to_owned(), Value::Object(outputs)),
         ("secretOutputNames".to_owned(), Value::Array(secret_names)),
     ]);
-    let op = if plan.old.as_ref() == Some(&state) {
-        StepOp::Same
-    } else {
-        StepOp::Read
-    };
-    if op == StepOp::Read && !shared.is_dry_run() {
-        let pending = shared.begin(PendingOperationKind::Reading, &state).await?;
-        shared.end(pending, plan.old.as_ref(), Some(&state)).await?;
-    }
+    let op = plan.record_read(shared, &state).await?;
     let record = plan.step_record(op, &state.type_);
     shared.record_step(record);
     publish(shared, state, &plan.decl.key, true);

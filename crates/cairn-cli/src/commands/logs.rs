@@ -23,7 +23,7 @@ pub async fn logs(workspace: &Workspace, args: LogsArgs) -> anyhow::Result<()> {
                     "`--since {text}`: {error}\nhelp: give a duration such as 30s, 5m or 2h"
                 ))
             })?;
-            Some(render::unix_now_millis() - age.as_millis() as i64)
+            Some(cairn_ops::unix_now_millis() - age.as_millis() as i64)
         }
         None => None,
     };

@@ -39,13 +39,6 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-pub fn unix_now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|duration| duration.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// "3 minutes ago".
 pub fn ago(unix_seconds: i64) -> String {
     let seconds = (unix_now() - unix_seconds).max(0);
