@@ -52,7 +52,7 @@ pub struct GroupSpec {
 /// Rolling-update policy: replace `batchSize` instances at a time (their replacements all
 /// healthy before any of them goes), waiting `pauseSeconds` between batches.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RollingUpdate {
     #[serde(default = "one")]
     pub batch_size: usize,
@@ -76,7 +76,7 @@ fn one() -> usize {
 /// How to tell a new instance is healthy: a `command` run in it exits 0, or a `tcp` port at
 /// its address accepts a connection, or an `http` GET there answers 2xx or 3xx.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthCheck {
     #[serde(default)]
     pub command: Vec<String>,
@@ -91,6 +91,7 @@ pub struct HealthCheck {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpProbe {
     pub port: u16,
     #[serde(default = "default_path")]

@@ -115,14 +115,32 @@ fn to_json(value: &Value) -> serde_json::Value {
 
 /// The spec and driver of a group resource's inputs.
 fn parse(inputs: &PropertyMap) -> Result<(GroupSpec, serde_json::Value), String> {
-    let mut json: serde_json::Map<String, serde_json::Value> = inputs
+    let json: serde_json::Map<String, serde_json::Value> = inputs
         .iter()
         .map(|(key, value)| (key.clone(), to_json(value)))
         .collect();
-    let driver = json.remove("driver").unwrap_or(serde_json::Value::Null);
-    let spec: GroupSpec = serde_json::from_value(serde_json::Value::Object(json))
-        .map_err(|error| format!("not a group spec: {error}"))?;
+    parse_spec(serde_json::Value::Object(json))
+}
+
+/// A group spec with its `driver: {name, settings}` (a resource's inputs, or a file `cairn
+/// group commit` reads), checked whole: the spec's fields and rules, and a driver that exists.
+/// The one check both paths share, so a spec the CLI accepts is one the program accepts.
+pub fn parse_spec(mut spec: serde_json::Value) -> Result<(GroupSpec, serde_json::Value), String> {
+    let driver = spec
+        .as_object_mut()
+        .and_then(|object| object.remove("driver"))
+        .unwrap_or(serde_json::Value::Null);
+    let spec: GroupSpec =
+        serde_json::from_value(spec).map_err(|error| format!("not a group spec: {error}"))?;
     spec.check().map_err(|error| error.to_string())?;
+    let name = driver["name"].as_str();
+    if !name.is_some_and(|name| crate::DRIVERS.iter().any(|(known, _)| *known == name)) {
+        return Err(format!(
+            "unknown driver {}; `driver: {{name: ..., settings: {{...}}}}` names one of: {}",
+            name.map_or("(none)".to_owned(), |name| format!("`{name}`")),
+            crate::DRIVERS.map(|(name, _)| name).join(", ")
+        ));
+    }
     Ok((spec, driver))
 }
 
@@ -221,10 +239,6 @@ impl Provider for GroupProvider {
             Vec::new()
         } else {
             match parse(news) {
-                Ok((_, driver)) if driver["name"].as_str().is_none() => vec![CheckFailure {
-                    property: Some("driver".to_owned()),
-                    reason: "`driver` needs a `name` (docker or fake)".to_owned(),
-                }],
                 Ok(_) => Vec::new(),
                 Err(reason) => vec![CheckFailure {
                     property: None,
@@ -267,6 +281,12 @@ impl Provider for GroupProvider {
             .filter(|key| REPLACING.contains(&key.as_str()))
             .cloned()
             .collect();
+        // A group replaced under the same id (its driver changed) cannot exist twice: its
+        // members are found by the `cairn.group=<id>` tag, so the new group would adopt the
+        // old members and the old one's delete would then remove the new group's members.
+        // The old group goes first.
+        diff.delete_before_replace =
+            diff.requires_replacement() && !diff.changed_keys.iter().any(|key| key == "id");
         Ok(diff)
     }
 

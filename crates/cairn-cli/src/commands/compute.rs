@@ -199,20 +199,10 @@ pub async fn group(workspace: &Workspace, command: GroupCommand) -> anyhow::Resu
             .map_err(|error| crate::bad_input(error.to_string()))?;
             let spec = cairn_ops::yaml_to_json(&text)
                 .map_err(|error| crate::bad_input(format!("{}: {error}", file.display())))?;
-            let parsed = group_spec(&spec).map_err(|error| {
-                crate::bad_input(format!("{}: not a group spec: {error:#}", file.display()))
-            })?;
-            parsed
-                .check()
+            let (parsed, _) = cairn_compute::provider::parse_spec(spec.clone())
                 .map_err(|error| crate::bad_input(format!("{}: {error}", file.display())))?;
             check_group_id(&parsed.id)
                 .map_err(|error| crate::bad_input(format!("{}: {error}", file.display())))?;
-            if spec["driver"]["name"].as_str().is_none() {
-                return Err(crate::bad_input(format!(
-                    "{}: the spec needs `driver: {{name: docker|fake, settings: {{...}}}}`",
-                    file.display()
-                )));
-            }
             let mut specs = committed(&groups).await?;
             specs.insert(parsed.id.clone(), commands::json_to_value(&spec));
             apply(&groups, &stack, &specs, pretend, yes).await

@@ -375,3 +375,75 @@ fn group_ids_that_collide_and_absurd_sizes_are_refused() {
     );
     assert_eq!(members(&fleet), 2);
 }
+
+/// A group whose driver changes is replaced under the same id. The old group goes first: its
+/// members are found by their `cairn.group` tag, so removing it after the new group had
+/// converged removed the new members too and left the group empty.
+#[test]
+fn a_group_whose_driver_changes_keeps_its_size() {
+    let context = TestContext::new();
+    let fleet = context.root.path().join("fleet.json");
+    let file = context.project().join("web.yaml");
+    let file_name = file.to_str().unwrap();
+    std::fs::write(&file, spec(3, &fleet)).unwrap();
+    context
+        .cairn(&["group", "commit", file_name, "--yes"])
+        .success();
+    assert_eq!(members(&fleet), 3);
+
+    // The same place, other settings.
+    let slower = spec(3, &fleet).replace("  settings:\n", "  settings:\n    startupLatencyMs: 1\n");
+    std::fs::write(&file, slower).unwrap();
+    context
+        .cairn(&["group", "commit", file_name, "--yes"])
+        .success();
+    assert_eq!(members(&fleet), 3);
+    let described = context
+        .cairn(&["group", "describe", "web", "--json"])
+        .success();
+    let described: serde_json::Value = serde_json::from_str(&described.stdout).unwrap();
+    assert_eq!(described["instances"].as_array().unwrap().len(), 3);
+
+    // Another place: the members move; none stays behind in the old one.
+    let elsewhere = context.root.path().join("elsewhere.json");
+    std::fs::write(&file, spec(3, &elsewhere)).unwrap();
+    context
+        .cairn(&["group", "commit", file_name, "--yes"])
+        .success();
+    assert_eq!(members(&fleet), 0);
+    assert_eq!(members(&elsewhere), 3);
+}
+
+/// A driver no one knows and keys no policy has are errors of the spec (exit 2), found before
+/// anything runs.
+#[test]
+fn unknown_drivers_and_policy_keys_are_refused() {
+    let context = TestContext::new();
+    let fleet = context.root.path().join("fleet.json");
+    let file = context.project().join("web.yaml");
+    let file_name = file.to_str().unwrap();
+    for (bad, says) in [
+        (
+            spec(2, &fleet).replace("name: fake", "name: fakee"),
+            "fakee",
+        ),
+        (
+            spec(2, &fleet).replace(
+                "  command: [\"true\"]\n",
+                "  command: [\"true\"]\n  retries: 3\n",
+            ),
+            "retries",
+        ),
+        (
+            format!("{}rollingUpdate:\n  batchSise: 2\n", spec(2, &fleet)),
+            "batchSise",
+        ),
+    ] {
+        std::fs::write(&file, bad).unwrap();
+        let refused = context
+            .cairn(&["group", "commit", file_name, "--yes"])
+            .expect_code(2);
+        assert!(refused.stderr.contains(says), "{says}: {}", refused.stderr);
+        assert_eq!(members(&fleet), 0);
+    }
+}
