@@ -487,8 +487,9 @@ impl Backend for FileBackend {
         let mut summaries = Vec::new();
         for project in projects {
             let dir = stacks_dir.join(&project);
-            // A rename still running lists its stack under the old name only.
-            let arriving = self.settle_renames_in(&project)?;
+            // A rename still running lists its stack once: under the old name while its
+            // checkpoint is there, under the new one once the checkpoint has moved.
+            let renaming = self.settle_renames_in(&project)?;
             let Ok(entries) = fs_err::read_dir(&dir) else {
                 continue;
             };
@@ -498,8 +499,13 @@ impl Backend for FileBackend {
                     let name = entry.file_name().to_string_lossy().into_owned();
                     name.strip_suffix(".json").map(str::to_owned)
                 })
-                .filter(|name| !arriving.contains(name))
                 .collect();
+            let arriving: Vec<String> = renaming
+                .into_iter()
+                .filter(|(from, _)| names.contains(from))
+                .map(|(_, to)| to)
+                .collect();
+            names.retain(|name| !arriving.contains(name));
             names.sort();
             for name in names {
                 let stack = StackRef {
@@ -507,11 +513,18 @@ impl Backend for FileBackend {
                     project: project.clone(),
                     name,
                 };
-                let resource_count = self
-                    .load(&stack)?
-                    .map(|(deployment, _)| deployment.count_resources());
-                let last_update = self
-                    .read_history(&stack)?
+                let (resource_count, mut problem) = match self.load(&stack) {
+                    Ok(loaded) => (
+                        loaded.map(|(deployment, _)| deployment.count_resources()),
+                        None,
+                    ),
+                    Err(error) => (None, Some(error.to_string())),
+                };
+                let history = self.read_history(&stack).unwrap_or_else(|error| {
+                    problem.get_or_insert(error.to_string());
+                    Vec::new()
+                });
+                let last_update = history
                     .iter()
                     .find(|update| {
                         update.kind != UpdateKind::Preview
@@ -522,6 +535,7 @@ impl Backend for FileBackend {
                     stack,
                     last_update,
                     resource_count,
+                    problem,
                 });
             }
         }

@@ -122,14 +122,16 @@ impl FileBackend {
         Ok(())
     }
 
-    /// Settles every rename in flight in `project`; returns the names that renames still
-    /// running are moving to (not stacks yet).
-    pub(crate) fn settle_renames_in(&self, project: &str) -> BackendResult<Vec<String>> {
+    /// Settles every rename in flight in `project`; returns the renames still running, as
+    /// (old name, new name).
+    pub(crate) fn settle_renames_in(&self, project: &str) -> BackendResult<Vec<(String, String)>> {
         let mut arriving = Vec::new();
         for intent in self.rename_intents(project)? {
             match self.finish_rename(project, &intent) {
                 Ok(()) => {}
-                Err(BackendError::Locked { .. }) => arriving.push(intent.to.clone()),
+                Err(BackendError::Locked { .. }) => {
+                    arriving.push((intent.from.clone(), intent.to.clone()))
+                }
                 Err(error) => return Err(error),
             }
         }

@@ -273,7 +273,10 @@ impl Backend for PostgresBackend {
         let mut summaries = Vec::new();
         for row in rows {
             let id: i64 = row.get(0);
-            let deployment = self.load(id).await?;
+            let (resource_count, problem) = match self.load(id).await {
+                Ok(deployment) => (Some(deployment.count_resources()), None),
+                Err(error) => (None, Some(error.to_string())),
+            };
             summaries.push(StackSummary {
                 stack: StackRef {
                     organization: row.get(1),
@@ -281,7 +284,8 @@ impl Backend for PostgresBackend {
                     name: row.get(3),
                 },
                 last_update: row.get::<_, Option<i64>>(4),
-                resource_count: Some(deployment.count_resources()),
+                resource_count,
+                problem,
             });
         }
         Ok(summaries)

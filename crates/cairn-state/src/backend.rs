@@ -189,6 +189,9 @@ pub struct StackSummary {
     /// Unix seconds of the last finished update.
     pub last_update: Option<i64>,
     pub resource_count: Option<usize>,
+    /// Why the stack's state could not be read (a damaged journal, say): one damaged stack is
+    /// listed with its problem, and does not hide the project's other stacks.
+    pub problem: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -103,6 +103,7 @@ async fn list(workspace: &Workspace, all: bool) -> anyhow::Result<()> {
                     "current": is_current(&summary.stack),
                     "lastUpdate": summary.last_update,
                     "resourceCount": summary.resource_count,
+                    "problem": summary.problem,
                 })
             })
             .collect();
@@ -133,6 +134,14 @@ async fn list(workspace: &Workspace, all: bool) -> anyhow::Result<()> {
     }
     for row in render::table(&rows) {
         output::line(&row);
+    }
+    for summary in &stacks {
+        if let Some(problem) = &summary.problem {
+            output::warning(&format!(
+                "stack `{}` cannot be read: {problem}",
+                display_name(&summary.stack)
+            ));
+        }
     }
     Ok(())
 }

@@ -91,3 +91,47 @@ fn importing_garbage_writes_nothing() {
         before["deployment"]["resources"]
     );
 }
+
+/// One damaged stack is listed with its problem; it does not hide the project's other stacks.
+#[test]
+fn stack_ls_lists_every_stack_when_one_is_damaged() {
+    let context = TestContext::with_program(PROGRAM);
+    context.cairn(&["up", "--yes"]).success();
+    context.cairn(&["stack", "init", "prod"]).success();
+    context.cairn(&["up", "--yes", "--stack", "prod"]).success();
+    let path = checkpoint(&context);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+
+    let listed = context.cairn(&["stack", "ls"]).success();
+    assert!(
+        listed.stdout.contains("dev") && listed.stdout.contains("prod"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed.stderr.contains("stack `dev` cannot be read") && listed.stderr.contains("corrupt"),
+        "{}",
+        listed.stderr
+    );
+    let listed = context.cairn(&["stack", "ls", "--json"]).success();
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let by_name = |name: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|stack| stack["name"] == name)
+            .unwrap_or_else(|| panic!("no `{name}` in {listed}"))
+            .clone()
+    };
+    assert!(
+        by_name("dev")["problem"]
+            .as_str()
+            .unwrap()
+            .contains("corrupt")
+    );
+    assert_eq!(by_name("dev")["resourceCount"], serde_json::Value::Null);
+    assert_eq!(by_name("prod")["problem"], serde_json::Value::Null);
+    assert_eq!(by_name("prod")["resourceCount"], 2);
+}
