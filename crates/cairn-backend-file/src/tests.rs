@@ -1124,3 +1124,37 @@ async fn a_rename_does_not_take_over_a_stack_that_took_the_new_name() {
             .exists()
     );
 }
+
+/// However far a live rename has got, `stack ls` shows the stack once: under the old name
+/// while the checkpoint is there, under the new name once it has moved.
+#[tokio::test]
+async fn a_rename_in_flight_lists_its_stack_exactly_once() {
+    let mut steps = 0;
+    loop {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = backend(&dir);
+        renamable(&backend).await;
+        let total = rename_crashing_after(
+            &backend,
+            cairn_state::conformance::owner("cairn stack rename"),
+            steps,
+        )
+        .await;
+        let listed: Vec<String> = backend
+            .list_stacks(Some("proj"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|summary| summary.stack.name)
+            .collect();
+        assert_eq!(
+            listed.len(),
+            1,
+            "after {steps} of {total} steps: {listed:?}"
+        );
+        if steps == total {
+            break;
+        }
+        steps += 1;
+    }
+}
