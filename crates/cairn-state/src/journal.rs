@@ -44,13 +44,17 @@ pub enum JournalRecord {
 pub fn open_begins(records: &[JournalRecord]) -> Vec<JournalRecord> {
     let mut begun: HashMap<u64, &JournalRecord> = HashMap::new();
     let mut begin_order: Vec<u64> = Vec::new();
+    let mut ended: HashSet<u64> = HashSet::new();
     for record in records {
         match record {
             JournalRecord::Begin { op, .. } => {
-                begun.insert(*op, record);
-                begin_order.push(*op);
+                if !ended.contains(op) {
+                    begun.insert(*op, record);
+                    begin_order.push(*op);
+                }
             }
             JournalRecord::End { op, .. } => {
+                ended.insert(*op);
                 begun.remove(op);
             }
         }
@@ -67,6 +71,9 @@ pub fn replay(base: Option<Deployment>, records: &[JournalRecord]) -> Deployment
     let mut deployment = base.unwrap_or_default();
     let mut begun: HashMap<u64, (String, ResourceV3)> = HashMap::new();
     let mut begin_order: Vec<u64> = Vec::new();
+    // A record written twice (a retried append, a copied line) is applied once: an operation
+    // ends once, and a second `End` would add its resource a second time.
+    let mut ended: HashSet<u64> = HashSet::new();
     for record in records {
         match record {
             JournalRecord::Begin {
@@ -74,10 +81,16 @@ pub fn replay(base: Option<Deployment>, records: &[JournalRecord]) -> Deployment
                 operation,
                 resource,
             } => {
+                if ended.contains(op) {
+                    continue;
+                }
                 begun.insert(*op, (operation.clone(), resource.clone()));
                 begin_order.push(*op);
             }
             JournalRecord::End { op, removed, added } => {
+                if !ended.insert(*op) {
+                    continue;
+                }
                 begun.remove(op);
                 if let Some(key) = removed {
                     // Prefer the live copy for a key match; an old copy marked for deletion has
@@ -266,6 +279,26 @@ mod tests {
         assert_eq!(names(&replayed), vec!["a/1", "b/2"]);
         assert!(replayed.resources[0].protect);
         assert!(replayed.pending_operations.is_empty());
+    }
+
+    /// A record that appears twice (a copied line) changes the state once.
+    #[test]
+    fn a_repeated_record_is_applied_once() {
+        let created = JournalRecord::End {
+            op: 1,
+            removed: None,
+            added: Some(resource("b", "2", &[])),
+        };
+        let records = vec![
+            begin(1, "creating", resource("b", "", &[])),
+            created.clone(),
+            created,
+            begin(1, "creating", resource("b", "", &[])),
+        ];
+        let replayed = replay(None, &records);
+        assert_eq!(names(&replayed), vec!["b/2"]);
+        assert!(replayed.pending_operations.is_empty());
+        assert!(open_begins(&records).is_empty());
     }
 
     #[test]
