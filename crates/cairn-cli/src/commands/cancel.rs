@@ -22,7 +22,7 @@ pub async fn cancel(workspace: &Workspace, args: CancelArgs) -> anyhow::Result<(
             )));
         }
         let question = format!(
-            "The update {holder} holds stack '{stack}'. Cancelling it releases the stack; if it is still running, it may go on changing resources. Continue?"
+            "Stack '{stack}' is held by the update {holder}.\nCancelling it releases the stack; if it is still running, it may go on changing resources. Continue?"
         );
         if !commands::confirm(&question)? {
             return Err(anyhow::anyhow!("confirmation declined, not cancelling"));
@@ -30,7 +30,7 @@ pub async fn cancel(workspace: &Workspace, args: CancelArgs) -> anyhow::Result<(
     }
     context.backend.cancel(&context.stack).await?;
     output::line(&format!(
-        "The update {holder} of stack '{stack}' has been cancelled and the stack released."
+        "Cancelled the update of stack '{stack}' and released the stack. It was held by {holder}."
     ));
     if holder.is_stale {
         return Ok(());
