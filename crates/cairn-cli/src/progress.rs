@@ -565,7 +565,7 @@ mod tests {
 
     fn failed(op: StepOp, type_: &str, name: &str, error: &str) -> EngineEvent {
         let mut record = StepRecord::new(op, urn(type_, name), type_.to_owned(), None);
-        record.error = Some(error.to_owned().into());
+        record.error = Some(cairn_engine::StepError::provider(error));
         EngineEvent::StepFinished(Box::new(record))
     }
 

@@ -89,7 +89,7 @@ pub(crate) async fn run_custom_resource(
             &reveal_map(&plan.inputs),
         )
         .await
-        .map_err(|error| format!("checking inputs failed: {error}"))?;
+        .map_err(|error| StepError::provider(format!("checking inputs failed: {error}")))?;
     if !checked.failures.is_empty() {
         let reasons: Vec<String> = checked
             .failures
@@ -99,12 +99,15 @@ pub(crate) async fn run_custom_resource(
                 None => failure.reason.clone(),
             })
             .collect();
-        return Err(format!("invalid inputs: {}", reasons.join("; ")).into());
+        return Err(StepError::provider(format!(
+            "invalid inputs: {}",
+            reasons.join("; ")
+        )));
     }
     // Inputs that were secret stay secret after the provider filled in defaults.
     checked.inputs = reseal_outputs(shared.secrets(), &plan.inputs, checked.inputs, &|_| false);
     cairn_core::check_depth(&checked.inputs)
-        .map_err(|error| format!("the provider's checked input {error}"))?;
+        .map_err(|error| StepError::provider(format!("the provider's checked input {error}")))?;
     state.inputs = checked.inputs;
 
     if !shared.is_targeted(&plan.urn) {
@@ -145,7 +148,7 @@ pub(crate) async fn run_custom_resource(
                     &reveal_map(&state.inputs),
                 )
                 .await
-                .map_err(|error| format!("diffing failed: {error}"))?;
+                .map_err(|error| StepError::provider(format!("diffing failed: {error}")))?;
             let mut decision = decide(
                 &diff,
                 &decl.options.replace_on_changes,
@@ -361,8 +364,8 @@ async fn read_existing(
     get: &cairn_program::GetDecl,
     started: Instant,
 ) -> Result<(), StepError> {
-    let id =
-        cairn_program::evaluate(&get.id, shared.as_ref()).map_err(|error| error.to_string())?;
+    let id = cairn_program::evaluate(&get.id, shared.as_ref())
+        .map_err(|error| StepError::program(error.to_string()))?;
     let Some(id) = id.as_str().map(str::to_owned) else {
         return Err(StepError::new(
             FailureCause::Program,
@@ -379,8 +382,10 @@ async fn read_existing(
             &PropertyMap::new(),
         )
         .await
-        .map_err(|error| format!("read failed: {error}"))?
-        .ok_or_else(|| format!("no `{}` with ID `{id}` exists", state.type_))?;
+        .map_err(|error| StepError::provider(format!("read failed: {error}")))?
+        .ok_or_else(|| {
+            StepError::provider(format!("no `{}` with ID `{id}` exists", state.type_))
+        })?;
     state.id = read.id;
     state.inputs = shared.storable(&state.urn, "input", read.inputs);
     // A read resource's secret outputs are as secret as a created one's.
@@ -432,11 +437,10 @@ async fn import_existing(
         Ok(Some(read)) => read,
         Ok(None) => {
             shared.end(pending, None, None).await?;
-            return Err(format!(
+            return Err(StepError::provider(format!(
                 "there is no `{}` with ID `{import_id}` to import",
                 state.type_
-            )
-            .into());
+            )));
         }
         Err(error) => {
             shared.end(pending, None, None).await?;

@@ -51,10 +51,12 @@ pub(crate) async fn delete_resource(
                     Ok(_permit) => {
                         delete_with_provider(shared, typed.provider.as_ref(), &ctx, resource).await
                     }
-                    Err(error) => Err(error.into()),
+                    Err(error) => Err(error),
                 }
             }
-            Err(error) => Err(format!("{error}, so it cannot be deleted").into()),
+            Err(error) => Err(StepError::provider(format!(
+                "{error}, so it cannot be deleted"
+            ))),
         }
     } else if shared.is_dry_run() {
         Ok(())

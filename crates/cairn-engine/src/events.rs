@@ -83,12 +83,15 @@ impl StepError {
             message: message.into(),
         }
     }
-}
 
-/// A provider's error, the most common cause, as a plain message.
-impl From<String> for StepError {
-    fn from(message: String) -> StepError {
+    /// The provider failed or refused.
+    pub fn provider(message: impl Into<String>) -> StepError {
         StepError::new(FailureCause::Provider, message)
+    }
+
+    /// The program asked for something that cannot be (an unknown type, a bad reference).
+    pub fn program(message: impl Into<String>) -> StepError {
+        StepError::new(FailureCause::Program, message)
     }
 }
 

@@ -59,9 +59,15 @@ pub(crate) async fn provider_for(
         .request
         .providers
         .resolve_resource(type_token)
-        .ok_or_else(|| format!("no provider offers the resource type `{type_token}`"))?;
+        .ok_or_else(|| {
+            StepError::program(format!(
+                "no provider offers the resource type `{type_token}`"
+            ))
+        })?;
     let provider = match reference {
-        Some(reference) => provider_instance(shared, reference).await?,
+        Some(reference) => provider_instance(shared, reference)
+            .await
+            .map_err(StepError::provider)?,
         None => resolved.provider.clone(),
     };
     Ok(TypeProvider {
@@ -113,6 +119,15 @@ pub(crate) fn parse_timeout(text: Option<&str>) -> f64 {
         .map_or(0.0, |duration| duration.as_secs_f64())
 }
 
+/// A provider call's error; a provider that stopped because it was cancelled says so.
+fn provider_failure(operation: &str, error: ProviderError) -> StepError {
+    let cause = match error {
+        ProviderError::Cancelled => FailureCause::Cancelled,
+        _ => FailureCause::Provider,
+    };
+    StepError::new(cause, format!("{operation} failed: {error}"))
+}
+
 /// Runs a provider call with the resource's time limit (if any) and the hard cancellation.
 pub(crate) async fn call_provider<T>(
     shared: &RunState,
@@ -125,19 +140,19 @@ pub(crate) async fn call_provider<T>(
             tokio::time::timeout(Duration::from_secs_f64(timeout_seconds), future)
                 .await
                 .map_err(|_| {
-                    format!(
+                    StepError::provider(format!(
                         "{operation} did not finish within its custom timeout of {timeout_seconds}s"
-                    )
+                    ))
                 })?
-                .map_err(|error| format!("{operation} failed: {error}"))
+                .map_err(|error| provider_failure(operation, error))
         } else {
             future
                 .await
-                .map_err(|error| format!("{operation} failed: {error}"))
+                .map_err(|error| provider_failure(operation, error))
         }
     };
     tokio::select! {
-        result = limited => result.map_err(StepError::from),
+        result = limited => result,
         () = shared.cancel.hard.cancelled() => Err(StepError::new(
             FailureCause::Cancelled,
             format!("{operation} was interrupted"),
@@ -159,7 +174,7 @@ pub(crate) async fn create_with_provider(
         let predicted = provider
             .create(ctx, type_token, &revealed_inputs, true)
             .await
-            .map_err(|error| format!("create failed: {error}"))?;
+            .map_err(|error| provider_failure("create", error))?;
         state.id = UNKNOWN_ID.to_owned();
         state.outputs = reseal_outputs(
             shared.secrets(),

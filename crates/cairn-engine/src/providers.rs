@@ -203,21 +203,25 @@ pub(crate) async fn step_provider(
     old: Option<&ResourceState>,
 ) -> Result<ProviderStep, StepError> {
     let package = provider_package(&state.type_)
-        .ok_or_else(|| format!("`{}` is not a provider type", state.type_))?
+        .ok_or_else(|| StepError::program(format!("`{}` is not a provider type", state.type_)))?
         .to_owned();
     let base = shared
         .request
         .providers
         .provider(&package)
         .cloned()
-        .ok_or_else(|| missing_package(&package))?;
+        .ok_or_else(|| StepError::program(missing_package(&package)))?;
     let ctx = shared.call_context(&state.urn);
     let news = provider_config(&state.inputs);
     let old_config = old.map(|old| reveal_map(&provider_config(&old.inputs)));
     let checked = base
         .check_config(&ctx, old_config.as_ref(), &reveal_map(&news))
         .await
-        .map_err(|error| format!("checking the provider configuration failed: {error}"))?;
+        .map_err(|error| {
+            StepError::provider(format!(
+                "checking the provider configuration failed: {error}"
+            ))
+        })?;
     if !checked.failures.is_empty() {
         let reasons: Vec<String> = checked
             .failures
@@ -227,7 +231,7 @@ pub(crate) async fn step_provider(
                 None => failure.reason.clone(),
             })
             .collect();
-        return Err(StepError::from(format!(
+        return Err(StepError::provider(format!(
             "invalid provider configuration: {}",
             reasons.join("; ")
         )));
@@ -251,7 +255,11 @@ pub(crate) async fn step_provider(
                 &reveal_map(&provider_config(&state.inputs)),
             )
             .await
-            .map_err(|error| format!("diffing the provider configuration failed: {error}"))?,
+            .map_err(|error| {
+                StepError::provider(format!(
+                    "diffing the provider configuration failed: {error}"
+                ))
+            })?,
     };
     let op = match old {
         None => StepOp::Create,
@@ -289,7 +297,9 @@ pub(crate) async fn step_provider(
     }
     shared.provider_instances().register(state.clone());
     // Configure now, so a provider that refuses its configuration fails here, on its own step.
-    provider_instance(shared, &reference_of(&state)).await?;
+    provider_instance(shared, &reference_of(&state))
+        .await
+        .map_err(StepError::provider)?;
     Ok(ProviderStep {
         op,
         state,

@@ -175,7 +175,10 @@ async fn run_provider_resource(
     let started = Instant::now();
     let state = new_state(plan, &plan.decl.type_token);
     if provider_package(&state.type_).is_none() {
-        return Err(format!("`{}` is not a provider type", state.type_).into());
+        return Err(StepError::program(format!(
+            "`{}` is not a provider type",
+            state.type_
+        )));
     }
     let ProviderStep {
         op,
@@ -211,9 +214,15 @@ async fn run_stack_reference(
         .inputs
         .get("name")
         .and_then(Value::as_str)
-        .ok_or_else(|| "a StackReference needs a `name` property (`org/project/stack`)".to_owned())?
+        .ok_or_else(|| {
+            StepError::program("a StackReference needs a `name` property (`org/project/stack`)")
+        })?
         .to_owned();
-    let outputs = shared.request.stack_references.outputs(&name)?;
+    let outputs = shared
+        .request
+        .stack_references
+        .outputs(&name)
+        .map_err(StepError::program)?;
     let secret_names: Vec<Value> = outputs
         .iter()
         .filter(|(_, value)| value.is_secret())

@@ -444,11 +444,14 @@ impl RunState {
 
     /// Waits for a turn to call a provider: at most `--parallel` calls run at once. The permit
     /// is the turn; dropping it gives the turn to the next caller.
-    pub async fn acquire_permit(&self) -> Result<SemaphorePermit<'_>, String> {
-        self.permits
-            .acquire()
-            .await
-            .map_err(|_| "the executor was shut down".to_owned())
+    pub async fn acquire_permit(&self) -> Result<SemaphorePermit<'_>, StepError> {
+        // The semaphore is closed only when the run stops.
+        self.permits.acquire().await.map_err(|_| {
+            StepError::new(
+                FailureCause::Cancelled,
+                "the run stopped before this step began",
+            )
+        })
     }
 
     /// The configured provider instances of this run (see `providers::provider_instance`).
