@@ -17,9 +17,14 @@ fn unprotect_then_destroy() {
         true,
         "changed without --yes"
     );
-    context
-        .cairn(&["state", "unprotect", BASE, "--yes"])
+    let unprotected = context
+        .cairn(&["state", "unprotect", BASE, "--yes", "--json"])
         .success();
+    let unprotected: serde_json::Value = serde_json::from_str(&unprotected.stdout).unwrap();
+    assert_eq!(
+        unprotected,
+        serde_json::json!({"urn": BASE, "unprotected": true})
+    );
     assert!(context.resource("base").get("protect").is_none());
     context.cairn(&["destroy", "--yes"]).success();
     assert!(context.resources().is_empty());
@@ -33,7 +38,12 @@ fn delete_refuses_while_others_depend_on_it() {
         .cairn(&["state", "delete", BASE, "--yes"])
         .expect_code(1);
     assert!(refused.stderr.contains(TOP), "{}", refused.stderr);
-    context.cairn(&["state", "delete", TOP, "--yes"]).success();
+    let deleted = context
+        .cairn(&["state", "delete", TOP, "--yes", "--json"])
+        .success();
+    let deleted: serde_json::Value = serde_json::from_str(&deleted.stdout).unwrap();
+    assert_eq!(deleted["urn"], TOP);
+    assert_eq!(deleted["removed"], true);
     let protected = context
         .cairn(&["state", "delete", BASE, "--yes"])
         .expect_code(1);
