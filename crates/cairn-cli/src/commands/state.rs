@@ -152,7 +152,16 @@ async fn repair(workspace: &Workspace, yes: bool) -> anyhow::Result<()> {
     }
     if !plan.changes.is_empty() {
         show_changes(workspace, &plan);
-        confirm_edit(yes, "Apply these changes?")?;
+        if let Err(declined) = confirm_edit(yes, "Apply these changes?") {
+            if outcome.nothing_to_do() {
+                return Err(declined);
+            }
+            // The journal is salvaged already: say so, not "nothing was changed".
+            report_repair(workspace, &context, &outcome);
+            return Err(anyhow::anyhow!(
+                "confirmation declined: the journal was salvaged, the changes above were not made"
+            ));
+        }
         outcome.merge(editor.repair(plan).await?);
     }
     drop(editor);
