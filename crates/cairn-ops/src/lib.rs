@@ -6,11 +6,16 @@
 //! - `StackSession`: an opened stack (backend, crypter, configuration) with its lock;
 //! - `run`: the stack operations (preview, update, refresh, destroy, import) with their
 //!   preview → approve → apply flow, reporting through a `Reporter` and stopping on a
-//!   `Cancellation`.
+//!   `Cancellation`;
+//! - `StateEditor`: direct edits of a stack's state (delete, unprotect, repair), each a plan
+//!   and its application under one hold of the stack's lock;
+//! - `admin`: cancelling a stack's update, removing and renaming a stack.
 //!
 //! Nothing here prints, prompts or reads the environment: the front end resolves the workspace
 //! and renders what the reporter is told.
 
+pub mod admin;
+pub mod edit;
 mod files;
 pub mod plugins;
 pub mod project;
@@ -20,6 +25,8 @@ mod yaml;
 
 use std::sync::Arc;
 
+pub use admin::{CancelOutcome, RemovePlan, StackFiles};
+pub use edit::{DeletePlan, RepairChange, RepairOutcome, RepairPlan, StateEditor, UnprotectPlan};
 pub use files::DiskFiles;
 pub use plugins::{PluginSearch, Plugins, PluginsError, builtin_registry};
 pub use project::{ConfigDeclaration, Project, ProjectError};
@@ -67,6 +74,9 @@ pub enum OpsError {
     Secrets(#[from] cairn_secrets::SecretsError),
     #[error(transparent)]
     Engine(#[from] cairn_engine::EngineError),
+    /// The front end's files that move with a stack (`admin::StackFiles`).
+    #[error(transparent)]
+    Files(std::io::Error),
     #[error("internal error: {0}")]
     Internal(&'static str),
 }

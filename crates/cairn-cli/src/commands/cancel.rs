@@ -1,6 +1,9 @@
 //! `cairn cancel`: ends an update whose process died or is stuck, releasing the stack's lock
 //! and marking the update cancelled in the history. It never takes a lock over silently: the
-//! user sees who held it and confirms.
+//! user sees who held it and confirms. `cairn_ops::admin` releases the lock; waiting for the
+//! cancelled process to stop is the terminal's business, here.
+
+use cairn_ops::CancelOutcome;
 
 use crate::cli::CancelArgs;
 use crate::commands;
@@ -11,7 +14,9 @@ use crate::workspace::Workspace;
 pub async fn cancel(workspace: &Workspace, args: CancelArgs) -> anyhow::Result<()> {
     let context = commands::open_stack(workspace).await?;
     let stack = &context.stack.name;
-    let Some(holder) = context.backend.lock_holder(&context.stack).await? else {
+    let Some(holder) =
+        cairn_ops::admin::plan_cancel(context.backend.as_ref(), &context.stack).await?
+    else {
         output::line(&format!("Stack '{stack}' has no update in progress."));
         return Ok(());
     };
@@ -28,7 +33,14 @@ pub async fn cancel(workspace: &Workspace, args: CancelArgs) -> anyhow::Result<(
             return Err(anyhow::anyhow!("confirmation declined, not cancelling"));
         }
     }
-    context.backend.cancel(&context.stack).await?;
+    let outcome =
+        cairn_ops::admin::cancel(context.backend.as_ref(), &context.stack, &holder).await?;
+    if outcome == CancelOutcome::AlreadyEnded {
+        output::line(&format!(
+            "The update {holder} of stack '{stack}' ended by itself; nothing was cancelled."
+        ));
+        return Ok(());
+    }
     output::line(&format!(
         "Cancelled the update of stack '{stack}' and released the stack. It was held by {holder}."
     ));

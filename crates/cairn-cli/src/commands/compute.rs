@@ -224,10 +224,14 @@ pub async fn group(workspace: &Workspace, command: GroupCommand) -> anyhow::Resu
                 "urn:pulumi:{stack}::{GROUPS_PROJECT}::{GROUP_TYPE}::{}",
                 resource_key(&id)
             );
-            super::state::delete(&groups, &urn, true, yes).await?;
-            output::line(&format!(
-                "Group `{id}` is no longer managed; its instances keep running"
-            ));
+            super::state::delete_resource(&groups, &urn, true, yes).await?;
+            if workspace.global.json {
+                output::json(&serde_json::json!({ "group": id, "urn": urn, "freed": true }));
+            } else {
+                output::line(&format!(
+                    "Group `{id}` is no longer managed; its instances keep running"
+                ));
+            }
             Ok(())
         }
         GroupCommand::Ls => {

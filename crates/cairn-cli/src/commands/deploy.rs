@@ -28,38 +28,50 @@ pub async fn run_operation(
         require_approval(reporter.approves(), request.operation.noun())?;
     }
     let (registry, plugins) = commands::plugins::start(workspace).await?;
-    let result = async {
-        let program = match (request.operation, program) {
-            (StackOperation::Update, Some(program)) => Some(program),
-            (StackOperation::Update, None) => Some(commands::load_program(workspace, &registry)?),
-            (StackOperation::Refresh | StackOperation::Destroy, _) => None,
-        };
-        let context = commands::open_stack(workspace).await?;
-        let mut request = request;
-        request.environment = crate::git::environment(&workspace.project_dir);
-        let cancellation = Cancellation::default();
-        let signals = tokio::spawn(watch_signals(cancellation.clone()));
-        let outcome = cairn_ops::run(
-            &context.session(),
-            program,
-            Arc::new(registry),
-            request,
-            Arc::new(reporter),
-            cancellation,
-        )
-        .await;
-        signals.abort();
-        let outcome = outcome?;
-        if let Some(failure) = outcome.failure {
-            return Err(anyhow::Error::new(crate::AlreadyReported(
-                failure.exit_code(),
-            )));
-        }
-        Ok(outcome)
-    }
-    .await;
+    let result = run_with_registry(workspace, request, reporter, program, registry).await;
     plugins.shutdown().await;
     result
+}
+
+/// `run_operation` with the providers already started (`registry`); the caller shuts the
+/// plugins down.
+async fn run_with_registry(
+    workspace: &Workspace,
+    request: RunRequest,
+    reporter: TerminalReporter,
+    program: Option<Arc<cairn_program::Program>>,
+    registry: cairn_provider::ProviderRegistry,
+) -> anyhow::Result<RunOutcome> {
+    if !request.preview_only {
+        require_approval(reporter.approves(), request.operation.noun())?;
+    }
+    let program = match (request.operation, program) {
+        (StackOperation::Update, Some(program)) => Some(program),
+        (StackOperation::Update, None) => Some(commands::load_program(workspace, &registry)?),
+        (StackOperation::Refresh | StackOperation::Destroy, _) => None,
+    };
+    let context = commands::open_stack(workspace).await?;
+    let mut request = request;
+    request.environment = crate::git::environment(&workspace.project_dir);
+    let cancellation = Cancellation::default();
+    let signals = tokio::spawn(watch_signals(cancellation.clone()));
+    let outcome = cairn_ops::run(
+        &context.session(),
+        program,
+        Arc::new(registry),
+        request,
+        Arc::new(reporter),
+        cancellation,
+    )
+    .await;
+    signals.abort();
+    let outcome = outcome?;
+    if let Some(failure) = outcome.failure {
+        return Err(anyhow::Error::new(crate::AlreadyReported(
+            failure.exit_code(),
+        )));
+    }
+    Ok(outcome)
 }
 
 /// First Ctrl-C: finish in-flight steps and stop; second (or SIGTERM): stop now.
@@ -202,26 +214,28 @@ pub async fn destroy(workspace: &Workspace, args: DestroyArgs) -> anyhow::Result
 /// `cairn import TYPE NAME ID`: an update that adds one resource, read through its provider
 /// (the `import` resource option), and changes nothing else; then the snippet to declare it.
 pub async fn import(workspace: &Workspace, args: ImportArgs) -> anyhow::Result<()> {
+    // One start of the plugins serves the check and the update: a plugin started twice would
+    // do its start-up work (and any side effects of it) twice.
     let (registry, plugins) = commands::plugins::start(workspace).await?;
-    let checked = check_import(workspace, &args, &registry).await;
+    let result = async {
+        let (urn, decl, program) = check_import(workspace, &args, &registry).await?;
+        let type_token = decl.type_token.clone();
+        let request = RunRequest {
+            targets: vec![urn.clone()],
+            parallel: 1,
+            skip_preview: args.skip_preview,
+            message: args.message.clone(),
+            extra_resource: Some(decl),
+            ..RunRequest::new(StackOperation::Update)
+        };
+        let reporter = reporter(workspace, args.yes, false, false);
+        let outcome =
+            run_with_registry(workspace, request, reporter, Some(program), registry).await?;
+        Ok::<_, anyhow::Error>((urn, type_token, outcome))
+    }
+    .await;
     plugins.shutdown().await;
-    let (urn, decl) = checked?;
-    let type_token = decl.type_token.clone();
-    let request = RunRequest {
-        targets: vec![urn.clone()],
-        parallel: 1,
-        skip_preview: args.skip_preview,
-        message: args.message.clone(),
-        extra_resource: Some(decl),
-        ..RunRequest::new(StackOperation::Update)
-    };
-    let outcome = run_operation(
-        workspace,
-        request,
-        reporter(workspace, args.yes, false, false),
-        None,
-    )
-    .await?;
+    let (urn, type_token, outcome) = result?;
     let Some(imported) = outcome
         .outcome
         .snapshot
@@ -243,12 +257,17 @@ pub async fn import(workspace: &Workspace, args: ImportArgs) -> anyhow::Result<(
 }
 
 /// What `cairn import` adds to the program, after checking that it fits: a type some provider
-/// offers, a name neither the program nor the stack uses for something else.
+/// offers, a name neither the program nor the stack uses for something else. The program it
+/// was checked against is the one the update runs.
 async fn check_import(
     workspace: &Workspace,
     args: &ImportArgs,
     registry: &cairn_provider::ProviderRegistry,
-) -> anyhow::Result<(Urn, cairn_program::ResourceDecl)> {
+) -> anyhow::Result<(
+    Urn,
+    cairn_program::ResourceDecl,
+    Arc<cairn_program::Program>,
+)> {
     let resolved = registry.resolve_resource(&args.type_token).ok_or_else(|| {
         crate::bad_input(format!(
             "no provider offers the resource type `{}`\nhelp: `cairn plugin ls` lists the providers and their packages",
@@ -298,5 +317,5 @@ async fn check_import(
         deps: Default::default(),
         span: Default::default(),
     };
-    Ok((urn, decl))
+    Ok((urn, decl, program))
 }

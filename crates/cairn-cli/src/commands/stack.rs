@@ -1,4 +1,5 @@
-//! `cairn stack init|ls|select|rm|output|export|import|history`.
+//! `cairn stack init|ls|select|rm|output|export|import|history|tag|rename`; removing and
+//! renaming are `cairn_ops::admin` operations, the stack's config file moved here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -172,32 +173,24 @@ async fn remove(
         Some(name) => StackRef::parse(&name, &project).map_err(crate::bad_input)?,
         None => workspace.stack_ref(&project)?,
     };
-    if !yes {
-        if !commands::is_interactive() {
-            return Err(crate::bad_input(
-                "refusing to remove a stack without confirmation\nhelp: pass `--yes` when not running in a terminal",
-            ));
-        }
-        if !commands::confirm(&format!(
-            "This will permanently remove the '{}' stack. Continue?",
-            stack.name
-        ))? {
-            return Err(anyhow::anyhow!("confirmation declined"));
-        }
+    if !yes && !commands::is_interactive() {
+        return Err(crate::bad_input(
+            "refusing to remove a stack without confirmation\nhelp: pass `--yes` when not running in a terminal",
+        ));
     }
     let backend = workspace.backend()?;
-    // A writer like any other: refused while an update (or anything else) holds the stack.
+    // Checked before asking: a stack that cannot be removed is refused without a question.
+    let plan = cairn_ops::admin::plan_remove_stack(backend.as_ref(), &stack, force).await?;
+    if !yes
+        && !commands::confirm(&format!(
+            "This will permanently remove the '{}' stack. Continue?",
+            stack.name
+        ))?
+    {
+        return Err(anyhow::anyhow!("confirmation declined"));
+    }
     let cancel = workspace.command_for("cancel", &stack.relative_to(&project));
-    let lock = commands::lock(backend.as_ref(), &stack, &cancel).await?;
-    backend
-        .remove_stack(&stack, force, lock.as_ref())
-        .await
-        .map_err(|error| match error {
-            cairn_state::BackendError::StackHasResources { stack, count } => anyhow::anyhow!(
-                "stack `{stack}` still has {count} resources or pending operations\nhelp: run `cairn refresh --clear-pending` and `cairn destroy` first, or pass `--force` to remove the stack anyway"
-            ),
-            other => anyhow::Error::new(other),
-        })?;
+    cairn_ops::admin::remove_stack(backend.as_ref(), &plan, &commands::caller(), &cancel).await?;
     let config_path = workspace.stack_config_path(&stack.name);
     if config_path.exists() {
         fs_err::remove_file(&config_path)?;
@@ -546,7 +539,9 @@ async fn tag(workspace: &Workspace, command: TagCommand) -> anyhow::Result<()> {
 
 async fn rename(workspace: &Workspace, new_name: &str) -> anyhow::Result<()> {
     let context = commands::open_stack(workspace).await?;
+    let session = context.session();
     let old_name = context.stack.name.clone();
+    let renamed = cairn_ops::admin::plan_rename(&session, new_name).await?;
     // The stack file may not take the place of another stack's.
     let old_file = workspace.stack_config_path(&old_name);
     let new_file = old_file.with_file_name(
@@ -564,46 +559,45 @@ async fn rename(workspace: &Workspace, new_name: &str) -> anyhow::Result<()> {
             new_file.display()
         )));
     }
-    // A writer like any other: no update may start while the stack moves.
-    let lock = commands::lock_stack(&context).await?;
-    // The stack file is copied under the new name before the state moves, and the old one
-    // removed after: a rename killed midway, which the next command finishes, must find the
-    // stack's configuration and secrets under the new name.
-    let old_config = if old_file.exists() {
-        Some(fs_err::read(&old_file)?)
-    } else {
-        None
+    let files = StackFileMove {
+        old: old_file,
+        new: new_file,
     };
-    if let Some(contents) = &old_config {
-        crate::atomic_file::write(&new_file, contents, crate::atomic_file::Access::Shared)?;
-    }
-    let renamed = context
-        .backend
-        .rename_stack(&context.stack, new_name, lock.as_ref())
-        .await;
-    if renamed.is_err() && old_config.is_some() {
-        let _ = fs_err::remove_file(&new_file);
-    }
-    renamed.map_err(|error| match error {
-        cairn_state::BackendError::InvalidName(message) => crate::bad_input(message),
-        cairn_state::BackendError::StackAlreadyExists(name) => {
-            crate::bad_input(format!("stack `{name}` already exists"))
-        }
-        other => anyhow::Error::new(other),
-    })?;
-    // The stack file followed the stack, keeping its name style (Cairn.* or Pulumi.*).
-    if old_config.is_some() {
-        fs_err::remove_file(&old_file)?;
-    }
-    drop(lock);
-    let renamed = StackRef {
-        name: new_name.to_owned(),
-        ..context.stack.clone()
-    };
+    cairn_ops::admin::rename_stack(&session, &renamed, &files).await?;
     workspace.select_stack(
         &context.stack.project,
         Some(&renamed.relative_to(&context.stack.project)),
     )?;
     output::line(&format!("Renamed {old_name} to {new_name}"));
     Ok(())
+}
+
+/// The stack's config file, following its stack to the new name (keeping its name style,
+/// `Cairn.*` or `Pulumi.*`).
+struct StackFileMove {
+    old: std::path::PathBuf,
+    new: std::path::PathBuf,
+}
+
+impl cairn_ops::StackFiles for StackFileMove {
+    fn copy_to_new_name(&self) -> std::io::Result<()> {
+        if !self.old.exists() {
+            return Ok(());
+        }
+        let contents = fs_err::read(&self.old)?;
+        crate::atomic_file::write(&self.new, &contents, crate::atomic_file::Access::Shared)
+    }
+
+    fn remove_copies(&self) {
+        if self.old.exists() {
+            let _ = fs_err::remove_file(&self.new);
+        }
+    }
+
+    fn remove_originals(&self) -> std::io::Result<()> {
+        if self.old.exists() {
+            fs_err::remove_file(&self.old)?;
+        }
+        Ok(())
+    }
 }

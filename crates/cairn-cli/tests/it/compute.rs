@@ -165,7 +165,18 @@ fn groups_are_committed_described_scaled_and_destroyed_from_the_cli() {
     // adopts them instead of making new ones.
     std::fs::write(file, spec(2, &fleet)).unwrap();
     context.cairn(&["group", "commit", file, "--yes"]).success();
-    context.cairn(&["group", "free", "web", "--yes"]).success();
+    // With `--json`, what was freed is one JSON object, nothing else.
+    let freed = context
+        .cairn(&["group", "free", "web", "--yes", "--json"])
+        .success();
+    let freed: serde_json::Value = serde_json::from_str(&freed.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}", freed.stdout));
+    assert_eq!(freed["group"], "web");
+    assert_eq!(freed["freed"], true);
+    assert!(
+        freed["urn"].as_str().unwrap().ends_with("::g_web"),
+        "{freed}"
+    );
     assert_eq!(members(&fleet), 2);
     assert!(
         context

@@ -159,3 +159,28 @@ fn an_imported_random_resource_takes_its_outputs_from_the_id() {
     let preview = context.cairn(&["preview"]).success();
     assert!(preview.stdout.contains("4 unchanged"), "{}", preview.stdout);
 }
+
+/// The plugin that offers the imported type is started once: the check of the import and the
+/// update that adopts it use the same process.
+#[test]
+fn import_starts_the_plugins_once() {
+    let context = TestContext::new();
+    let plugin =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/misbehaving-plugin");
+    context.write_program(&format!(
+        "name: imp\nruntime: yaml\nplugins:\n  bad: {}\nresources:\n  thing:\n    type: bad:index:Thing\n    properties:\n      size: 1\n",
+        plugin.display()
+    ));
+    context.cairn(&["stack", "init", "dev"]).success();
+    let starts = context.root.path().join("starts.txt");
+    let env = [("PLUGIN_STARTS", starts.as_path())];
+    context
+        .cairn_with(
+            &["import", "bad:index:Thing", "adopted", "thing-7", "--yes"],
+            &env,
+        )
+        .success();
+    assert_eq!(context.resource("adopted")["id"], "thing-7");
+    let started = std::fs::read_to_string(&starts).unwrap();
+    assert_eq!(started.lines().count(), 1, "started:\n{started}");
+}

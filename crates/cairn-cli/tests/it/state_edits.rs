@@ -17,9 +17,14 @@ fn unprotect_then_destroy() {
         true,
         "changed without --yes"
     );
-    context
-        .cairn(&["state", "unprotect", BASE, "--yes"])
+    let unprotected = context
+        .cairn(&["state", "unprotect", BASE, "--yes", "--json"])
         .success();
+    let unprotected: serde_json::Value = serde_json::from_str(&unprotected.stdout).unwrap();
+    assert_eq!(
+        unprotected,
+        serde_json::json!({"urn": BASE, "unprotected": true})
+    );
     assert!(context.resource("base").get("protect").is_none());
     context.cairn(&["destroy", "--yes"]).success();
     assert!(context.resources().is_empty());
@@ -33,7 +38,12 @@ fn delete_refuses_while_others_depend_on_it() {
         .cairn(&["state", "delete", BASE, "--yes"])
         .expect_code(1);
     assert!(refused.stderr.contains(TOP), "{}", refused.stderr);
-    context.cairn(&["state", "delete", TOP, "--yes"]).success();
+    let deleted = context
+        .cairn(&["state", "delete", TOP, "--yes", "--json"])
+        .success();
+    let deleted: serde_json::Value = serde_json::from_str(&deleted.stdout).unwrap();
+    assert_eq!(deleted["urn"], TOP);
+    assert_eq!(deleted["removed"], true);
     let protected = context
         .cairn(&["state", "delete", BASE, "--yes"])
         .expect_code(1);
@@ -85,7 +95,31 @@ fn repair_orders_resources_and_drops_dangling_references() {
         shown.stdout
     );
     assert!(shown.stdout.contains("do not exist"), "{}", shown.stdout);
-    context.cairn(&["state", "repair", "--yes"]).success();
+    // With `--json`, the plan goes to stderr and stdout is one object: what was repaired.
+    let done = context
+        .cairn(&["state", "repair", "--yes", "--json"])
+        .success();
+    let done: serde_json::Value = serde_json::from_str(&done.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}", done.stdout));
+    assert_eq!(done["stack"], "dev");
+    assert_eq!(done["changed"], true);
+    assert_eq!(done["salvaged"], serde_json::Value::Null);
+    let repaired_changes: Vec<&str> = done["repaired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change.as_str().unwrap())
+        .collect();
+    assert!(
+        repaired_changes.contains(&"put resources in dependency order"),
+        "{done}"
+    );
+    assert!(
+        repaired_changes
+            .iter()
+            .any(|change| change.contains("do not exist")),
+        "{done}"
+    );
     let repaired = context.export();
     let urns: Vec<&str> = repaired["deployment"]["resources"]
         .as_array()
@@ -101,6 +135,41 @@ fn repair_orders_resources_and_drops_dangling_references() {
     );
     let again = context.cairn(&["state", "repair", "--yes"]).success();
     assert!(again.stdout.contains("needs no repair"), "{}", again.stdout);
+    let again = context
+        .cairn(&["state", "repair", "--yes", "--json"])
+        .success();
+    let again: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(again["changed"], false);
+    assert_eq!(again["repaired"], serde_json::json!([]));
+}
+
+#[test]
+fn repair_says_what_it_repaired() {
+    let context = TestContext::with_program(PROGRAM);
+    context.cairn(&["up", "--yes"]).success();
+    let mut export = context.export();
+    export["deployment"]["resources"]
+        .as_array_mut()
+        .unwrap()
+        .reverse();
+    let broken = context.root.path().join("broken.json");
+    std::fs::write(&broken, export.to_string()).unwrap();
+    context
+        .cairn(&["stack", "import", "--file", broken.to_str().unwrap()])
+        .success();
+    let repaired = context.cairn(&["state", "repair", "--yes"]).success();
+    assert!(
+        repaired.stdout.contains(
+            "The state of stack 'dev' was repaired:\n  - put resources in dependency order"
+        ),
+        "{}",
+        repaired.stdout
+    );
+    assert!(
+        !repaired.stdout.contains("needs no repair"),
+        "{}",
+        repaired.stdout
+    );
 }
 
 const CHAIN_THEN_SLOW: &str = "name: salvage\nruntime: yaml\nresources:\n  a:\n    type: fake:Resource\n  b:\n    type: fake:Resource\n    options:\n      dependsOn: [\"${a}\"]\n  slow:\n    type: fake:Resource\n    properties:\n      latencyMs: 60000\n    options:\n      dependsOn: [\"${b}\"]\n";
@@ -145,6 +214,20 @@ fn repair_salvages_a_journal_damaged_in_the_middle() {
     let repaired = context.cairn(&["state", "repair", "--yes"]).success();
     assert!(
         repaired.stdout.contains("Kept") && repaired.stdout.contains("dev.journal.damaged-"),
+        "{}",
+        repaired.stdout
+    );
+    // A salvage is a repair: it ends saying so, never "needs no repair".
+    assert!(
+        repaired.stdout.contains("was repaired:")
+            && repaired
+                .stdout
+                .contains("salvaged its damaged journal, keeping"),
+        "{}",
+        repaired.stdout
+    );
+    assert!(
+        !repaired.stdout.contains("needs no repair"),
         "{}",
         repaired.stdout
     );
