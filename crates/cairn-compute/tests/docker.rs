@@ -64,6 +64,9 @@ async fn ensure_image(driver: &DockerDriver, image: &str) {
     let options = bollard::query_parameters::BuildImageOptions {
         t: Some(image.to_owned()),
         rm: true,
+        // The engine's build cache takes a `COPY bin /bin` layer of another test's busybox
+        // image (other applet links) for this one's: build every layer afresh.
+        nocache: true,
         labels: Some([("cairn.test".to_owned(), "1".to_owned())].into()),
         ..Default::default()
     };

@@ -37,7 +37,7 @@ pub async fn cancel(workspace: &Workspace, args: CancelArgs) -> anyhow::Result<(
         cairn_ops::admin::cancel(context.backend.as_ref(), &context.stack, &holder).await?;
     if outcome == CancelOutcome::AlreadyEnded {
         output::line(&format!(
-            "The update {holder} of stack '{stack}' ended by itself; nothing was cancelled."
+            "The update of stack '{stack}' ended by itself; nothing was cancelled. It was held by {holder}."
         ));
         return Ok(());
     }

@@ -79,7 +79,7 @@ fn cancel_frees_a_stack_whose_update_was_killed() {
     assert!(lock.exists());
     let cancelled = context.cairn(&["cancel", "--yes"]).success();
     assert!(
-        cancelled.stdout.contains("has been cancelled"),
+        cancelled.stdout.contains("Cancelled the update"),
         "{}",
         cancelled.stdout
     );
