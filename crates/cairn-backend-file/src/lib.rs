@@ -9,6 +9,8 @@
 
 mod extras;
 mod files;
+mod jobs;
+pub use jobs::FileJobQueue;
 mod journal_file;
 mod lock;
 mod rename;

@@ -1158,3 +1158,26 @@ async fn a_rename_in_flight_lists_its_stack_exactly_once() {
         steps += 1;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_queue_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = crate::FileJobQueue::open(dir.path()).unwrap();
+    cairn_state::jobs_conformance::run_all(std::sync::Arc::new(queue)).await;
+}
+
+/// Two processes' worth of queues on one directory (separate handles, as separate workers
+/// have) never hand out one job twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_handles_on_one_directory_share_the_queue() {
+    use cairn_state::jobs::JobQueue;
+    let dir = tempfile::tempdir().unwrap();
+    let first = crate::FileJobQueue::open(dir.path()).unwrap();
+    let second = crate::FileJobQueue::open(dir.path()).unwrap();
+    let spec = cairn_state::jobs_conformance::spec("shared", "true");
+    let id = first.submit(spec).await.unwrap();
+    let lease = std::time::Duration::from_secs(30);
+    let (job, _) = second.claim("shared", "w2", lease).await.unwrap().unwrap();
+    assert_eq!(job.id, id);
+    assert!(first.claim("shared", "w1", lease).await.unwrap().is_none());
+}

@@ -10,6 +10,9 @@ pub mod backend;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod deployment;
+pub mod jobs;
+#[cfg(feature = "conformance")]
+pub mod jobs_conformance;
 pub mod journal;
 pub mod persister;
 pub mod stack_ref;
