@@ -9,6 +9,7 @@
 //! The stack lock is a row (owner, token, heartbeat) inserted only when absent, so of two
 //! machines exactly one gets it; it is never taken over, only removed by `cairn cancel`.
 
+mod jobs;
 mod schema;
 #[cfg(feature = "test-cluster")]
 pub mod test_cluster;
@@ -28,6 +29,8 @@ use cairn_state::{
 };
 use tokio_postgres::{Client, NoTls};
 
+pub use jobs::PostgresJobQueue;
+
 /// How many past checkpoints are kept per stack (`cairn stack export --version N`).
 pub(crate) const KEPT_VERSIONS: i64 = 10;
 /// How often a held lock's heartbeat is refreshed.
@@ -40,6 +43,8 @@ pub struct PostgresBackend {
     transactions: Arc<tokio::sync::Mutex<Client>>,
     url: String,
     bytes_written: Arc<AtomicU64>,
+    /// How the job queue makes its `LISTEN`ing connection.
+    listen: jobs::Connect,
 }
 
 impl PostgresBackend {
@@ -56,6 +61,11 @@ impl PostgresBackend {
         password: Option<&str>,
     ) -> BackendResult<PostgresBackend> {
         PostgresBackend::connect_with(url, password, None).await
+    }
+
+    /// The job queue in this backend's database (`cairn job`, `cairn worker`).
+    pub fn job_queue(&self) -> PostgresJobQueue {
+        PostgresJobQueue::new(self.client.clone(), self.listen.clone())
     }
 
     /// As `connect_with_password`; with `sslmode=require` in the URL the connection is TLS
@@ -101,11 +111,13 @@ impl PostgresBackend {
         let client = connect().await?;
         let transactions = connect().await?;
         schema::migrate(&client).await?;
+        let listen = listening(config.clone(), tls.clone(), redact(url));
         Ok(PostgresBackend {
             client: Arc::new(client),
             transactions: Arc::new(tokio::sync::Mutex::new(transactions)),
             url: redact(url),
             bytes_written: Arc::new(AtomicU64::new(0)),
+            listen,
         })
     }
 
@@ -835,6 +847,40 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> BackendResul
             format!("{what} in the database is malformed: {error}"),
             error,
         )
+    })
+}
+
+/// Connects for `LISTEN cairn_jobs`, forwarding the notifications from a task of its own.
+fn listening(
+    config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    url: String,
+) -> jobs::Connect {
+    Arc::new(move || {
+        let (config, tls, url) = (config.clone(), tls.clone(), url.clone());
+        Box::pin(async move {
+            let failed = |error: tokio_postgres::Error| {
+                cairn_state::jobs::JobError::Storage(format!("listening on {url}: {error}"))
+            };
+            let (sender, _) = tokio::sync::broadcast::channel(1024);
+            let client = match tls {
+                Some(tls) => {
+                    let (client, connection) = config.connect(tls).await.map_err(failed)?;
+                    tokio::spawn(jobs::forward_notifications(connection, sender.clone()));
+                    client
+                }
+                None => {
+                    let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+                    tokio::spawn(jobs::forward_notifications(connection, sender.clone()));
+                    client
+                }
+            };
+            client
+                .batch_execute("LISTEN cairn_jobs")
+                .await
+                .map_err(failed)?;
+            Ok((client, sender))
+        })
     })
 }
 

@@ -63,6 +63,8 @@ const MIGRATIONS: &[&str] = &[
         owner TEXT NOT NULL,
         heartbeat BIGINT NOT NULL
     );",
+    // 2: the job queue (`cairn job`, `cairn worker`).
+    crate::jobs::MIGRATION,
 ];
 
 /// Applies the migrations this database has not seen.

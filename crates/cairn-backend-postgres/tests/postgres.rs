@@ -78,11 +78,17 @@ async fn migrations_from_many_processes_at_once_apply_once() {
         .await
         .unwrap();
     tokio::spawn(connection);
-    let rows = client
-        .query("SELECT version FROM cairn_schema_migrations", &[])
+    let versions: Vec<i64> = client
+        .query(
+            "SELECT version FROM cairn_schema_migrations ORDER BY version",
+            &[],
+        )
         .await
-        .unwrap();
-    assert_eq!(rows.len(), 1);
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<_, i64>(0))
+        .collect();
+    assert_eq!(versions, [1, 2], "each migration applied once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,4 +206,59 @@ async fn a_late_heartbeat_elsewhere_is_silence_not_death() {
     assert!(described.contains("no sign of life for 5m"), "{described}");
     assert!(!described.contains("gone"), "{described}");
     drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_queue_passes_the_conformance_suite() {
+    let cluster = cluster();
+    let url = cluster.new_database().await.unwrap();
+    let backend = PostgresBackend::connect(&url).await.unwrap();
+    cairn_state::jobs_conformance::run_all(Arc::new(backend.job_queue())).await;
+}
+
+/// An idle worker on another connection is woken by a submit at once (LISTEN/NOTIFY), and two
+/// machines' queues on one database never hand out a job twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_wakes_a_waiting_worker_on_another_machine() {
+    use cairn_state::jobs::JobQueue;
+    let cluster = cluster();
+    let url = cluster.new_database().await.unwrap();
+    let worker = PostgresBackend::connect(&url).await.unwrap().job_queue();
+    let submitter = PostgresBackend::connect(&url).await.unwrap().job_queue();
+    // The first wait sets up the listening connection; an empty queue waits out its time.
+    let waited = std::time::Instant::now();
+    worker
+        .wait_for_work("wake", std::time::Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(waited.elapsed() >= std::time::Duration::from_millis(250));
+
+    let waiting = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        worker
+            .wait_for_work("wake", std::time::Duration::from_secs(20))
+            .await
+            .unwrap();
+        (started.elapsed(), worker)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let id = submitter
+        .submit(cairn_state::jobs_conformance::spec("wake", "true"))
+        .await
+        .unwrap();
+    let (elapsed, worker) = waiting.await.unwrap();
+    assert!(
+        elapsed < std::time::Duration::from_secs(5),
+        "woken after {elapsed:?}"
+    );
+    let lease = std::time::Duration::from_secs(30);
+    let (job, _) = worker.claim("wake", "w1", lease).await.unwrap().unwrap();
+    assert_eq!(job.id, id);
+    assert!(
+        submitter
+            .claim("wake", "w2", lease)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
