@@ -396,8 +396,24 @@ impl InstanceDriver for DockerDriver {
             .collect())
     }
 
+    /// A relative `path` is relative to the container's working directory, where `exec`
+    /// runs commands (as the `process` driver's are to its instance's).
     async fn copy_in(&self, id: &str, path: &str, bytes: Vec<u8>) -> DriverResult<()> {
-        let target = std::path::Path::new(path);
+        let mut target = std::path::PathBuf::from(path);
+        if target.is_relative() {
+            let container = self
+                .docker
+                .inspect_container(id, None)
+                .await
+                .map_err(|error| failed("inspecting a container", error))?;
+            let working_dir = container
+                .config
+                .and_then(|config| config.working_dir)
+                .filter(|dir| !dir.is_empty())
+                .unwrap_or_else(|| "/".to_owned());
+            target = std::path::Path::new(&working_dir).join(target);
+        }
+        let target = target.as_path();
         let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
             return Err(DriverError::Invalid(format!("`{path}` is not a file path")));
         };
