@@ -10,7 +10,11 @@ use crate::limits::format_duration;
 
 /// Why a run ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "kind")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "kind"
+)]
 pub enum Reason {
     /// The script ran to its end.
     Finished,
@@ -105,4 +109,30 @@ pub enum RunError {
         #[source]
         error: std::io::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_serializes_in_camel_case() {
+        let result = RunResult {
+            run_id: "r1".to_owned(),
+            completed: false,
+            exit_code: None,
+            reason: Reason::HardTimeout { after_ms: 3000 },
+            log_bytes: 12,
+        };
+        let json = serde_json::to_value(&result).unwrap_or_default();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "runId": "r1", "completed": false, "exitCode": null,
+                "reason": { "kind": "hardTimeout", "afterMs": 3000 }, "logBytes": 12,
+            })
+        );
+        assert_eq!(result.reason.kind(), "hardTimeout");
+        assert!(!result.passed());
+    }
 }
