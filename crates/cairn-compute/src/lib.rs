@@ -83,7 +83,10 @@ pub const DRIVER_INFO: [DriverInfo; 3] = [
                 "failEvery",
                 "every Nth provision fails (3: the 3rd, 6th, ...)",
             ),
-            ("logOutput", "what a script run writes to its log"),
+            (
+                "logOutput",
+                "what a script run writes to its log (`\\n` in it is a new line)",
+            ),
             (
                 "runSleep",
                 "how long a script run takes before writing its log, a Go duration",

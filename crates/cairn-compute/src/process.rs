@@ -323,7 +323,10 @@ impl InstanceDriver for ProcessDriver {
         for reader in readers.into_iter().flatten() {
             let _ = reader.await;
         }
-        Ok(i64::from(status.code().unwrap_or(-1)))
+        // A command killed by a signal exits 128 + its number, as a shell (and Docker) says.
+        let code = std::os::unix::process::ExitStatusExt::signal(&status)
+            .map_or_else(|| status.code().unwrap_or(-1), |signal| 128 + signal);
+        Ok(i64::from(code))
     }
 }
 

@@ -83,3 +83,12 @@ async fn a_graceful_cancel_sends_sigterm() {
     assert_eq!(result.exit_code, Some(4));
     assert!(log.contains("terminated"), "{log}");
 }
+
+#[tokio::test]
+async fn a_script_killed_by_a_signal_exits_128_plus_its_number() {
+    let (result, _) = run("kill -KILL $$\n", limits(), None).await;
+    assert_eq!(
+        (result.exit_code, result.reason),
+        (Some(137), Reason::Finished)
+    );
+}

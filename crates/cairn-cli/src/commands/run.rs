@@ -104,7 +104,7 @@ fn help_driver(json: bool, info: &DriverInfo) -> anyhow::Result<()> {
         output::json(&info_json(info));
         return Ok(());
     }
-    output::line(&format!("{} ({})", info.human_name, info.name));
+    output::line(&format!("{}: {}", info.name, info.human_name));
     output::line("");
     output::line("Settings (--set KEY=VALUE, or the environment variable):");
     let width = info

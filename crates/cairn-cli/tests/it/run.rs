@@ -185,7 +185,11 @@ fn the_drivers_and_their_settings_are_listed() {
     assert!(drivers[2]["settings"]["logOutput"].is_string(), "{drivers}");
 
     let run = context.cairn(&["run", "--help-driver", "fake"]).success();
-    assert!(run.stdout.starts_with("Fake instances"), "{}", run.stdout);
+    assert!(
+        run.stdout.starts_with("fake: Fake instances"),
+        "{}",
+        run.stdout
+    );
     for needle in [
         "logOutput",
         "CAIRN_RUN_FAKE_LOG_OUTPUT",
