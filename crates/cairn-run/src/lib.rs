@@ -22,6 +22,9 @@ pub use instance::{Cancel, Instance, RUN_TAG, SCRIPT_PATH, interpreter_of};
 pub use limits::{RunLimits, format_duration, parse_size};
 pub use result::{Reason, RunError, RunResult};
 
+/// How long after an interrupted start the run's tag is swept a second time.
+const LATE_CREATION: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One run: the script, the instance to run it on, its limits.
 #[derive(Clone, Debug)]
 pub struct RunRequest {
@@ -116,15 +119,22 @@ async fn run_on_instance(
         properties: request.properties.clone(),
         ..InstanceSpec::default()
     };
-    // Starting and uploading stop at any cancel or at the deadline; a provision cut short
-    // leaves at most an instance tagged with the run, which the sweep finds.
+    // A graceful cancel lets a start in flight finish, so the instance is known and removed
+    // by its ID; a hard cancel or the deadline cuts it short, and the sweep looks for what it
+    // may have made by the run's tag: at once, and again a moment later, for a creation the
+    // engine finished after the request was dropped.
     let sweep = instance::Sweep::new(driver.clone(), &request.run_id);
-    let started = tokio::select! {
-        started = Instance::start(driver.clone(), spec, &request.run_id) => Some(started),
-        () = cancel.graceful.cancelled() => None,
-        () = cancel.hard.cancelled() => None,
-        () = tokio::time::sleep_until(deadline) => None,
+    let mut start = Box::pin(Instance::start(driver.clone(), spec, &request.run_id));
+    let mut cancelled = false;
+    let started = loop {
+        tokio::select! {
+            started = &mut start => break Some(started),
+            () = cancel.graceful.cancelled(), if !cancelled => cancelled = true,
+            () = cancel.hard.cancelled() => break None,
+            () = tokio::time::sleep_until(deadline) => break None,
+        }
     };
+    drop(start);
     let mut instance = match started {
         Some(Ok(instance)) => {
             // The instance's own sweep covers the run's tag from here on.
@@ -136,7 +146,10 @@ async fn run_on_instance(
             return Err(error);
         }
         None => {
+            let again = instance::Sweep::new(driver.clone(), &request.run_id);
             sweep.finish().await?;
+            tokio::time::sleep(LATE_CREATION).await;
+            again.finish().await?;
             return Ok(not_run(if Instant::now() >= deadline {
                 timed_out
             } else {
@@ -144,6 +157,10 @@ async fn run_on_instance(
             }));
         }
     };
+    if cancelled {
+        instance.stop().await?;
+        return Ok(not_run(Reason::Cancelled));
+    }
     let uploaded = tokio::select! {
         uploaded = instance.upload_script(&request.script) => Some(uploaded),
         () = cancel.graceful.cancelled() => None,

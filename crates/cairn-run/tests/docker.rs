@@ -334,3 +334,23 @@ async fn an_instance_that_ran_a_script_is_stale() {
     instance.stop().await.unwrap();
     assert!(containers_of(&connect().await, &run_id).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_hard_cancel_while_the_container_is_created_leaves_none() {
+    for delay_ms in [5, 30, 80] {
+        let run = run_with("echo hi\n", limits(), &[], |_, cancel| {
+            let hard = cancel.hard.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                hard.cancel();
+            });
+        })
+        .await;
+        // Either the cancel came first, or the script was quicker; nothing is left either way.
+        let result = run.result.unwrap();
+        assert!(
+            result.reason == Reason::Cancelled || result.passed(),
+            "{result:?}"
+        );
+    }
+}

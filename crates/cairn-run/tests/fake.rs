@@ -300,3 +300,19 @@ async fn a_dropped_run_still_removes_its_instance() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_graceful_cancel_while_the_instance_starts_waits_for_it_then_removes_it() {
+    let fake = fake(serde_json::json!({ "startupDuration": "500ms", "logOutput": "never" }));
+    let cancel = Cancel::default();
+    let graceful = cancel.graceful.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        graceful.cancel();
+    });
+    let started = Instant::now();
+    let (result, log) = fake.run(request(limits()), &cancel).await;
+    assert_eq!(result.unwrap().reason, Reason::Cancelled);
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert_eq!(log, "");
+}
