@@ -103,6 +103,22 @@ impl DockerDriver {
             .map_err(|error| DriverError::Failed(format!("the docker tags file: {error}")))
     }
 
+    /// Waits (up to a minute) until the container `id` no longer exists.
+    async fn wait_until_gone(&self, id: &str) -> DriverResult<()> {
+        for _ in 0..600 {
+            match self.docker.inspect_container(id, None).await {
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(()),
+                Err(error) => return Err(failed("inspecting a container", error)),
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        Err(DriverError::Failed(format!(
+            "docker: container `{id}` was still being removed after a minute"
+        )))
+    }
+
     pub fn client(&self) -> &Docker {
         &self.docker
     }
@@ -336,6 +352,11 @@ impl InstanceDriver for DockerDriver {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
+            // Someone else is removing it (two cleanups racing): done once it is gone.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("already in progress") => self.wait_until_gone(id).await,
             Err(error) => Err(failed("removing a container", error)),
         }
     }

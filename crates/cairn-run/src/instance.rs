@@ -288,8 +288,15 @@ impl Instance {
                 "-c".to_owned(),
                 format!("read pid < {PID_PATH} && kill -TERM \"$pid\""),
             ];
-            let (discard, _) = tokio::sync::mpsc::unbounded_channel();
-            let _ = driver.exec(&id, &command, discard).await;
+            // A cancel that comes the moment the script starts may find no PID written yet:
+            // try again for a while; the grace period's end kills the script regardless.
+            for _ in 0..20 {
+                let (discard, _) = tokio::sync::mpsc::unbounded_channel();
+                if let Ok(0) = driver.exec(&id, &command, discard).await {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
         })
     }
 

@@ -22,6 +22,9 @@ pub use instance::{Cancel, Instance, RUN_TAG, SCRIPT_PATH, interpreter_of};
 pub use limits::{RunLimits, format_duration, parse_size};
 pub use result::{Reason, RunError, RunResult};
 
+/// How long a start in flight may still take after a hard cancel or the deadline.
+const START_SETTLE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// How long after an interrupted start the run's tag is swept a second time.
 const LATE_CREATION: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -119,22 +122,41 @@ async fn run_on_instance(
         properties: request.properties.clone(),
         ..InstanceSpec::default()
     };
-    // A graceful cancel lets a start in flight finish, so the instance is known and removed
-    // by its ID; a hard cancel or the deadline cuts it short, and the sweep looks for what it
-    // may have made by the run's tag: at once, and again a moment later, for a creation the
-    // engine finished after the request was dropped.
+    // A start in flight is let finish (for `START_SETTLE` at most after a hard cancel or the
+    // deadline), so the instance is known and removed by its ID. A start that does not finish
+    // even then is dropped, and the sweep looks for what it may have made by the run's tag: at
+    // once, and again a moment later, for a creation the engine finished after the request
+    // was dropped.
     let sweep = instance::Sweep::new(driver.clone(), &request.run_id);
     let mut start = Box::pin(Instance::start(driver.clone(), spec, &request.run_id));
     let mut cancelled = false;
+    let mut stopping = false;
+    let mut settle_deadline = deadline;
     let started = loop {
         tokio::select! {
             started = &mut start => break Some(started),
             () = cancel.graceful.cancelled(), if !cancelled => cancelled = true,
-            () = cancel.hard.cancelled() => break None,
-            () = tokio::time::sleep_until(deadline) => break None,
+            () = cancel.hard.cancelled(), if !stopping => {
+                (cancelled, stopping) = (true, true);
+                settle_deadline = Instant::now() + START_SETTLE;
+            }
+            () = tokio::time::sleep_until(settle_deadline) => {
+                if stopping {
+                    break None;
+                }
+                stopping = true;
+                settle_deadline = Instant::now() + START_SETTLE;
+            }
         }
     };
     drop(start);
+    let reason_stopped = || {
+        if Instant::now() >= deadline {
+            timed_out.clone()
+        } else {
+            Reason::Cancelled
+        }
+    };
     let mut instance = match started {
         Some(Ok(instance)) => {
             // The instance's own sweep covers the run's tag from here on.
@@ -142,24 +164,24 @@ async fn run_on_instance(
             instance
         }
         Some(Err(error)) => {
-            let _ = sweep.finish().await;
-            return Err(error);
+            sweep.finish().await?;
+            return if stopping || cancelled {
+                Ok(not_run(reason_stopped()))
+            } else {
+                Err(error)
+            };
         }
         None => {
             let again = instance::Sweep::new(driver.clone(), &request.run_id);
             sweep.finish().await?;
             tokio::time::sleep(LATE_CREATION).await;
             again.finish().await?;
-            return Ok(not_run(if Instant::now() >= deadline {
-                timed_out
-            } else {
-                Reason::Cancelled
-            }));
+            return Ok(not_run(reason_stopped()));
         }
     };
-    if cancelled {
+    if cancelled || stopping {
         instance.stop().await?;
-        return Ok(not_run(Reason::Cancelled));
+        return Ok(not_run(reason_stopped()));
     }
     let uploaded = tokio::select! {
         uploaded = instance.upload_script(&request.script) => Some(uploaded),
