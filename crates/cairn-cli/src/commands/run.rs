@@ -70,7 +70,7 @@ pub async fn run(workspace: &Workspace, args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn info_of(name: &str) -> anyhow::Result<&'static DriverInfo> {
-    cairn_compute::driver_info(name).ok_or_else(|| {
+    DriverRegistry::builtin().info(name).ok_or_else(|| {
         let known: Vec<&str> = DRIVER_INFO.iter().map(|info| info.name).collect();
         bad_input(format!(
             "unknown driver `{name}`; the drivers are: {}",
