@@ -23,10 +23,21 @@ async fn connect() -> DockerDriver {
         .unwrap_or_else(|error| panic!("these tests need the Docker Engine: {error}"))
 }
 
-/// The test image, built once per test (layers are cached) from /bin/busybox, installed by
-/// scripts/ensure-busybox.sh when missing.
-async fn ensure_image(driver: &DockerDriver) -> String {
-    let image = "cairn-run-test-busybox:1".to_owned();
+/// A tag of the test image, removed when dropped (also when the test failed).
+struct Image(String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", &self.0])
+            .output();
+    }
+}
+
+/// The test image, built from /bin/busybox (installed by scripts/ensure-busybox.sh when
+/// missing) under a tag of the test's own; the layers are shared and cached.
+async fn ensure_image(driver: &DockerDriver) -> Image {
+    let image = format!("cairn-run-test-busybox:{}", cairn_run::new_run_id());
     if !Path::new("/bin/busybox").exists() {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ensure-busybox.sh");
         let status = std::process::Command::new("bash")
@@ -77,7 +88,7 @@ async fn ensure_image(driver: &DockerDriver) -> String {
             panic!("building the test image: {error:?}");
         }
     }
-    image
+    Image(image)
 }
 
 /// The containers labelled with the run, asked of the engine itself (not the driver).
@@ -123,7 +134,7 @@ async fn run_with(
     let request = RunRequest {
         run_id: cairn_run::new_run_id(),
         script: script.as_bytes().to_vec(),
-        properties: cairn_run::instance_properties("docker", Some(&image), &env, None).unwrap(),
+        properties: cairn_run::instance_properties("docker", Some(&image.0), &env, None).unwrap(),
         limits,
         work_dir: None,
     };
@@ -305,8 +316,13 @@ async fn an_instance_that_ran_a_script_is_stale() {
     let driver: Arc<dyn InstanceDriver> = Arc::new(driver);
     let run_id = cairn_run::new_run_id();
     let spec = InstanceSpec {
-        properties: cairn_run::instance_properties("docker", Some(&image), &BTreeMap::new(), None)
-            .unwrap(),
+        properties: cairn_run::instance_properties(
+            "docker",
+            Some(&image.0),
+            &BTreeMap::new(),
+            None,
+        )
+        .unwrap(),
         ..InstanceSpec::default()
     };
     let mut instance = Instance::start(driver.clone(), spec, &run_id)

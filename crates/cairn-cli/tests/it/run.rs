@@ -327,7 +327,14 @@ mod docker {
 
     use super::{context_with_script, interrupt};
 
-    const IMAGE: &str = "cairn-run-cli-test:1";
+    /// A tag of the test image, removed when dropped (also when the test failed).
+    struct Image(String);
+
+    impl Drop for Image {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", &self.0]).output();
+        }
+    }
 
     fn docker(args: &[&str]) -> String {
         let output = Command::new("docker")
@@ -342,7 +349,9 @@ mod docker {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
-    fn build_image() {
+    /// Builds the test image from /bin/busybox under a tag of the test's own (the layers are
+    /// shared and cached).
+    fn build_image() -> Image {
         if !std::path::Path::new("/bin/busybox").exists() {
             let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../scripts/ensure-busybox.sh");
@@ -360,7 +369,13 @@ mod docker {
             "FROM scratch\nCOPY bin /bin\nCMD [\"/bin/sh\"]\n",
         )
         .unwrap();
-        docker(&["build", "-q", "-t", IMAGE, context.path().to_str().unwrap()]);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let tag = format!("cairn-run-cli-test:t{}-{nanos}", std::process::id());
+        docker(&["build", "-q", "-t", &tag, context.path().to_str().unwrap()]);
+        Image(tag)
     }
 
     fn containers_of(run_id: &str) -> String {
@@ -374,13 +389,13 @@ mod docker {
 
     #[test]
     fn a_run_passes_on_its_exit_code_and_leaves_no_container() {
-        build_image();
+        let image = build_image();
         let context = context_with_script("echo \"hello $WHO\"\nexit 7\n");
         let run = context.cairn(&[
             "run",
             "job.sh",
             "--image",
-            IMAGE,
+            &image.0,
             "--env",
             "WHO=docker",
             "--json",
@@ -394,11 +409,11 @@ mod docker {
 
     #[test]
     fn ctrl_c_twice_kills_the_script_and_leaves_no_container() {
-        build_image();
+        let image = build_image();
         let context = context_with_script("trap '' TERM\necho ready\nsleep 60\n");
         let mut child = context
             .command(&[
-                "run", "job.sh", "--image", IMAGE, "--json", "--grace", "30s",
+                "run", "job.sh", "--image", &image.0, "--json", "--grace", "30s",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
