@@ -87,6 +87,60 @@ pub enum Command {
     /// Compute instances, straight through a driver
     #[command(subcommand)]
     Instance(InstanceCommand),
+    /// Run a script on a fresh instance, stream its output, exit with its exit code
+    #[command(after_help = RUN_EXIT_CODES)]
+    Run(RunArgs),
+}
+
+pub const RUN_EXIT_CODES: &str = "\
+Exit status: the script's own when it ran to its end; otherwise
+  124  hard timeout (--timeout)
+  123  log silence (--log-silence)
+  122  log cap (--max-log; the head and tail of the log are kept)
+  125  infrastructure failure (driver, instance start, upload)
+  130  cancelled (Ctrl-C: once sends the script SIGTERM and waits --grace, twice kills it)
+    2  bad usage or input
+each with one line on stderr naming the reason. The instance is removed in every case.
+
+Driver settings: --set KEY=VALUE, or CAIRN_RUN_<DRIVER>_<SETTING> (the setting in
+SCREAMING_SNAKE_CASE: logOutput -> CAIRN_RUN_FAKE_LOG_OUTPUT); the flag wins.
+Sizes are SI (4.5MB = 4,500,000 bytes; KiB/MiB are binary), durations Go's (90s, 10m, 1h30m).";
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The script (`-` reads it from standard input), run by /bin/sh unless it starts with a shebang
+    #[arg(required_unless_present_any = ["list_drivers", "help_driver"])]
+    pub script: Option<PathBuf>,
+    /// The instance driver: docker, process or fake
+    #[arg(long, default_value = "docker")]
+    pub driver: String,
+    /// The image of the instance (docker: a local image, nothing is pulled)
+    #[arg(long)]
+    pub image: Option<String>,
+    /// An environment variable for the script, `KEY=VALUE` (repeatable)
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// The hard timeout of the whole run, instance start included
+    #[arg(long, default_value = "50m", value_name = "DURATION")]
+    pub timeout: String,
+    /// How long the script may write nothing before it is stopped
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub log_silence: String,
+    /// The most log kept; past it the run errors, keeping the log's head and tail
+    #[arg(long, default_value = "4.5MB", value_name = "SIZE")]
+    pub max_log: String,
+    /// How long the script has to end after SIGTERM (the first Ctrl-C) before it is killed
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub grace: String,
+    /// A driver setting, `KEY=VALUE` (repeatable; see --help-driver)
+    #[arg(long = "set", visible_alias = "setting", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// List the drivers
+    #[arg(long, conflicts_with = "help_driver")]
+    pub list_drivers: bool,
+    /// Show a driver's settings
+    #[arg(long, value_name = "NAME")]
+    pub help_driver: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -23,6 +23,19 @@ pub const PULUMI_CONFIG_PASSPHRASE_FILE: &str = "PULUMI_CONFIG_PASSPHRASE_FILE";
 /// The terminal's type: `dumb` cannot move the cursor, so progress stays one line per event.
 pub const TERM: &str = "TERM";
 
+/// A `cairn run` driver setting: `CAIRN_RUN_<DRIVER>_<SETTING>`, the setting's name in
+/// SCREAMING_SNAKE_CASE (`logOutput` of `fake`: `CAIRN_RUN_FAKE_LOG_OUTPUT`).
+pub fn run_setting_var(driver: &str, setting: &str) -> String {
+    let mut name = format!("CAIRN_RUN_{}_", driver.to_ascii_uppercase());
+    for c in setting.chars() {
+        if c.is_ascii_uppercase() {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
 pub fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
@@ -70,6 +83,22 @@ pub fn home_dir() -> std::path::PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn run_settings_are_read_in_screaming_snake_case() {
+        assert_eq!(
+            super::run_setting_var("fake", "logOutput"),
+            "CAIRN_RUN_FAKE_LOG_OUTPUT"
+        );
+        assert_eq!(
+            super::run_setting_var("fake", "startupLatencyMs"),
+            "CAIRN_RUN_FAKE_STARTUP_LATENCY_MS"
+        );
+        assert_eq!(
+            super::run_setting_var("docker", "host"),
+            "CAIRN_RUN_DOCKER_HOST"
+        );
+    }
+
     #[test]
     fn a_password_in_a_url_argument_never_reaches_the_command_line() {
         let args = [

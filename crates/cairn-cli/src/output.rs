@@ -119,6 +119,49 @@ pub fn diagnostic(diagnostic: &dyn miette::Diagnostic) {
     let _ = writeln!(stderr, "{rendered}");
 }
 
+/// Where `cairn run` streams a script's log, byte for byte as it comes: stdout, or stderr when
+/// stdout is kept for `--json`. On a terminal, control characters are escaped as everywhere.
+pub struct LogSink {
+    to_stderr: bool,
+}
+
+impl LogSink {
+    pub fn new(to_stderr: bool) -> LogSink {
+        LogSink { to_stderr }
+    }
+}
+
+impl Write for LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let write = |out: &mut dyn Write, is_terminal: bool| {
+            if is_terminal {
+                let text = String::from_utf8_lossy(bytes);
+                out.write_all(for_terminal(&text, true).as_bytes())
+            } else {
+                out.write_all(bytes)
+            }
+        };
+        if self.to_stderr {
+            let mut stderr = std::io::stderr().lock();
+            let is_terminal = std::io::IsTerminal::is_terminal(&stderr);
+            write(&mut stderr, is_terminal)?;
+        } else {
+            let mut stdout = std::io::stdout().lock();
+            let is_terminal = std::io::IsTerminal::is_terminal(&stdout);
+            write(&mut stdout, is_terminal)?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.to_stderr {
+            std::io::stderr().flush()
+        } else {
+            std::io::stdout().flush()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,6 +103,22 @@ impl DockerDriver {
             .map_err(|error| DriverError::Failed(format!("the docker tags file: {error}")))
     }
 
+    /// Waits (up to a minute) until the container `id` no longer exists.
+    async fn wait_until_gone(&self, id: &str) -> DriverResult<()> {
+        for _ in 0..600 {
+            match self.docker.inspect_container(id, None).await {
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(()),
+                Err(error) => return Err(failed("inspecting a container", error)),
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        Err(DriverError::Failed(format!(
+            "docker: container `{id}` was still being removed after a minute"
+        )))
+    }
+
     pub fn client(&self) -> &Docker {
         &self.docker
     }
@@ -336,6 +352,11 @@ impl InstanceDriver for DockerDriver {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
+            // Someone else is removing it (two cleanups racing): done once it is gone.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("already in progress") => self.wait_until_gone(id).await,
             Err(error) => Err(failed("removing a container", error)),
         }
     }
@@ -396,8 +417,24 @@ impl InstanceDriver for DockerDriver {
             .collect())
     }
 
+    /// A relative `path` is relative to the container's working directory, where `exec`
+    /// runs commands (as the `process` driver's are to its instance's).
     async fn copy_in(&self, id: &str, path: &str, bytes: Vec<u8>) -> DriverResult<()> {
-        let target = std::path::Path::new(path);
+        let mut target = std::path::PathBuf::from(path);
+        if target.is_relative() {
+            let container = self
+                .docker
+                .inspect_container(id, None)
+                .await
+                .map_err(|error| failed("inspecting a container", error))?;
+            let working_dir = container
+                .config
+                .and_then(|config| config.working_dir)
+                .filter(|dir| !dir.is_empty())
+                .unwrap_or_else(|| "/".to_owned());
+            target = std::path::Path::new(&working_dir).join(target);
+        }
+        let target = target.as_path();
         let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
             return Err(DriverError::Invalid(format!("`{path}` is not a file path")));
         };

@@ -2,7 +2,7 @@
 //! in a process group of its own (`init` under `/bin/sh -c`, else `command`), detached from
 //! Cairn so it outlives the command that started it; its record (pid, tags, logical ID,
 //! properties) is a JSON file in the `dir` setting, so `describe` works from any later command.
-//! `destroy` kills the whole group. `exec` runs a command on the host in the instance's working
+//! `destroy` kills the whole group, commands run by `exec` included. `exec` runs a command on the host in the instance's working
 //! directory (`workingDir`), with the instance's `env`.
 
 use std::collections::BTreeMap;
@@ -283,9 +283,24 @@ impl InstanceDriver for ProcessDriver {
         if let Some(dir) = record.properties["workingDir"].as_str() {
             process.current_dir(dir);
         }
-        let mut child = process
-            .spawn()
-            .map_err(|error| failed("running a command", error))?;
+        // In the instance's process group, so `destroy` ends the command and everything it
+        // started, as removing a container would. An instance started from another session
+        // cannot be joined (EPERM); its commands then get a group of their own.
+        let group = i32::try_from(record.pid)
+            .ok()
+            .filter(|_| is_alive(record.pid));
+        let spawned = match group {
+            Some(group) => process.process_group(group).spawn(),
+            None => process.spawn(),
+        };
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(error) if group.is_some() && error.raw_os_error() == Some(1) => process
+                .process_group(0)
+                .spawn()
+                .map_err(|error| failed("running a command", error))?,
+            Err(error) => return Err(failed("running a command", error)),
+        };
         let readers = [
             child
                 .stdout
@@ -308,7 +323,10 @@ impl InstanceDriver for ProcessDriver {
         for reader in readers.into_iter().flatten() {
             let _ = reader.await;
         }
-        Ok(i64::from(status.code().unwrap_or(-1)))
+        // A command killed by a signal exits 128 + its number, as a shell (and Docker) says.
+        let code = std::os::unix::process::ExitStatusExt::signal(&status)
+            .map_or_else(|| status.code().unwrap_or(-1), |signal| 128 + signal);
+        Ok(i64::from(code))
     }
 }
 

@@ -19,6 +19,8 @@ pub type Constructor = Arc<
 
 struct Entry {
     help: String,
+    /// The human-readable name and each setting's help (built-in drivers have them).
+    info: Option<&'static crate::DriverInfo>,
     constructor: Constructor,
 }
 
@@ -52,6 +54,9 @@ impl DriverRegistry {
                 })
             });
             registry.register(name, help, constructor);
+            if let Some(entry) = registry.entries.get_mut(name) {
+                entry.info = crate::driver_info(name);
+            }
         }
         registry
     }
@@ -62,6 +67,7 @@ impl DriverRegistry {
             name.to_owned(),
             Entry {
                 help: help.to_owned(),
+                info: None,
                 constructor,
             },
         );
@@ -72,6 +78,12 @@ impl DriverRegistry {
         self.entries
             .iter()
             .map(|(name, entry)| (name.as_str(), entry.help.as_str()))
+    }
+
+    /// A driver's human-readable name and settings, as Travis's `ProviderHelp` (`None` for an
+    /// unknown driver, or one registered with a help line only).
+    pub fn info(&self, name: &str) -> Option<&'static crate::DriverInfo> {
+        self.entries.get(name).and_then(|entry| entry.info)
     }
 
     pub fn help(&self, name: &str) -> Option<&str> {

@@ -61,6 +61,21 @@ async fn the_registry_builds_the_builtin_drivers_and_names_them_on_a_typo() {
     let names: Vec<&str> = registry.drivers().map(|(name, _)| name).collect();
     assert_eq!(names, ["docker", "fake", "process"]);
     assert!(registry.help("process").unwrap().contains("dir"));
+    let fake_info = registry.info("fake").unwrap();
+    assert_eq!(fake_info.human_name, "Fake instances (a test double)");
+    for setting in [
+        "startupDuration",
+        "logOutput",
+        "runSleep",
+        "exitCode",
+        "errorOn",
+    ] {
+        assert!(
+            fake_info.settings.iter().any(|(name, _)| *name == setting),
+            "{setting}"
+        );
+    }
+    assert!(registry.info("vm").is_none());
 
     let dir = tempfile::tempdir().unwrap();
     let driver = fake(&dir, &[]).await;

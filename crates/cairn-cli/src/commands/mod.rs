@@ -11,6 +11,7 @@ mod new;
 pub mod plugins;
 pub mod render;
 mod reporter;
+mod run;
 mod stack;
 mod state;
 
@@ -55,6 +56,7 @@ async fn run_command(workspace: &Workspace, command: Command) -> anyhow::Result<
         Command::Plugin(command) => plugins::run(workspace, command).await,
         Command::Group(command) => compute::group(workspace, command).await,
         Command::Instance(command) => compute::instance(workspace, command).await,
+        Command::Run(args) => run::run(workspace, args).await,
     }
 }
 

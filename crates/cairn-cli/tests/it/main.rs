@@ -24,6 +24,7 @@ mod programs;
 mod providers;
 mod pulumi_import;
 mod rendered;
+mod run;
 mod secrets;
 mod signals;
 mod stack_admin;

@@ -1,0 +1,372 @@
+//! Runs on the real Docker Engine, in a busybox image built here (`FROM scratch`, Debian's
+//! static busybox: nothing can be pulled): pass, fail, hard timeout, log silence, log cap,
+//! cancels, a stale instance. After each, the engine is asked for containers labelled with the
+//! run: there must be none. Without a reachable engine these tests fail, loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_compute::docker::DockerDriver;
+use cairn_compute::{InstanceDriver, InstanceSpec};
+use cairn_run::{Cancel, Instance, Reason, RunError, RunLimits, RunRequest, RunResult};
+use futures_util::StreamExt;
+use support::{SharedSink, cancel_when, limits};
+
+async fn connect() -> DockerDriver {
+    DockerDriver::connect(std::env::var("DOCKER_HOST").ok().as_deref())
+        .await
+        .unwrap_or_else(|error| panic!("these tests need the Docker Engine: {error}"))
+}
+
+/// A tag of the test image, removed when dropped (also when the test failed).
+struct Image(String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", &self.0])
+            .output();
+    }
+}
+
+/// The test image, built from /bin/busybox (installed by scripts/ensure-busybox.sh when
+/// missing) under a tag of the test's own; the layers are shared and cached.
+async fn ensure_image(driver: &DockerDriver) -> Image {
+    let image = format!("cairn-run-test-busybox:{}", cairn_run::new_run_id());
+    if !Path::new("/bin/busybox").exists() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ensure-busybox.sh");
+        let status = std::process::Command::new("bash")
+            .arg(script)
+            .status()
+            .unwrap();
+        assert!(status.success(), "installing busybox-static failed");
+    }
+    let mut archive = tar::Builder::new(Vec::new());
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_size(busybox.len() as u64);
+    header.set_mode(0o755);
+    archive
+        .append_data(&mut header, "bin/busybox", busybox.as_slice())
+        .unwrap();
+    for applet in ["sh", "sleep", "true", "false", "echo", "cat", "kill"] {
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        link.set_mode(0o777);
+        archive
+            .append_link(&mut link, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    let dockerfile = b"FROM scratch\nCOPY bin /bin\nCMD [\"/bin/sh\"]\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    archive
+        .append_data(&mut header, "Dockerfile", &dockerfile[..])
+        .unwrap();
+    let context = archive.into_inner().unwrap();
+    let options = bollard::query_parameters::BuildImageOptions {
+        t: Some(image.clone()),
+        rm: true,
+        labels: Some([("cairn.test".to_owned(), "1".to_owned())].into()),
+        ..Default::default()
+    };
+    let mut build = driver.client().build_image(
+        options,
+        None,
+        Some(bollard::body_full(bytes::Bytes::from(context))),
+    );
+    while let Some(step) = build.next().await {
+        let step = step.unwrap_or_else(|error| panic!("building the test image: {error}"));
+        if let Some(error) = step.error_detail {
+            panic!("building the test image: {error:?}");
+        }
+    }
+    Image(image)
+}
+
+/// The containers labelled with the run, asked of the engine itself (not the driver).
+async fn containers_of(driver: &DockerDriver, run_id: &str) -> Vec<String> {
+    let options = bollard::query_parameters::ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{}={run_id}", cairn_run::RUN_TAG)],
+        )])),
+        ..Default::default()
+    };
+    driver
+        .client()
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|container| container.id)
+        .collect()
+}
+
+struct Run {
+    result: Result<RunResult, RunError>,
+    log: String,
+    took: Duration,
+}
+
+/// Runs `script` with `limits` and `env`; `prepare` may arrange cancels on the sink. Checks
+/// that no container of the run is left.
+async fn run_with(
+    script: &str,
+    limits: RunLimits,
+    env: &[(&str, &str)],
+    prepare: impl FnOnce(&SharedSink, &Cancel),
+) -> Run {
+    let driver = connect().await;
+    let image = ensure_image(&driver).await;
+    let env: BTreeMap<String, String> = env
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
+    let request = RunRequest {
+        run_id: cairn_run::new_run_id(),
+        script: script.as_bytes().to_vec(),
+        properties: cairn_run::instance_properties("docker", Some(&image.0), &env, None).unwrap(),
+        limits,
+        work_dir: None,
+    };
+    let run_id = request.run_id.clone();
+    let mut sink = SharedSink::default();
+    let cancel = Cancel::default();
+    prepare(&sink, &cancel);
+    let started = Instant::now();
+    let driver: Arc<dyn InstanceDriver> = Arc::new(driver);
+    let result = cairn_run::run(driver, request, &mut sink, &cancel).await;
+    let took = started.elapsed();
+    let left = containers_of(&connect().await, &run_id).await;
+    assert!(left.is_empty(), "containers left behind: {left:?}");
+    Run {
+        result,
+        log: sink.text(),
+        took,
+    }
+}
+
+async fn run(script: &str, limits: RunLimits) -> Run {
+    run_with(script, limits, &[], |_, _| {}).await
+}
+
+#[tokio::test]
+async fn a_script_passes_and_its_output_is_streamed() {
+    let run = run_with(
+        "echo \"hello $GREETING\"\necho to-stderr >&2\n",
+        limits(),
+        &[("GREETING", "docker")],
+        |_, _| {},
+    )
+    .await;
+    let result = run.result.unwrap();
+    assert!(result.passed(), "{result:?}: {}", run.log);
+    assert!(run.log.contains("hello docker"), "{}", run.log);
+    assert!(run.log.contains("to-stderr"), "{}", run.log);
+}
+
+#[tokio::test]
+async fn a_failing_script_gives_its_exit_code() {
+    let run = run("echo failing\nexit 7\n", limits()).await;
+    let result = run.result.unwrap();
+    assert!(result.completed);
+    assert_eq!(
+        (result.exit_code, result.reason),
+        (Some(7), Reason::Finished)
+    );
+}
+
+#[tokio::test]
+async fn a_shebang_picks_the_interpreter() {
+    let run = run("#!/bin/sh -e\nfalse\necho unreachable\n", limits()).await;
+    let result = run.result.unwrap();
+    assert_eq!(result.exit_code, Some(1));
+    assert!(!run.log.contains("unreachable"), "{}", run.log);
+}
+
+#[tokio::test]
+async fn the_hard_timeout_stops_a_long_script() {
+    let limits = RunLimits {
+        hard_timeout: Duration::from_secs(3),
+        ..limits()
+    };
+    let run = run(
+        "echo started\nwhile :; do echo tick; sleep 1; done\n",
+        limits,
+    )
+    .await;
+    let result = run.result.unwrap();
+    assert_eq!(result.reason, Reason::HardTimeout { after_ms: 3000 });
+    assert!(run.log.contains("started"), "{}", run.log);
+    assert!(run.took < Duration::from_secs(20), "{:?}", run.took);
+}
+
+#[tokio::test]
+async fn a_silent_script_is_stopped() {
+    let limits = RunLimits {
+        log_silence: Duration::from_secs(2),
+        ..limits()
+    };
+    let run = run("echo started\nsleep 60\necho never\n", limits).await;
+    let result = run.result.unwrap();
+    assert_eq!(result.reason, Reason::LogSilence { after_ms: 2000 });
+    assert!(!run.log.contains("never"), "{}", run.log);
+    assert!(run.took < Duration::from_secs(20), "{:?}", run.took);
+}
+
+#[tokio::test]
+async fn a_log_over_the_cap_errors_keeping_head_and_tail() {
+    let limits = RunLimits {
+        max_log: 1000,
+        ..limits()
+    };
+    let script =
+        "echo FIRST\ni=0\nwhile [ $i -lt 500 ]; do echo line-$i; i=$((i+1)); done\necho LAST\n";
+    let run = run(script, limits).await;
+    let result = run.result.unwrap();
+    assert_eq!(result.reason, Reason::LogCap { cap_bytes: 1000 });
+    assert_eq!(result.exit_code, Some(0));
+    assert!(!result.passed());
+    assert!(run.log.starts_with("FIRST"), "{}", run.log);
+    assert!(run.log.contains("[log truncated]"), "{}", run.log);
+    assert!(run.log.trim_end().ends_with("LAST"), "{}", run.log);
+    assert!(!run.log.contains("line-250\n"), "{}", run.log);
+}
+
+#[tokio::test]
+async fn a_graceful_cancel_sends_sigterm_and_the_script_can_clean_up() {
+    let script =
+        "trap 'echo cleaning up; exit 3' TERM\necho ready\nwhile :; do sleep 1 & wait $!; done\n";
+    let run = run_with(script, limits(), &[], |sink, cancel| {
+        cancel_when(sink, "ready", cancel, false);
+    })
+    .await;
+    let result = run.result.unwrap();
+    assert_eq!(result.reason, Reason::Cancelled);
+    assert!(!result.completed);
+    assert_eq!(result.exit_code, Some(3));
+    assert!(run.log.contains("cleaning up"), "{}", run.log);
+}
+
+#[tokio::test]
+async fn a_script_that_ignores_sigterm_is_killed_after_the_grace_period() {
+    let limits = RunLimits {
+        grace: Duration::from_secs(1),
+        ..limits()
+    };
+    let script = "trap '' TERM\necho ready\nsleep 60\n";
+    let run = run_with(script, limits, &[], |sink, cancel| {
+        cancel_when(sink, "ready", cancel, false);
+    })
+    .await;
+    let result = run.result.unwrap();
+    assert_eq!(result.reason, Reason::Cancelled);
+    assert_eq!(result.exit_code, None);
+    assert!(run.took < Duration::from_secs(20), "{:?}", run.took);
+}
+
+#[tokio::test]
+async fn a_hard_cancel_kills_at_once() {
+    let script = "trap '' TERM\necho ready\nsleep 60\n";
+    let run = run_with(script, limits(), &[], |sink, cancel| {
+        cancel_when(sink, "ready", cancel, true);
+    })
+    .await;
+    assert_eq!(run.result.unwrap().reason, Reason::Cancelled);
+    assert!(run.took < Duration::from_secs(20), "{:?}", run.took);
+}
+
+#[tokio::test]
+async fn an_image_that_does_not_exist_is_an_infrastructure_error() {
+    let driver = connect().await;
+    let request = RunRequest {
+        run_id: cairn_run::new_run_id(),
+        script: b"true".to_vec(),
+        properties: cairn_run::instance_properties(
+            "docker",
+            Some("cairn-run-test-no-such-image:0"),
+            &BTreeMap::new(),
+            None,
+        )
+        .unwrap(),
+        limits: limits(),
+        work_dir: None,
+    };
+    let run_id = request.run_id.clone();
+    let driver: Arc<dyn InstanceDriver> = Arc::new(driver);
+    let mut sink = SharedSink::default();
+    let result = cairn_run::run(driver, request, &mut sink, &Cancel::default()).await;
+    assert!(matches!(result, Err(RunError::Start(_))), "{result:?}");
+    assert!(containers_of(&connect().await, &run_id).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_instance_that_ran_a_script_is_stale() {
+    let driver = connect().await;
+    let image = ensure_image(&driver).await;
+    let driver: Arc<dyn InstanceDriver> = Arc::new(driver);
+    let run_id = cairn_run::new_run_id();
+    let spec = InstanceSpec {
+        properties: cairn_run::instance_properties(
+            "docker",
+            Some(&image.0),
+            &BTreeMap::new(),
+            None,
+        )
+        .unwrap(),
+        ..InstanceSpec::default()
+    };
+    let mut instance = Instance::start(driver.clone(), spec, &run_id)
+        .await
+        .unwrap();
+    let id = instance.id().to_owned();
+    let mut sink = SharedSink::default();
+    let cancel = Cancel::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    instance.upload_script(b"echo first\n").await.unwrap();
+    let first = instance
+        .run_script(&mut sink, &limits(), deadline, &cancel)
+        .await
+        .unwrap();
+    assert!(first.passed(), "{first:?}");
+    let again = instance
+        .run_script(&mut sink, &limits(), deadline, &cancel)
+        .await;
+    assert!(matches!(again, Err(RunError::Stale(_))), "{again:?}");
+    // Another value for the same container finds the first script's traces on it.
+    let mut reused = Instance::attach(driver.clone(), &id, &run_id);
+    let upload = reused.upload_script(b"echo second\n").await;
+    assert!(matches!(upload, Err(RunError::Stale(_))), "{upload:?}");
+    reused.stop().await.unwrap();
+    instance.stop().await.unwrap();
+    assert!(containers_of(&connect().await, &run_id).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_hard_cancel_while_the_container_is_created_leaves_none() {
+    for delay_ms in [5, 30, 80] {
+        let run = run_with("echo hi\n", limits(), &[], |_, cancel| {
+            let hard = cancel.hard.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                hard.cancel();
+            });
+        })
+        .await;
+        // Either the cancel came first, or the script was quicker; nothing is left either way.
+        let result = run.result.unwrap();
+        assert!(
+            result.reason == Reason::Cancelled || result.passed(),
+            "{result:?}"
+        );
+    }
+}
