@@ -374,7 +374,15 @@ mod docker {
             .unwrap()
             .subsec_nanos();
         let tag = format!("cairn-run-cli-test:t{}-{nanos}", std::process::id());
-        docker(&["build", "-q", "-t", &tag, context.path().to_str().unwrap()]);
+        // Without the build cache, which may take another test's busybox layer for this one.
+        docker(&[
+            "build",
+            "--no-cache",
+            "-q",
+            "-t",
+            &tag,
+            context.path().to_str().unwrap(),
+        ]);
         Image(tag)
     }
 
