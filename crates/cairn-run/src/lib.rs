@@ -9,6 +9,7 @@ mod instance;
 mod limits;
 mod log;
 mod result;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -75,6 +76,31 @@ pub fn instance_properties(
         }
         _ => Ok(serde_json::json!({ "env": env })),
     }
+}
+
+/// Fills in the settings a driver needs on this machine when they were not given: where the
+/// `fake` driver keeps its instances and the `process` driver its records, under `run_dir`.
+pub fn default_settings(
+    driver: &str,
+    run_dir: &std::path::Path,
+    settings: &mut BTreeMap<String, String>,
+) {
+    let default = match driver {
+        "fake" => Some(("path", run_dir.join("fake-instances.json"))),
+        "process" => Some(("dir", run_dir.join("process"))),
+        _ => None,
+    };
+    if let Some((key, path)) = default {
+        settings
+            .entry(key.to_owned())
+            .or_insert_with(|| path.display().to_string());
+    }
+}
+
+/// The working directory of a run of `driver` under `run_dir` (the `process` driver's
+/// instances work in one of their own; others need none).
+pub fn work_dir_for(driver: &str, run_dir: &std::path::Path, run_id: &str) -> Option<PathBuf> {
+    (driver == "process").then(|| run_dir.join("work").join(run_id))
 }
 
 /// Runs `request.script` on a fresh instance of `driver`, its output going to `sink`.

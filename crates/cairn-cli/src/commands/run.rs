@@ -34,7 +34,7 @@ pub async fn run(workspace: &Workspace, args: RunArgs) -> anyhow::Result<()> {
     let env = key_values(&args.env, "--env")?;
     let run_id = cairn_run::new_run_id();
     let run_dir = workspace.home.join("run");
-    let work_dir = (info.name == "process").then(|| run_dir.join("work").join(&run_id));
+    let work_dir = cairn_run::work_dir_for(info.name, &run_dir, &run_id);
     let properties =
         cairn_run::instance_properties(info.name, args.image.as_deref(), &env, work_dir.as_deref())
             .map_err(bad_input)?;
@@ -200,16 +200,7 @@ fn settings_of(
         }
         settings.insert(key, value);
     }
-    let default = match info.name {
-        "fake" => Some(("path", run_dir.join("fake-instances.json"))),
-        "process" => Some(("dir", run_dir.join("process"))),
-        _ => None,
-    };
-    if let Some((key, path)) = default {
-        settings
-            .entry(key.to_owned())
-            .or_insert_with(|| path.display().to_string());
-    }
+    cairn_run::default_settings(info.name, run_dir, &mut settings);
     Ok(settings)
 }
 

@@ -1,0 +1,436 @@
+//! Workers (`cairn worker`): take jobs from a `JobQueue` and run each as `cairn run` does, on a
+//! fresh instance, while keeping the queue informed:
+//!
+//! - the claim's lease is renewed every `heartbeat`; a heartbeat that says the job was
+//!   cancelled sends the script SIGTERM (the grace period, then the kill, are the run's); one
+//!   refused as stale (the queue gave the job to someone else) kills the run at once, and
+//!   nothing more is written for it;
+//! - the log goes to the queue in chunks every `LOG_FLUSH`, so `job logs --follow` sees it
+//!   within half a second and a crash loses at most that much;
+//! - an infrastructure failure (the driver, the instance's start, the upload) requeues the job
+//!   as one of its retries; it is never the script's failure;
+//! - every `rescue_every`, the worker rescues jobs of workers that stopped (lease run out)
+//!   and ends those run past their timeout;
+//! - draining (SIGTERM to the worker) stops claiming and lets running jobs finish for up to
+//!   `drain_timeout`; the ones still running then are stopped and given back to the queue
+//!   without using a retry.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_compute::DriverRegistry;
+use cairn_state::jobs::{
+    Attempt, Job, JobError, JobQueue, JobState, Outcome, Rescued, TIMEOUT_GRACE,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Cancel, Reason, RunLimits, RunRequest, RunResult};
+
+/// How often the log buffered from a running script goes to the queue.
+const LOG_FLUSH: Duration = Duration::from_millis(250);
+
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// Who the worker is in the queue (`job ls` shows it).
+    pub name: String,
+    pub queue: String,
+    /// How many jobs run at once.
+    pub concurrency: usize,
+    /// How long a claim lasts without a heartbeat.
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    pub rescue_every: Duration,
+    /// How long running jobs may go on once draining began.
+    pub drain_timeout: Duration,
+    /// Where runs keep their local files (`fake` and `process` defaults, work directories).
+    pub run_dir: PathBuf,
+    /// How long a cancelled script has after SIGTERM.
+    pub grace: Duration,
+}
+
+impl WorkerOptions {
+    pub fn new(name: &str, queue: &str, run_dir: PathBuf) -> WorkerOptions {
+        WorkerOptions {
+            name: name.to_owned(),
+            queue: queue.to_owned(),
+            concurrency: 1,
+            lease: Duration::from_secs(10),
+            heartbeat: Duration::from_millis(500),
+            rescue_every: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(60),
+            run_dir,
+            grace: RunLimits::default().grace,
+        }
+    }
+}
+
+/// What a worker tells its caller, as it happens.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkerEvent {
+    Claimed {
+        job: Box<Job>,
+        attempt: Attempt,
+    },
+    Finished {
+        attempt: Attempt,
+        outcome: Outcome,
+    },
+    Requeued {
+        attempt: Attempt,
+        reason: String,
+        state: JobState,
+    },
+    /// The queue took the job away (rescued, restarted); its run was stopped.
+    Lost {
+        attempt: Attempt,
+    },
+    Rescued(Rescued),
+    /// Something failed that the worker carries on after (the queue unreachable for a while).
+    Problem(String),
+}
+
+pub type Events = Arc<dyn Fn(WorkerEvent) + Send + Sync>;
+
+/// Stops a worker: `drain` stops claiming and lets running jobs finish (for `drain_timeout`,
+/// then gives them back); `now` gives them back at once.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerControl {
+    pub drain: CancellationToken,
+    pub now: CancellationToken,
+}
+
+/// Runs jobs of `options.queue` until `control` stops the worker.
+pub async fn work(
+    queue: Arc<dyn JobQueue>,
+    registry: Arc<DriverRegistry>,
+    options: WorkerOptions,
+    control: WorkerControl,
+    events: Events,
+) -> Result<(), JobError> {
+    cairn_state::jobs::validate_queue_name(&options.queue)?;
+    let options = Arc::new(options);
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
+    let mut running = tokio::task::JoinSet::new();
+    let mut next_rescue = tokio::time::Instant::now();
+    while !control.drain.is_cancelled() && !control.now.is_cancelled() {
+        if tokio::time::Instant::now() >= next_rescue {
+            match queue.rescue(TIMEOUT_GRACE).await {
+                Ok(rescued) if rescued != Rescued::default() => {
+                    events(WorkerEvent::Rescued(rescued))
+                }
+                Ok(_) => {}
+                Err(error) => events(WorkerEvent::Problem(format!("rescuing jobs: {error}"))),
+            }
+            next_rescue = tokio::time::Instant::now() + options.rescue_every;
+        }
+        // A slot first: a claim is only made when the job can start at once.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.map_err(|_| JobError::Storage("the worker's slots closed".to_owned()))?,
+            () = control.drain.cancelled() => break,
+            () = control.now.cancelled() => break,
+        };
+        let claimed = match queue
+            .claim(&options.queue, &options.name, options.lease)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                events(WorkerEvent::Problem(format!("claiming a job: {error}")));
+                drop(slot);
+                tokio::time::sleep(options.heartbeat).await;
+                continue;
+            }
+        };
+        let Some((job, attempt)) = claimed else {
+            drop(slot);
+            let until_rescue = next_rescue.saturating_duration_since(tokio::time::Instant::now());
+            tokio::select! {
+                waited = queue.wait_for_work(&options.queue, until_rescue.max(Duration::from_millis(10))) => {
+                    if let Err(error) = waited {
+                        events(WorkerEvent::Problem(format!("waiting for jobs: {error}")));
+                        tokio::time::sleep(options.heartbeat).await;
+                    }
+                }
+                () = control.drain.cancelled() => break,
+                () = control.now.cancelled() => break,
+            }
+            continue;
+        };
+        events(WorkerEvent::Claimed {
+            job: Box::new(job.clone()),
+            attempt,
+        });
+        let (queue, registry, options, control, events) = (
+            queue.clone(),
+            registry.clone(),
+            options.clone(),
+            control.clone(),
+            events.clone(),
+        );
+        running.spawn(async move {
+            run_job(&queue, &registry, &options, &control, &events, job, attempt).await;
+            drop(slot);
+        });
+        // Reap what has finished, so the set does not grow with every job.
+        while running.try_join_next().is_some() {}
+    }
+    // Draining: the running jobs finish, or are given back at the drain timeout (`run_job`
+    // watches the same tokens).
+    while running.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// A script's output on its way to the queue: the run writes into `buffer`, a task moves it.
+#[derive(Clone, Default)]
+struct LogBuffer {
+    bytes: Arc<Mutex<Vec<u8>>>,
+}
+
+impl LogBuffer {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.bytes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why the worker stopped a run itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// The user cancelled the job.
+    Cancelled,
+    /// The queue no longer counts this attempt as the job's: write nothing more.
+    Lost,
+    /// The worker drains past its timeout, or stops now: give the job back.
+    GiveBack,
+}
+
+async fn run_job(
+    queue: &Arc<dyn JobQueue>,
+    registry: &DriverRegistry,
+    options: &Arc<WorkerOptions>,
+    control: &WorkerControl,
+    events: &Events,
+    job: Job,
+    attempt: Attempt,
+) {
+    let requeue = |reason: String, counts: bool| async move {
+        match queue.requeue(attempt, &reason, counts).await {
+            Ok(state) => events(WorkerEvent::Requeued {
+                attempt,
+                reason,
+                state,
+            }),
+            Err(JobError::Stale { .. }) => events(WorkerEvent::Lost { attempt }),
+            Err(error) => events(WorkerEvent::Problem(format!(
+                "giving job {} back: {error} (its lease will run out and it will be requeued)",
+                attempt.job
+            ))),
+        }
+    };
+    let spec = &job.spec;
+    let run_id = crate::new_run_id();
+    let mut settings = spec.settings.clone();
+    crate::default_settings(&spec.driver, &options.run_dir, &mut settings);
+    let work_dir = crate::work_dir_for(&spec.driver, &options.run_dir, &run_id);
+    let properties = match crate::instance_properties(
+        &spec.driver,
+        spec.image.as_deref(),
+        &spec.env,
+        work_dir.as_deref(),
+    ) {
+        Ok(properties) => properties,
+        Err(error) => return finish(queue, events, attempt, errored(error)).await,
+    };
+    let driver = match registry.build_from_strings(&spec.driver, &settings).await {
+        Ok(driver) => driver,
+        Err(error) => return requeue(format!("the {} driver: {error}", spec.driver), true).await,
+    };
+    if let Err(error) = queue.start(attempt).await {
+        return match error {
+            JobError::Stale { .. } => events(WorkerEvent::Lost { attempt }),
+            error => requeue(format!("starting: {error}"), true).await,
+        };
+    }
+    let request = RunRequest {
+        run_id,
+        script: spec.script.clone().into_bytes(),
+        properties,
+        limits: RunLimits {
+            hard_timeout: Duration::from_secs(spec.timeout_seconds),
+            log_silence: Duration::from_secs(spec.log_silence_seconds),
+            max_log: spec.max_log_bytes,
+            grace: options.grace,
+        },
+        work_dir,
+    };
+    let log = LogBuffer::default();
+    let cancel = Cancel::default();
+    let stopped: Arc<Mutex<Option<Stop>>> = Arc::default();
+    let run_done = CancellationToken::new();
+    let keeper = tokio::spawn(keep_claim(
+        queue.clone(),
+        options.clone(),
+        control.clone(),
+        attempt,
+        log.clone(),
+        cancel.clone(),
+        stopped.clone(),
+        run_done.clone(),
+    ));
+    let mut sink = log.clone();
+    let outcome = crate::run(driver, request, &mut sink, &cancel).await;
+    run_done.cancel();
+    // The keeper flushes what is left of the log before it ends.
+    let _ = keeper.await;
+    let stop = *stopped.lock().unwrap_or_else(|e| e.into_inner());
+    match (stop, outcome) {
+        (Some(Stop::Lost), _) => events(WorkerEvent::Lost { attempt }),
+        (Some(Stop::GiveBack), _) => {
+            requeue(format!("worker `{}` stopped", options.name), false).await;
+        }
+        (Some(Stop::Cancelled), Ok(result)) if !result.completed => {
+            let outcome = Outcome {
+                state: JobState::Cancelled,
+                exit_code: result.exit_code,
+                reason: Some("cancelled".to_owned()),
+            };
+            finish(queue, events, attempt, outcome).await;
+        }
+        (_, Ok(result)) => finish(queue, events, attempt, outcome_of(&result)).await,
+        (Some(Stop::Cancelled), Err(_)) => {
+            let outcome = Outcome {
+                state: JobState::Cancelled,
+                exit_code: None,
+                reason: Some("cancelled".to_owned()),
+            };
+            finish(queue, events, attempt, outcome).await;
+        }
+        (None, Err(error)) => requeue(error.to_string(), true).await,
+    }
+}
+
+fn errored(reason: String) -> Outcome {
+    Outcome {
+        state: JobState::Errored,
+        exit_code: None,
+        reason: Some(reason),
+    }
+}
+
+/// The job's outcome from the run's: passed, failed (the script's exit code), or errored (a
+/// limit; a run whose log was cut never passes).
+fn outcome_of(result: &RunResult) -> Outcome {
+    match (&result.reason, result.exit_code) {
+        (Reason::Finished, Some(0)) if result.completed => Outcome {
+            state: JobState::Passed,
+            exit_code: Some(0),
+            reason: None,
+        },
+        (Reason::Finished, code) if result.completed => Outcome {
+            state: JobState::Failed,
+            exit_code: code,
+            reason: Some(format!(
+                "the script exited with {}",
+                code.map_or("no code".to_owned(), |code| code.to_string())
+            )),
+        },
+        (reason, code) => Outcome {
+            state: JobState::Errored,
+            exit_code: code,
+            reason: Some(reason.message()),
+        },
+    }
+}
+
+async fn finish(queue: &Arc<dyn JobQueue>, events: &Events, attempt: Attempt, outcome: Outcome) {
+    match queue.finish(attempt, outcome.clone()).await {
+        Ok(()) => events(WorkerEvent::Finished { attempt, outcome }),
+        Err(JobError::Stale { .. }) => events(WorkerEvent::Lost { attempt }),
+        Err(error) => events(WorkerEvent::Problem(format!(
+            "recording the end of job {}: {error} (its lease will run out and it will run again)",
+            attempt.job
+        ))),
+    }
+}
+
+/// While the run goes on: renews the lease, moves the log to the queue, and stops the run
+/// when the job is cancelled, taken away, or the worker stops. Flushes the log's rest at the
+/// end.
+#[allow(clippy::too_many_arguments)]
+async fn keep_claim(
+    queue: Arc<dyn JobQueue>,
+    options: Arc<WorkerOptions>,
+    control: WorkerControl,
+    attempt: Attempt,
+    log: LogBuffer,
+    cancel: Cancel,
+    stopped: Arc<Mutex<Option<Stop>>>,
+    run_done: CancellationToken,
+) {
+    let stop = |why: Stop, hard: bool| {
+        let mut stopped = stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if stopped.is_none() {
+            *stopped = Some(why);
+        }
+        cancel.graceful.cancel();
+        if hard {
+            cancel.hard.cancel();
+        }
+    };
+    let is_lost = || *stopped.lock().unwrap_or_else(|e| e.into_inner()) == Some(Stop::Lost);
+    let mut flush = tokio::time::interval(LOG_FLUSH);
+    let mut heartbeat = tokio::time::interval(options.heartbeat);
+    let mut last_renewed = tokio::time::Instant::now();
+    let drain_deadline = async {
+        control.drain.cancelled().await;
+        tokio::time::sleep(options.drain_timeout).await;
+    };
+    tokio::pin!(drain_deadline);
+    loop {
+        tokio::select! {
+            () = run_done.cancelled() => break,
+            _ = flush.tick() => {
+                let bytes = log.take();
+                if !bytes.is_empty() && !is_lost() {
+                    // A refused append means the attempt is no longer current.
+                    if let Err(JobError::Stale { .. }) = queue.append_log(attempt, &bytes).await {
+                        stop(Stop::Lost, true);
+                    }
+                }
+            }
+            _ = heartbeat.tick() => match queue.heartbeat(attempt, options.lease).await {
+                Ok(beat) => {
+                    last_renewed = tokio::time::Instant::now();
+                    if beat.cancel_requested {
+                        stop(Stop::Cancelled, false);
+                    }
+                }
+                Err(JobError::Stale { .. }) => stop(Stop::Lost, true),
+                // The queue is unreachable: once the lease has run out here too, someone
+                // else may have the job, so this run stops.
+                Err(_) if last_renewed.elapsed() >= options.lease => stop(Stop::Lost, true),
+                Err(_) => {}
+            },
+            () = &mut drain_deadline => stop(Stop::GiveBack, true),
+            () = control.now.cancelled() => stop(Stop::GiveBack, true),
+        }
+    }
+    let rest = log.take();
+    if !rest.is_empty() && !is_lost() {
+        let _ = queue.append_log(attempt, &rest).await;
+    }
+}

@@ -1,0 +1,249 @@
+//! Workers on a `file://` job queue, running real scripts on the `process` driver (and the
+//! `fake` driver's error injection for infrastructure failures): outcomes, logs, cancel,
+//! retries and draining. Each test has its own backend directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_backend_file::FileJobQueue;
+use cairn_compute::DriverRegistry;
+use cairn_run::worker::{WorkerControl, WorkerEvent, WorkerOptions, work};
+use cairn_state::jobs::{JobId, JobQueue, JobSpec, JobState};
+
+struct Setup {
+    dir: tempfile::TempDir,
+    queue: Arc<dyn JobQueue>,
+    events: Arc<Mutex<Vec<WorkerEvent>>>,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let queue: Arc<dyn JobQueue> = Arc::new(FileJobQueue::open(dir.path()).unwrap());
+    Setup {
+        dir,
+        queue,
+        events: Arc::default(),
+    }
+}
+
+fn spec(driver: &str, script: &str) -> JobSpec {
+    JobSpec {
+        queue: "default".to_owned(),
+        script: script.to_owned(),
+        driver: driver.to_owned(),
+        settings: BTreeMap::new(),
+        image: None,
+        env: BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]),
+        timeout_seconds: 60,
+        log_silence_seconds: 60,
+        max_log_bytes: 4_500_000,
+        retries: 1,
+    }
+}
+
+impl Setup {
+    fn options(&self, concurrency: usize) -> WorkerOptions {
+        let mut options = WorkerOptions::new("test-worker", "default", self.dir.path().join("run"));
+        options.concurrency = concurrency;
+        options.heartbeat = Duration::from_millis(100);
+        options.grace = Duration::from_secs(2);
+        options
+    }
+
+    /// Starts a worker; stop it with the returned control.
+    fn start(&self, options: WorkerOptions) -> (WorkerControl, tokio::task::JoinHandle<()>) {
+        let control = WorkerControl::default();
+        let events = self.events.clone();
+        let handle = tokio::spawn({
+            let (queue, control) = (self.queue.clone(), control.clone());
+            async move {
+                work(
+                    queue,
+                    Arc::new(DriverRegistry::builtin()),
+                    options,
+                    control,
+                    Arc::new(move |event| events.lock().unwrap().push(event)),
+                )
+                .await
+                .unwrap();
+            }
+        });
+        (control, handle)
+    }
+
+    async fn wait_for(
+        &self,
+        id: JobId,
+        what: &str,
+        done: impl Fn(&cairn_state::jobs::Job) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let job = self.queue.job(id).await.unwrap().unwrap();
+            if done(&job) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} never {what}: {job:?}\nevents: {:?}",
+                self.events.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn log(&self, id: JobId) -> String {
+        String::from_utf8_lossy(&self.queue.logs(id, 0).await.unwrap()).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_pass_and_fail_with_their_logs_and_exit_codes() {
+    let setup = setup();
+    let passing = setup
+        .queue
+        .submit(spec("process", "echo \"$GREETING from a job\"\n"))
+        .await
+        .unwrap();
+    let failing = setup
+        .queue
+        .submit(spec("process", "echo broken >&2\nexit 3\n"))
+        .await
+        .unwrap();
+    let (control, worker) = setup.start(setup.options(2));
+    for id in [passing, failing] {
+        setup
+            .wait_for(id, "finished", |job| job.state.is_final())
+            .await;
+    }
+    control.drain.cancel();
+    worker.await.unwrap();
+
+    let passed = setup.queue.job(passing).await.unwrap().unwrap();
+    assert_eq!(passed.state, JobState::Passed);
+    assert_eq!(passed.exit_code, Some(0));
+    assert_eq!(passed.worker.as_deref(), Some("test-worker"));
+    assert_eq!(setup.log(passing).await, "hello from a job\n");
+    let failed = setup.queue.job(failing).await.unwrap().unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(failed.exit_code, Some(3));
+    assert_eq!(setup.log(failing).await, "broken\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infrastructure_failure_is_retried_and_never_the_scripts_failure() {
+    let setup = setup();
+    let mut broken = spec("fake", "true");
+    broken
+        .settings
+        .insert("errorOn".to_owned(), "start".to_owned());
+    let id = setup.queue.submit(broken).await.unwrap(); // retries: 1
+    let (control, worker) = setup.start(setup.options(1));
+    setup
+        .wait_for(id, "errored", |job| job.state.is_final())
+        .await;
+    control.drain.cancel();
+    worker.await.unwrap();
+    let job = setup.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Errored);
+    assert_eq!(job.attempt, 2, "run once more after the first failure");
+    assert_eq!(job.exit_code, None);
+    assert!(
+        job.reason.as_deref().unwrap().contains("no retries left"),
+        "{job:?}"
+    );
+    let requeued = setup
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|event| matches!(event, WorkerEvent::Requeued { .. }))
+        .count();
+    assert_eq!(requeued, 2);
+}
+
+/// Cancel reaches the script within a second (SIGTERM, which this one traps and reports),
+/// and the job ends as cancelled once the grace period (2 s here) is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_the_running_script_within_a_second() {
+    let setup = setup();
+    let script = "trap 'echo got TERM' TERM\necho started\nwhile true; do sleep 0.05; done\n";
+    let id = setup.queue.submit(spec("process", script)).await.unwrap();
+    let (control, worker) = setup.start(setup.options(1));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !setup.log(id).await.contains("started") {
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cancelled = Instant::now();
+    assert_eq!(setup.queue.cancel(id).await.unwrap(), JobState::Started);
+    while !setup.log(id).await.contains("got TERM") {
+        assert!(
+            cancelled.elapsed() < Duration::from_secs(1),
+            "the cancel did not reach the script within a second: {:?}",
+            setup.log(id).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    setup
+        .wait_for(id, "cancelled", |job| job.state.is_final())
+        .await;
+    assert!(
+        cancelled.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        cancelled.elapsed()
+    );
+    control.drain.cancel();
+    worker.await.unwrap();
+    let job = setup.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_worker_lets_short_jobs_finish_and_gives_long_ones_back() {
+    let setup = setup();
+    let short = setup
+        .queue
+        .submit(spec("process", "sleep 0.3\necho done\n"))
+        .await
+        .unwrap();
+    let long = setup
+        .queue
+        .submit(spec("process", "echo started\nsleep 60\n"))
+        .await
+        .unwrap();
+    let mut options = setup.options(2);
+    options.drain_timeout = Duration::from_secs(1);
+    let (control, worker) = setup.start(options);
+    setup
+        .wait_for(long, "started", |job| job.state == JobState::Started)
+        .await;
+    setup
+        .wait_for(short, "started", |job| job.state == JobState::Started)
+        .await;
+    control.drain.cancel();
+    let drained = Instant::now();
+    worker.await.unwrap();
+    assert!(
+        drained.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        drained.elapsed()
+    );
+
+    let short = setup.queue.job(short).await.unwrap().unwrap();
+    assert_eq!(short.state, JobState::Passed);
+    let long = setup.queue.job(long).await.unwrap().unwrap();
+    assert_eq!(long.state, JobState::Queued, "{long:?}");
+    assert_eq!(long.infra_failures, 0, "a drain uses no retry");
+    // The next worker runs it again.
+    assert!(
+        setup
+            .queue
+            .claim("default", "next", Duration::from_secs(10))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
