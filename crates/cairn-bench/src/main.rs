@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 
 mod backends;
 mod compute;
+mod jobs;
 mod plugins;
 
 /// The shape of a generated program.
@@ -217,6 +218,10 @@ fn main() -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/release/cairn"));
     let quick = arguments.iter().any(|argument| argument == "--quick");
+    // The job queue is measured in this process, through the library: no binary needed.
+    if arguments.iter().any(|argument| argument == "--jobs") {
+        return jobs::run(quick);
+    }
     let runs = if quick { 1 } else { 3 };
     let cairn = std::fs::canonicalize(&cairn)
         .with_context(|| format!("no cairn binary at `{}`", cairn.display()))?;
