@@ -476,3 +476,54 @@ fn job_logs_follow_streams_until_the_job_finishes() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0));
 }
+
+#[test]
+fn job_commands_work_on_a_postgres_backend() {
+    let cluster =
+        cairn_backend_postgres::test_cluster::TestCluster::start().unwrap_or_else(|error| {
+            panic!("this test needs PostgreSQL and it could not start: {error}")
+        });
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = runtime.block_on(cluster.new_database()).unwrap();
+    let context = context_with_script("echo hi\n");
+    context.cairn(&["login", &url]).success();
+    assert_eq!(submit(&context, &["--queue", "pg"]), 1);
+    assert_eq!(submit(&context, &["--queue", "pg"]), 2);
+    let listed = jobs(&context);
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["queue"], "pg");
+    assert_eq!(listed[0]["state"], "queued");
+    // Nothing went to the default file:// backend.
+    assert!(!context.home().join(".pulumi").join("jobs").exists());
+
+    let queue = runtime
+        .block_on(cairn_backend_postgres::PostgresBackend::connect(&url))
+        .unwrap()
+        .job_queue();
+    let (_, attempt) = runtime
+        .block_on(queue.claim("pg", "worker-pg", Duration::from_secs(60)))
+        .unwrap()
+        .expect("a queued job");
+    runtime.block_on(queue.start(attempt)).unwrap();
+    runtime
+        .block_on(queue.append_log(attempt, b"from postgres\n"))
+        .unwrap();
+    assert_eq!(
+        context.cairn(&["job", "logs", "1"]).success().stdout,
+        "from postgres\n"
+    );
+    let run = context.cairn(&["job", "cancel", "1"]).success();
+    assert!(run.stdout.contains("cancel requested"), "{}", run.stdout);
+    assert_eq!(
+        context.cairn(&["job", "cancel", "2"]).success().stdout,
+        "job 2: cancelled\n"
+    );
+    assert_eq!(
+        context.cairn(&["job", "restart", "2"]).success().stdout,
+        "job 2: queued\n"
+    );
+    let run = context.cairn(&["job", "show", "9"]).expect_code(2);
+    assert!(run.stderr.contains("no job 9"), "{}", run.stderr);
+    let run = context.cairn(&["job", "restart", "1"]).expect_code(2);
+    assert!(run.stderr.contains("only a finished job"), "{}", run.stderr);
+}
