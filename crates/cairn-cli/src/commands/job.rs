@@ -284,35 +284,45 @@ fn show(json: bool, job: &Job) {
 }
 
 /// Prints the current attempt's log; with `follow`, keeps printing what is appended until the
-/// job is finished (a new attempt starts its log from the beginning).
+/// job is finished. When the job moves to a new attempt (its worker died and another took it),
+/// the new attempt's log is printed from its beginning, after a line on stderr.
 async fn logs(queue: &dyn JobQueue, id: JobId, follow: bool) -> anyhow::Result<()> {
     let mut sink = output::LogSink::new(false);
+    // The job is always read before its log: when it was already finished, the log read after
+    // it is the whole of its last attempt's.
+    let mut job = existing(queue, id).await?;
     if !follow {
-        existing(queue, id).await?;
-        let bytes = queue.logs(id, 0).await?;
-        sink.write_all(&bytes)?;
+        sink.write_all(&queue.logs(id, 0).await?)?;
         sink.flush()?;
         return Ok(());
     }
-    let mut attempt = None;
+    let mut attempt = job.attempt;
     let mut offset = 0u64;
     loop {
-        // The job is read before its log: when it was already finished, the log read after it
-        // is the whole of its last attempt's.
-        let job = existing(queue, id).await?;
-        if attempt.is_some_and(|attempt| attempt != job.attempt) {
-            output::progress(&format!("-- attempt {} --", job.attempt));
-            offset = 0;
-        }
-        attempt = Some(job.attempt);
         let bytes = queue.logs(id, offset).await?;
+        let after = existing(queue, id).await?;
+        if after.attempt != attempt {
+            // The log just read may be of either attempt: it is dropped, and the new
+            // attempt's read from its start.
+            if attempt > 0 {
+                output::progress(&format!("-- attempt {} --", after.attempt));
+            }
+            attempt = after.attempt;
+            offset = 0;
+            job = after;
+            continue;
+        }
         offset += bytes.len() as u64;
         sink.write_all(&bytes)?;
         sink.flush()?;
         if job.state.is_final() {
             return Ok(());
         }
-        tokio::time::sleep(FOLLOW_POLL).await;
+        let is_final = after.state.is_final();
+        job = after;
+        if !is_final {
+            tokio::time::sleep(FOLLOW_POLL).await;
+        }
     }
 }
 

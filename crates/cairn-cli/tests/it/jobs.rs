@@ -527,3 +527,39 @@ fn job_commands_work_on_a_postgres_backend() {
     let run = context.cairn(&["job", "restart", "1"]).expect_code(2);
     assert!(run.stderr.contains("only a finished job"), "{}", run.stderr);
 }
+
+#[test]
+fn job_logs_follow_moves_to_a_new_attempt_from_its_start() {
+    let context = context_with_script("true\n");
+    submit(&context, &[]);
+    let worker = Worker::new(&context);
+    let first = worker.claim("default");
+    worker.start(first);
+    worker.log(first, "first attempt\n");
+    let mut child = context.spawn(&["job", "logs", "1", "--follow"]);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "first attempt\n");
+    // The worker died: the job is requeued, and another worker takes it.
+    let state = worker
+        .runtime
+        .block_on(worker.queue.requeue(first, "the worker died", true))
+        .unwrap();
+    assert_eq!(state, JobState::Queued);
+    let second = worker.claim("default");
+    assert_eq!(second.number, 2);
+    worker.start(second);
+    worker.log(second, "second\n");
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "second\n");
+    worker.finish(second, JobState::Passed, 0);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("-- attempt 2 --"), "{stderr}");
+}
