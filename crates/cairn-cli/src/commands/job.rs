@@ -363,3 +363,25 @@ async fn restart(json: bool, queue: &dyn JobQueue, id: JobId) -> anyhow::Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_limits_round_up_to_whole_seconds() {
+        assert_eq!(whole_seconds(Duration::from_secs(90)), 90);
+        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::ZERO), 0);
+    }
+
+    #[test]
+    fn job_spans_are_whole_seconds_as_go_writes_them() {
+        assert_eq!(span(0), "0s");
+        assert_eq!(span(999), "0s");
+        assert_eq!(span(-5000), "0s");
+        assert_eq!(span(90_400), "1m30s");
+        assert_eq!(span(3_723_000), "1h2m3s");
+    }
+}
