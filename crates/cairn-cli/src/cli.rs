@@ -90,6 +90,9 @@ pub enum Command {
     /// Run a script on a fresh instance, stream its output, exit with its exit code
     #[command(after_help = RUN_EXIT_CODES)]
     Run(RunArgs),
+    /// Queued script runs, taken by workers (`cairn worker`)
+    #[command(subcommand)]
+    Job(JobCommand),
 }
 
 pub const RUN_EXIT_CODES: &str = "\
@@ -111,6 +114,22 @@ pub struct RunArgs {
     /// The script (`-` reads it from standard input), run by /bin/sh unless it starts with a shebang
     #[arg(required_unless_present_any = ["list_drivers", "help_driver"])]
     pub script: Option<PathBuf>,
+    #[command(flatten)]
+    pub options: ScriptOptions,
+    /// How long the script has to end after SIGTERM (the first Ctrl-C) before it is killed
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub grace: String,
+    /// List the drivers
+    #[arg(long, conflicts_with = "help_driver")]
+    pub list_drivers: bool,
+    /// Show a driver's settings
+    #[arg(long, value_name = "NAME")]
+    pub help_driver: Option<String>,
+}
+
+/// How a script runs, shared by `cairn run` and `cairn job submit`.
+#[derive(Debug, Args)]
+pub struct ScriptOptions {
     /// The instance driver: docker, process or fake
     #[arg(long, default_value = "docker")]
     pub driver: String,
@@ -129,18 +148,62 @@ pub struct RunArgs {
     /// The most log kept; past it the run errors, keeping the log's head and tail
     #[arg(long, default_value = "4.5MB", value_name = "SIZE")]
     pub max_log: String,
-    /// How long the script has to end after SIGTERM (the first Ctrl-C) before it is killed
-    #[arg(long, default_value = "10s", value_name = "DURATION")]
-    pub grace: String,
-    /// A driver setting, `KEY=VALUE` (repeatable; see --help-driver)
+    /// A driver setting, `KEY=VALUE` (repeatable; see `cairn run --help-driver`)
     #[arg(long = "set", visible_alias = "setting", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// List the drivers
-    #[arg(long, conflicts_with = "help_driver")]
-    pub list_drivers: bool,
-    /// Show a driver's settings
-    #[arg(long, value_name = "NAME")]
-    pub help_driver: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Queue a script for a worker (`cairn worker`) to run; prints the job's id
+    Submit(JobSubmitArgs),
+    /// List jobs, oldest first
+    Ls {
+        /// Only the jobs of this queue
+        #[arg(long, short = 'q')]
+        queue: Option<String>,
+        /// Only the jobs in this state (queued, received, started, passed, failed, errored, cancelled)
+        #[arg(long, value_name = "STATE")]
+        state: Option<String>,
+    },
+    /// Show everything about a job
+    Show {
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+    /// Print the log of a job's current attempt
+    Logs {
+        #[arg(value_name = "ID")]
+        id: u64,
+        /// Keep printing the log as it grows, until the job is finished
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Cancel a job: a queued one at once, a running one by asking its worker to stop it
+    Cancel {
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+    /// Queue a finished job again
+    Restart {
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JobSubmitArgs {
+    /// The script (`-` reads it from standard input), run by /bin/sh unless it starts with a shebang
+    pub script: PathBuf,
+    /// The queue (workers take jobs from the queues they are given)
+    #[arg(long, short = 'q', default_value = "default")]
+    pub queue: String,
+    #[command(flatten)]
+    pub options: ScriptOptions,
+    /// How many times an infrastructure failure (an instance that does not start, a worker
+    /// that dies) puts the job back in the queue before it errors
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub retries: u32,
 }
 
 #[derive(Debug, Subcommand)]

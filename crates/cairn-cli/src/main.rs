@@ -52,9 +52,10 @@ impl std::error::Error for AlreadyReported {}
 
 /// Whether an error that reached the top is the user's input (exit 2), wherever it was caught:
 /// a name a backend refused, a stack that does not exist, a passphrase or secret that does not
-/// fit. Each changed nothing.
+/// fit, a job that does not exist or cannot do what was asked. Each changed nothing.
 fn is_bad_input(error: &anyhow::Error) -> bool {
     use cairn_state::BackendError;
+    use cairn_state::jobs::JobError;
     use cairn_state::persister::StateError;
     let is_bad_backend_input = |error: &BackendError| {
         matches!(
@@ -71,6 +72,10 @@ fn is_bad_input(error: &anyhow::Error) -> bool {
                 .downcast_ref::<cairn_ops::OpsError>()
                 .is_some_and(cairn_ops::OpsError::is_bad_input)
             || cause.is::<cairn_secrets::SecretsError>()
+            || matches!(
+                cause.downcast_ref::<JobError>(),
+                Some(JobError::NotFound(_) | JobError::Invalid(_))
+            )
             || cause
                 .downcast_ref::<BackendError>()
                 .is_some_and(is_bad_backend_input)

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::Context;
 use cairn_ops::Project;
 use cairn_secrets::{Crypter, PassphraseCrypter, SecretsError};
+use cairn_state::jobs::JobQueue;
 use cairn_state::{Backend, StackRef};
 use sha2::Digest;
 
@@ -130,6 +131,13 @@ impl Workspace {
         open_backend(&url, &self.home)
     }
 
+    /// Opens the job queue of the backend (`file://`: under its directory; `postgres://`: in
+    /// its database).
+    pub fn job_queue(&self) -> anyhow::Result<Arc<dyn JobQueue>> {
+        let url = self.backend_url();
+        open_job_queue(&url, &self.home)
+    }
+
     fn workspace_file(&self, project: &str) -> PathBuf {
         let digest = sha2::Sha256::digest(self.project_dir.to_string_lossy().as_bytes());
         self.home.join("workspaces").join(format!(
@@ -198,44 +206,64 @@ impl Workspace {
     }
 }
 
+/// Where a backend URL points: the one reading of backend URLs, shared by the stacks'
+/// backend and its job queue.
+enum BackendLocation {
+    /// `postgres://` or `postgresql://`, connected to.
+    Postgres(cairn_backend_postgres::PostgresBackend),
+    /// `file://DIR` (`~` is the home directory; `file://` alone is `CAIRN_HOME`).
+    File { root: PathBuf },
+}
+
+impl BackendLocation {
+    /// Reads `url` and, for PostgreSQL, connects (`PGPASSWORD`, `PGSSLROOTCERT`).
+    fn open(url: &str, home: &Path) -> anyhow::Result<BackendLocation> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let password = env::var(env::PGPASSWORD);
+            let root_cert = env::var(env::PGSSLROOTCERT).map(PathBuf::from);
+            // Connecting is async; commands open their backend from async code on the
+            // multi-threaded runtime, where waiting in place is allowed.
+            let backend = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(
+                    cairn_backend_postgres::PostgresBackend::connect_with(
+                        url,
+                        password.as_deref(),
+                        root_cert.as_deref(),
+                    ),
+                )
+            })
+            .with_context(|| {
+                format!(
+                    "opening the backend `{}`",
+                    cairn_backend_postgres::redact(url)
+                )
+            })?;
+            return Ok(BackendLocation::Postgres(backend));
+        }
+        let Some(path) = url.strip_prefix("file://") else {
+            return Err(crate::bad_input(format!(
+                "unsupported backend URL `{}`\nhelp: use `file://<directory>` (for example `file://~/.cairn`) or `postgres://user@host:5432/database`",
+                cairn_backend_postgres::redact(url)
+            )));
+        };
+        let root = if path == "~" {
+            env::home_dir()
+        } else if let Some(rest) = path.strip_prefix("~/") {
+            env::home_dir().join(rest)
+        } else if path.is_empty() {
+            home.to_owned()
+        } else {
+            PathBuf::from(path)
+        };
+        Ok(BackendLocation::File { root })
+    }
+}
+
 /// Opens a backend by URL scheme.
 pub fn open_backend(url: &str, home: &Path) -> anyhow::Result<Arc<dyn Backend>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let password = env::var(env::PGPASSWORD);
-        let root_cert = env::var(env::PGSSLROOTCERT).map(PathBuf::from);
-        // Connecting is async; commands open their backend from async code on the
-        // multi-threaded runtime, where waiting in place is allowed.
-        let backend = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(
-                cairn_backend_postgres::PostgresBackend::connect_with(
-                    url,
-                    password.as_deref(),
-                    root_cert.as_deref(),
-                ),
-            )
-        })
-        .with_context(|| {
-            format!(
-                "opening the backend `{}`",
-                cairn_backend_postgres::redact(url)
-            )
-        })?;
-        return Ok(Arc::new(backend));
-    }
-    let Some(path) = url.strip_prefix("file://") else {
-        return Err(crate::bad_input(format!(
-            "unsupported backend URL `{}`\nhelp: use `file://<directory>` (for example `file://~/.cairn`) or `postgres://user@host:5432/database`",
-            cairn_backend_postgres::redact(url)
-        )));
-    };
-    let root = if path == "~" {
-        env::home_dir()
-    } else if let Some(rest) = path.strip_prefix("~/") {
-        env::home_dir().join(rest)
-    } else if path.is_empty() {
-        home.to_owned()
-    } else {
-        PathBuf::from(path)
+    let root = match BackendLocation::open(url, home)? {
+        BackendLocation::Postgres(backend) => return Ok(Arc::new(backend)),
+        BackendLocation::File { root } => root,
     };
     let mut backend = cairn_backend_file::FileBackend::open(root, url.to_owned(), env::user_name())
         .with_context(|| format!("opening the backend `{url}`"))?;
@@ -249,6 +277,18 @@ pub fn open_backend(url: &str, home: &Path) -> anyhow::Result<Arc<dyn Backend>> 
         backend = backend.with_fold_threshold(bytes);
     }
     Ok(Arc::new(backend))
+}
+
+/// Opens the job queue kept by the backend at `url` (`cairn job`, `cairn worker`).
+pub fn open_job_queue(url: &str, home: &Path) -> anyhow::Result<Arc<dyn JobQueue>> {
+    match BackendLocation::open(url, home)? {
+        BackendLocation::Postgres(backend) => Ok(Arc::new(backend.job_queue())),
+        BackendLocation::File { root } => {
+            let queue = cairn_backend_file::FileJobQueue::open(&root)
+                .with_context(|| format!("opening the job queue of the backend `{url}`"))?;
+            Ok(Arc::new(queue))
+        }
+    }
 }
 
 /// Reads the passphrase from the environment, a file, or (when interactive) a prompt.

@@ -5,6 +5,7 @@ mod cancel;
 mod compute;
 mod config;
 mod deploy;
+mod job;
 mod login;
 mod logs;
 mod new;
@@ -57,6 +58,7 @@ async fn run_command(workspace: &Workspace, command: Command) -> anyhow::Result<
         Command::Group(command) => compute::group(workspace, command).await,
         Command::Instance(command) => compute::instance(workspace, command).await,
         Command::Run(args) => run::run(workspace, args).await,
+        Command::Job(command) => job::run(workspace, command).await,
     }
 }
 

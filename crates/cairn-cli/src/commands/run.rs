@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::Path;
 use std::time::Duration;
 
 use cairn_compute::{DRIVER_INFO, DriverInfo, DriverRegistry};
 use cairn_run::{Cancel, Reason, RunLimits, RunRequest, RunResult};
 
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, ScriptOptions};
 use crate::workspace::Workspace;
 use crate::{AlreadyReported, bad_input, env, output};
 
@@ -28,17 +29,25 @@ pub async fn run(workspace: &Workspace, args: RunArgs) -> anyhow::Result<()> {
     if let Some(name) = &args.help_driver {
         return help_driver(workspace.global.json, info_of(name)?);
     }
-    let info = info_of(&args.driver)?;
-    let script = read_script(workspace, &args)?;
-    let limits = limits_of(&args)?;
-    let env = key_values(&args.env, "--env")?;
+    let info = info_of(&args.options.driver)?;
+    let script = read_script(workspace, args.script.as_deref())?;
+    let limits = RunLimits {
+        grace: cairn_core::parse_go_duration(&args.grace)
+            .map_err(|error| bad_input(format!("--grace: {error}")))?,
+        ..limits_of(&args.options)?
+    };
+    let env = key_values(&args.options.env, "--env")?;
     let run_id = cairn_run::new_run_id();
     let run_dir = workspace.home.join("run");
     let work_dir = cairn_run::work_dir_for(info.name, &run_dir, &run_id);
-    let properties =
-        cairn_run::instance_properties(info.name, args.image.as_deref(), &env, work_dir.as_deref())
-            .map_err(bad_input)?;
-    let settings = settings_of(info, &args.set, &run_dir)?;
+    let properties = cairn_run::instance_properties(
+        info.name,
+        args.options.image.as_deref(),
+        &env,
+        work_dir.as_deref(),
+    )
+    .map_err(bad_input)?;
+    let settings = settings_of(info, &args.options.set, &run_dir)?;
     // Where the default `path` of `fake` and `dir` of `process` are.
     fs_err::create_dir_all(&run_dir)?;
     let request = RunRequest {
@@ -69,7 +78,8 @@ pub async fn run(workspace: &Workspace, args: RunArgs) -> anyhow::Result<()> {
     }
 }
 
-fn info_of(name: &str) -> anyhow::Result<&'static DriverInfo> {
+/// The driver named `name`, or a bad-input error listing the drivers.
+pub(crate) fn info_of(name: &str) -> anyhow::Result<&'static DriverInfo> {
     DriverRegistry::builtin().info(name).ok_or_else(|| {
         let known: Vec<&str> = DRIVER_INFO.iter().map(|info| info.name).collect();
         bad_input(format!(
@@ -123,8 +133,10 @@ fn help_driver(json: bool, info: &DriverInfo) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_script(workspace: &Workspace, args: &RunArgs) -> anyhow::Result<Vec<u8>> {
-    let Some(path) = &args.script else {
+/// Reads the script at `path` (relative to the project directory; `-` is standard input),
+/// refusing what is not a regular file or is larger than 64 MiB.
+pub(crate) fn read_script(workspace: &Workspace, path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    let Some(path) = path else {
         return Err(bad_input("a script to run is needed"));
     };
     if path.as_os_str() == "-" {
@@ -141,7 +153,8 @@ fn read_script(workspace: &Workspace, args: &RunArgs) -> anyhow::Result<Vec<u8>>
         .map_err(|error| bad_input(format!("reading the script: {error}")))
 }
 
-fn limits_of(args: &RunArgs) -> anyhow::Result<RunLimits> {
+/// The limits the flags give (the default grace: `cairn run` reads its own `--grace`).
+pub(crate) fn limits_of(args: &ScriptOptions) -> anyhow::Result<RunLimits> {
     let duration = |flag: &str, text: &str| -> anyhow::Result<Duration> {
         let duration = cairn_core::parse_go_duration(text)
             .map_err(|error| bad_input(format!("{flag}: {error}")))?;
@@ -159,12 +172,12 @@ fn limits_of(args: &RunArgs) -> anyhow::Result<RunLimits> {
         hard_timeout: duration("--timeout", &args.timeout)?,
         log_silence: duration("--log-silence", &args.log_silence)?,
         max_log,
-        grace: cairn_core::parse_go_duration(&args.grace)
-            .map_err(|error| bad_input(format!("--grace: {error}")))?,
+        ..RunLimits::default()
     })
 }
 
-fn key_values(pairs: &[String], flag: &str) -> anyhow::Result<BTreeMap<String, String>> {
+/// `KEY=VALUE` flags as a map; `flag` names them in errors.
+pub(crate) fn key_values(pairs: &[String], flag: &str) -> anyhow::Result<BTreeMap<String, String>> {
     pairs
         .iter()
         .map(|pair| match pair.split_once('=') {
@@ -172,6 +185,25 @@ fn key_values(pairs: &[String], flag: &str) -> anyhow::Result<BTreeMap<String, S
             _ => Err(bad_input(format!("{flag} `{pair}`: write it as KEY=VALUE"))),
         })
         .collect()
+}
+
+/// The settings `--set` gives, each one the driver has.
+pub(crate) fn flag_settings(
+    info: &DriverInfo,
+    flags: &[String],
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let settings = key_values(flags, "--set")?;
+    for key in settings.keys() {
+        if !info.settings.iter().any(|(name, _)| name == key) {
+            let known: Vec<&str> = info.settings.iter().map(|(name, _)| *name).collect();
+            return Err(bad_input(format!(
+                "the {} driver has no setting `{key}`; its settings are: {}",
+                info.name,
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(settings)
 }
 
 /// The driver's settings: from `CAIRN_RUN_<DRIVER>_<SETTING>`, then `--set` (which wins), then
@@ -189,17 +221,7 @@ fn settings_of(
                 .map(|value| ((*name).to_owned(), value))
         })
         .collect();
-    for (key, value) in key_values(flags, "--set")? {
-        if !info.settings.iter().any(|(name, _)| *name == key) {
-            let known: Vec<&str> = info.settings.iter().map(|(name, _)| *name).collect();
-            return Err(bad_input(format!(
-                "the {} driver has no setting `{key}`; its settings are: {}",
-                info.name,
-                known.join(", ")
-            )));
-        }
-        settings.insert(key, value);
-    }
+    settings.extend(flag_settings(info, flags)?);
     cairn_run::default_settings(info.name, run_dir, &mut settings);
     Ok(settings)
 }

@@ -14,6 +14,7 @@ mod errors;
 mod hardening;
 mod history;
 mod import;
+mod jobs;
 mod lifecycle;
 mod limits;
 mod live;
