@@ -90,6 +90,24 @@ pub enum Command {
     /// Run a script on a fresh instance, stream its output, exit with its exit code
     #[command(after_help = RUN_EXIT_CODES)]
     Run(RunArgs),
+    /// Run the jobs of a queue (`cairn job submit`) until stopped; SIGTERM drains
+    Worker(WorkerArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// The queue to take jobs from
+    #[arg(long, default_value = "default")]
+    pub queue: String,
+    /// How many jobs run at once
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// The worker's name in the queue (default: host:pid)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// How long running jobs may finish after SIGTERM before they go back to the queue
+    #[arg(long, default_value = "60s")]
+    pub drain_timeout: humantime::Duration,
 }
 
 pub const RUN_EXIT_CODES: &str = "\

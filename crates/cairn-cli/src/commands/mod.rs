@@ -14,6 +14,7 @@ mod reporter;
 mod run;
 mod stack;
 mod state;
+mod worker;
 
 use std::sync::Arc;
 
@@ -57,6 +58,7 @@ async fn run_command(workspace: &Workspace, command: Command) -> anyhow::Result<
         Command::Group(command) => compute::group(workspace, command).await,
         Command::Instance(command) => compute::instance(workspace, command).await,
         Command::Run(args) => run::run(workspace, args).await,
+        Command::Worker(args) => worker::run(workspace, args).await,
     }
 }
 
