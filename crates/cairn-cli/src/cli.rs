@@ -93,6 +93,24 @@ pub enum Command {
     /// Queued script runs, taken by workers (`cairn worker`)
     #[command(subcommand)]
     Job(JobCommand),
+    /// Run the jobs of a queue (`cairn job submit`) until stopped; SIGTERM drains
+    Worker(WorkerArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// The queue to take jobs from
+    #[arg(long, default_value = "default")]
+    pub queue: String,
+    /// How many jobs run at once
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// The worker's name in the queue (default: host:pid)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// How long running jobs may finish after SIGTERM before they go back to the queue
+    #[arg(long, default_value = "60s")]
+    pub drain_timeout: humantime::Duration,
 }
 
 pub const RUN_EXIT_CODES: &str = "\

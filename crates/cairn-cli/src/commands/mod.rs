@@ -15,6 +15,7 @@ mod reporter;
 mod run;
 mod stack;
 mod state;
+mod worker;
 
 use std::sync::Arc;
 
@@ -59,6 +60,7 @@ async fn run_command(workspace: &Workspace, command: Command) -> anyhow::Result<
         Command::Instance(command) => compute::instance(workspace, command).await,
         Command::Run(args) => run::run(workspace, args).await,
         Command::Job(command) => job::run(workspace, command).await,
+        Command::Worker(args) => worker::run(workspace, args).await,
     }
 }
 
