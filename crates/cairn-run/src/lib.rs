@@ -41,6 +41,8 @@ pub struct RunRequest {
     /// A directory made for the run and removed after it (the `process` driver's instance
     /// works in it).
     pub work_dir: Option<PathBuf>,
+    /// More tags for the instance (a worker's, so it finds what an earlier life left).
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A fresh run ID (what `cairn.run` tags carry).
@@ -146,6 +148,7 @@ async fn run_on_instance(
     };
     let spec = InstanceSpec {
         properties: request.properties.clone(),
+        tags: request.tags.clone(),
         ..InstanceSpec::default()
     };
     // A start in flight is let finish (for `START_SETTLE` at most after a hard cancel or the

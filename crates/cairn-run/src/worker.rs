@@ -15,6 +15,7 @@
 //!   `drain_timeout`; the ones still running then are stopped and given back to the queue
 //!   without using a retry.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +27,10 @@ use cairn_state::jobs::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{Cancel, Reason, RunLimits, RunRequest, RunResult};
+
+/// The tag naming the worker on every instance it starts: a worker restarted under the same
+/// name removes what its earlier life left running.
+pub const WORKER_TAG: &str = "cairn.worker";
 
 /// How often the log buffered from a running script goes to the queue.
 const LOG_FLUSH: Duration = Duration::from_millis(250);
@@ -86,6 +91,11 @@ pub enum WorkerEvent {
         attempt: Attempt,
     },
     Rescued(Rescued),
+    /// An instance an earlier life of this worker left running was removed.
+    RemovedLeftover {
+        driver: String,
+        instance: String,
+    },
     /// Something failed that the worker carries on after (the queue unreachable for a while).
     Problem(String),
 }
@@ -109,6 +119,7 @@ pub async fn work(
     events: Events,
 ) -> Result<(), JobError> {
     cairn_state::jobs::validate_queue_name(&options.queue)?;
+    remove_leftovers(&registry, &options, &events).await;
     let options = Arc::new(options);
     let slots = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
     let mut running = tokio::task::JoinSet::new();
@@ -181,6 +192,38 @@ pub async fn work(
     Ok(())
 }
 
+/// Removes the instances an earlier life of this worker (same name) left behind, on the drivers
+/// it can reach with this machine's defaults (`process`, `fake`, and Docker when it runs).
+/// Their jobs are not touched: the queue requeues those when their leases run out.
+async fn remove_leftovers(registry: &DriverRegistry, options: &WorkerOptions, events: &Events) {
+    let tags = BTreeMap::from([(WORKER_TAG.to_owned(), options.name.clone())]);
+    for (name, _) in registry.drivers() {
+        let mut settings = BTreeMap::new();
+        crate::default_settings(name, &options.run_dir, &mut settings);
+        let Ok(driver) = registry.build_from_strings(name, &settings).await else {
+            continue; // not reachable here (no Docker Engine): nothing of ours can be there
+        };
+        let Ok(leftovers) = driver.describe(&tags, false).await else {
+            continue;
+        };
+        for instance in leftovers {
+            match driver
+                .destroy(&instance.id, cairn_compute::DestroyReason::Terminate)
+                .await
+            {
+                Ok(()) => events(WorkerEvent::RemovedLeftover {
+                    driver: name.to_owned(),
+                    instance: instance.id,
+                }),
+                Err(error) => events(WorkerEvent::Problem(format!(
+                    "removing instance `{}` ({name}) left by an earlier run: {error}",
+                    instance.id
+                ))),
+            }
+        }
+    }
+}
+
 /// A script's output on its way to the queue: the run writes into `buffer`, a task moves it.
 #[derive(Clone, Default)]
 struct LogBuffer {
@@ -246,10 +289,15 @@ async fn run_job(
     let mut settings = spec.settings.clone();
     crate::default_settings(&spec.driver, &options.run_dir, &mut settings);
     let work_dir = crate::work_dir_for(&spec.driver, &options.run_dir, &run_id);
+    // The script knows which job and attempt it is (a ledger, an idempotency key).
+    let mut env = spec.env.clone();
+    env.insert("CAIRN_JOB_ID".to_owned(), attempt.job.to_string());
+    env.insert("CAIRN_JOB_ATTEMPT".to_owned(), attempt.number.to_string());
+    env.insert("CAIRN_JOB_QUEUE".to_owned(), spec.queue.clone());
     let properties = match crate::instance_properties(
         &spec.driver,
         spec.image.as_deref(),
-        &spec.env,
+        &env,
         work_dir.as_deref(),
     ) {
         Ok(properties) => properties,
@@ -276,6 +324,7 @@ async fn run_job(
             grace: options.grace,
         },
         work_dir,
+        tags: BTreeMap::from([(WORKER_TAG.to_owned(), options.name.clone())]),
     };
     let log = LogBuffer::default();
     let cancel = Cancel::default();

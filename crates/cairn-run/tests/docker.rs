@@ -140,6 +140,7 @@ async fn run_with(
         properties: cairn_run::instance_properties("docker", Some(&image.0), &env, None).unwrap(),
         limits,
         work_dir: None,
+        tags: Default::default(),
     };
     let run_id = request.run_id.clone();
     let mut sink = SharedSink::default();
@@ -303,6 +304,7 @@ async fn an_image_that_does_not_exist_is_an_infrastructure_error() {
         .unwrap(),
         limits: limits(),
         work_dir: None,
+        tags: Default::default(),
     };
     let run_id = request.run_id.clone();
     let driver: Arc<dyn InstanceDriver> = Arc::new(driver);

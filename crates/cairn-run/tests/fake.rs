@@ -34,6 +34,7 @@ fn request(limits: RunLimits) -> RunRequest {
         properties: serde_json::json!({}),
         limits,
         work_dir: None,
+        tags: Default::default(),
     }
 }
 

@@ -33,6 +33,7 @@ async fn run(
         properties: cairn_run::instance_properties("process", None, &env, Some(&work_dir)).unwrap(),
         limits,
         work_dir: Some(work_dir.clone()),
+        tags: Default::default(),
     };
     let mut sink = SharedSink::default();
     let cancel = Cancel::default();

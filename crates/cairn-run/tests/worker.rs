@@ -104,7 +104,10 @@ async fn jobs_pass_and_fail_with_their_logs_and_exit_codes() {
     let setup = setup();
     let passing = setup
         .queue
-        .submit(spec("process", "echo \"$GREETING from a job\"\n"))
+        .submit(spec(
+            "process",
+            "echo \"$GREETING from job $CAIRN_JOB_ID, attempt $CAIRN_JOB_ATTEMPT of $CAIRN_JOB_QUEUE\"\n",
+        ))
         .await
         .unwrap();
     let failing = setup
@@ -125,7 +128,10 @@ async fn jobs_pass_and_fail_with_their_logs_and_exit_codes() {
     assert_eq!(passed.state, JobState::Passed);
     assert_eq!(passed.exit_code, Some(0));
     assert_eq!(passed.worker.as_deref(), Some("test-worker"));
-    assert_eq!(setup.log(passing).await, "hello from a job\n");
+    assert_eq!(
+        setup.log(passing).await,
+        format!("hello from job {passing}, attempt 1 of default\n")
+    );
     let failed = setup.queue.job(failing).await.unwrap().unwrap();
     assert_eq!(failed.state, JobState::Failed);
     assert_eq!(failed.exit_code, Some(3));
@@ -246,4 +252,56 @@ async fn a_draining_worker_lets_short_jobs_finish_and_gives_long_ones_back() {
             .unwrap()
             .is_some()
     );
+}
+
+/// A worker restarted under its name removes what its earlier life left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_worker_removes_the_instances_of_its_earlier_life() {
+    use cairn_compute::InstanceSpec;
+    let setup = setup();
+    let options = setup.options(1);
+    let mut settings = BTreeMap::new();
+    cairn_run::default_settings("process", &options.run_dir, &mut settings);
+    let driver = DriverRegistry::builtin()
+        .build_from_strings("process", &settings)
+        .await
+        .unwrap();
+    let tags = |worker: &str| {
+        BTreeMap::from([(cairn_run::worker::WORKER_TAG.to_owned(), worker.to_owned())])
+    };
+    let spec = |worker: &str| InstanceSpec {
+        properties: serde_json::json!({ "command": ["sleep", "600"] }),
+        tags: tags(worker),
+        ..InstanceSpec::default()
+    };
+    driver.provision(spec("test-worker")).await.unwrap();
+    let other = driver.provision(spec("another-worker")).await.unwrap();
+
+    let (control, worker) = setup.start(options);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !driver
+        .describe(&tags("test-worker"), false)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the leftover is still there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    control.drain.cancel();
+    worker.await.unwrap();
+    // Another worker's instance is not this worker's to remove.
+    let left = driver
+        .describe(&tags("another-worker"), false)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    driver
+        .destroy(&other, cairn_compute::DestroyReason::Terminate)
+        .await
+        .unwrap();
+    assert!(setup.events.lock().unwrap().iter().any(|event| matches!(
+        event,
+        WorkerEvent::RemovedLeftover { driver, .. } if driver == "process"
+    )));
 }

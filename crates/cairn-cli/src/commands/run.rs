@@ -56,6 +56,7 @@ pub async fn run(workspace: &Workspace, args: RunArgs) -> anyhow::Result<()> {
         properties,
         limits,
         work_dir,
+        tags: Default::default(),
     };
     let json = workspace.global.json;
     let driver = match DriverRegistry::builtin()

@@ -103,6 +103,14 @@ fn report(json: bool, event: &WorkerEvent) {
             ),
             serde_json::json!({ "requeued": rescued.requeued, "errored": rescued.errored }),
         ),
+        WorkerEvent::RemovedLeftover { driver, instance } => (
+            "removedLeftover",
+            None,
+            format!(
+                "removed instance `{instance}` ({driver}) left by an earlier run of this worker"
+            ),
+            serde_json::json!({ "driver": driver, "instance": instance }),
+        ),
         WorkerEvent::Problem(problem) => (
             "problem",
             None,
