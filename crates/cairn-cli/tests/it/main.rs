@@ -33,3 +33,4 @@ mod stacks;
 mod state_edits;
 mod templates;
 mod torture;
+mod workers;
