@@ -144,9 +144,12 @@ sleep 0.$((CAIRN_JOB_ID % 4 + 1))
 echo \"end $CAIRN_JOB_ID $CAIRN_JOB_ATTEMPT $(date +%s%N)\" >> \"$LEDGER\"
 ";
 
-/// Per job and attempt, when it started and ended (nanoseconds), from the ledger.
-fn read_ledger(path: &Path) -> BTreeMap<u64, BTreeMap<u64, (Option<u128>, Option<u128>)>> {
-    let mut attempts: BTreeMap<u64, BTreeMap<u64, (Option<u128>, Option<u128>)>> = BTreeMap::new();
+/// When an attempt started and ended (nanoseconds), as far as the ledger says.
+type Span = (Option<u128>, Option<u128>);
+
+/// Per job and attempt, its span, from the ledger.
+fn read_ledger(path: &Path) -> BTreeMap<u64, BTreeMap<u64, Span>> {
+    let mut attempts: BTreeMap<u64, BTreeMap<u64, Span>> = BTreeMap::new();
     for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         let [what, job, attempt, at] = fields[..] else {
