@@ -144,10 +144,36 @@ impl FakeDriver {
     fn save(&self, instances: &BTreeMap<String, InstanceDescription>) -> DriverResult<()> {
         let text = serde_json::to_string_pretty(instances)
             .map_err(|error| DriverError::Failed(error.to_string()))?;
-        let temporary = self.path.with_extension("tmp");
+        let temporary = self
+            .path
+            .with_extension(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
         std::fs::write(&temporary, text)
             .and_then(|()| std::fs::rename(&temporary, &self.path))
             .map_err(|error| DriverError::Failed(error.to_string()))
+    }
+
+    /// Reads, changes and writes the instances file under an exclusive `flock` of
+    /// `<path>.lock`: other drivers on the same file (another job's, another process's) wait,
+    /// so no change is lost.
+    fn update<T>(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, InstanceDescription>) -> DriverResult<T>,
+    ) -> DriverResult<T> {
+        let lock_path = self.path.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .and_then(|file| file.lock().map(|()| file))
+            .map_err(|error| {
+                DriverError::Failed(format!("locking {}: {error}", lock_path.display()))
+            })?;
+        let mut instances = self.load()?;
+        let changed = change(&mut instances)?;
+        self.save(&instances)?;
+        drop(lock);
+        Ok(changed)
     }
 }
 
@@ -197,36 +223,40 @@ impl InstanceDriver for FakeDriver {
             )));
         }
         let _guard = self.lock.lock().await;
-        let mut instances = self.load()?;
         let id = format!("fake-{}", uuid::Uuid::new_v4().simple());
-        instances.insert(
-            id.clone(),
-            InstanceDescription {
-                id: id.clone(),
-                logical_id: spec.logical_id,
-                tags: spec.tags,
-                running: true,
-                properties: Some(spec.properties),
-            },
-        );
-        self.save(&instances)?;
+        self.update(|instances| {
+            instances.insert(
+                id.clone(),
+                InstanceDescription {
+                    id: id.clone(),
+                    logical_id: spec.logical_id,
+                    tags: spec.tags,
+                    running: true,
+                    properties: Some(spec.properties),
+                },
+            );
+            Ok(())
+        })?;
         Ok(id)
     }
 
     async fn label(&self, id: &str, tags: &BTreeMap<String, String>) -> DriverResult<()> {
         let _guard = self.lock.lock().await;
-        let mut instances = self.load()?;
-        let instance = instances
-            .get_mut(id)
-            .ok_or_else(|| DriverError::NotFound(id.to_owned()))?;
-        instance.tags.extend(tags.clone());
-        self.save(&instances)
+        self.update(|instances| {
+            let instance = instances
+                .get_mut(id)
+                .ok_or_else(|| DriverError::NotFound(id.to_owned()))?;
+            instance.tags.extend(tags.clone());
+            Ok(())
+        })
     }
 
     async fn destroy(&self, id: &str, _reason: DestroyReason) -> DriverResult<()> {
         let _guard = self.lock.lock().await;
-        let mut instances = self.load()?;
-        instances.remove(id);
+        self.update(|instances| {
+            instances.remove(id);
+            Ok(())
+        })?;
         if let Ok(mut uploads) = self.uploads.lock() {
             uploads.remove(id);
         }
@@ -239,7 +269,7 @@ impl InstanceDriver for FakeDriver {
         {
             term.notify_one();
         }
-        self.save(&instances)
+        Ok(())
     }
 
     async fn describe(
