@@ -31,6 +31,10 @@ fn no_op(queue: &str) -> JobSpec {
 
 type Claims = Arc<Mutex<BTreeMap<JobId, Instant>>>;
 
+/// How many jobs the workers finished (counted from their events, so that watching costs the
+/// database nothing).
+type Finished = Arc<std::sync::atomic::AtomicUsize>;
+
 /// Starts a worker on its own connection; its claims are timed in `claims`.
 async fn start_worker(
     url: &str,
@@ -39,19 +43,24 @@ async fn start_worker(
     concurrency: usize,
     run_dir: &std::path::Path,
     claims: Claims,
+    finished: Finished,
 ) -> anyhow::Result<(WorkerControl, tokio::task::JoinHandle<()>)> {
     let backend = PostgresBackend::connect(url).await?;
     let jobs: Arc<dyn JobQueue> = Arc::new(backend.job_queue());
     let mut options = WorkerOptions::new(name, queue, run_dir.join(name));
     options.concurrency = concurrency;
     let control = WorkerControl::default();
-    let events = Arc::new(move |event: WorkerEvent| {
-        if let WorkerEvent::Claimed { attempt, .. } = event {
+    let events = Arc::new(move |event: WorkerEvent| match event {
+        WorkerEvent::Claimed { attempt, .. } => {
             claims
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(attempt.job, Instant::now());
         }
+        WorkerEvent::Finished { .. } => {
+            finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        _ => {}
     });
     let handle = tokio::spawn({
         let control = control.clone();
@@ -90,8 +99,16 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
 
         // Latency: one idle worker; each job is submitted once the previous one was claimed.
         let claims: Claims = Arc::default();
-        let (control, worker) =
-            start_worker(&url, "latency", "latency", 1, run_dir.path(), claims.clone()).await?;
+        let (control, worker) = start_worker(
+            &url,
+            "latency",
+            "latency",
+            1,
+            run_dir.path(),
+            claims.clone(),
+            Finished::default(),
+        )
+        .await?;
         let samples = if quick { 20 } else { 200 };
         let mut latencies = Vec::new();
         for _ in 0..samples {
@@ -116,6 +133,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
             submitter.submit(no_op("throughput")).await?;
         }
         let claims: Claims = Arc::default();
+        let finished = Finished::default();
         let started = Instant::now();
         let mut workers = Vec::new();
         for index in 0..4 {
@@ -127,17 +145,13 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
                     8,
                     run_dir.path(),
                     claims.clone(),
+                    finished.clone(),
                 )
                 .await?,
             );
         }
-        loop {
-            let open = submitter.list(Some("throughput"), None).await?;
-            let done = open.iter().filter(|job| job.state.is_final()).count();
-            if done == n_jobs {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        while finished.load(std::sync::atomic::Ordering::Relaxed) < n_jobs {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let seconds = started.elapsed().as_secs_f64();
         for (control, _) in &workers {

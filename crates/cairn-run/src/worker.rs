@@ -442,7 +442,12 @@ async fn keep_claim(
     };
     let is_lost = || *stopped.lock().unwrap_or_else(|e| e.into_inner()) == Some(Stop::Lost);
     let mut flush = tokio::time::interval(LOG_FLUSH);
-    let mut heartbeat = tokio::time::interval(options.heartbeat);
+    // The claim just set the lease: the first heartbeat is one period on, so a short job
+    // costs the queue no heartbeat at all.
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + options.heartbeat,
+        options.heartbeat,
+    );
     let mut last_renewed = tokio::time::Instant::now();
     let drain_deadline = async {
         control.drain.cancelled().await;
