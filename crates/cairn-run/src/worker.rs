@@ -448,12 +448,16 @@ async fn keep_claim(
         tokio::time::Instant::now() + options.heartbeat,
         options.heartbeat,
     );
+    // After a freeze (SIGSTOP), one tick each, not one per missed period.
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_renewed = tokio::time::Instant::now();
     let drain_deadline = async {
         control.drain.cancelled().await;
         tokio::time::sleep(options.drain_timeout).await;
     };
     tokio::pin!(drain_deadline);
+    let mut given_back = false;
     loop {
         tokio::select! {
             () = run_done.cancelled() => break,
@@ -479,8 +483,15 @@ async fn keep_claim(
                 Err(_) if last_renewed.elapsed() >= options.lease => stop(Stop::Lost, true),
                 Err(_) => {}
             },
-            () = &mut drain_deadline => stop(Stop::GiveBack, true),
-            () = control.now.cancelled() => stop(Stop::GiveBack, true),
+            // Once given back, the run is being stopped: these fire once, not at every turn.
+            () = &mut drain_deadline, if !given_back => {
+                given_back = true;
+                stop(Stop::GiveBack, true);
+            }
+            () = control.now.cancelled(), if !given_back => {
+                given_back = true;
+                stop(Stop::GiveBack, true);
+            }
         }
     }
     let rest = log.take();

@@ -305,3 +305,30 @@ async fn a_restarted_worker_removes_the_instances_of_its_earlier_life() {
         WorkerEvent::RemovedLeftover { driver, .. } if driver == "process"
     )));
 }
+
+/// Stopped at once (a second signal), a worker gives its running jobs back and returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_now_gives_its_jobs_back_at_once() {
+    let setup = setup();
+    let id = setup
+        .queue
+        .submit(spec("process", "echo started\nsleep 60\n"))
+        .await
+        .unwrap();
+    let (control, worker) = setup.start(setup.options(1));
+    setup
+        .wait_for(id, "started", |job| job.state == JobState::Started)
+        .await;
+    control.drain.cancel();
+    control.now.cancel();
+    let stopped = Instant::now();
+    worker.await.unwrap();
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopped.elapsed()
+    );
+    let job = setup.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued, "{job:?}");
+    assert_eq!(job.infra_failures, 0);
+}
