@@ -210,7 +210,7 @@ impl InstanceDriver for FakeDriver {
             ));
         }
         if let Some(every) = self.fail_every
-            && count % every == 0
+            && count.is_multiple_of(every)
         {
             return Err(DriverError::Failed(format!(
                 "the fake driver fails one provision in {every} (`failEvery`); this was provision {count}"
