@@ -16,6 +16,11 @@ use crate::cli::GlobalArgs;
 use crate::env;
 use crate::stack_config::StackConfigFile;
 
+/// The project of `cairn group`'s stacks, and where their stack files are kept under
+/// `CAIRN_HOME`.
+pub const GROUPS_PROJECT: &str = "cairn-groups";
+pub const GROUPS_DIR: &str = "groups";
+
 pub struct Workspace {
     pub global: GlobalArgs,
     /// The directory the command works in (`--cwd`, else the current directory).
@@ -72,8 +77,23 @@ impl Workspace {
         if let Some(project) = self.project.get() {
             return Ok(project);
         }
-        let project = Project::load(&self.project_dir)?;
+        let project = match self.groups_project() {
+            Some(project) => project,
+            None => Project::load(&self.project_dir)?,
+        };
         Ok(self.project.get_or_init(|| project))
+    }
+
+    /// The project of `cairn group`'s stacks, when this workspace is one of their directories
+    /// (`$CAIRN_HOME/groups/<stack>`, where `cairn cancel --cwd ...` hints lead): it has no
+    /// project file, as its program is made in memory from the committed specs.
+    fn groups_project(&self) -> Option<Project> {
+        let groups_dir = self.home.join(GROUPS_DIR);
+        let parent = self.project_dir.parent()?;
+        let is_groups_dir = parent.canonicalize().ok()? == groups_dir.canonicalize().ok()?;
+        let has_project_file = Project::find_file(&self.project_dir).is_ok();
+        (is_groups_dir && !has_project_file)
+            .then(|| Project::in_memory(&self.project_dir, GROUPS_PROJECT, &["cairn"]))
     }
 
     /// The project's name.

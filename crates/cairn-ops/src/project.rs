@@ -67,6 +67,21 @@ impl Project {
         })
     }
 
+    /// A project made in memory, with no file behind it (the project of `cairn group`'s
+    /// stacks, whose program is made from the committed specs): `dir` keeps its stack files.
+    pub fn in_memory(dir: &Path, name: &str, packages: &[&str]) -> Project {
+        Project {
+            dir: dir.to_owned(),
+            file: dir.join(PROJECT_FILE_NAMES[0]),
+            name: name.to_owned(),
+            description: None,
+            uses_pulumi_names: false,
+            config: Vec::new(),
+            plugins: BTreeMap::new(),
+            packages: packages.iter().map(|name| (*name).to_owned()).collect(),
+        }
+    }
+
     /// The project file in `dir`, if there is one (a regular file: a FIFO named `Cairn.yaml`
     /// would hang the reader).
     pub fn find_file(dir: &Path) -> Result<PathBuf, ProjectError> {

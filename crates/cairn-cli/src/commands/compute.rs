@@ -21,9 +21,8 @@ use crate::commands::{
     reporter::{Display, TerminalReporter},
 };
 use crate::output;
-use crate::workspace::Workspace;
+use crate::workspace::{GROUPS_DIR, GROUPS_PROJECT, Workspace};
 
-const GROUPS_PROJECT: &str = "cairn-groups";
 const GROUP_TYPE: &str = "cairn:compute:Group";
 
 /// The workspace of the groups project, created on first use. Its directory holds only the
@@ -37,17 +36,14 @@ fn groups_workspace(workspace: &Workspace) -> anyhow::Result<(Workspace, String)
         .clone()
         .unwrap_or_else(|| "default".to_owned());
     cairn_state::stack_ref::validate_stack_name(&stack).map_err(crate::bad_input)?;
-    let dir = workspace.home.join("groups").join(&stack);
+    // The stack's files (its `Cairn.<stack>.yaml`) live here; its project and program are made
+    // in memory (`Workspace::project`, `program`).
+    let dir = workspace.home.join(GROUPS_DIR).join(&stack);
     fs_err::create_dir_all(&dir)?;
-    let project_file = dir.join("Cairn.yaml");
-    let stub = format!("name: {GROUPS_PROJECT}\nruntime: yaml\n");
-    if fs_err::read_to_string(&project_file).ok().as_deref() != Some(stub.as_str()) {
-        // Earlier versions kept the committed specs here as a program; the state has them.
-        crate::atomic_file::write(
-            &project_file,
-            stub.as_bytes(),
-            crate::atomic_file::Access::Shared,
-        )?;
+    // Earlier versions kept a program here; the state has the specs, so it goes.
+    let old_program = dir.join("Cairn.yaml");
+    if old_program.is_file() {
+        fs_err::remove_file(&old_program)?;
     }
     let mut global = workspace.global.clone();
     global.cwd = Some(dir);

@@ -108,6 +108,10 @@ fn groups_are_committed_described_scaled_and_destroyed_from_the_cli() {
     let file = file.to_str().unwrap();
     context.cairn(&["group", "commit", file, "--yes"]).success();
     assert_eq!(members(&fleet), 3);
+    // The groups' program is made in memory: no program file is written for it.
+    let groups_dir = context.home().join("groups/default");
+    assert!(groups_dir.is_dir());
+    assert!(!groups_dir.join("Cairn.yaml").exists());
 
     // --pretend shows the plan and changes nothing, not even the committed spec.
     std::fs::write(file, spec(5, &fleet)).unwrap();
