@@ -108,13 +108,31 @@ async fn update(shared: &Arc<RunState>, old: &Snapshot) -> Vec<ResourceState> {
         },
     )
     .await;
-    if result.n_blocked > 0 {
-        let message = if result.n_blocked == 1 {
-            "1 resource was not changed because a resource it depends on failed".to_owned()
+    if !result.blocked.is_empty() {
+        // Named, so the user knows what did not change and why (a few, then how many more).
+        const NAMED: usize = 10;
+        let name_of = |node: usize| match node.checked_sub(n_variables) {
+            Some(resource) => format!("`{}`", program.resources[resource].name),
+            None => format!("variable `{}`", program.variables[node].name),
+        };
+        let mut names: Vec<String> = result
+            .blocked
+            .iter()
+            .take(NAMED)
+            .map(|&node| name_of(node))
+            .collect();
+        if result.blocked.len() > NAMED {
+            names.push(format!("and {} more", result.blocked.len() - NAMED));
+        }
+        let message = if result.blocked.len() == 1 {
+            format!(
+                "{} was not changed because something it depends on failed",
+                names.join(", ")
+            )
         } else {
             format!(
-                "{} resources were not changed because a resource they depend on failed",
-                result.n_blocked
+                "{} were not changed because something they depend on failed",
+                names.join(", ")
             )
         };
         shared.emit(EngineEvent::Warning(message));

@@ -12,8 +12,8 @@ use crate::{Cancellation, DeployOptions};
 /// The outcome of running a graph of nodes.
 pub(crate) struct DagResult {
     pub succeeded: Vec<bool>,
-    /// Nodes that never ran because a dependency failed.
-    pub n_blocked: usize,
+    /// Nodes that never ran because a dependency failed, in order.
+    pub blocked: Vec<usize>,
 }
 
 /// How many nodes may run at once: provider operations are bounded by `--parallel` anyway, and
@@ -108,6 +108,6 @@ where
     }
     DagResult {
         succeeded,
-        n_blocked: blocked.iter().filter(|&&is_blocked| is_blocked).count(),
+        blocked: (0..n_nodes).filter(|&node| blocked[node]).collect(),
     }
 }
