@@ -11,6 +11,8 @@ pub mod group;
 pub mod process;
 pub mod provider;
 pub mod registry;
+#[cfg(feature = "test-image")]
+pub mod test_image;
 
 pub use driver::{
     Attachment, DestroyReason, DriverError, DriverResult, Health, InstanceDescription,

@@ -5,13 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use cairn_compute::docker::DockerDriver;
 use cairn_compute::group::{self, GroupSpec, HealthCheck};
 use cairn_compute::{DestroyReason, InstanceDriver, InstanceSpec, Stream};
-use futures_util::StreamExt;
 
 const RUN_LABEL: &str = "cairn.test.run";
 
@@ -26,61 +24,16 @@ async fn connect() -> DockerDriver {
         .unwrap_or_else(|error| panic!("these tests need the Docker Engine: {error}"))
 }
 
-/// Builds the test image from /bin/busybox (installed by scripts/ensure-busybox.sh).
+/// Builds the test image from busybox.
 async fn ensure_image(driver: &DockerDriver, image: &str) {
-    if !Path::new("/bin/busybox").exists() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ensure-busybox.sh");
-        let status = std::process::Command::new("bash")
-            .arg(script)
-            .status()
-            .unwrap();
-        assert!(status.success(), "installing busybox-static failed");
-    }
-    let mut archive = tar::Builder::new(Vec::new());
-    let busybox = std::fs::read("/bin/busybox").unwrap();
-    let mut header = tar::Header::new_gnu();
-    header.set_size(busybox.len() as u64);
-    header.set_mode(0o755);
-    archive
-        .append_data(&mut header, "bin/busybox", busybox.as_slice())
-        .unwrap();
-    for applet in ["sh", "sleep", "true", "false", "echo", "cat"] {
-        let mut link = tar::Header::new_gnu();
-        link.set_entry_type(tar::EntryType::Symlink);
-        link.set_size(0);
-        link.set_mode(0o777);
-        archive
-            .append_link(&mut link, format!("bin/{applet}"), "busybox")
-            .unwrap();
-    }
-    let dockerfile = b"FROM scratch\nCOPY bin /bin\nCMD [\"/bin/sh\"]\n";
-    let mut header = tar::Header::new_gnu();
-    header.set_size(dockerfile.len() as u64);
-    header.set_mode(0o644);
-    archive
-        .append_data(&mut header, "Dockerfile", &dockerfile[..])
-        .unwrap();
-    let context = archive.into_inner().unwrap();
-    let options = bollard::query_parameters::BuildImageOptions {
-        t: Some(image.to_owned()),
-        rm: true,
-        // The engine's build cache takes a `COPY bin /bin` layer of another test's busybox
-        // image (other applet links) for this one's: build every layer afresh.
-        nocache: true,
-        labels: Some([("cairn.test".to_owned(), "1".to_owned())].into()),
-        ..Default::default()
-    };
-    let mut build = driver.client().build_image(
-        options,
-        None,
-        Some(bollard::body_full(bytes::Bytes::from(context))),
-    );
-    while let Some(step) = build.next().await {
-        let step = step.unwrap_or_else(|error| panic!("building the test image: {error}"));
-        if let Some(error) = step.error_detail {
-            panic!("building the test image: {error:?}");
-        }
-    }
+    cairn_compute::test_image::build_busybox_image(
+        driver.client(),
+        image,
+        &["sh", "sleep", "true", "false", "echo", "cat"],
+        "CMD [\"/bin/sh\"]",
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
 }
 
 /// Removes every container of this run (tagged with the run, or members of its group) and

@@ -5,12 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use cairn_compute::docker::DockerDriver;
 use cairn_compute::{DestroyReason, Health, InstanceDriver, InstanceSpec, Stream};
-use futures_util::StreamExt;
 
 const RUN_LABEL: &str = "cairn.test.run";
 
@@ -26,58 +24,14 @@ fn image_of(run: &str) -> String {
 
 /// A busybox image whose `HEALTHCHECK` passes while `/ok` exists.
 async fn build_image(driver: &DockerDriver, image: &str) {
-    if !Path::new("/bin/busybox").exists() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ensure-busybox.sh");
-        let status = std::process::Command::new("bash")
-            .arg(script)
-            .status()
-            .unwrap();
-        assert!(status.success(), "installing busybox-static failed");
-    }
-    let mut archive = tar::Builder::new(Vec::new());
-    let busybox = std::fs::read("/bin/busybox").unwrap();
-    let mut header = tar::Header::new_gnu();
-    header.set_size(busybox.len() as u64);
-    header.set_mode(0o755);
-    archive
-        .append_data(&mut header, "bin/busybox", busybox.as_slice())
-        .unwrap();
-    for applet in ["sh", "sleep", "cat", "test", "touch", "rm", "tr"] {
-        let mut link = tar::Header::new_gnu();
-        link.set_entry_type(tar::EntryType::Symlink);
-        link.set_size(0);
-        link.set_mode(0o777);
-        archive
-            .append_link(&mut link, format!("bin/{applet}"), "busybox")
-            .unwrap();
-    }
-    let dockerfile = b"FROM scratch\nCOPY bin /bin\n\
-        HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD [\"/bin/test\", \"-e\", \"/ok\"]\n";
-    let mut header = tar::Header::new_gnu();
-    header.set_size(dockerfile.len() as u64);
-    header.set_mode(0o644);
-    archive
-        .append_data(&mut header, "Dockerfile", &dockerfile[..])
-        .unwrap();
-    let options = bollard::query_parameters::BuildImageOptions {
-        t: Some(image.to_owned()),
-        rm: true,
-        // The engine's build cache takes a `COPY bin /bin` layer of another test's busybox
-        // image (other applet links) for this one's: build every layer afresh.
-        nocache: true,
-        labels: Some([("cairn.test".to_owned(), "1".to_owned())].into()),
-        ..Default::default()
-    };
-    let context = bytes::Bytes::from(archive.into_inner().unwrap());
-    let mut build = driver
-        .client()
-        .build_image(options, None, Some(bollard::body_full(context)));
-    while let Some(step) = build.next().await {
-        let step = step.unwrap_or_else(|error| panic!("building the test image: {error}"));
-        if let Some(error) = step.error_detail {
-            panic!("building the test image: {error:?}");
-        }
-    }
+    cairn_compute::test_image::build_busybox_image(
+        driver.client(),
+        image,
+        &["sh", "sleep", "cat", "test", "touch", "rm", "tr"],
+        "HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD [\"/bin/test\", \"-e\", \"/ok\"]",
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
 }
 
 /// Removes this run's containers and image when dropped, even after a failed assertion.
