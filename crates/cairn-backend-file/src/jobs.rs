@@ -29,6 +29,10 @@ fn storage(action: &str, path: &Path, error: impl std::fmt::Display) -> JobError
     JobError::Storage(format!("{action} {}: {error}", path.display()))
 }
 
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -247,7 +251,7 @@ impl JobQueue for FileJobQueue {
                 job.state = JobState::Received;
                 job.attempt += 1;
                 job.worker = Some(worker.clone());
-                job.lease_expires_ms = Some(now_ms() + lease.as_millis() as i64);
+                job.lease_expires_ms = Some(now_ms().saturating_add(millis(lease)));
                 store.write(&job)?;
                 let attempt = Attempt {
                     job: id,
@@ -273,7 +277,7 @@ impl JobQueue for FileJobQueue {
     async fn heartbeat(&self, attempt: Attempt, lease: Duration) -> JobResult<Heartbeat> {
         self.locked(move |store| {
             let mut job = store.current(attempt)?;
-            job.lease_expires_ms = Some(now_ms() + lease.as_millis() as i64);
+            job.lease_expires_ms = Some(now_ms().saturating_add(millis(lease)));
             store.write(&job)?;
             Ok(Heartbeat {
                 cancel_requested: job.cancel_requested,
@@ -342,10 +346,14 @@ impl JobQueue for FileJobQueue {
                 let Some(mut job) = store.read(id)? else {
                     continue;
                 };
-                let timeout_ms = (job.spec.timeout_seconds * 1000) as i64;
+                // Saturating: a job's limits come from its submitter, and no value of them
+                // may stop the rescue of every other job.
+                let timeout_ms = i64::try_from(job.spec.timeout_seconds.saturating_mul(1000))
+                    .unwrap_or(i64::MAX);
+                let grace_ms = i64::try_from(timeout_grace.as_millis()).unwrap_or(i64::MAX);
                 let past_timeout = job.state == JobState::Started
                     && job.started_ms.is_some_and(|started| {
-                        now > started + timeout_ms + timeout_grace.as_millis() as i64
+                        now > started.saturating_add(timeout_ms).saturating_add(grace_ms)
                     });
                 if past_timeout {
                     job.state = JobState::Errored;

@@ -286,7 +286,8 @@ impl JobQueue for PostgresJobQueue {
                          lease_expires_ms = NULL,
                          reason = 'ran past its timeout of ' || (timeout_ms / 1000)
                              || 's and its worker did not stop it'
-                     WHERE state = 'started' AND started_ms + timeout_ms + $1 < {NOW_MS}
+                     WHERE state = 'started'
+                       AND started_ms::numeric + timeout_ms + $1::bigint < {NOW_MS}
                      RETURNING id"
                 ),
                 &[&grace_ms],

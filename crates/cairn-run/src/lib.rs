@@ -20,7 +20,7 @@ use cairn_compute::{InstanceDriver, InstanceSpec};
 use tokio::time::Instant;
 
 pub use instance::{Cancel, Instance, RUN_TAG, SCRIPT_PATH, interpreter_of};
-pub use limits::{RunLimits, format_duration, parse_size};
+pub use limits::{MAX_LIMIT, RunLimits, format_duration, parse_size};
 pub use result::{Reason, RunError, RunResult};
 
 /// How long a start in flight may still take after a hard cancel or the deadline.

@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+/// The longest a timeout may be: 30 days, far past any build, and small enough that every
+/// deadline computed from it, in milliseconds, fits anywhere.
+pub const MAX_LIMIT: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// The limits of one run. The defaults are Travis's: 50 minutes in all, 10 minutes without
 /// output, 4.5 MB of log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

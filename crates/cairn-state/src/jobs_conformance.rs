@@ -207,6 +207,14 @@ async fn infrastructure_failures_use_up_retries_and_draining_does_not(queue: &dy
 }
 
 async fn a_job_past_its_timeout_is_ended_by_the_queue(queue: &dyn JobQueue) {
+    // A started job with an absurd timeout never stops the rescue of the others.
+    let mut endless = spec("timeout", "sleep");
+    endless.timeout_seconds = u64::MAX;
+    queue.submit(endless).await.unwrap();
+    let (_, attempt) = queue.claim("timeout", "w", LEASE).await.unwrap().unwrap();
+    queue.start(attempt).await.unwrap();
+    queue.rescue(Duration::ZERO).await.unwrap();
+
     let mut quick = spec("timeout", "sleep 1000");
     quick.timeout_seconds = 0;
     let id = queue.submit(quick).await.unwrap();

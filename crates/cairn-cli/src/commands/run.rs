@@ -162,6 +162,12 @@ pub(crate) fn limits_of(args: &ScriptOptions) -> anyhow::Result<RunLimits> {
         if duration.is_zero() {
             return Err(bad_input(format!("{flag} must be longer than 0")));
         }
+        if duration > cairn_run::MAX_LIMIT {
+            return Err(bad_input(format!(
+                "{flag} {text} is longer than the longest a run may take ({})",
+                cairn_run::format_duration(cairn_run::MAX_LIMIT)
+            )));
+        }
         Ok(duration)
     };
     let max_log = cairn_run::parse_size(&args.max_log)
