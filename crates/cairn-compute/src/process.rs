@@ -3,7 +3,8 @@
 //! Cairn so it outlives the command that started it; its record (pid, tags, logical ID,
 //! properties) is a JSON file in the `dir` setting, so `describe` works from any later command.
 //! `destroy` kills the whole group, commands run by `exec` included. `exec` runs a command on the host in the instance's working
-//! directory (`workingDir`), with the instance's `env`.
+//! directory (`workingDir`), with the instance's `env` and, of Cairn's own environment, only
+//! `PATH`, `HOME`, `USER`, `LOGNAME`, `LANG`, `LC_ALL`, `TZ`, `TMPDIR` and `SHELL`.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -16,6 +17,11 @@ use crate::driver::{
     DestroyReason, DriverError, DriverResult, InstanceDescription, InstanceDriver, InstanceSpec,
     OutputChunk, Stream,
 };
+
+/// The variables of Cairn's own environment an instance's processes inherit.
+const INHERITED: [&str; 9] = [
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL",
+];
 
 pub struct ProcessDriver {
     dir: PathBuf,
@@ -76,7 +82,18 @@ impl ProcessDriver {
             .map_err(|error| failed("writing a record", error))
     }
 
+    /// What an instance's processes see: the host's few variables a process needs to work
+    /// (`INHERITED`), then the instance's `env`. Nothing else of Cairn's environment reaches
+    /// them: it may hold a passphrase, a database password or cloud credentials, and an
+    /// instance runs whatever script someone submitted.
     fn env_of(properties: &serde_json::Value) -> Vec<(String, String)> {
+        let inherited = INHERITED
+            .iter()
+            .filter_map(|name| Some(((*name).to_owned(), std::env::var(name).ok()?)));
+        inherited.chain(Self::instance_env(properties)).collect()
+    }
+
+    fn instance_env(properties: &serde_json::Value) -> Vec<(String, String)> {
         properties["env"]
             .as_object()
             .map(|env| {
@@ -138,6 +155,7 @@ impl InstanceDriver for ProcessDriver {
         let mut command = std::process::Command::new(&argv[0]);
         command
             .args(&argv[1..])
+            .env_clear()
             .envs(ProcessDriver::env_of(&spec.properties))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -271,6 +289,7 @@ impl InstanceDriver for ProcessDriver {
         let mut process = tokio::process::Command::new(program);
         process
             .args(args)
+            .env_clear()
             .envs(ProcessDriver::env_of(&record.properties))
             .stdin(if stdin.is_some() {
                 std::process::Stdio::piped()

@@ -136,6 +136,41 @@ fn a_worker_runs_submitted_jobs_and_stops_when_told() {
         context.cairn(&["job", "logs", "2"]).success().stdout,
         "failing\n"
     );
+
+    // A script sees its job's variables and not the worker's secrets (the passphrase in the
+    // worker's environment, here).
+    let env = context.project().join("env.sh");
+    std::fs::write(&env, "env\n").unwrap();
+    context
+        .cairn(&[
+            "job",
+            "submit",
+            env.to_str().unwrap(),
+            "--driver",
+            "process",
+        ])
+        .success();
+    let worker = spawn_worker(&context, "solo", 1);
+    wait_for_jobs(
+        &context,
+        "the env job finishing",
+        Duration::from_secs(60),
+        |jobs| jobs.iter().all(is_final),
+    );
+    assert_eq!(drain(&context, worker, "solo"), Some(0));
+    let printed = context.cairn(&["job", "logs", "4"]).success().stdout;
+    assert!(printed.contains("CAIRN_JOB_ID=4"), "{printed}");
+    assert!(printed.contains("PATH="), "{printed}");
+    for secret in [
+        "CAIRN_CONFIG_PASSPHRASE",
+        crate::support::PASSPHRASE,
+        "CAIRN_HOME",
+    ] {
+        assert!(
+            !printed.contains(secret),
+            "`{secret}` reached the script:\n{printed}"
+        );
+    }
 }
 
 const LEDGER_SCRIPT: &str = "\
