@@ -16,7 +16,7 @@ use cairn_state::jobs::{
     Attempt, Heartbeat, Job, JobError, JobId, JobQueue, JobResult, JobSpec, JobState, Outcome,
     Rescued, validate_queue_name,
 };
-use tokio::sync::{OnceCell, broadcast};
+use tokio::sync::{Mutex, RwLock, broadcast};
 use tokio_postgres::{Client, Row};
 
 /// The database's clock, in Unix milliseconds.
@@ -35,10 +35,12 @@ pub(crate) type Connect = Arc<
 pub(crate) type Listener = broadcast::Sender<String>;
 
 pub struct PostgresJobQueue {
-    client: Arc<Client>,
+    /// Replaced by a new connection when the server closed it (a restart, a cut network): a
+    /// worker outlives its database's restarts.
+    client: RwLock<Arc<Client>>,
     connect: Connect,
-    /// The `LISTEN`ing connection, made by the first wait.
-    listener: OnceCell<(Client, Listener)>,
+    /// The `LISTEN`ing connection, made by the first wait (and again once closed).
+    listener: Mutex<Option<(Client, Listener)>>,
 }
 
 fn failed(action: &str) -> impl Fn(tokio_postgres::Error) -> JobError + '_ {
@@ -97,10 +99,27 @@ fn requeue_set(inc: &str, reason: &str) -> String {
 impl PostgresJobQueue {
     pub(crate) fn new(client: Arc<Client>, connect: Connect) -> PostgresJobQueue {
         PostgresJobQueue {
-            client,
+            client: RwLock::new(client),
             connect,
-            listener: OnceCell::new(),
+            listener: Mutex::new(None),
         }
+    }
+
+    /// The connection, made anew when the server has closed it. The statement that found it
+    /// closed failed; the next one runs on the new connection.
+    async fn client(&self) -> JobResult<Arc<Client>> {
+        {
+            let client = self.client.read().await;
+            if !client.is_closed() {
+                return Ok(client.clone());
+            }
+        }
+        let mut client = self.client.write().await;
+        if client.is_closed() {
+            let (fresh, _notifications) = (self.connect)().await?;
+            *client = Arc::new(fresh);
+        }
+        Ok(client.clone())
     }
 
     /// Why a fenced write changed no row: the job is gone, or the attempt is not current.
@@ -128,7 +147,8 @@ impl PostgresJobQueue {
         let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&job, &number];
         all.extend_from_slice(params);
         let row = self
-            .client
+            .client()
+            .await?
             .query_opt(sql, &all)
             .await
             .map_err(failed(action))?;
@@ -153,7 +173,8 @@ impl JobQueue for PostgresJobQueue {
         );
         let timeout_ms = (spec.timeout_seconds.saturating_mul(1000)).min(i64::MAX as u64) as i64;
         let row = self
-            .client
+            .client()
+            .await?
             .query_one(
                 &sql,
                 &[&spec.queue, &text, &timeout_ms, &(spec.retries as i32)],
@@ -180,7 +201,8 @@ impl JobQueue for PostgresJobQueue {
         );
         let lease_ms = lease.as_millis() as i64;
         let row = self
-            .client
+            .client()
+            .await?
             .query_opt(&sql, &[&queue, &worker, &lease_ms])
             .await
             .map_err(failed("claiming a job"))?;
@@ -279,7 +301,8 @@ impl JobQueue for PostgresJobQueue {
     async fn rescue(&self, timeout_grace: Duration) -> JobResult<Rescued> {
         let grace_ms = timeout_grace.as_millis() as i64;
         let timed_out = self
-            .client
+            .client()
+            .await?
             .query(
                 &format!(
                     "UPDATE cairn_jobs SET state = 'errored', finished_ms = {NOW_MS},
@@ -295,7 +318,8 @@ impl JobQueue for PostgresJobQueue {
             .await
             .map_err(failed("ending jobs past their timeout"))?;
         let expired = self
-            .client
+            .client()
+            .await?
             .query(
                 &format!(
                     "WITH job AS (
@@ -340,7 +364,8 @@ impl JobQueue for PostgresJobQueue {
              WHERE id = $1 RETURNING state"
         );
         let row = self
-            .client
+            .client()
+            .await?
             .query_opt(&sql, &[&id_param(id)])
             .await
             .map_err(failed("cancelling a job"))?
@@ -361,7 +386,8 @@ impl JobQueue for PostgresJobQueue {
              SELECT pg_notify('{CHANNEL}', queue) IS NULL FROM job"
         );
         let restarted = self
-            .client
+            .client()
+            .await?
             .query_opt(&sql, &[&id_param(id)])
             .await
             .map_err(failed("restarting a job"))?;
@@ -379,7 +405,8 @@ impl JobQueue for PostgresJobQueue {
 
     async fn job(&self, id: JobId) -> JobResult<Option<Job>> {
         let row = self
-            .client
+            .client()
+            .await?
             .query_opt(
                 &format!("SELECT {COLUMNS} FROM cairn_jobs WHERE id = $1"),
                 &[&id_param(id)],
@@ -392,7 +419,8 @@ impl JobQueue for PostgresJobQueue {
     async fn list(&self, queue: Option<&str>, state: Option<JobState>) -> JobResult<Vec<Job>> {
         let state = state.map(JobState::as_str);
         let rows = self
-            .client
+            .client()
+            .await?
             .query(
                 &format!(
                     "SELECT {COLUMNS} FROM cairn_jobs
@@ -411,7 +439,8 @@ impl JobQueue for PostgresJobQueue {
             return Err(JobError::NotFound(id));
         };
         let rows = self
-            .client
+            .client()
+            .await?
             .query(
                 "SELECT chunk FROM cairn_job_logs WHERE job_id = $1 AND attempt = $2 ORDER BY seq",
                 &[&id_param(id), &(job.attempt as i32)],
@@ -427,11 +456,23 @@ impl JobQueue for PostgresJobQueue {
 
     async fn wait_for_work(&self, queue: &str, timeout: Duration) -> JobResult<()> {
         validate_queue_name(queue)?;
-        let (_, listener) = self.listener.get_or_try_init(|| (self.connect)()).await?;
-        // Subscribed before looking, so a job queued in between still wakes us.
-        let mut notifications = listener.subscribe();
+        let mut notifications = {
+            let mut listener = self.listener.lock().await;
+            if listener
+                .as_ref()
+                .is_none_or(|(client, _)| client.is_closed())
+            {
+                *listener = Some((self.connect)().await?);
+            }
+            // Subscribed before looking, so a job queued in between still wakes us.
+            listener
+                .as_ref()
+                .map(|(_, sender)| sender.subscribe())
+                .ok_or_else(|| JobError::Storage("no listening connection".to_owned()))?
+        };
         let has_work = self
-            .client
+            .client()
+            .await?
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM cairn_jobs WHERE queue = $1 AND state = 'queued')",
                 &[&queue],

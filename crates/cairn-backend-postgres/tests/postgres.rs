@@ -262,3 +262,54 @@ async fn a_submit_wakes_a_waiting_worker_on_another_machine() {
             .is_none()
     );
 }
+
+/// A queue outlives its connections: after the server cut every session (a restart, a network
+/// cut), the first statement fails and the next ones run on a new connection, waits included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_queue_reconnects_after_its_connections_are_cut() {
+    use cairn_state::jobs::JobQueue;
+    let cluster = cluster();
+    let url = cluster.new_database().await.unwrap();
+    let queue = PostgresBackend::connect(&url).await.unwrap().job_queue();
+    let spec = cairn_state::jobs_conformance::spec("cut", "true");
+    queue.submit(spec.clone()).await.unwrap();
+    queue
+        .wait_for_work("cut", std::time::Duration::from_millis(10))
+        .await
+        .unwrap();
+
+    let (admin, connection) = tokio_postgres::connect(&cluster.admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    // The first call may fail on the dead connection; within a few, the queue works again.
+    let mut claimed = None;
+    for _ in 0..5 {
+        if let Ok(Some(found)) = queue
+            .claim("cut", "w", std::time::Duration::from_secs(30))
+            .await
+        {
+            claimed = Some(found);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (job, _) = claimed.expect("the queue never came back");
+    assert_eq!(job.spec, spec);
+    queue
+        .wait_for_work("cut", std::time::Duration::from_millis(10))
+        .await
+        .unwrap();
+    let second = queue.submit(spec).await.unwrap();
+    assert!(second > job.id);
+}
