@@ -32,6 +32,9 @@ use crate::{Cancel, Reason, RunLimits, RunRequest, RunResult};
 /// name removes what its earlier life left running.
 pub const WORKER_TAG: &str = "cairn.worker";
 
+/// How many times recording a job's end is tried again when the queue cannot be reached.
+const FINISH_TRIES: u32 = 5;
+
 /// How often the log buffered from a running script goes to the queue.
 const LOG_FLUSH: Duration = Duration::from_millis(250);
 
@@ -406,13 +409,24 @@ fn outcome_of(result: &RunResult) -> Outcome {
 }
 
 async fn finish(queue: &Arc<dyn JobQueue>, events: &Events, attempt: Attempt, outcome: Outcome) {
-    match queue.finish(attempt, outcome.clone()).await {
-        Ok(()) => events(WorkerEvent::Finished { attempt, outcome }),
-        Err(JobError::Stale { .. }) => events(WorkerEvent::Lost { attempt }),
-        Err(error) => events(WorkerEvent::Problem(format!(
-            "recording the end of job {}: {error} (its lease will run out and it will run again)",
-            attempt.job
-        ))),
+    // The queue may be out of reach for a moment (a database restarting): the outcome is
+    // worth a few tries before the lease runs out and the job runs again.
+    let mut tries = 0;
+    loop {
+        match queue.finish(attempt, outcome.clone()).await {
+            Ok(()) => return events(WorkerEvent::Finished { attempt, outcome }),
+            Err(JobError::Stale { .. }) => return events(WorkerEvent::Lost { attempt }),
+            Err(error) if tries >= FINISH_TRIES => {
+                return events(WorkerEvent::Problem(format!(
+                    "recording the end of job {}: {error} (its lease will run out and it will run again)",
+                    attempt.job
+                )));
+            }
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(250) * tries).await;
+            }
+        }
     }
 }
 
