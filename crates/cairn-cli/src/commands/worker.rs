@@ -22,7 +22,9 @@ pub async fn run(workspace: &Workspace, args: WorkerArgs) -> anyhow::Result<()> 
         .name
         .clone()
         .unwrap_or_else(|| format!("{}:{}", env::host_name(), std::process::id()));
+    check_worker_name(&name)?;
     let queue = workspace.job_queue()?;
+    wait_for_namesake(queue.as_ref(), &name).await?;
     let mut options = WorkerOptions::new(&name, &args.queue, workspace.home.join("run"));
     options.concurrency = args.concurrency;
     options.drain_timeout = args.drain_timeout.into();
@@ -45,6 +47,71 @@ pub async fn run(workspace: &Workspace, args: WorkerArgs) -> anyhow::Result<()> 
     signals.abort();
     worked?;
     Ok(())
+}
+
+/// A worker's name: what `job ls` shows and what tags its instances, so letters, digits and
+/// `-`, `_`, `.`, `:`, `@`, 1 to 100 of them.
+fn check_worker_name(name: &str) -> anyhow::Result<()> {
+    let is_valid = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@'));
+    if is_valid {
+        Ok(())
+    } else {
+        Err(bad_input(format!(
+            "`{name}` is not a worker name: use 1 to 100 letters, digits, `-`, `_`, `.`, `:` or `@`"
+        )))
+    }
+}
+
+/// A worker started under a name removes the instances an earlier life of that name left, so
+/// two live workers may not share one. Claims of the name whose leases still run are waited
+/// out (a worker just killed); claims still renewed after a lease's time belong to a live
+/// worker, and this one refuses to start.
+async fn wait_for_namesake(
+    queue: &dyn cairn_state::jobs::JobQueue,
+    name: &str,
+) -> anyhow::Result<()> {
+    use cairn_state::jobs::JobState;
+    let lease = WorkerOptions::new(name, "default", Default::default()).lease;
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |duration| duration.as_millis() as i64)
+    };
+    let deadline = tokio::time::Instant::now() + lease + std::time::Duration::from_secs(2);
+    let mut announced = false;
+    loop {
+        let mut held = Vec::new();
+        for state in [JobState::Received, JobState::Started] {
+            held.extend(
+                queue
+                    .list(None, Some(state))
+                    .await?
+                    .into_iter()
+                    .filter(|job| job.worker.as_deref() == Some(name))
+                    .filter(|job| job.lease_expires_ms.is_some_and(|at| at > now_ms()))
+                    .map(|job| job.id),
+            );
+        }
+        let Some(first) = held.first() else {
+            return Ok(());
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(bad_input(format!(
+                "a worker named `{name}` is running (it holds job {first}); give each worker a name of its own (`--name`)"
+            )));
+        }
+        if !announced {
+            output::progress(&format!(
+                "waiting for the leases of a worker named `{name}` to run out (job {first}): it may still be running"
+            ));
+            announced = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 fn report(json: bool, event: &WorkerEvent) {

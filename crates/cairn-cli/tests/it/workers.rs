@@ -331,3 +331,47 @@ fn torture_killed_and_frozen_workers_lose_no_job_and_run_none_twice_at_once() {
         .unwrap();
     assert!(left.is_empty(), "instances left running: {left:?}");
 }
+
+/// Two live workers may not share a name (the second would remove the first one's
+/// instances as leftovers); names are checked like other names.
+#[test]
+fn a_second_live_worker_of_the_same_name_is_refused() {
+    let context = TestContext::new();
+    let long = context.project().join("long.sh");
+    std::fs::write(&long, "echo started\nsleep 60\n").unwrap();
+    context
+        .cairn(&[
+            "job",
+            "submit",
+            long.to_str().unwrap(),
+            "--driver",
+            "process",
+        ])
+        .success();
+    let first = spawn_worker(&context, "same", 1);
+    wait_for_jobs(
+        &context,
+        "the job starting",
+        Duration::from_secs(30),
+        |jobs| jobs[0]["state"] == "started",
+    );
+    let refused = context.cairn(&["worker", "--name", "same"]).expect_code(2);
+    assert!(
+        refused.stderr.contains("a worker named `same` is running"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        jobs(&context)[0]["state"],
+        "started",
+        "the first worker's job runs on"
+    );
+    for bad in ["", "a/b", "a b", &"w".repeat(101)] {
+        context.cairn(&["worker", "--name", bad]).expect_code(2);
+    }
+    // Stopped at once, the first gives its job back.
+    signal(&first, "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(drain(&context, first, "same"), Some(0));
+    assert_eq!(jobs(&context)[0]["state"], "queued");
+}
