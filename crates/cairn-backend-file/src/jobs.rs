@@ -155,21 +155,27 @@ impl Locked<'_> {
         Ok(ids)
     }
 
+    /// The next job number: `next-id`, unless it is missing, damaged, or names a job that
+    /// exists (then one past the highest job there is), so a number is never given twice.
     fn next_id(&self) -> JobResult<JobId> {
         let path = self.dir.join("next-id");
-        let next = match std::fs::read_to_string(&path) {
-            Ok(text) => text
-                .trim()
-                .parse::<JobId>()
-                .map_err(|error| storage("reading", &path, error))?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                self.ids()?.last().map_or(1, |last| last + 1)
-            }
-            Err(error) => return Err(storage("reading", &path, error)),
+        let recorded = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| text.trim().parse::<JobId>().ok())
+            .filter(|&next| next > 0 && !self.job_path(next).exists());
+        let next = match recorded {
+            Some(next) => next,
+            None => self.ids()?.last().map_or(1, |last| last + 1),
         };
         write_atomically(&path, (next + 1).to_string().as_bytes())
             .map_err(|error| JobError::Storage(error.to_string()))?;
         Ok(next)
+    }
+
+    /// A job to go through in a scan (claim, rescue, list): one whose file cannot be read is
+    /// passed over, so one damaged file does not stop the queue; `job show` names its damage.
+    fn scanned(&self, id: JobId) -> Option<Job> {
+        self.read(id).ok().flatten()
     }
 }
 
@@ -241,7 +247,7 @@ impl JobQueue for FileJobQueue {
             };
             queued.sort_unstable();
             for id in queued {
-                let Some(mut job) = store.read(id)? else {
+                let Some(mut job) = store.scanned(id) else {
                     continue;
                 };
                 if job.state != JobState::Queued {
@@ -343,7 +349,7 @@ impl JobQueue for FileJobQueue {
             let now = now_ms();
             let mut rescued = Rescued::default();
             for id in store.ids()? {
-                let Some(mut job) = store.read(id)? else {
+                let Some(mut job) = store.scanned(id) else {
                     continue;
                 };
                 // Saturating: a job's limits come from its submitter, and no value of them
@@ -437,7 +443,7 @@ impl JobQueue for FileJobQueue {
         self.locked(move |store| {
             let mut jobs = Vec::new();
             for id in store.ids()? {
-                if let Some(job) = store.read(id)?
+                if let Some(job) = store.scanned(id)
                     && queue.as_ref().is_none_or(|queue| &job.spec.queue == queue)
                     && state.is_none_or(|state| job.state == state)
                 {

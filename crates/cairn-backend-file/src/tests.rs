@@ -1181,3 +1181,36 @@ async fn separate_handles_on_one_directory_share_the_queue() {
     assert_eq!(job.id, id);
     assert!(first.claim("shared", "w1", lease).await.unwrap().is_none());
 }
+
+/// One damaged job file, or a damaged counter, does not stop the queue: scans pass the job
+/// over, reading it says what is wrong, and numbers are never given twice.
+#[tokio::test]
+async fn a_damaged_job_file_does_not_stop_the_queue() {
+    use cairn_state::jobs::JobQueue;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = crate::FileJobQueue::open(dir.path()).unwrap();
+    let spec = cairn_state::jobs_conformance::spec("damaged", "true");
+    let first = queue.submit(spec.clone()).await.unwrap();
+    let second = queue.submit(spec.clone()).await.unwrap();
+    let jobs = dir.path().join(".pulumi/jobs");
+    std::fs::write(jobs.join(format!("{first}.json")), "{garbage").unwrap();
+    std::fs::write(jobs.join("next-id"), "not a number").unwrap();
+
+    assert!(queue.job(first).await.is_err());
+    let listed = queue.list(None, None).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, second);
+    queue
+        .rescue(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let lease = std::time::Duration::from_secs(30);
+    let (claimed, _) = queue.claim("damaged", "w", lease).await.unwrap().unwrap();
+    assert_eq!(claimed.id, second);
+    let third = queue.submit(spec.clone()).await.unwrap();
+    assert_eq!(third, second + 1);
+    // A counter behind the jobs there are never reuses a number.
+    std::fs::write(jobs.join("next-id"), "1").unwrap();
+    let fourth = queue.submit(spec).await.unwrap();
+    assert_eq!(fourth, third + 1);
+}
