@@ -116,6 +116,9 @@ pub struct Instance {
     /// The interpreter and its argument, from the script's shebang (else `/bin/sh`).
     interpreter: Vec<String>,
     stage: Stage,
+    /// Provisioned by this value (`start`), so nothing ran in it before: no need to ask the
+    /// instance whether an earlier script was left there, as for one `attach`ed.
+    made_here: bool,
     sweep: Option<Sweep>,
 }
 
@@ -136,6 +139,7 @@ impl Instance {
             run_id: run_id.to_owned(),
             interpreter: Vec::new(),
             stage: Stage::Fresh,
+            made_here: true,
             sweep: Some(sweep),
         })
     }
@@ -150,6 +154,7 @@ impl Instance {
             run_id: run_id.to_owned(),
             interpreter: Vec::new(),
             stage: Stage::Fresh,
+            made_here: false,
             sweep: Some(sweep),
         }
     }
@@ -164,19 +169,21 @@ impl Instance {
         if self.stage != Stage::Fresh {
             return Err(RunError::Stale(self.id.clone()));
         }
-        let probe = vec![
-            "/bin/sh".to_owned(),
-            "-c".to_owned(),
-            format!("test ! -e {SCRIPT_PATH}"),
-        ];
-        let (discard, _) = tokio::sync::mpsc::unbounded_channel();
-        let clean = self
-            .driver
-            .exec(&self.id, &probe, discard)
-            .await
-            .map_err(RunError::Upload)?;
-        if clean != 0 {
-            return Err(RunError::Stale(self.id.clone()));
+        if !self.made_here {
+            let probe = vec![
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                format!("test ! -e {SCRIPT_PATH}"),
+            ];
+            let (discard, _) = tokio::sync::mpsc::unbounded_channel();
+            let clean = self
+                .driver
+                .exec(&self.id, &probe, discard)
+                .await
+                .map_err(RunError::Upload)?;
+            if clean != 0 {
+                return Err(RunError::Stale(self.id.clone()));
+            }
         }
         self.driver
             .copy_in(&self.id, SCRIPT_PATH, script.to_vec())
