@@ -109,17 +109,29 @@ async fn update(shared: &Arc<RunState>, old: &Snapshot) -> Vec<ResourceState> {
     )
     .await;
     if !result.blocked.is_empty() {
-        // Named, so the user knows what did not change and why (a few, then how many more).
-        const NAMED: usize = 10;
-        let name_of = |node: usize| match node.checked_sub(n_variables) {
-            Some(resource) => format!("`{}`", program.resources[resource].name),
-            None => format!("variable `{}`", program.variables[node].name),
-        };
-        let mut names: Vec<String> = result
+        let blocked: Vec<crate::Blocked> = result
             .blocked
             .iter()
+            .map(|&node| match node.checked_sub(n_variables) {
+                Some(resource) => crate::Blocked {
+                    name: program.resources[resource].name.clone(),
+                    urn: shared.urns.get(resource).cloned(),
+                },
+                None => crate::Blocked {
+                    name: program.variables[node].name.clone(),
+                    urn: None,
+                },
+            })
+            .collect();
+        // Named, so the user knows what did not change and why (a few, then how many more).
+        const NAMED: usize = 10;
+        let mut names: Vec<String> = blocked
+            .iter()
             .take(NAMED)
-            .map(|&node| name_of(node))
+            .map(|blocked| match blocked.urn {
+                Some(_) => format!("`{}`", blocked.name),
+                None => format!("variable `{}`", blocked.name),
+            })
             .collect();
         if result.blocked.len() > NAMED {
             names.push(format!("and {} more", result.blocked.len() - NAMED));
@@ -136,6 +148,7 @@ async fn update(shared: &Arc<RunState>, old: &Snapshot) -> Vec<ResourceState> {
             )
         };
         shared.emit(EngineEvent::Warning(message));
+        shared.record_blocked(blocked);
     }
     crate::stack_resources::register_outputs(shared, &program).await;
 
@@ -331,6 +344,7 @@ async fn finish(
         has_program_error: builder.has_program_error,
         snapshot,
         cancelled: shared.cancel.graceful.is_cancelled(),
+        blocked: builder.blocked,
     };
     let shared = Arc::try_unwrap(shared).map_err(|_| {
         EngineError::Refused("internal error: a step task outlived its deployment".to_owned())

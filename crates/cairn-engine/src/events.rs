@@ -54,6 +54,8 @@ pub enum FailureCause {
     /// Cairn refused the step itself (a protected resource, an unknown value outside a
     /// preview).
     Refused,
+    /// Something the step depends on failed, so it never ran.
+    Blocked,
 }
 
 impl FailureCause {
@@ -65,6 +67,7 @@ impl FailureCause {
             FailureCause::Cancelled => "cancelled",
             FailureCause::Program => "program",
             FailureCause::Refused => "refused",
+            FailureCause::Blocked => "blocked",
         }
     }
 }

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 pub use dependencies::sort_by_dependencies;
 pub use deploy::deploy;
 pub use events::{EngineEvent, FailureCause, StepError, StepRecord};
+
 pub use providers::is_default_provider;
 
 /// What to do.
@@ -120,6 +121,15 @@ pub struct DeployOutcome {
     pub snapshot: Snapshot,
     /// The operation was stopped by a cancellation before it finished.
     pub cancelled: bool,
+    /// Resources and variables that never ran because something they depend on failed.
+    pub blocked: Vec<Blocked>,
+}
+
+/// A resource (with its URN) or a variable that a failure kept from running.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Blocked {
+    pub name: String,
+    pub urn: Option<Urn>,
 }
 
 impl DeployOutcome {

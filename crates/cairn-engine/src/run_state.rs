@@ -93,6 +93,8 @@ pub(crate) struct OutcomeBuilder {
     pub has_program_error: bool,
     /// The errors of failures that are no step's.
     pub program_errors: Vec<String>,
+    /// What never ran because something it depends on failed.
+    pub blocked: Vec<crate::Blocked>,
 }
 
 impl RunState {
@@ -213,6 +215,11 @@ impl RunState {
         let mut outcome = self.lock_outcome();
         outcome.has_failed |= record.error.is_some();
         outcome.steps.push(record);
+    }
+
+    /// Records what a failure kept from running (named in one warning as well).
+    pub fn record_blocked(&self, blocked: Vec<crate::Blocked>) {
+        self.lock_outcome().blocked.extend(blocked);
     }
 
     /// Records a failure that is not a step's (a variable that cannot be evaluated): `warning`

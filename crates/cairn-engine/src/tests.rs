@@ -398,6 +398,16 @@ async fn a_failure_stops_dependents_and_lets_independent_work_finish() {
     let failed: Vec<&StepRecord> = outcome.failed_steps().collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].urn.name(), "broken");
+    // What the failure kept from running is a value too.
+    assert_eq!(outcome.blocked.len(), 1, "{:?}", outcome.blocked);
+    assert_eq!(outcome.blocked[0].name, "dependent");
+    assert_eq!(
+        outcome.blocked[0]
+            .urn
+            .as_ref()
+            .map(|urn| urn.name().to_owned()),
+        Some("dependent".to_owned())
+    );
     let error = failed[0].error.as_ref().expect("error");
     assert_eq!(error.cause, FailureCause::Provider);
     assert!(

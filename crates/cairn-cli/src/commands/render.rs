@@ -424,7 +424,22 @@ pub fn outcome_json(
     let program_diagnostics = outcome.program_errors.iter().map(|message| {
         serde_json::json!({ "cause": cairn_engine::FailureCause::Program.as_str(), "message": message })
     });
-    let diagnostics: Vec<serde_json::Value> = step_diagnostics.chain(program_diagnostics).collect();
+    // What the failures kept from running: never run, so no operation.
+    let blocked_diagnostics = outcome.blocked.iter().map(|blocked| {
+        let mut diagnostic = serde_json::json!({
+            "cause": cairn_engine::FailureCause::Blocked.as_str(),
+            "message": format!("`{}` was not changed because something it depends on failed", blocked.name),
+        });
+        match &blocked.urn {
+            Some(urn) => diagnostic["urn"] = serde_json::json!(urn.as_str()),
+            None => diagnostic["variable"] = serde_json::json!(blocked.name),
+        }
+        diagnostic
+    });
+    let diagnostics: Vec<serde_json::Value> = step_diagnostics
+        .chain(program_diagnostics)
+        .chain(blocked_diagnostics)
+        .collect();
     let mut json = serde_json::json!({
         "steps": steps,
         "changeSummary": summary,

@@ -428,7 +428,7 @@ fn an_update_without_the_passphrase_stops_before_its_first_step() {
 #[test]
 fn diagnostics_show_a_failed_variable_and_a_failed_step_once_each() {
     let context = TestContext::with_program(
-        "name: mix\nruntime: yaml\nvariables:\n  bad:\n    fn::join: [\",\", [a, {x: 1}]]\nresources:\n  r:\n    type: fake:Resource\n    properties:\n      failOn: create\n",
+        "name: mix\nruntime: yaml\nvariables:\n  bad:\n    fn::join: [\",\", [a, {x: 1}]]\nresources:\n  r:\n    type: fake:Resource\n    properties:\n      failOn: create\n  later:\n    type: fake:Resource\n    options:\n      dependsOn: [\"${r}\"]\n",
     );
     let run = context
         .cairn(&["up", "--yes", "--skip-preview"])
@@ -455,7 +455,14 @@ fn diagnostics_show_a_failed_variable_and_a_failed_step_once_each() {
         .expect_code(2);
     let outcome: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     let diagnostics = outcome["diagnostics"].as_array().unwrap();
-    assert_eq!(diagnostics.len(), 2, "{outcome:#}");
+    assert_eq!(diagnostics.len(), 3, "{outcome:#}");
+    // What the failed step kept from running: `later`, which depends on it.
+    let blocked = diagnostics
+        .iter()
+        .find(|failure| failure["cause"] == "blocked")
+        .unwrap_or_else(|| panic!("no blocked resource: {outcome:#}"));
+    assert!(blocked["urn"].as_str().unwrap().ends_with("::later"), "{blocked}");
+    assert!(blocked.get("operation").is_none(), "{blocked}");
     let step = diagnostics
         .iter()
         .find(|failure| failure["urn"].is_string())
