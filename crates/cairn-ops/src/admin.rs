@@ -1,10 +1,37 @@
 //! Operations on a stack as a whole: cancel the update holding it (`cairn cancel`), remove it
-//! (`cairn stack rm`), rename it (`cairn stack rename`). Each is a read-only plan, for the
+//! (`cairn stack rm`), rename it (`cairn stack rename`), replace its state (`cairn stack
+//! import`). Each is a read-only plan, for the
 //! front end to show and confirm, and its application, which checks again what it depends on.
 
 use cairn_state::{Backend, BackendError, LockOwner, StackRef};
 
 use crate::{Caller, OpsError, StackSession, lock_stack};
+
+/// Replaces the stack's state with `snapshot` (`cairn stack import`), under the stack's lock,
+/// its secrets sealed with the stack's own.
+pub async fn import_snapshot(
+    session: &StackSession,
+    snapshot: &cairn_core::Snapshot,
+    manifest_time: &str,
+) -> Result<(), OpsError> {
+    let backend = session.backend.as_ref();
+    let _lock = lock_stack(
+        backend,
+        &session.stack,
+        &session.caller,
+        &session.cancel_command,
+    )
+    .await?;
+    let deployment = cairn_state::deployment::encode_snapshot(
+        snapshot,
+        session.crypter.as_ref(),
+        manifest_time,
+    )?;
+    backend
+        .import_deployment(&session.stack, deployment)
+        .await?;
+    Ok(())
+}
 
 /// Who holds `stack`'s lock, if anyone: the update `cancel` would end.
 pub async fn plan_cancel(

@@ -229,3 +229,20 @@ async fn a_rename_that_cannot_happen_leaves_stack_and_files_as_they_were() {
         "the stack keeps its state under its name"
     );
 }
+
+/// An import replaces the state under the stack's lock: refused while an update holds it.
+#[tokio::test(flavor = "multi_thread")]
+async fn import_replaces_the_state_and_waits_for_no_one() {
+    let fixture = Fixture::new("");
+    fixture.ensure_stack().await;
+    let held = fixture.session().lock().await.expect("lock");
+    let refused =
+        admin::import_snapshot(&fixture.session(), &one_resource(), "2026-11-29T00:00:00Z").await;
+    assert!(refused.is_err(), "imported under another's lock");
+    assert!(fixture.resources().await.is_empty());
+    drop(held);
+    admin::import_snapshot(&fixture.session(), &one_resource(), "2026-11-29T00:00:00Z")
+        .await
+        .expect("import");
+    assert_eq!(names(&fixture.resources().await), ["a"]);
+}

@@ -206,26 +206,6 @@ pub fn caller() -> cairn_ops::Caller {
     }
 }
 
-/// Takes the stack's lock for this process; "locked" is an error that names the holder and
-/// says what to do.
-pub async fn lock_stack(context: &StackContext) -> anyhow::Result<Box<dyn cairn_state::StackLock>> {
-    lock(
-        context.backend.as_ref(),
-        &context.stack,
-        &context.cancel_command,
-    )
-    .await
-}
-
-/// Takes `stack`'s lock in `backend` (see `lock_stack`); `cancel_command` is the hint.
-pub async fn lock(
-    backend: &dyn cairn_state::Backend,
-    stack: &cairn_state::StackRef,
-    cancel_command: &str,
-) -> anyhow::Result<Box<dyn cairn_state::StackLock>> {
-    Ok(cairn_ops::lock_stack(backend, stack, &caller(), cancel_command).await?)
-}
-
 /// The stack's last snapshot (empty for a new stack).
 pub async fn load_snapshot(context: &StackContext) -> anyhow::Result<Snapshot> {
     Ok(context.session().snapshot().await?)

@@ -357,15 +357,7 @@ async fn import(workspace: &Workspace, file: Option<std::path::PathBuf>) -> anyh
             ))
         })?;
     check_importable(&snapshot, &context.stack, &source)?;
-    let _lock = commands::lock_stack(&context).await?;
-    let deployment = cairn_state::deployment::encode_snapshot(
-        &snapshot,
-        context.crypter.as_ref(),
-        &render::now_rfc3339(),
-    )?;
-    context
-        .backend
-        .import_deployment(&context.stack, deployment)
+    cairn_ops::admin::import_snapshot(&context.session(), &snapshot, &render::now_rfc3339())
         .await?;
     output::line(&format!(
         "Import complete: stack '{}' now has {} resources.",

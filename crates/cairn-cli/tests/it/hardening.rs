@@ -461,7 +461,10 @@ fn diagnostics_show_a_failed_variable_and_a_failed_step_once_each() {
         .iter()
         .find(|failure| failure["cause"] == "blocked")
         .unwrap_or_else(|| panic!("no blocked resource: {outcome:#}"));
-    assert!(blocked["urn"].as_str().unwrap().ends_with("::later"), "{blocked}");
+    assert!(
+        blocked["urn"].as_str().unwrap().ends_with("::later"),
+        "{blocked}"
+    );
     assert!(blocked.get("operation").is_none(), "{blocked}");
     let step = diagnostics
         .iter()
