@@ -17,6 +17,22 @@ fn cluster() -> TestCluster {
     })
 }
 
+/// Cuts every session of the database at `url`, as a server restart or a network cut does.
+async fn cut_every_session(cluster: &TestCluster, url: &str) {
+    let (admin, connection) = tokio_postgres::connect(&cluster.admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .unwrap();
+}
+
 fn owner(host: &str) -> LockOwner {
     LockOwner {
         pid: 1,
@@ -110,18 +126,7 @@ async fn a_lost_connection_fails_the_append_and_leaves_pending_operations() {
         .await
         .unwrap();
     // Every session of this database is cut, as when the server restarts or the network drops.
-    let (admin, connection) = tokio_postgres::connect(&cluster.admin_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let database = url.rsplit('/').next().unwrap().to_owned();
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-            &[&database],
-        )
-        .await
-        .unwrap();
+    cut_every_session(&cluster, &url).await;
     let error = persister
         .begin(cairn_core::PendingOperationKind::Creating, &resource)
         .await
@@ -278,18 +283,7 @@ async fn the_job_queue_reconnects_after_its_connections_are_cut() {
         .await
         .unwrap();
 
-    let (admin, connection) = tokio_postgres::connect(&cluster.admin_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let database = url.rsplit('/').next().unwrap().to_owned();
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-            &[&database],
-        )
-        .await
-        .unwrap();
+    cut_every_session(&cluster, &url).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     // The first call may fail on the dead connection; within a few, the queue works again.

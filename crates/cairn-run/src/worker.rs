@@ -32,6 +32,9 @@ use crate::{Cancel, Reason, RunLimits, RunRequest, RunResult};
 /// name removes what its earlier life left running.
 pub const WORKER_TAG: &str = "cairn.worker";
 
+/// How long a worker's claim lasts without a heartbeat.
+pub const LEASE: Duration = Duration::from_secs(10);
+
 /// How many times recording a job's end is tried again when the queue cannot be reached.
 const FINISH_TRIES: u32 = 5;
 
@@ -63,7 +66,7 @@ impl WorkerOptions {
             name: name.to_owned(),
             queue: queue.to_owned(),
             concurrency: 1,
-            lease: Duration::from_secs(10),
+            lease: LEASE,
             heartbeat: Duration::from_millis(500),
             rescue_every: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(60),

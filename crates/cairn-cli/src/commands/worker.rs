@@ -75,13 +75,8 @@ async fn wait_for_namesake(
     name: &str,
 ) -> anyhow::Result<()> {
     use cairn_state::jobs::JobState;
-    let lease = WorkerOptions::new(name, "default", Default::default()).lease;
-    let now_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |duration| duration.as_millis() as i64)
-    };
-    let deadline = tokio::time::Instant::now() + lease + std::time::Duration::from_secs(2);
+    let deadline =
+        tokio::time::Instant::now() + cairn_run::worker::LEASE + std::time::Duration::from_secs(2);
     let mut announced = false;
     loop {
         let mut held = Vec::new();
@@ -92,7 +87,10 @@ async fn wait_for_namesake(
                     .await?
                     .into_iter()
                     .filter(|job| job.worker.as_deref() == Some(name))
-                    .filter(|job| job.lease_expires_ms.is_some_and(|at| at > now_ms()))
+                    .filter(|job| {
+                        job.lease_expires_ms
+                            .is_some_and(|at| at > cairn_ops::unix_now_millis())
+                    })
                     .map(|job| job.id),
             );
         }
