@@ -126,7 +126,7 @@ fn list(json: bool, jobs: &[Job]) {
         "AGE/DURATION".to_owned(),
         "EXIT".to_owned(),
     ]];
-    let now = now_ms();
+    let now = cairn_ops::unix_now_millis();
     for job in jobs {
         rows.push([
             job.id.to_string(),
@@ -169,14 +169,6 @@ fn span(millis: i64) -> String {
         Ok(seconds) if seconds > 0 => cairn_run::format_duration(Duration::from_secs(seconds)),
         _ => "0s".to_owned(),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |duration| {
-            i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-        })
 }
 
 fn time_json(millis: Option<i64>) -> serde_json::Value {
