@@ -26,6 +26,7 @@ fn no_op(queue: &str) -> JobSpec {
         log_silence_seconds: 600,
         max_log_bytes: 4_500_000,
         retries: 2,
+        secret_env: None,
     }
 }
 

@@ -157,6 +157,11 @@ pub struct ScriptOptions {
     /// An environment variable for the script, `KEY=VALUE` (repeatable)
     #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// A secret environment variable for the script, `KEY=VALUE`, or `KEY` to take the value
+    /// of Cairn's own variable KEY (repeatable). Never stored or shown in plaintext: its
+    /// value is masked in the log, and a job's is sealed with CAIRN_CONFIG_PASSPHRASE
+    #[arg(long = "secret-env", value_name = "KEY[=VALUE]")]
+    pub secret_env: Vec<String>,
     /// The hard timeout of the whole run, instance start included
     #[arg(long, default_value = "50m", value_name = "DURATION")]
     pub timeout: String,

@@ -311,19 +311,26 @@ pub fn open_job_queue(url: &str, home: &Path) -> anyhow::Result<Arc<dyn JobQueue
     }
 }
 
-/// Reads the passphrase from the environment, a file, or (when interactive) a prompt.
-pub fn passphrase() -> Result<String, String> {
+/// The passphrase the environment gives (the variable, or the file it names), if any.
+pub fn passphrase_from_environment() -> Option<Result<String, String>> {
     if let Some(passphrase) =
         env::var(env::CAIRN_CONFIG_PASSPHRASE).or_else(|| env::var(env::PULUMI_CONFIG_PASSPHRASE))
     {
-        return Ok(passphrase);
+        return Some(Ok(passphrase));
     }
-    if let Some(path) = env::var(env::CAIRN_CONFIG_PASSPHRASE_FILE)
-        .or_else(|| env::var(env::PULUMI_CONFIG_PASSPHRASE_FILE))
-    {
-        return fs_err::read_to_string(&path)
+    let path = env::var(env::CAIRN_CONFIG_PASSPHRASE_FILE)
+        .or_else(|| env::var(env::PULUMI_CONFIG_PASSPHRASE_FILE))?;
+    Some(
+        fs_err::read_to_string(&path)
             .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
-            .map_err(|error| error.to_string());
+            .map_err(|error| error.to_string()),
+    )
+}
+
+/// Reads the passphrase from the environment, a file, or (when interactive) a prompt.
+pub fn passphrase() -> Result<String, String> {
+    if let Some(passphrase) = passphrase_from_environment() {
+        return passphrase;
     }
     if crate::commands::is_interactive() {
         // Read without echo, so the passphrase never shows on screen or in a recording.

@@ -352,6 +352,18 @@ impl InstanceDriver for FakeDriver {
         });
         Ok(0)
     }
+
+    /// A fake instance runs no command, so there is nothing to read its standard input: it is
+    /// dropped, and the command is answered as `exec` answers it.
+    async fn exec_with_stdin(
+        &self,
+        id: &str,
+        command: &[String],
+        _stdin: Option<Vec<u8>>,
+        output: tokio::sync::mpsc::UnboundedSender<OutputChunk>,
+    ) -> DriverResult<i64> {
+        self.exec(id, command, output).await
+    }
 }
 
 impl FakeDriver {

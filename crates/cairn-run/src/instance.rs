@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::limits::RunLimits;
 use crate::log::CappedLog;
 use crate::result::{Reason, RunError, RunResult};
+use crate::secrets::SecretEnv;
 
 /// The tag every instance of a run carries (its value is the run's ID).
 pub const RUN_TAG: &str = "cairn.run";
@@ -201,6 +202,7 @@ impl Instance {
     pub async fn run_script(
         &mut self,
         sink: &mut (dyn Write + Send),
+        secret_env: &SecretEnv,
         limits: &RunLimits,
         deadline: Instant,
         cancel: &Cancel,
@@ -211,16 +213,28 @@ impl Instance {
             Stage::Uploaded => self.stage = Stage::Ran,
         }
         // `$$` is the shell's PID, which `exec` hands to the script: SIGTERM reaches it.
+        // Secret variables come on standard input as `export` lines, read whole (values may
+        // span lines) and evaluated, so they are in no file and no instance property.
+        let (reader, stdin) = if secret_env.is_empty() {
+            ("", None)
+        } else {
+            (
+                "s=; while IFS= read -r l; do s=\"$s$l\n\"; done; eval \"$s\"; unset s l; ",
+                Some(secret_env.shell_exports()),
+            )
+        };
         let mut command = vec![
             "/bin/sh".to_owned(),
             "-c".to_owned(),
-            format!("echo $$ > {PID_PATH} && exec \"$@\""),
+            format!("{reader}echo $$ > {PID_PATH} && exec \"$@\""),
             "cairn-run".to_owned(),
         ];
         command.extend(self.interpreter.iter().cloned());
         command.push(SCRIPT_PATH.to_owned());
         let (output, mut chunks) = tokio::sync::mpsc::unbounded_channel();
-        let exec = self.driver.exec(&self.id, &command, output);
+        let exec = self
+            .driver
+            .exec_with_stdin(&self.id, &command, stdin, output);
         tokio::pin!(exec);
         let mut log = CappedLog::new(sink, limits.max_log);
         let mut silence_deadline = Instant::now() + limits.log_silence;

@@ -9,6 +9,7 @@ mod instance;
 mod limits;
 mod log;
 mod result;
+pub mod secrets;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 pub use instance::{Cancel, Instance, RUN_TAG, SCRIPT_PATH, interpreter_of};
 pub use limits::{MAX_LIMIT, RunLimits, format_duration, parse_size};
 pub use result::{Reason, RunError, RunResult};
+pub use secrets::{Passphrase, SecretEnv};
 
 /// How long a start in flight may still take after a hard cancel or the deadline.
 const START_SETTLE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -43,6 +45,8 @@ pub struct RunRequest {
     pub work_dir: Option<PathBuf>,
     /// More tags for the instance (a worker's, so it finds what an earlier life left).
     pub tags: BTreeMap<String, String>,
+    /// Variables the script sees and the log masks; never part of the instance's properties.
+    pub secret_env: SecretEnv,
 }
 
 /// A fresh run ID (what `cairn.run` tags carry).
@@ -121,7 +125,10 @@ pub async fn run(
             error,
         })?;
     }
-    let outcome = run_on_instance(driver.clone(), &request, sink, cancel).await;
+    // Masked before the log is capped, so a cut cannot split a secret and show half of it.
+    let mut masked = secrets::Masker::new(sink, &request.secret_env);
+    let outcome = run_on_instance(driver.clone(), &request, &mut masked, cancel).await;
+    let _ = masked.finish();
     if let Some(dir) = &request.work_dir {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -219,7 +226,11 @@ async fn run_on_instance(
         () = tokio::time::sleep_until(deadline) => None,
     };
     let outcome = match uploaded {
-        Some(Ok(())) => instance.run_script(sink, limits, deadline, cancel).await,
+        Some(Ok(())) => {
+            instance
+                .run_script(sink, &request.secret_env, limits, deadline, cancel)
+                .await
+        }
         Some(Err(error)) => Err(error),
         None if Instant::now() >= deadline => Ok(not_run(timed_out)),
         None => Ok(not_run(Reason::Cancelled)),

@@ -26,7 +26,7 @@ use cairn_state::jobs::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{Cancel, Reason, RunLimits, RunRequest, RunResult};
+use crate::{Cancel, Passphrase, Reason, RunLimits, RunRequest, RunResult, SecretEnv};
 
 /// The tag naming the worker on every instance it starts: a worker restarted under the same
 /// name removes what its earlier life left running.
@@ -58,6 +58,8 @@ pub struct WorkerOptions {
     pub run_dir: PathBuf,
     /// How long a cancelled script has after SIGTERM.
     pub grace: Duration,
+    /// Opens jobs' secret variables; a job that has some waits for a worker that has it.
+    pub passphrase: Option<Passphrase>,
 }
 
 impl WorkerOptions {
@@ -72,6 +74,7 @@ impl WorkerOptions {
             drain_timeout: Duration::from_secs(60),
             run_dir,
             grace: RunLimits::default().grace,
+            passphrase: None,
         }
     }
 }
@@ -309,6 +312,15 @@ async fn run_job(
         Ok(properties) => properties,
         Err(error) => return finish(queue, events, attempt, errored(error)).await,
     };
+    // A worker without the passphrase gives the job back for one that has it; past the
+    // retries, the job errors with the reason.
+    let secret_env = match &spec.secret_env {
+        None => SecretEnv::default(),
+        Some(sealed) => match crate::secrets::open(options.passphrase.as_ref(), sealed) {
+            Ok(secret_env) => secret_env,
+            Err(error) => return requeue(error, true).await,
+        },
+    };
     let driver = match registry.build_from_strings(&spec.driver, &settings).await {
         Ok(driver) => driver,
         Err(error) => return requeue(format!("the {} driver: {error}", spec.driver), true).await,
@@ -331,6 +343,7 @@ async fn run_job(
         },
         work_dir,
         tags: BTreeMap::from([(WORKER_TAG.to_owned(), options.name.clone())]),
+        secret_env,
     };
     let log = LogBuffer::default();
     let cancel = Cancel::default();

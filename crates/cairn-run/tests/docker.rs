@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use cairn_compute::docker::DockerDriver;
 use cairn_compute::{InstanceDriver, InstanceSpec};
-use cairn_run::{Cancel, Instance, Reason, RunError, RunLimits, RunRequest, RunResult};
+use cairn_run::{Cancel, Instance, Reason, RunError, RunLimits, RunRequest, RunResult, SecretEnv};
 use support::{SharedSink, cancel_when, limits};
 
 async fn connect() -> DockerDriver {
@@ -80,6 +80,16 @@ async fn run_with(
     env: &[(&str, &str)],
     prepare: impl FnOnce(&SharedSink, &Cancel),
 ) -> Run {
+    run_with_secrets(script, limits, env, SecretEnv::default(), prepare).await
+}
+
+async fn run_with_secrets(
+    script: &str,
+    limits: RunLimits,
+    env: &[(&str, &str)],
+    secret_env: SecretEnv,
+    prepare: impl FnOnce(&SharedSink, &Cancel),
+) -> Run {
     let driver = connect().await;
     let image = ensure_image(&driver).await;
     let env: BTreeMap<String, String> = env
@@ -93,6 +103,7 @@ async fn run_with(
         limits,
         work_dir: None,
         tags: Default::default(),
+        secret_env,
     };
     let run_id = request.run_id.clone();
     let mut sink = SharedSink::default();
@@ -128,6 +139,26 @@ async fn a_script_passes_and_its_output_is_streamed() {
     assert!(result.passed(), "{result:?}: {}", run.log);
     assert!(run.log.contains("hello docker"), "{}", run.log);
     assert!(run.log.contains("to-stderr"), "{}", run.log);
+}
+
+#[tokio::test]
+async fn secret_variables_reach_the_script_masked_and_not_in_the_container() {
+    let secret_env = SecretEnv::new(BTreeMap::from([(
+        "TOKEN".to_owned(),
+        "hunter2 'quoted'\nline two".to_owned(),
+    )]))
+    .unwrap();
+    // The container's own environment (what `docker inspect` shows) is PID 1's.
+    let script = "echo \"token: $TOKEN\"\n\
+                  if grep -q hunter2 /proc/1/environ; then echo IN-CONTAINER-ENV; else echo not-in-env; fi\n\
+                  [ \"${TOKEN#hunter2 }\" != \"$TOKEN\" ] && echo starts-right\n";
+    let run = run_with_secrets(script, limits(), &[], secret_env, |_, _| {}).await;
+    let result = run.result.unwrap();
+    assert!(result.passed(), "{result:?}: {}", run.log);
+    assert!(run.log.contains("token: [secret]"), "{}", run.log);
+    assert!(run.log.contains("not-in-env"), "{}", run.log);
+    assert!(run.log.contains("starts-right"), "{}", run.log);
+    assert!(!run.log.contains("hunter2"), "{}", run.log);
 }
 
 #[tokio::test]
@@ -257,6 +288,7 @@ async fn an_image_that_does_not_exist_is_an_infrastructure_error() {
         limits: limits(),
         work_dir: None,
         tags: Default::default(),
+        secret_env: Default::default(),
     };
     let run_id = request.run_id.clone();
     let driver: Arc<dyn InstanceDriver> = Arc::new(driver);
@@ -291,12 +323,24 @@ async fn an_instance_that_ran_a_script_is_stale() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     instance.upload_script(b"echo first\n").await.unwrap();
     let first = instance
-        .run_script(&mut sink, &limits(), deadline, &cancel)
+        .run_script(
+            &mut sink,
+            &SecretEnv::default(),
+            &limits(),
+            deadline,
+            &cancel,
+        )
         .await
         .unwrap();
     assert!(first.passed(), "{first:?}");
     let again = instance
-        .run_script(&mut sink, &limits(), deadline, &cancel)
+        .run_script(
+            &mut sink,
+            &SecretEnv::default(),
+            &limits(),
+            deadline,
+            &cancel,
+        )
         .await;
     assert!(matches!(again, Err(RunError::Stale(_))), "{again:?}");
     // Another value for the same container finds the first script's traces on it.

@@ -35,6 +35,7 @@ fn request(limits: RunLimits) -> RunRequest {
         limits,
         work_dir: None,
         tags: Default::default(),
+        secret_env: Default::default(),
     }
 }
 
@@ -54,6 +55,23 @@ impl Fake {
         let left = self.driver.describe(&BTreeMap::new(), false).await.unwrap();
         assert!(left.is_empty(), "instances left behind: {left:?}");
     }
+}
+
+#[tokio::test]
+async fn secret_values_in_the_log_are_masked_and_never_stored_by_the_driver() {
+    let fake = fake(serde_json::json!({ "logOutput": "key: hunter2, again hunter2\\n" }));
+    let secret_env =
+        cairn_run::SecretEnv::new(BTreeMap::from([("KEY".to_owned(), "hunter2".to_owned())]))
+            .unwrap();
+    let request = RunRequest {
+        secret_env,
+        ..request(limits())
+    };
+    let (result, log) = fake.run(request, &Cancel::default()).await;
+    assert!(result.unwrap().passed());
+    assert_eq!(log, "key: [secret], again [secret]\n");
+    let stored = std::fs::read_to_string(fake._dir.path().join("instances.json")).unwrap();
+    assert!(!stored.contains("hunter2"), "{stored}");
 }
 
 #[tokio::test]
@@ -252,18 +270,36 @@ async fn an_instance_runs_one_script_only() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     assert!(matches!(
         instance
-            .run_script(&mut sink, &limits(), deadline, &cancel)
+            .run_script(
+                &mut sink,
+                &cairn_run::SecretEnv::default(),
+                &limits(),
+                deadline,
+                &cancel
+            )
             .await,
         Err(RunError::NoScript(_))
     ));
     instance.upload_script(b"true").await.unwrap();
     let result = instance
-        .run_script(&mut sink, &limits(), deadline, &cancel)
+        .run_script(
+            &mut sink,
+            &cairn_run::SecretEnv::default(),
+            &limits(),
+            deadline,
+            &cancel,
+        )
         .await
         .unwrap();
     assert!(result.passed());
     let again = instance
-        .run_script(&mut sink, &limits(), deadline, &cancel)
+        .run_script(
+            &mut sink,
+            &cairn_run::SecretEnv::default(),
+            &limits(),
+            deadline,
+            &cancel,
+        )
         .await;
     assert!(matches!(again, Err(RunError::Stale(_))), "{again:?}");
     let upload = instance.upload_script(b"true").await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cairn_compute::InstanceDriver;
 use cairn_compute::process::ProcessDriver;
-use cairn_run::{Cancel, Reason, RunLimits, RunRequest, RunResult};
+use cairn_run::{Cancel, Reason, RunLimits, RunRequest, RunResult, SecretEnv};
 use support::{SharedSink, cancel_when, limits};
 
 /// Runs `script` in a fresh process instance; checks nothing of the run is left: no record,
@@ -20,13 +20,27 @@ async fn run(
     limits: RunLimits,
     graceful_cancel_on: Option<&'static str>,
 ) -> (RunResult, String) {
+    run_with_secrets(script, limits, graceful_cancel_on, SecretEnv::default()).await
+}
+
+async fn run_with_secrets(
+    script: &str,
+    limits: RunLimits,
+    graceful_cancel_on: Option<&'static str>,
+    secret_env: SecretEnv,
+) -> (RunResult, String) {
     let dir = tempfile::tempdir().unwrap();
     let driver =
         ProcessDriver::new(&serde_json::json!({ "dir": dir.path().join("records") })).unwrap();
     let driver: Arc<dyn InstanceDriver> = Arc::new(driver);
     let run_id = cairn_run::new_run_id();
     let work_dir = dir.path().join("work").join(&run_id);
-    let env = BTreeMap::from([("GREETING".to_owned(), "process".to_owned())]);
+    // Where the driver keeps its records: the script may look there for a leaked secret.
+    let records = dir.path().join("records");
+    let env = BTreeMap::from([
+        ("GREETING".to_owned(), "process".to_owned()),
+        ("RECORDS".to_owned(), records.display().to_string()),
+    ]);
     let request = RunRequest {
         run_id: run_id.clone(),
         script: script.as_bytes().to_vec(),
@@ -34,6 +48,7 @@ async fn run(
         limits,
         work_dir: Some(work_dir.clone()),
         tags: Default::default(),
+        secret_env,
     };
     let mut sink = SharedSink::default();
     let cancel = Cancel::default();
@@ -47,6 +62,25 @@ async fn run(
     assert!(driver.describe(&tags, false).await.unwrap().is_empty());
     assert!(!work_dir.exists());
     (result, sink.text())
+}
+
+#[tokio::test]
+async fn secret_variables_reach_the_script_and_nothing_else() {
+    let value = "it's a \"hunter2\" $HOME `x`\nsecond line";
+    let secret_env =
+        SecretEnv::new(BTreeMap::from([("TOKEN".to_owned(), value.to_owned())])).unwrap();
+    let script = "printf '%s' \"$TOKEN\" > token.txt\n\
+                  [ \"$(cat token.txt)\" = \"$(printf 'it'\\''s a \"hunter2\" $HOME `x`\\nsecond line')\" ] && echo same\n\
+                  echo \"the token is $TOKEN.\"\n\
+                  if grep -rq hunter2 \"$RECORDS\"; then echo RECORDED; else echo unrecorded; fi\n\
+                  read -r line && echo \"stdin: $line\" || echo stdin-empty\n";
+    let (result, log) = run_with_secrets(script, limits(), None, secret_env).await;
+    assert!(result.passed(), "{result:?}: {log}");
+    assert!(log.contains("same\n"), "{log}");
+    assert!(log.contains("the token is [secret]."), "{log}");
+    assert!(log.contains("unrecorded"), "{log}");
+    assert!(log.contains("stdin-empty"), "{log}");
+    assert!(!log.contains("hunter2"), "{log}");
 }
 
 #[tokio::test]

@@ -40,6 +40,7 @@ fn spec(driver: &str, script: &str) -> JobSpec {
         log_silence_seconds: 60,
         max_log_bytes: 4_500_000,
         retries: 1,
+        secret_env: None,
     }
 }
 
@@ -331,4 +332,70 @@ async fn a_worker_stopped_now_gives_its_jobs_back_at_once() {
     let job = setup.queue.job(id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Queued, "{job:?}");
     assert_eq!(job.infra_failures, 0);
+}
+
+/// Every file under `dir`, read as text where it is text.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if std::fs::read(&path)
+            .unwrap_or_default()
+            .windows(needle.len())
+            .any(|window| window == needle.as_bytes())
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_variables_are_sealed_in_the_queue_and_masked_in_the_log() {
+    let setup = setup();
+    let secrets = cairn_run::SecretEnv::new(BTreeMap::from([(
+        "TOKEN".to_owned(),
+        "hunter2-value".to_owned(),
+    )]))
+    .unwrap();
+    let sealed = cairn_run::secrets::seal("queue-passphrase", &secrets).unwrap();
+    let script = "echo \"token=$TOKEN\"\n[ \"${#TOKEN}\" = 13 ] && echo matches\n";
+    let with_secret = || JobSpec {
+        secret_env: Some(sealed.clone()),
+        ..spec("process", script)
+    };
+    let opened = setup.queue.submit(with_secret()).await.unwrap();
+    let mut options = setup.options(1);
+    options.passphrase = Some(cairn_run::Passphrase("queue-passphrase".to_owned()));
+    let (control, worker) = setup.start(options);
+    setup
+        .wait_for(opened, "finished", |job| job.state.is_final())
+        .await;
+    control.drain.cancel();
+    worker.await.unwrap();
+    let job = setup.queue.job(opened).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Passed, "{job:?}");
+    assert_eq!(setup.log(opened).await, "token=[secret]\nmatches\n");
+
+    // A worker without the passphrase gives the job back, and past its retries it errors
+    // saying why; the script never runs.
+    let unopened = setup.queue.submit(with_secret()).await.unwrap();
+    let (control, worker) = setup.start(setup.options(1));
+    setup
+        .wait_for(unopened, "errored", |job| job.state.is_final())
+        .await;
+    control.drain.cancel();
+    worker.await.unwrap();
+    let job = setup.queue.job(unopened).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Errored, "{job:?}");
+    let reason = job.reason.unwrap_or_default();
+    assert!(reason.contains("no passphrase"), "{reason}");
+    assert_eq!(setup.log(unopened).await, "");
+
+    assert_eq!(
+        files_containing(setup.dir.path(), "hunter2"),
+        Vec::<std::path::PathBuf>::new()
+    );
 }

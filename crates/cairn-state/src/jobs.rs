@@ -113,6 +113,20 @@ pub struct JobSpec {
     pub max_log_bytes: u64,
     /// How many times an infrastructure failure requeues the job.
     pub retries: u32,
+    /// Secret variables (`--secret-env`), sealed: the queue never holds them in plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<SealedEnv>,
+}
+
+/// Environment variables sealed with a passphrase (Cairn's passphrase scheme): a worker opens
+/// them with the same passphrase, and masks their values in the job's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedEnv {
+    /// The scheme's salt line (`cairn-v1:...`), which also tells a wrong passphrase.
+    pub salt: String,
+    /// Each variable's sealed value, by name.
+    pub values: BTreeMap<String, String>,
 }
 
 /// A job as the queue holds it.

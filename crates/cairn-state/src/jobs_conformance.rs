@@ -23,6 +23,7 @@ pub fn spec(queue: &str, script: &str) -> JobSpec {
         log_silence_seconds: 600,
         max_log_bytes: 4_500_000,
         retries: 1,
+        secret_env: None,
     }
 }
 

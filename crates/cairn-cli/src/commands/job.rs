@@ -11,7 +11,9 @@ use cairn_state::jobs::{Job, JobError, JobId, JobQueue, JobSpec, JobState, valid
 
 use crate::cli::{JobCommand, JobSubmitArgs};
 use crate::commands::render;
-use crate::commands::run::{flag_settings, info_of, key_values, limits_of, read_script};
+use crate::commands::run::{
+    flag_settings, info_of, key_values, limits_of, read_script, secret_env,
+};
 use crate::workspace::Workspace;
 use crate::{bad_input, output};
 
@@ -50,6 +52,7 @@ async fn submit(workspace: &Workspace, args: JobSubmitArgs) -> anyhow::Result<()
     let info = info_of(&options.driver)?;
     let limits = limits_of(options)?;
     let env = key_values(&options.env, "--env")?;
+    let secret_env = secret_env(&options.secret_env)?;
     let settings = flag_settings(info, &options.set)?;
     // The instance's properties are made by the worker; this checks them as `cairn run` does
     // (the docker driver needs an image). The process driver's working directory is the
@@ -60,6 +63,13 @@ async fn submit(workspace: &Workspace, args: JobSubmitArgs) -> anyhow::Result<()
     let script = read_script(workspace, Some(&args.script))?;
     let script = String::from_utf8(script)
         .map_err(|_| bad_input("the script is not UTF-8 text; a job's script must be"))?;
+    // Sealed here: the queue, its files and its tables never see the values.
+    let sealed_env = if secret_env.is_empty() {
+        None
+    } else {
+        let passphrase = crate::workspace::passphrase().map_err(bad_input)?;
+        Some(cairn_run::secrets::seal(&passphrase, &secret_env).map_err(anyhow::Error::msg)?)
+    };
     let spec = JobSpec {
         queue: args.queue.clone(),
         script,
@@ -71,6 +81,7 @@ async fn submit(workspace: &Workspace, args: JobSubmitArgs) -> anyhow::Result<()
         log_silence_seconds: whole_seconds(limits.log_silence),
         max_log_bytes: limits.max_log,
         retries: args.retries,
+        secret_env: sealed_env,
     };
     let id = workspace.job_queue()?.submit(spec).await?;
     if workspace.global.json {
@@ -197,12 +208,21 @@ fn job_json(job: &Job) -> serde_json::Value {
         "driver": spec.driver,
         "image": spec.image,
         "env": spec.env,
+        "secretEnv": secret_names(spec),
         "settings": spec.settings,
         "timeoutSeconds": spec.timeout_seconds,
         "logSilenceSeconds": spec.log_silence_seconds,
         "maxLogBytes": spec.max_log_bytes,
         "retries": spec.retries,
     })
+}
+
+/// The names of a job's secret variables (their values are sealed).
+fn secret_names(spec: &JobSpec) -> Vec<String> {
+    spec.secret_env
+        .as_ref()
+        .map(|sealed| sealed.values.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn show(json: bool, job: &Job) {
@@ -248,6 +268,13 @@ fn show(json: bool, job: &Job) {
         ["driver".to_owned(), spec.driver.clone()],
         ["image".to_owned(), or_dash(spec.image.clone())],
         ["env".to_owned(), pairs(&spec.env)],
+        [
+            "secret env".to_owned(),
+            match secret_names(spec).join(" ") {
+                names if names.is_empty() => "-".to_owned(),
+                names => format!("{names} (sealed)"),
+            },
+        ],
         ["settings".to_owned(), pairs(&spec.settings)],
         [
             "timeout".to_owned(),

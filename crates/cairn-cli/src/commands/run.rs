@@ -37,6 +37,7 @@ pub async fn run(workspace: &Workspace, args: RunArgs) -> anyhow::Result<()> {
         ..limits_of(&args.options)?
     };
     let env = key_values(&args.options.env, "--env")?;
+    let secret_env = secret_env(&args.options.secret_env)?;
     let run_id = cairn_run::new_run_id();
     let run_dir = workspace.home.join("run");
     let work_dir = cairn_run::work_dir_for(info.name, &run_dir, &run_id);
@@ -57,6 +58,7 @@ pub async fn run(workspace: &Workspace, args: RunArgs) -> anyhow::Result<()> {
         limits,
         work_dir,
         tags: Default::default(),
+        secret_env,
     };
     let json = workspace.global.json;
     let driver = match DriverRegistry::builtin()
@@ -192,6 +194,24 @@ pub(crate) fn key_values(pairs: &[String], flag: &str) -> anyhow::Result<BTreeMa
             _ => Err(bad_input(format!("{flag} `{pair}`: write it as KEY=VALUE"))),
         })
         .collect()
+}
+
+/// The variables `--secret-env` gives: `KEY=VALUE`, or `KEY` for the value of Cairn's own
+/// environment variable (so the value is in no command line and no shell history).
+pub(crate) fn secret_env(flags: &[String]) -> anyhow::Result<cairn_run::SecretEnv> {
+    let values = flags
+        .iter()
+        .map(|flag| match flag.split_once('=') {
+            Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
+            None => match std::env::var(flag) {
+                Ok(value) => Ok((flag.clone(), value)),
+                Err(_) => Err(bad_input(format!(
+                    "--secret-env `{flag}`: Cairn's environment has no variable `{flag}`; set it, or write KEY=VALUE"
+                ))),
+            },
+        })
+        .collect::<anyhow::Result<BTreeMap<String, String>>>()?;
+    cairn_run::SecretEnv::new(values).map_err(|error| bad_input(format!("--secret-env: {error}")))
 }
 
 /// The settings `--set` gives, each one the driver has.

@@ -28,6 +28,11 @@ pub async fn run(workspace: &Workspace, args: WorkerArgs) -> anyhow::Result<()> 
     let mut options = WorkerOptions::new(&name, &args.queue, workspace.home.join("run"));
     options.concurrency = args.concurrency;
     options.drain_timeout = args.drain_timeout.into();
+    // Jobs with secret variables need it; a worker never prompts for it.
+    options.passphrase = crate::workspace::passphrase_from_environment()
+        .transpose()
+        .map_err(|error| anyhow::anyhow!("reading the passphrase: {error}"))?
+        .map(cairn_run::Passphrase);
     let control = WorkerControl::default();
     let signals = watch_signals(control.clone())?;
     let json = workspace.global.json;

@@ -227,6 +227,45 @@ fn the_process_driver_runs_a_script_from_stdin() {
     assert!(process_records(&context).is_empty());
 }
 
+#[test]
+fn secret_variables_are_masked_in_the_output() {
+    let context = context_with_script(
+        "echo \"token=$TOKEN other=$OTHER\"\n[ \"${#TOKEN}\" = 16 ] && echo right-length\n",
+    );
+    let run = context
+        .command(&[
+            "run",
+            "job.sh",
+            "--driver",
+            "process",
+            "--secret-env",
+            "TOKEN",
+            "--secret-env",
+            "OTHER=on-the-line",
+        ])
+        .env("TOKEN", "hunter2-from-env")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(stdout, "token=[secret] other=[secret]\nright-length\n");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !stderr.contains("hunter2") && !stderr.contains("on-the-line"),
+        "{stderr}"
+    );
+    let refused = context.cairn(&[
+        "run",
+        "job.sh",
+        "--driver",
+        "process",
+        "--secret-env",
+        "UNSET_HERE",
+    ]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("UNSET_HERE"), "{}", refused.stderr);
+}
+
 fn interrupt(child: &std::process::Child) {
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])

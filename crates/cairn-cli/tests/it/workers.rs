@@ -173,6 +173,89 @@ fn a_worker_runs_submitted_jobs_and_stops_when_told() {
     }
 }
 
+/// Files under `dir` holding `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if std::fs::read(&path)
+            .unwrap_or_default()
+            .windows(needle.len())
+            .any(|window| window == needle.as_bytes())
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_jobs_secret_variables_are_sealed_shown_by_name_and_masked() {
+    let context = TestContext::new();
+    let script = context.project().join("secret.sh");
+    std::fs::write(&script, "echo \"token=$TOKEN, key=$KEY\"\n").unwrap();
+    let script = script.to_str().unwrap();
+    let submit = |args: &[&str], passphrase: bool| {
+        let mut command =
+            context.command(&[&["job", "submit", script, "--driver", "process"], args].concat());
+        command.env("TOKEN", "hunter2-from-env");
+        if !passphrase {
+            command.env_remove("CAIRN_CONFIG_PASSPHRASE");
+        }
+        command.output().unwrap()
+    };
+    // Without a passphrase there is nothing to seal with: refused, nothing queued.
+    let refused = submit(&["--secret-env", "TOKEN"], false);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("passphrase"));
+    for bad in ["1BAD=x", "NOT_SET_ANYWHERE"] {
+        let refused = submit(&["--secret-env", bad], true);
+        assert_eq!(refused.status.code(), Some(2), "{bad}: {refused:?}");
+    }
+    assert!(jobs(&context).is_empty());
+
+    let queued = submit(
+        &[
+            "--secret-env",
+            "TOKEN",
+            "--secret-env",
+            "KEY=k3y-on-the-line",
+        ],
+        true,
+    );
+    assert!(queued.status.success(), "{queued:?}");
+    let shown = context
+        .cairn(&["job", "show", "1", "--json"])
+        .success()
+        .stdout;
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["secretEnv"], serde_json::json!(["KEY", "TOKEN"]));
+    let text = context.cairn(&["job", "show", "1"]).success().stdout;
+    assert!(text.contains("KEY TOKEN (sealed)"), "{text}");
+
+    let worker = spawn_worker(&context, "sealed", 1);
+    wait_for_jobs(
+        &context,
+        "the job finishing",
+        Duration::from_secs(60),
+        |jobs| jobs.iter().all(is_final),
+    );
+    assert_eq!(drain(&context, worker, "sealed"), Some(0));
+    assert_eq!(jobs(&context)[0]["state"], "passed");
+    assert_eq!(
+        context.cairn(&["job", "logs", "1"]).success().stdout,
+        "token=[secret], key=[secret]\n"
+    );
+    for secret in ["hunter2-from-env", "k3y-on-the-line"] {
+        assert_eq!(
+            files_containing(context.root.path(), secret),
+            Vec::<std::path::PathBuf>::new()
+        );
+    }
+}
+
 const LEDGER_SCRIPT: &str = "\
 echo \"start $CAIRN_JOB_ID $CAIRN_JOB_ATTEMPT $(date +%s%N)\" >> \"$LEDGER\"
 sleep 0.$((CAIRN_JOB_ID % 4 + 1))
@@ -236,6 +319,7 @@ fn torture_killed_and_frozen_workers_lose_no_job_and_run_none_twice_at_once() {
             log_silence_seconds: 300,
             max_log_bytes: 4_500_000,
             retries: 2,
+            secret_env: None,
         };
         runtime.block_on(queue.submit(spec)).unwrap();
     }
