@@ -47,6 +47,29 @@ pub struct RunRequest {
     pub tags: BTreeMap<String, String>,
     /// Variables the script sees and the log masks; never part of the instance's properties.
     pub secret_env: SecretEnv,
+    /// Asked just before the script starts: a worker whose claim may have run out (it was
+    /// frozen) must not start a script another worker may be running.
+    pub fence: Option<Fence>,
+}
+
+/// Whether a run may still start its script.
+#[derive(Clone)]
+pub struct Fence(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Fence {
+    pub fn new(holds: impl Fn() -> bool + Send + Sync + 'static) -> Fence {
+        Fence(Arc::new(holds))
+    }
+
+    pub fn holds(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Fence(..)")
+    }
 }
 
 /// A fresh run ID (what `cairn.run` tags carry).
@@ -225,7 +248,9 @@ async fn run_on_instance(
         () = cancel.hard.cancelled() => None,
         () = tokio::time::sleep_until(deadline) => None,
     };
+    let fenced_off = request.fence.as_ref().is_some_and(|fence| !fence.holds());
     let outcome = match uploaded {
+        Some(Ok(())) if fenced_off => Ok(not_run(Reason::Cancelled)),
         Some(Ok(())) => {
             instance
                 .run_script(sink, &request.secret_env, limits, deadline, cancel)

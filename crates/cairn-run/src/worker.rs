@@ -26,11 +26,15 @@ use cairn_state::jobs::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{Cancel, Passphrase, Reason, RunLimits, RunRequest, RunResult, SecretEnv};
+use crate::{Cancel, Fence, Passphrase, Reason, RunLimits, RunRequest, RunResult, SecretEnv};
 
 /// The tag naming the worker on every instance it starts: a worker restarted under the same
 /// name removes what its earlier life left running.
 pub const WORKER_TAG: &str = "cairn.worker";
+
+/// The tag naming the job on every instance of its runs: a later attempt removes what an
+/// earlier one left running (its worker killed or frozen), so two never run at once.
+pub const JOB_TAG: &str = "cairn.job";
 
 /// How long a worker's claim lasts without a heartbeat.
 pub const LEASE: Duration = Duration::from_secs(10);
@@ -293,6 +297,8 @@ async fn run_job(
             ))),
         }
     };
+    // The claim's lease was just set: it counts from here on this side.
+    let renewed = Renewed::now();
     let spec = &job.spec;
     let run_id = crate::new_run_id();
     let mut settings = spec.settings.clone();
@@ -325,6 +331,11 @@ async fn run_job(
         Ok(driver) => driver,
         Err(error) => return requeue(format!("the {} driver: {error}", spec.driver), true).await,
     };
+    if attempt.number > 1 {
+        if let Err(error) = remove_earlier_attempts(driver.as_ref(), attempt.job).await {
+            return requeue(error, true).await;
+        }
+    }
     if let Err(error) = queue.start(attempt).await {
         return match error {
             JobError::Stale { .. } => events(WorkerEvent::Lost { attempt }),
@@ -342,8 +353,16 @@ async fn run_job(
             grace: options.grace,
         },
         work_dir,
-        tags: BTreeMap::from([(WORKER_TAG.to_owned(), options.name.clone())]),
+        tags: BTreeMap::from([
+            (WORKER_TAG.to_owned(), options.name.clone()),
+            (JOB_TAG.to_owned(), attempt.job.to_string()),
+        ]),
         secret_env,
+        fence: Some(Fence::new({
+            let renewed = renewed.clone();
+            let lease = options.lease;
+            move || renewed.holds(lease)
+        })),
     };
     let log = LogBuffer::default();
     let cancel = Cancel::default();
@@ -357,6 +376,7 @@ async fn run_job(
         log.clone(),
         cancel.clone(),
         stopped.clone(),
+        renewed.clone(),
         run_done.clone(),
     ));
     let mut sink = log.clone();
@@ -364,7 +384,12 @@ async fn run_job(
     run_done.cancel();
     // The keeper flushes what is left of the log before it ends.
     let _ = keeper.await;
-    let stop = *stopped.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stop = *stopped.lock().unwrap_or_else(|e| e.into_inner());
+    if stop.is_none() && !renewed.holds(options.lease) {
+        // The claim ran out here before the run ended (the worker was frozen): the queue
+        // may have given the job to another worker, so nothing is written for it.
+        stop = Some(Stop::Lost);
+    }
     match (stop, outcome) {
         (Some(Stop::Lost), _) => events(WorkerEvent::Lost { attempt }),
         (Some(Stop::GiveBack), _) => {
@@ -388,6 +413,56 @@ async fn run_job(
             finish(queue, events, attempt, outcome).await;
         }
         (None, Err(error)) => requeue(error.to_string(), true).await,
+    }
+}
+
+/// Removes the instances of a job's earlier attempts that are still there: a killed worker's
+/// container runs on, a frozen one's waits to. The new attempt starts only once they are gone.
+async fn remove_earlier_attempts(
+    driver: &dyn cairn_compute::InstanceDriver,
+    job: cairn_state::jobs::JobId,
+) -> Result<(), String> {
+    let tags = BTreeMap::from([(JOB_TAG.to_owned(), job.to_string())]);
+    let earlier = driver
+        .describe(&tags, false)
+        .await
+        .map_err(|error| format!("looking for earlier attempts' instances: {error}"))?;
+    for instance in earlier {
+        driver
+            .destroy(&instance.id, cairn_compute::DestroyReason::Terminate)
+            .await
+            .map_err(|error| {
+                format!(
+                    "removing instance `{}` of an earlier attempt: {error}",
+                    instance.id
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// When the worker last renewed its claim, as its own clock says (which runs on while the
+/// process is frozen, unlike its timers' turns).
+#[derive(Clone)]
+struct Renewed(Arc<Mutex<tokio::time::Instant>>);
+
+impl Renewed {
+    fn now() -> Renewed {
+        Renewed(Arc::new(Mutex::new(tokio::time::Instant::now())))
+    }
+
+    fn renew(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+    }
+
+    /// Whether the claim surely still holds: renewed within half the lease (the queue counts
+    /// the lease from the claim, a moment before this side does).
+    fn holds(&self, lease: Duration) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).elapsed() < lease / 2
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
     }
 }
 
@@ -458,6 +533,7 @@ async fn keep_claim(
     log: LogBuffer,
     cancel: Cancel,
     stopped: Arc<Mutex<Option<Stop>>>,
+    renewed: Renewed,
     run_done: CancellationToken,
 ) {
     let stop = |why: Stop, hard: bool| {
@@ -481,7 +557,6 @@ async fn keep_claim(
     // After a freeze (SIGSTOP), one tick each, not one per missed period.
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_renewed = tokio::time::Instant::now();
     let drain_deadline = async {
         control.drain.cancelled().await;
         tokio::time::sleep(options.drain_timeout).await;
@@ -502,7 +577,7 @@ async fn keep_claim(
             }
             _ = heartbeat.tick() => match queue.heartbeat(attempt, options.lease).await {
                 Ok(beat) => {
-                    last_renewed = tokio::time::Instant::now();
+                    renewed.renew();
                     if beat.cancel_requested {
                         stop(Stop::Cancelled, false);
                     }
@@ -510,7 +585,7 @@ async fn keep_claim(
                 Err(JobError::Stale { .. }) => stop(Stop::Lost, true),
                 // The queue is unreachable: once the lease has run out here too, someone
                 // else may have the job, so this run stops.
-                Err(_) if last_renewed.elapsed() >= options.lease => stop(Stop::Lost, true),
+                Err(_) if renewed.elapsed() >= options.lease => stop(Stop::Lost, true),
                 Err(_) => {}
             },
             // Once given back, the run is being stopped: these fire once, not at every turn.

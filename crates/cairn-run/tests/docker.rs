@@ -104,6 +104,7 @@ async fn run_with_secrets(
         work_dir: None,
         tags: Default::default(),
         secret_env,
+        fence: None,
     };
     let run_id = request.run_id.clone();
     let mut sink = SharedSink::default();
@@ -289,6 +290,7 @@ async fn an_image_that_does_not_exist_is_an_infrastructure_error() {
         work_dir: None,
         tags: Default::default(),
         secret_env: Default::default(),
+        fence: None,
     };
     let run_id = request.run_id.clone();
     let driver: Arc<dyn InstanceDriver> = Arc::new(driver);

@@ -36,6 +36,7 @@ fn request(limits: RunLimits) -> RunRequest {
         work_dir: None,
         tags: Default::default(),
         secret_env: Default::default(),
+        fence: None,
     }
 }
 
@@ -72,6 +73,20 @@ async fn secret_values_in_the_log_are_masked_and_never_stored_by_the_driver() {
     assert_eq!(log, "key: [secret], again [secret]\n");
     let stored = std::fs::read_to_string(fake._dir.path().join("instances.json")).unwrap();
     assert!(!stored.contains("hunter2"), "{stored}");
+}
+
+#[tokio::test]
+async fn a_fence_that_no_longer_holds_keeps_the_script_from_starting() {
+    let fake = fake(serde_json::json!({ "logOutput": "ran\\n" }));
+    let request = RunRequest {
+        fence: Some(cairn_run::Fence::new(|| false)),
+        ..request(limits())
+    };
+    let (result, log) = fake.run(request, &Cancel::default()).await;
+    let result = result.unwrap();
+    assert!(!result.completed, "{result:?}");
+    assert_eq!(result.reason, Reason::Cancelled);
+    assert_eq!(log, "");
 }
 
 #[tokio::test]

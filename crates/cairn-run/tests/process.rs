@@ -49,6 +49,7 @@ async fn run_with_secrets(
         work_dir: Some(work_dir.clone()),
         tags: Default::default(),
         secret_env,
+        fence: None,
     };
     let mut sink = SharedSink::default();
     let cancel = Cancel::default();

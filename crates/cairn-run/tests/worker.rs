@@ -399,3 +399,63 @@ async fn secret_variables_are_sealed_in_the_queue_and_masked_in_the_log() {
         Vec::<std::path::PathBuf>::new()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_attempt_first_removes_what_an_earlier_one_left_running() {
+    let setup = setup();
+    let id = setup
+        .queue
+        .submit(spec("process", "echo second attempt\n"))
+        .await
+        .unwrap();
+    // A worker that claimed the job and died (no heartbeat), leaving its instance running.
+    let (_, ghost) = setup
+        .queue
+        .claim("default", "ghost", Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ghost.number, 1);
+    let settings = BTreeMap::from([(
+        "dir".to_owned(),
+        setup
+            .dir
+            .path()
+            .join("run")
+            .join("process")
+            .display()
+            .to_string(),
+    )]);
+    let driver = DriverRegistry::builtin()
+        .build_from_strings("process", &settings)
+        .await
+        .unwrap();
+    let tags = BTreeMap::from([(cairn_run::worker::JOB_TAG.to_owned(), id.to_string())]);
+    let leftover = driver
+        .provision(cairn_compute::InstanceSpec {
+            properties: serde_json::json!({
+                "command": ["/bin/sh", "-c", "exec sleep 300"],
+                "workingDir": setup.dir.path(),
+            }),
+            tags: tags.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let (control, worker) = setup.start(setup.options(1));
+    setup
+        .wait_for(id, "finished", |job| job.state.is_final())
+        .await;
+    control.drain.cancel();
+    worker.await.unwrap();
+    let job = setup.queue.job(id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempt), (JobState::Passed, 2), "{job:?}");
+    let left = driver.describe(&tags, false).await.unwrap();
+    assert!(
+        left.iter().all(|instance| instance.id != leftover),
+        "the earlier attempt's instance is still there: {left:?}"
+    );
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -59,6 +59,7 @@ pub async fn run(workspace: &Workspace, args: RunArgs) -> anyhow::Result<()> {
         work_dir,
         tags: Default::default(),
         secret_env,
+        fence: None,
     };
     let json = workspace.global.json;
     let driver = match DriverRegistry::builtin()
