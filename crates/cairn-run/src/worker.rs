@@ -331,10 +331,10 @@ async fn run_job(
         Ok(driver) => driver,
         Err(error) => return requeue(format!("the {} driver: {error}", spec.driver), true).await,
     };
-    if attempt.number > 1 {
-        if let Err(error) = remove_earlier_attempts(driver.as_ref(), attempt.job).await {
-            return requeue(error, true).await;
-        }
+    if attempt.number > 1
+        && let Err(error) = remove_earlier_attempts(driver.as_ref(), attempt.job).await
+    {
+        return requeue(error, true).await;
     }
     if let Err(error) = queue.start(attempt).await {
         return match error {
