@@ -39,7 +39,9 @@ pub async fn run(workspace: &Workspace, command: JobCommand) -> anyhow::Result<(
             show(json, &job);
             Ok(())
         }
-        JobCommand::Logs { id, follow } => logs(workspace.job_queue()?.as_ref(), id, follow).await,
+        JobCommand::Logs { id, follow } => {
+            logs(workspace.job_queue()?.as_ref(), id, follow, json).await
+        }
         JobCommand::Cancel { id } => cancel(json, workspace.job_queue()?.as_ref(), id).await,
         JobCommand::Restart { id } => restart(json, workspace.job_queue()?.as_ref(), id).await,
     }
@@ -54,6 +56,7 @@ async fn submit(workspace: &Workspace, args: JobSubmitArgs) -> anyhow::Result<()
     let env = key_values(&options.env, "--env")?;
     let secret_env = secret_env(&options.secret_env)?;
     let settings = flag_settings(info, &options.set)?;
+    check_setting_values(workspace, info.name, &settings).await?;
     // The instance's properties are made by the worker; this checks them as `cairn run` does
     // (the docker driver needs an image). The process driver's working directory is the
     // worker's, so any stands in for it here.
@@ -90,6 +93,25 @@ async fn submit(workspace: &Workspace, args: JobSubmitArgs) -> anyhow::Result<()
         output::line(&id.to_string());
     }
     Ok(())
+}
+
+/// Builds the driver as a worker will, to refuse a setting's bad value now rather than
+/// queue a job that can only error. A driver that cannot be reached from here (no Docker
+/// Engine on this machine) is the worker's business, not an error.
+async fn check_setting_values(
+    workspace: &Workspace,
+    driver: &str,
+    settings: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let mut probe = settings.clone();
+    cairn_run::default_settings(driver, &workspace.home.join("run"), &mut probe);
+    match cairn_compute::DriverRegistry::builtin()
+        .build_from_strings(driver, &probe)
+        .await
+    {
+        Err(cairn_compute::DriverError::Invalid(message)) => Err(bad_input(message)),
+        _ => Ok(()),
+    }
 }
 
 /// A job's limits are whole seconds; a fraction rounds up, so no limit becomes 0.
@@ -305,14 +327,64 @@ fn show(json: bool, job: &Job) {
 /// Prints the current attempt's log; with `follow`, keeps printing what is appended until the
 /// job is finished. When the job moves to a new attempt (its worker died and another took it),
 /// the new attempt's log is printed from its beginning, after a line on stderr.
-async fn logs(queue: &dyn JobQueue, id: JobId, follow: bool) -> anyhow::Result<()> {
-    let mut sink = output::LogSink::new(false);
+async fn logs(queue: &dyn JobQueue, id: JobId, follow: bool, json: bool) -> anyhow::Result<()> {
+    match print_logs(queue, id, follow, json).await {
+        // The reader went away (`cairn job logs 7 | head`): output ends quietly.
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|error| error.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Where a job's log goes: the bytes as they are, or (`--json`) one JSON object per chunk,
+/// `{"attempt": N, "text": "..."}`.
+enum LogOutput {
+    Raw(output::LogSink),
+    Json,
+}
+
+impl LogOutput {
+    fn write(&mut self, attempt: u32, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            LogOutput::Raw(sink) => {
+                sink.write_all(bytes)?;
+                sink.flush()
+            }
+            LogOutput::Json if bytes.is_empty() => Ok(()),
+            LogOutput::Json => {
+                let line = serde_json::json!({
+                    "attempt": attempt,
+                    "text": String::from_utf8_lossy(bytes),
+                });
+                let mut stdout = std::io::stdout().lock();
+                writeln!(stdout, "{line}")?;
+                stdout.flush()
+            }
+        }
+    }
+}
+
+async fn print_logs(
+    queue: &dyn JobQueue,
+    id: JobId,
+    follow: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut sink = if json {
+        LogOutput::Json
+    } else {
+        LogOutput::Raw(output::LogSink::new(false))
+    };
     // The job is always read before its log: when it was already finished, the log read after
     // it is the whole of its last attempt's.
     let mut job = existing(queue, id).await?;
     if !follow {
-        sink.write_all(&queue.logs(id, 0).await?)?;
-        sink.flush()?;
+        sink.write(job.attempt, &queue.logs(id, 0).await?)?;
         return Ok(());
     }
     let mut attempt = job.attempt;
@@ -332,8 +404,7 @@ async fn logs(queue: &dyn JobQueue, id: JobId, follow: bool) -> anyhow::Result<(
             continue;
         }
         offset += bytes.len() as u64;
-        sink.write_all(&bytes)?;
-        sink.flush()?;
+        sink.write(attempt, &bytes)?;
         if job.state.is_final() {
             return Ok(());
         }

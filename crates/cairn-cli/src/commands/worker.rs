@@ -150,7 +150,12 @@ fn report(json: bool, event: &WorkerEvent) {
             reason,
             state,
         } => (
-            "requeued",
+            // Given back past its retries, the job ended: reported as every other end is.
+            if state.is_final() {
+                "finished"
+            } else {
+                "requeued"
+            },
             Some(attempt.job),
             format!("job {} given back ({reason}); it is {state}", attempt.job),
             serde_json::json!({ "attempt": attempt.number, "state": state, "reason": reason }),

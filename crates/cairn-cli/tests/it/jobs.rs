@@ -319,7 +319,7 @@ fn bad_job_input_exits_2_and_queues_nothing() {
         "true
 ",
     );
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["--queue", ".."], "`..` is not a queue name"),
         (&["--queue", "a/b"], "`a/b` is not a queue name"),
         (&["--queue", ""], "is not a queue name"),
@@ -333,6 +333,14 @@ fn bad_job_input_exits_2_and_queues_nothing() {
             "has no setting `noSuchSetting`",
         ),
         (&["--env", "NOEQUALS"], "write it as KEY=VALUE"),
+        (
+            &["--set", "startupDuration=soon"],
+            "the fake driver's `startupDuration`",
+        ),
+        (
+            &["--secret-env", "2X=y"],
+            "not an environment variable name",
+        ),
         (&["--timeout", "5 minutes"], "--timeout"),
         (&["--max-log", "lots"], "--max-log"),
     ];
@@ -422,6 +430,16 @@ fn job_logs_prints_the_current_attempts_log() {
             .stdout,
         "hello\nworld\n"
     );
+    // --json: one object per chunk, with its attempt.
+    let printed = context
+        .cairn(&["job", "logs", "1", "--json"])
+        .success()
+        .stdout;
+    let chunk: serde_json::Value = serde_json::from_str(printed.trim_end()).unwrap();
+    assert_eq!(
+        chunk,
+        serde_json::json!({ "attempt": 1, "text": "hello\nworld\n" })
+    );
     let job = json_of(&context, &["job", "show", "1"]);
     assert_eq!(job["state"], "failed");
     assert_eq!(job["exitCode"], 3);
@@ -434,6 +452,28 @@ fn job_logs_prints_the_current_attempts_log() {
         "{table}"
     );
     assert_eq!(row.last(), Some(&"3"), "{table}");
+}
+
+#[test]
+fn a_reader_that_goes_away_early_is_no_error() {
+    let context = context_with_script("true\n");
+    submit(&context, &[]);
+    let worker = Worker::new(&context);
+    let attempt = worker.claim("default");
+    worker.start(attempt);
+    worker.log(attempt, &"a line of the log\n".repeat(100_000));
+    worker.finish(attempt, JobState::Passed, 0);
+    // As `cairn job logs 1 | head -1`: the pipe's reading end closes before the log is out.
+    let mut child = context
+        .command(&["job", "logs", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
 }
 
 #[test]
