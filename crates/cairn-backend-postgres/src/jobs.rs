@@ -6,6 +6,7 @@
 //! cairn_jobs` with the queue's name, which idle workers `LISTEN` for on a connection of their
 //! own. Times are the database's clock, so machines with skewed clocks agree on leases.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use cairn_state::jobs::{
     Rescued, validate_queue_name,
 };
 use tokio::sync::{Mutex, RwLock, broadcast};
-use tokio_postgres::{Client, Row};
+use tokio_postgres::{Client, Row, Statement};
 
 /// The database's clock, in Unix milliseconds.
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -37,10 +38,72 @@ pub(crate) type Listener = broadcast::Sender<String>;
 pub struct PostgresJobQueue {
     /// Replaced by a new connection when the server closed it (a restart, a cut network): a
     /// worker outlives its database's restarts.
-    client: RwLock<Arc<Client>>,
+    connection: RwLock<Arc<Connection>>,
     connect: Connect,
     /// The `LISTEN`ing connection, made by the first wait (and again once closed).
     listener: Mutex<Option<(Client, Listener)>>,
+}
+
+/// A connection and the statements prepared on it. A worker runs the same few statements for
+/// every job: prepared once, each costs the server no parsing or planning and one round trip
+/// instead of two.
+struct Connection {
+    client: Arc<Client>,
+    statements: std::sync::Mutex<HashMap<String, Statement>>,
+}
+
+impl Connection {
+    fn new(client: Arc<Client>) -> Connection {
+        Connection {
+            client,
+            statements: std::sync::Mutex::default(),
+        }
+    }
+
+    async fn statement(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        let cached = self
+            .statements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sql)
+            .cloned();
+        if let Some(statement) = cached {
+            return Ok(statement);
+        }
+        let statement = self.client.prepare(sql).await?;
+        self.statements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let statement = self.statement(sql).await?;
+        self.client.query(&statement, params).await
+    }
+
+    async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let statement = self.statement(sql).await?;
+        self.client.query_opt(&statement, params).await
+    }
+
+    async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error> {
+        let statement = self.statement(sql).await?;
+        self.client.query_one(&statement, params).await
+    }
 }
 
 fn failed(action: &str) -> impl Fn(tokio_postgres::Error) -> JobError + '_ {
@@ -99,7 +162,7 @@ fn requeue_set(inc: &str, reason: &str) -> String {
 impl PostgresJobQueue {
     pub(crate) fn new(client: Arc<Client>, connect: Connect) -> PostgresJobQueue {
         PostgresJobQueue {
-            client: RwLock::new(client),
+            connection: RwLock::new(Arc::new(Connection::new(client))),
             connect,
             listener: Mutex::new(None),
         }
@@ -107,19 +170,19 @@ impl PostgresJobQueue {
 
     /// The connection, made anew when the server has closed it. The statement that found it
     /// closed failed; the next one runs on the new connection.
-    async fn client(&self) -> JobResult<Arc<Client>> {
+    async fn client(&self) -> JobResult<Arc<Connection>> {
         {
-            let client = self.client.read().await;
-            if !client.is_closed() {
-                return Ok(client.clone());
+            let connection = self.connection.read().await;
+            if !connection.client.is_closed() {
+                return Ok(connection.clone());
             }
         }
-        let mut client = self.client.write().await;
-        if client.is_closed() {
+        let mut connection = self.connection.write().await;
+        if connection.client.is_closed() {
             let (fresh, _notifications) = (self.connect)().await?;
-            *client = Arc::new(fresh);
+            *connection = Arc::new(Connection::new(Arc::new(fresh)));
         }
-        Ok(client.clone())
+        Ok(connection.clone())
     }
 
     /// Why a fenced write changed no row: the job is gone, or the attempt is not current.
@@ -190,31 +253,47 @@ impl JobQueue for PostgresJobQueue {
         worker: &str,
         lease: Duration,
     ) -> JobResult<Option<(Job, Attempt)>> {
+        Ok(self.claim_many(queue, worker, lease, 1).await?.pop())
+    }
+
+    async fn claim_many(
+        &self,
+        queue: &str,
+        worker: &str,
+        lease: Duration,
+        max: usize,
+    ) -> JobResult<Vec<(Job, Attempt)>> {
         validate_queue_name(queue)?;
         let sql = format!(
             "UPDATE cairn_jobs SET state = 'received', attempt = attempt + 1, worker = $2,
                  lease_expires_ms = {NOW_MS} + $3
-             WHERE state = 'queued' AND id = (
+             WHERE state = 'queued' AND id IN (
                  SELECT id FROM cairn_jobs WHERE queue = $1 AND state = 'queued'
-                 ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
+                 ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $4)
              RETURNING {COLUMNS}"
         );
         let lease_ms = lease.as_millis() as i64;
-        let row = self
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = self
             .client()
             .await?
-            .query_opt(&sql, &[&queue, &worker, &lease_ms])
+            .query(&sql, &[&queue, &worker, &lease_ms, &max])
             .await
-            .map_err(failed("claiming a job"))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let job = job_of(&row)?;
-        let attempt = Attempt {
-            job: job.id,
-            number: job.attempt,
-        };
-        Ok(Some((job, attempt)))
+            .map_err(failed("claiming jobs"))?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| {
+                let job = job_of(row)?;
+                let attempt = Attempt {
+                    job: job.id,
+                    number: job.attempt,
+                };
+                Ok((job, attempt))
+            })
+            .collect::<JobResult<Vec<_>>>()?;
+        // Oldest first, as the queue's order says (RETURNING keeps none).
+        claimed.sort_by_key(|(job, _)| job.id);
+        Ok(claimed)
     }
 
     async fn start(&self, attempt: Attempt) -> JobResult<()> {

@@ -148,26 +148,31 @@ pub async fn work(
             }
             next_rescue = tokio::time::Instant::now() + options.rescue_every;
         }
-        // A slot first: a claim is only made when the job can start at once.
+        // Slots first: a claim is only made for jobs that can start at once. Every free slot
+        // is filled by one claim.
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.map_err(|_| JobError::Storage("the worker's slots closed".to_owned()))?,
             () = control.drain.cancelled() => break,
             () = control.now.cancelled() => break,
         };
+        let mut free = vec![slot];
+        while let Ok(slot) = slots.clone().try_acquire_owned() {
+            free.push(slot);
+        }
         let claimed = match queue
-            .claim(&options.queue, &options.name, options.lease)
+            .claim_many(&options.queue, &options.name, options.lease, free.len())
             .await
         {
             Ok(claimed) => claimed,
             Err(error) => {
                 events(WorkerEvent::Problem(format!("claiming a job: {error}")));
-                drop(slot);
+                drop(free);
                 tokio::time::sleep(options.heartbeat).await;
                 continue;
             }
         };
-        let Some((job, attempt)) = claimed else {
-            drop(slot);
+        if claimed.is_empty() {
+            drop(free);
             let until_rescue = next_rescue.saturating_duration_since(tokio::time::Instant::now());
             tokio::select! {
                 waited = queue.wait_for_work(&options.queue, until_rescue.max(Duration::from_millis(10))) => {
@@ -180,22 +185,26 @@ pub async fn work(
                 () = control.now.cancelled() => break,
             }
             continue;
-        };
-        events(WorkerEvent::Claimed {
-            job: Box::new(job.clone()),
-            attempt,
-        });
-        let (queue, registry, options, control, events) = (
-            queue.clone(),
-            registry.clone(),
-            options.clone(),
-            control.clone(),
-            events.clone(),
-        );
-        running.spawn(async move {
-            run_job(&queue, &registry, &options, &control, &events, job, attempt).await;
-            drop(slot);
-        });
+        }
+        // The slots claims did not fill go back now; each job keeps its own until it ends.
+        free.truncate(claimed.len());
+        for ((job, attempt), slot) in claimed.into_iter().zip(free) {
+            events(WorkerEvent::Claimed {
+                job: Box::new(job.clone()),
+                attempt,
+            });
+            let (queue, registry, options, control, events) = (
+                queue.clone(),
+                registry.clone(),
+                options.clone(),
+                control.clone(),
+                events.clone(),
+            );
+            running.spawn(async move {
+                run_job(&queue, &registry, &options, &control, &events, job, attempt).await;
+                drop(slot);
+            });
+        }
         // Reap what has finished, so the set does not grow with every job.
         while running.try_join_next().is_some() {}
     }

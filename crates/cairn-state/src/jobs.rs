@@ -231,6 +231,26 @@ pub trait JobQueue: Send + Sync {
         lease: Duration,
     ) -> JobResult<Option<(Job, Attempt)>>;
 
+    /// Takes up to `max` of the oldest queued jobs of `queue` at once (a worker with several
+    /// free slots), as `claim` takes one. Backends where a claim costs a round trip or a
+    /// commit do it in one; the default claims them one by one.
+    async fn claim_many(
+        &self,
+        queue: &str,
+        worker: &str,
+        lease: Duration,
+        max: usize,
+    ) -> JobResult<Vec<(Job, Attempt)>> {
+        let mut claimed = Vec::new();
+        while claimed.len() < max {
+            match self.claim(queue, worker, lease).await? {
+                Some(job) => claimed.push(job),
+                None => break,
+            }
+        }
+        Ok(claimed)
+    }
+
     /// The script starts (received → started).
     async fn start(&self, attempt: Attempt) -> JobResult<()>;
 

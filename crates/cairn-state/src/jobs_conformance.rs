@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::jobs::{Attempt, JobError, JobQueue, JobSpec, JobState, Outcome};
+use crate::jobs::{Attempt, JobError, JobId, JobQueue, JobSpec, JobState, Outcome};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -49,7 +49,92 @@ pub async fn run_all(queue: Arc<dyn JobQueue>) {
     cancel_ends_queued_jobs_and_asks_workers_to_stop_claimed_ones(queue.as_ref()).await;
     a_restarted_job_runs_again_with_a_fresh_log(queue.as_ref()).await;
     bad_names_and_unknown_jobs_are_refused(queue.as_ref()).await;
-    concurrent_claims_take_each_job_once(queue).await;
+    claim_many_takes_the_oldest_up_to_its_max(queue.as_ref()).await;
+    concurrent_claims_take_each_job_once(queue.clone()).await;
+    concurrent_batch_claims_take_each_job_once(queue).await;
+}
+
+async fn claim_many_takes_the_oldest_up_to_its_max(queue: &dyn JobQueue) {
+    let mut ids = Vec::new();
+    for index in 0..3 {
+        ids.push(
+            queue
+                .submit(spec("batch", &format!("job {index}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let first = queue.claim_many("batch", "w1", LEASE, 2).await.unwrap();
+    let taken: Vec<JobId> = first.iter().map(|(job, _)| job.id).collect();
+    assert_eq!(taken, ids[..2]);
+    for (job, attempt) in &first {
+        assert_eq!(job.state, JobState::Received);
+        assert_eq!(
+            *attempt,
+            Attempt {
+                job: job.id,
+                number: 1
+            }
+        );
+    }
+    let rest = queue.claim_many("batch", "w2", LEASE, 5).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].0.id, ids[2]);
+    assert!(
+        queue
+            .claim_many("batch", "w3", LEASE, 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for (_, attempt) in first.into_iter().chain(rest) {
+        queue
+            .finish(attempt, outcome(JobState::Passed, Some(0)))
+            .await
+            .unwrap();
+    }
+}
+
+async fn concurrent_batch_claims_take_each_job_once(queue: Arc<dyn JobQueue>) {
+    const JOBS: usize = 40;
+    let mut submitted = HashSet::new();
+    for index in 0..JOBS {
+        submitted.insert(
+            queue
+                .submit(spec("race-batch", &format!("job {index}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut workers = Vec::new();
+    for worker in 0..4 {
+        let queue = queue.clone();
+        workers.push(tokio::spawn(async move {
+            let mut taken = Vec::new();
+            loop {
+                let claimed = queue
+                    .claim_many("race-batch", &format!("w{worker}"), LEASE, 3)
+                    .await
+                    .unwrap();
+                if claimed.is_empty() {
+                    return taken;
+                }
+                for (job, attempt) in claimed {
+                    queue
+                        .finish(attempt, outcome(JobState::Passed, Some(0)))
+                        .await
+                        .unwrap();
+                    taken.push(job.id);
+                }
+            }
+        }));
+    }
+    let mut taken = Vec::new();
+    for worker in workers {
+        taken.extend(worker.await.unwrap());
+    }
+    assert_eq!(taken.len(), JOBS, "a job was claimed twice or not at all");
+    assert_eq!(taken.into_iter().collect::<HashSet<_>>(), submitted);
 }
 
 async fn a_job_goes_from_queued_to_passed_with_its_log(queue: &dyn JobQueue) {
