@@ -277,9 +277,14 @@ fn interrupt(child: &std::process::Child) {
 /// Starts `cairn run` of `script` on the process driver; returns once the script printed
 /// `ready`.
 fn start_process_run(context: &TestContext, script: &str) -> std::process::Child {
+    start_run(context, script, &["--driver", "process"])
+}
+
+/// Starts `cairn run` of `script` with `driver_args`; returns once the script printed `ready`.
+fn start_run(context: &TestContext, script: &str, driver_args: &[&str]) -> std::process::Child {
     std::fs::write(context.project().join("job.sh"), script).unwrap();
     let mut child = context
-        .command(&["run", "job.sh", "--driver", "process", "--grace", "30s"])
+        .command(&[&["run", "job.sh", "--grace", "30s"], driver_args].concat())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -481,4 +486,87 @@ mod docker {
         assert_eq!(result["reason"], "cancelled");
         assert_eq!(containers_of(result["runId"].as_str().unwrap()), "");
     }
+}
+
+/// A busybox image of this test's own (nothing can be pulled), removed when dropped.
+struct TestImage(String);
+
+impl TestImage {
+    fn build() -> TestImage {
+        let tag = format!("cairn-cli-run-test:{}", std::process::id());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let docker = bollard::Docker::connect_with_local_defaults()
+                .unwrap_or_else(|error| panic!("these tests need the Docker Engine: {error}"));
+            cairn_compute::test_image::build_busybox_image(
+                &docker,
+                &tag,
+                &["sh", "sleep", "echo", "cat", "kill"],
+                "CMD [\"/bin/sh\"]",
+            )
+            .await
+            .unwrap_or_else(|error| panic!("building the test image: {error}"));
+        });
+        TestImage(tag)
+    }
+}
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "-f", &self.0])
+            .output();
+    }
+}
+
+/// Containers of `cairn run`s (labelled `cairn.run`) made from `image`.
+fn run_containers(image: &str) -> Vec<String> {
+    let output = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            "label=cairn.run",
+            "--filter",
+            &format!("ancestor={image}"),
+        ])
+        .output()
+        .unwrap_or_else(|error| panic!("these tests need Docker: {error}"));
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn ctrl_c_once_and_twice_on_docker_end_the_run_and_leave_no_container() {
+    let image = TestImage::build();
+    let docker = ["--driver", "docker", "--image", image.0.as_str()];
+    let context = TestContext::new();
+
+    // Once: the script gets SIGTERM and ends itself.
+    let child = start_run(
+        &context,
+        "trap 'echo cleaning; exit 3' TERM\necho ready\nwhile :; do sleep 1 & wait $!; done\n",
+        &docker,
+    );
+    let started = Instant::now();
+    interrupt(&child);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{output:?}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(run_containers(&image.0), Vec::<String>::new());
+
+    // Twice: a script that ignores SIGTERM is killed at the second.
+    let child = start_run(&context, "trap '' TERM\necho ready\nsleep 60\n", &docker);
+    interrupt(&child);
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    interrupt(&child);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{output:?}");
+    // The grace period is 30 s: only the second Ctrl-C ends the run this soon.
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(run_containers(&image.0), Vec::<String>::new());
 }
