@@ -39,6 +39,12 @@ pub struct PostgresJobQueue {
     /// Replaced by a new connection when the server closed it (a restart, a cut network): a
     /// worker outlives its database's restarts.
     connection: RwLock<Arc<Connection>>,
+    /// A connection whose commits do not wait for the disk (`synchronous_commit = off`), for
+    /// the one write whose loss in a database crash costs nothing: `start`. The claim before it
+    /// and the end after it are durable, and fenced by the attempt either way; a lost `start`
+    /// leaves the job `received` under the same attempt, which its worker's heartbeats and end
+    /// still match. Made on first use, and again once closed.
+    relaxed: RwLock<Option<Arc<Connection>>>,
     connect: Connect,
     /// The `LISTEN`ing connection, made by the first wait (and again once closed).
     listener: Mutex<Option<(Client, Listener)>>,
@@ -163,6 +169,7 @@ impl PostgresJobQueue {
     pub(crate) fn new(client: Arc<Client>, connect: Connect) -> PostgresJobQueue {
         PostgresJobQueue {
             connection: RwLock::new(Arc::new(Connection::new(client))),
+            relaxed: RwLock::new(None),
             connect,
             listener: Mutex::new(None),
         }
@@ -185,6 +192,32 @@ impl PostgresJobQueue {
         Ok(connection.clone())
     }
 
+    /// The relaxed connection (see `relaxed`).
+    async fn relaxed_client(&self) -> JobResult<Arc<Connection>> {
+        {
+            let relaxed = self.relaxed.read().await;
+            if let Some(connection) = relaxed.as_ref()
+                && !connection.client.is_closed()
+            {
+                return Ok(connection.clone());
+            }
+        }
+        let mut relaxed = self.relaxed.write().await;
+        if let Some(connection) = relaxed.as_ref()
+            && !connection.client.is_closed()
+        {
+            return Ok(connection.clone());
+        }
+        let (client, _notifications) = (self.connect)().await?;
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .await
+            .map_err(failed("setting up a connection"))?;
+        let connection = Arc::new(Connection::new(Arc::new(client)));
+        *relaxed = Some(connection.clone());
+        Ok(connection)
+    }
+
     /// Why a fenced write changed no row: the job is gone, or the attempt is not current.
     async fn refusal(&self, attempt: Attempt) -> JobError {
         match self.job(attempt.job).await {
@@ -197,9 +230,11 @@ impl PostgresJobQueue {
         }
     }
 
-    /// Runs a statement fenced by the attempt; one row changed, or the refusal.
-    async fn fenced(
+    /// Runs a statement fenced by the attempt on `connection`; one row changed, or the
+    /// refusal.
+    async fn fenced_on(
         &self,
+        connection: Arc<Connection>,
         action: &str,
         sql: &str,
         attempt: Attempt,
@@ -209,9 +244,7 @@ impl PostgresJobQueue {
         let number = attempt.number as i32;
         let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&job, &number];
         all.extend_from_slice(params);
-        let row = self
-            .client()
-            .await?
+        let row = connection
             .query_opt(sql, &all)
             .await
             .map_err(failed(action))?;
@@ -219,6 +252,19 @@ impl PostgresJobQueue {
             Some(row) => Ok(row),
             None => Err(self.refusal(attempt).await),
         }
+    }
+
+    /// Runs a durable statement fenced by the attempt.
+    async fn fenced(
+        &self,
+        action: &str,
+        sql: &str,
+        attempt: Attempt,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> JobResult<Row> {
+        let connection = self.client().await?;
+        self.fenced_on(connection, action, sql, attempt, params)
+            .await
     }
 }
 
@@ -301,7 +347,9 @@ impl JobQueue for PostgresJobQueue {
             "UPDATE cairn_jobs SET state = 'started', started_ms = {NOW_MS}
              WHERE id = $1 AND attempt = $2 AND {CLAIMED} RETURNING id"
         );
-        self.fenced("starting a job", &sql, attempt, &[]).await?;
+        let relaxed = self.relaxed_client().await?;
+        self.fenced_on(relaxed, "starting a job", &sql, attempt, &[])
+            .await?;
         Ok(())
     }
 

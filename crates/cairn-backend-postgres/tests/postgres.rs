@@ -298,8 +298,43 @@ async fn the_job_queue_reconnects_after_its_connections_are_cut() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let (job, _) = claimed.expect("the queue never came back");
+    let (job, attempt) = claimed.expect("the queue never came back");
     assert_eq!(job.spec, spec);
+    // `start` goes through a connection of its own (commits that do not wait for the disk):
+    // made on first use, and made again once cut.
+    queue.start(attempt).await.unwrap();
+    cut_every_session(&cluster, &url).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut heartbeat = None;
+    for _ in 0..5 {
+        if let Ok(beat) = queue
+            .heartbeat(attempt, std::time::Duration::from_secs(30))
+            .await
+        {
+            heartbeat = Some(beat);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(heartbeat.is_some(), "the queue never came back");
+    let second_claim = queue.submit(spec.clone()).await.unwrap();
+    let (_, second_attempt) = queue
+        .claim("cut", "w", std::time::Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second_attempt.job, second_claim);
+    let mut started = false;
+    for _ in 0..5 {
+        if queue.start(second_attempt).await.is_ok() {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(started, "start never came back");
+    let started_job = queue.job(second_claim).await.unwrap().unwrap();
+    assert_eq!(started_job.state, cairn_state::jobs::JobState::Started);
     queue
         .wait_for_work("cut", std::time::Duration::from_millis(10))
         .await
