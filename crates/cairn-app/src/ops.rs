@@ -162,10 +162,13 @@ fn app_crypter(
 ) -> AppResult<(Box<dyn Crypter>, String)> {
     let passphrase = passphrase().map_err(cairn_secrets::SecretsError::Unavailable)?;
     match salt {
-        Some(salt) => Ok((
-            cairn_secrets::crypter_for_salt(&passphrase, salt)?,
-            salt.to_owned(),
-        )),
+        Some(salt) => match cairn_secrets::crypter_for_salt(&passphrase, salt) {
+            Ok(crypter) => Ok((crypter, salt.to_owned())),
+            Err(cairn_secrets::SecretsError::WrongPassphrase) => Err(AppError::Invalid(
+                "incorrect passphrase: the app's secrets cannot be decrypted with it".to_owned(),
+            )),
+            Err(error) => Err(error.into()),
+        },
         None => {
             let crypter = PassphraseCrypter::new(&passphrase, &cairn_secrets::new_salt())?;
             let salt = crypter.encryption_salt();

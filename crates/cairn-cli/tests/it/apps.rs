@@ -1,0 +1,245 @@
+//! `cairn app`, `cairn pool` and `cairn node` on a `file://` backend: a whole session as a user
+//! reads it (an insta snapshot, timestamps normalised), bad input refused with exit 2 and
+//! nothing changed, and a secret environment value that reaches neither a file under the
+//! backend's directory nor any output. The same commands on `postgres://` are in
+//! `postgres.rs`.
+
+use crate::support::{TestContext, files_under};
+
+const SECRET: &str = "hunter2-very-secret";
+
+/// Runs each command and renders the session: command, exit code, stdout, stderr. No output
+/// may hold `SECRET`; the commands that give it show it as `[SECRET]`.
+fn session(context: &TestContext, commands: &[&[&str]]) -> String {
+    let mut text = String::new();
+    for args in commands {
+        let run = context.cairn(args);
+        for output in [&run.stdout, &run.stderr] {
+            assert!(!output.contains(SECRET), "a secret was printed:\n{output}");
+        }
+        text.push_str(&format!(
+            "$ cairn {}\nexit code: {}\n--- stdout ---\n{}--- stderr ---\n{}\n",
+            args.join(" ").replace(SECRET, "[SECRET]"),
+            run.code,
+            run.stdout,
+            run.stderr
+        ));
+    }
+    text.replace(&context.root.path().display().to_string(), "[tmp]")
+}
+
+macro_rules! assert_session {
+    ($name:expr, $text:expr) => {
+        insta::with_settings!({
+            filters => vec![
+                (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", "[time]"),
+            ],
+            prepend_module_to_snapshot => false,
+        }, {
+            insta::assert_snapshot!($name, $text);
+        });
+    };
+}
+
+fn json_of(context: &TestContext, args: &[&str]) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let run = context.cairn(&args).success();
+    serde_json::from_str(&run.stdout).expect("--json prints JSON")
+}
+
+#[test]
+fn an_app_from_creation_to_removal() {
+    let context = TestContext::new();
+    let secret = format!("TOKEN={SECRET}");
+    let text = session(
+        &context,
+        &[
+            &[
+                "app",
+                "create",
+                "shop",
+                "--process",
+                "web=./server --port $PORT",
+                "--process",
+                "worker=./work",
+            ],
+            &["app", "ls"],
+            &["app", "env", "set", "shop", "GREETING=hello", "MODE=prod"],
+            &["app", "env", "set", "shop", &secret, "--secret"],
+            &["app", "env", "unset", "shop", "MODE"],
+            &["app", "info", "shop"],
+            &["app", "info", "shop", "--json"],
+            &["app", "releases", "shop"],
+            &["app", "remove", "shop", "--yes"],
+            &["app", "ls", "--json"],
+        ],
+    );
+    assert_session!("app_lifecycle", text);
+}
+
+#[test]
+fn bad_input_exits_2_and_changes_nothing() {
+    let context = TestContext::new();
+    context.cairn(&["app", "create", "shop"]).success();
+    let text = session(
+        &context,
+        &[
+            &["app", "create", "Shop"],
+            &["app", "create", "../etc"],
+            &["app", "create", "shop"],
+            &["app", "create", "blog", "--process", "web"],
+            &["app", "create", "blog", "--process", "a b=x"],
+            &["app", "create", "blog", "--pool", "eu"],
+            &["app", "info", "nope"],
+            &["app", "env", "set", "shop", "1BAD=x"],
+            &["app", "env", "set", "shop", "PORT=80"],
+            &["app", "env", "set", "shop", "NOVALUE"],
+            &["app", "env", "set", "nope", "A=1"],
+            &["app", "remove", "shop"],
+            &["node", "add", "/var/run/docker.sock", "--pool", "default"],
+            &["node", "add", "tcp://10.0.0.1:2375", "--pool", "nope"],
+            &["pool", "add", "Bad Pool"],
+        ],
+    );
+    assert_session!("app_bad_input", text);
+    // Nothing was changed by any of them.
+    let apps = json_of(&context, &["app", "ls"]);
+    assert_eq!(apps.as_array().map(Vec::len), Some(1), "{apps}");
+    assert_eq!(apps[0]["name"], "shop");
+    assert_eq!(apps[0]["release"], serde_json::Value::Null);
+    assert_eq!(
+        json_of(&context, &["app", "releases", "shop"]),
+        serde_json::json!([])
+    );
+    assert_eq!(json_of(&context, &["pool", "ls"]), serde_json::json!([]));
+    assert_eq!(json_of(&context, &["node", "ls"]), serde_json::json!([]));
+}
+
+#[test]
+fn a_secret_reaches_no_file_and_no_output() {
+    let context = TestContext::new();
+    context.cairn(&["app", "create", "vault"]).success();
+    let secret = format!("TOKEN={SECRET}");
+    let mut outputs = Vec::new();
+    for args in [
+        vec!["app", "env", "set", "vault", &secret, "--secret"],
+        vec!["app", "env", "set", "vault", "PLAIN=visible"],
+        vec!["app", "info", "vault"],
+        vec!["app", "info", "vault", "--json"],
+        vec!["app", "ls", "--json"],
+        vec!["app", "releases", "vault"],
+        vec!["app", "releases", "vault", "--json"],
+    ] {
+        let run = context.cairn(&args).success();
+        outputs.push(run.stdout);
+        outputs.push(run.stderr);
+    }
+    for output in &outputs {
+        assert!(!output.contains(SECRET), "a secret was printed:\n{output}");
+    }
+    let info = json_of(&context, &["app", "info", "vault"]);
+    assert_eq!(info["env"]["TOKEN"], "[secret]");
+    assert_eq!(info["env"]["PLAIN"], "visible");
+    // The plain value is stored, so the search below would find a secret stored the same way.
+    let files = files_under(&context.home());
+    let stored: Vec<String> = files
+        .iter()
+        .map(|path| String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned())
+        .collect();
+    assert!(stored.iter().any(|text| text.contains("visible")));
+    for (path, text) in files.iter().zip(&stored) {
+        assert!(
+            !text.contains(SECRET),
+            "{} holds the secret in plaintext",
+            path.display()
+        );
+    }
+
+    // Another passphrase cannot add to the app's secrets, and changes nothing.
+    let run = context
+        .command(&["app", "env", "set", "vault", "OTHER=x", "--secret"])
+        .env("CAIRN_CONFIG_PASSPHRASE", "not-the-passphrase")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(
+        stderr,
+        "error: incorrect passphrase: the app's secrets cannot be decrypted with it\n"
+    );
+    let releases = json_of(&context, &["app", "releases", "vault"]);
+    assert_eq!(releases.as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn pools_and_nodes() {
+    let context = TestContext::new();
+    let text = session(
+        &context,
+        &[
+            &["pool", "ls"],
+            &["pool", "add", "eu", "--default"],
+            &["pool", "add", "us", "--provisioner", "swarm"],
+            &["pool", "ls"],
+            &[
+                "node",
+                "add",
+                "unix:///var/run/docker.sock",
+                "--pool",
+                "eu",
+                "--meta",
+                "zone=a",
+            ],
+            &["node", "add", "tcp://10.0.0.2:2375", "--pool", "us"],
+            &[
+                "node",
+                "update",
+                "tcp://10.0.0.2:2375",
+                "--pool",
+                "eu",
+                "--disable",
+                "--meta",
+                "disk=ssd",
+            ],
+            &["node", "ls"],
+            &["app", "create", "shop"],
+            &["pool", "rm", "eu"],
+            &["node", "rm", "tcp://10.0.0.2:2375"],
+            &["pool", "rm", "us"],
+            &["pool", "ls", "--json"],
+            &["node", "ls", "--json"],
+        ],
+    );
+    assert_session!("pools_and_nodes", text);
+}
+
+#[test]
+fn processes_come_from_a_procfile() {
+    let context = TestContext::new();
+    std::fs::write(
+        context.project().join("Procfile"),
+        "# served on $PORT\nweb: ./server\nworker: ./work --queue default\n",
+    )
+    .unwrap();
+    context
+        .cairn(&["app", "create", "shop", "--procfile", "Procfile"])
+        .success();
+    let info = json_of(&context, &["app", "info", "shop"]);
+    assert_eq!(
+        info["processes"],
+        serde_json::json!([
+            {"name": "web", "command": "./server"},
+            {"name": "worker", "command": "./work --queue default"},
+        ])
+    );
+    std::fs::write(context.project().join("Procfile"), "web: a\nweb b\n").unwrap();
+    let run = context
+        .cairn(&["app", "create", "blog", "--procfile", "Procfile"])
+        .expect_code(2);
+    assert_eq!(
+        run.stderr
+            .replace(&context.project().display().to_string(), "[project]"),
+        "error: [project]/Procfile:2: expected `name: command`, found `web b`\n"
+    );
+}
