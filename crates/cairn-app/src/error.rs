@@ -33,7 +33,10 @@ pub enum AppError {
     #[error("a unit cannot go from `{from}` to `{to}`")]
     ForbiddenTransition { from: UnitStatus, to: UnitStatus },
     /// Another writer holds the app's lock and its lease has not run out.
-    #[error("app `{app}` is locked by {holder} for {remaining_ms} ms more")]
+    #[error(
+        "app `{app}` is locked by {holder} for {}s more\nhelp: try again once it is done; a lock whose holder was killed runs out by itself",
+        (remaining_ms + 999) / 1000
+    )]
     Locked {
         app: String,
         holder: String,

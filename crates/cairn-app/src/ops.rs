@@ -54,7 +54,15 @@ pub async fn create_app(
     store.create_app(app).await
 }
 
-/// Runs `change` under the app's lock, giving the lock up however it ends.
+/// How long a change waits for another writer's lock before it gives up: changes take
+/// milliseconds, so two commands at once both succeed, one after the other.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// How often a waiting change tries the lock again.
+const LOCK_RETRY: Duration = Duration::from_millis(50);
+
+/// Runs `change` under the app's lock (waiting up to `LOCK_WAIT` for another writer's), giving
+/// the lock up however it ends.
 pub async fn with_lock<T>(
     store: &dyn AppStore,
     app: &str,
@@ -62,7 +70,15 @@ pub async fn with_lock<T>(
     change: impl AsyncFnOnce(&AppLock) -> AppResult<T>,
 ) -> AppResult<T> {
     crate::names::validate_app_name(app)?;
-    let lock = store.lock_app(app, holder, LOCK_LEASE).await?;
+    let started = tokio::time::Instant::now();
+    let lock = loop {
+        match store.lock_app(app, holder, LOCK_LEASE).await {
+            Err(AppError::Locked { .. }) if started.elapsed() < LOCK_WAIT => {
+                tokio::time::sleep(LOCK_RETRY).await;
+            }
+            other => break other?,
+        }
+    };
     let result = change(&lock).await;
     // A failure to unlock leaves a lock whose lease runs out; the change's own result is
     // what the caller needs to hear.

@@ -243,3 +243,37 @@ fn processes_come_from_a_procfile() {
         "error: [project]/Procfile:2: expected `name: command`, found `web b`\n"
     );
 }
+
+/// Commands changing one app at once take turns on its lock: each makes its own release, none
+/// is lost or refused, and the history is numbered without a gap.
+#[test]
+fn concurrent_env_changes_each_make_a_release() {
+    let context = TestContext::new();
+    context.cairn(&["app", "create", "busy"]).success();
+    let assignments: Vec<String> = (0..6).map(|index| format!("VAR_{index}={index}")).collect();
+    let children: Vec<_> = assignments
+        .iter()
+        .map(|assignment| context.spawn(&["app", "env", "set", "busy", assignment]))
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let releases = json_of(&context, &["app", "releases", "busy"]);
+    let versions: Vec<u64> = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|release| release["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    let info = json_of(&context, &["app", "info", "busy"]);
+    let expected: serde_json::Map<String, serde_json::Value> = (0..6)
+        .map(|index| (format!("VAR_{index}"), serde_json::json!(index.to_string())))
+        .collect();
+    assert_eq!(info["env"], serde_json::Value::Object(expected));
+}
