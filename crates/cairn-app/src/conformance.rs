@@ -258,7 +258,24 @@ pub async fn the_lock_has_one_writer_and_fences_lost_writers(store: &dyn AppStor
         .append_release(&next, release("next", &[]))
         .await
         .unwrap();
-    store.remove_app(&next).await.unwrap();
+
+    // Breaking a lock ends its holder's writes, and frees the app for the next writer.
+    assert_eq!(
+        store.break_lock("locky").await.unwrap().as_deref(),
+        Some("next")
+    );
+    assert!(matches!(
+        store.append_release(&next, release("broken", &[])).await,
+        Err(AppError::LockLost(_))
+    ));
+    assert_eq!(store.break_lock("locky").await.unwrap(), None);
+    let last = store.lock_app("locky", "last", LEASE).await.unwrap();
+    assert_eq!(store.releases("locky").await.unwrap().len(), 1);
+    store.remove_app(&last).await.unwrap();
+    assert!(matches!(
+        store.break_lock("locky").await,
+        Err(AppError::AppNotFound(_))
+    ));
 }
 
 pub async fn unit_statuses_follow_tsurus_flow_and_are_persisted(store: &dyn AppStore) {

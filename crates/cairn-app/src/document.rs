@@ -107,6 +107,11 @@ impl AppDocument {
         is_held
     }
 
+    /// Ends the current hold, whoever has it; returns its holder.
+    pub fn break_lock(&mut self) -> Option<String> {
+        self.lock.take().map(|hold| hold.holder)
+    }
+
     /// Makes the next release and makes it the app's current one.
     pub fn append_release(
         &mut self,

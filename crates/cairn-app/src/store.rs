@@ -58,6 +58,10 @@ pub trait AppStore: Send + Sync {
     /// it is no longer this writer's.
     async fn unlock_app(&self, lock: &AppLock) -> AppResult<()>;
 
+    /// Ends whoever holds the app's lock (`cairn app unlock`, for a holder that is stuck or
+    /// gone): its writes are refused from now on. Returns the holder it ended, if any.
+    async fn break_lock(&self, app: &str) -> AppResult<Option<String>>;
+
     /// Appends the next release (numbered 1, 2, ...) and makes it the app's current one.
     async fn append_release(&self, lock: &AppLock, release: NewRelease) -> AppResult<Release>;
 

@@ -305,6 +305,11 @@ impl AppStore for FileAppStore {
         }
     }
 
+    async fn break_lock(&self, app: &str) -> AppResult<Option<String>> {
+        self.edit_app(app, |file, _| Ok(file.document.break_lock()))
+            .await
+    }
+
     async fn append_release(&self, lock: &AppLock, release: NewRelease) -> AppResult<Release> {
         let held = lock.clone();
         self.edit_app(&lock.app, move |file, now| {

@@ -295,6 +295,11 @@ impl AppStore for PostgresAppStore {
         }
     }
 
+    async fn break_lock(&self, app: &str) -> AppResult<Option<String>> {
+        self.edit_app(app, |document, _| Ok((document.break_lock(), None)))
+            .await
+    }
+
     async fn append_release(&self, lock: &AppLock, release: NewRelease) -> AppResult<Release> {
         self.edit_app(&lock.app, |document, now| {
             let release = document.append_release(lock, release, now)?;

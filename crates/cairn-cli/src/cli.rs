@@ -620,6 +620,12 @@ pub enum AppCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// End the hold of a writer that is stuck or gone on the app's lock (its writes are refused
+    /// from then on)
+    Unlock {
+        #[arg(value_name = "APP")]
+        app: String,
+    },
     /// Environment variables; every change is a new release
     #[command(subcommand)]
     Env(AppEnvCommand),

@@ -68,6 +68,14 @@ pub async fn run(workspace: &Workspace, command: AppCommand) -> anyhow::Result<(
             Ok(())
         }
         AppCommand::Remove { app, yes } => remove(workspace, &app, yes).await,
+        AppCommand::Unlock { app } => {
+            let store = workspace.app_store()?;
+            match store.break_lock(&app).await? {
+                Some(holder) => output::line(&format!("unlocked app `{app}` (held by {holder})")),
+                None => output::line(&format!("app `{app}` was not locked")),
+            }
+            Ok(())
+        }
         AppCommand::Env(command) => change_env(workspace, command).await,
         AppCommand::Releases { app } => {
             let store = workspace.app_store()?;

@@ -277,3 +277,44 @@ fn concurrent_env_changes_each_make_a_release() {
         .collect();
     assert_eq!(info["env"], serde_json::Value::Object(expected));
 }
+
+/// A lock left by a writer that is stuck or gone (here held through the store, as a killed
+/// `cairn` leaves it) is ended by `app unlock`: the next change goes through, and the old
+/// holder can write nothing more.
+#[test]
+fn unlock_ends_a_stuck_writers_hold() {
+    use cairn_app::AppStore;
+    let context = TestContext::new();
+    context.cairn(&["app", "create", "stuck"]).success();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = cairn_backend_file::FileAppStore::open(&context.home()).unwrap();
+    let lease = std::time::Duration::from_secs(3600);
+    let stuck = runtime
+        .block_on(store.lock_app("stuck", "a frozen deploy", lease))
+        .unwrap();
+    let text = session(
+        &context,
+        &[
+            &["app", "unlock", "stuck"],
+            &["app", "env", "set", "stuck", "A=1"],
+            &["app", "unlock", "stuck"],
+        ],
+    );
+    assert_eq!(
+        text,
+        "$ cairn app unlock stuck\nexit code: 0\n--- stdout ---\nunlocked app `stuck` (held by a frozen deploy)\n--- stderr ---\n\n\
+         $ cairn app env set stuck A=1\nexit code: 0\n--- stdout ---\napp `stuck`: release 1 (env set A)\n--- stderr ---\n\n\
+         $ cairn app unlock stuck\nexit code: 0\n--- stdout ---\napp `stuck` was not locked\n--- stderr ---\n\n"
+    );
+    let late = cairn_app::NewRelease {
+        image: None,
+        env: Default::default(),
+        processes: Vec::new(),
+        encryption_salt: None,
+        reason: "late".to_owned(),
+    };
+    assert!(matches!(
+        runtime.block_on(store.append_release(&stuck, late)),
+        Err(cairn_app::AppError::LockLost(_))
+    ));
+}
