@@ -318,3 +318,42 @@ fn unlock_ends_a_stuck_writers_hold() {
         Err(cairn_app::AppError::LockLost(_))
     ));
 }
+
+/// `app env set` killed (SIGKILL) at spread-out instants, over and over: every record stays
+/// whole and the history consistent (versions without a gap, the app at its last release with
+/// that release's environment), whatever instant each kill hit.
+#[test]
+fn env_changes_killed_at_any_instant_leave_whole_records() {
+    let context = TestContext::new();
+    context.cairn(&["app", "create", "crashy"]).success();
+    for round in 0..24u64 {
+        let assignment = format!("ROUND_{round}={round}");
+        let mut child = context.spawn(&["app", "env", "set", "crashy", &assignment]);
+        // From at once to well after the change: startup, lock, write, rename, unlock.
+        std::thread::sleep(std::time::Duration::from_millis(round * 3 % 70));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // A killed writer's lock is ended here, as `app unlock` is for users.
+        context.cairn(&["app", "unlock", "crashy"]).success();
+    }
+    let releases = json_of(&context, &["app", "releases", "crashy"]);
+    let releases = releases.as_array().unwrap();
+    let versions: Vec<u64> = releases
+        .iter()
+        .map(|release| release["version"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=releases.len() as u64).collect();
+    assert_eq!(versions, expected);
+    let info = json_of(&context, &["app", "info", "crashy"]);
+    match releases.last() {
+        Some(last) => {
+            assert_eq!(info["release"], last["version"]);
+            assert_eq!(info["env"], last["env"]);
+        }
+        None => assert_eq!(info["release"], serde_json::Value::Null),
+    }
+    // The store still takes changes.
+    context
+        .cairn(&["app", "env", "set", "crashy", "AFTER=1"])
+        .success();
+}
