@@ -32,30 +32,33 @@ pub fn validate_app_name(name: &str) -> AppResult<()> {
 /// A pool name: lowercase letters, digits, `-` and `_`, starting with a letter or digit, 1 to
 /// 63 long.
 pub fn validate_pool_name(name: &str) -> AppResult<()> {
-    check_label("pool", name)
+    check_label("pool", name, "lowercase letters", |c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit()
+    })
 }
 
 /// A process name (a Procfile's `name:`): letters, digits, `-` and `_`, starting with a letter
 /// or digit, 1 to 63 long.
 pub fn validate_process_name(name: &str) -> AppResult<()> {
-    check_label("process", name)
+    check_label("process", name, "letters", |c| c.is_ascii_alphanumeric())
 }
 
-fn check_label(kind: &str, name: &str) -> AppResult<()> {
+/// `name` is 1 to `MAX_NAME` characters that `is_alphanumeric` accepts, `-` or `_`, starting
+/// with one `is_alphanumeric` accepts.
+fn check_label(
+    kind: &str,
+    name: &str,
+    letters: &str,
+    is_alphanumeric: fn(char) -> bool,
+) -> AppResult<()> {
     let is_valid = name.len() <= MAX_NAME
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.starts_with(is_alphanumeric)
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
-    let is_valid = is_valid && (kind != "pool" || !name.chars().any(|c| c.is_ascii_uppercase()));
+            .all(|c| is_alphanumeric(c) || matches!(c, '-' | '_'));
     if is_valid {
         return Ok(());
     }
-    let letters = if kind == "pool" {
-        "lowercase letters"
-    } else {
-        "letters"
-    };
     Err(AppError::Invalid(format!(
         "`{}` is not a {kind} name: use 1 to {MAX_NAME} {letters}, digits, `-` or `_`, \
          starting with a letter or digit",

@@ -267,7 +267,7 @@ impl AppStore for FileAppStore {
         self.locked(move |files| {
             let file = files
                 .existing_app(&lock.app)
-                .map_err(|_| AppError::LockLost(lock.app.clone()))?;
+                .map_err(|error| lost_if_gone(error, &lock))?;
             file.document.check_lock(&lock, now_ms())?;
             files.remove(&files.app_path(&lock.app))
         })

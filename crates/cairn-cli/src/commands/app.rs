@@ -54,7 +54,11 @@ pub async fn run(workspace: &Workspace, command: AppCommand) -> anyhow::Result<(
             let apps = store.list_apps().await?;
             let mut listed = Vec::with_capacity(apps.len());
             for app in apps {
-                let units = store.units(&app.name).await.unwrap_or_default();
+                // An app removed since the listing has no units; any other failure is reported.
+                let units = match store.units(&app.name).await {
+                    Err(AppError::AppNotFound(_)) => Vec::new(),
+                    units => units?,
+                };
                 listed.push((app, units));
             }
             list_apps(json, &listed);
