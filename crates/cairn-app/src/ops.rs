@@ -13,9 +13,11 @@ use crate::{
     Release,
 };
 
-/// How long a writer's hold on an app lasts unless renewed: long enough for any change this
-/// module makes, short enough that a killed writer's lock is taken over soon.
-pub const LOCK_LEASE: Duration = Duration::from_secs(30);
+/// How long a writer's hold on an app lasts unless renewed. `with_lock` renews it every third
+/// of that while the change runs, so a change may take as long as it needs, and the lock of a
+/// writer that was killed runs out within this much: the next writer, which waits for it,
+/// goes through.
+pub const LOCK_LEASE: Duration = Duration::from_secs(5);
 
 /// The pool a new app goes to: the one asked for; else the pool marked default; else the
 /// implicit `default` pool while no pool exists (or one named `default` when some do).
@@ -54,32 +56,56 @@ pub async fn create_app(
     store.create_app(app).await
 }
 
-/// How long a change waits for another writer's lock before it gives up: changes take
-/// milliseconds, so two commands at once both succeed, one after the other.
+/// How long a change waits for another writer's lock before it gives up: longer than a
+/// lease, so the lock of a writer that was killed is taken over rather than reported.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// How often a waiting change tries the lock again.
 const LOCK_RETRY: Duration = Duration::from_millis(50);
 
-/// Runs `change` under the app's lock (waiting up to `LOCK_WAIT` for another writer's), giving
-/// the lock up however it ends.
+/// Runs `change` under the app's lock (waiting up to `LOCK_WAIT` for another writer's),
+/// renewing it while `change` runs and giving it up however it ends.
 pub async fn with_lock<T>(
     store: &dyn AppStore,
     app: &str,
     holder: &str,
     change: impl AsyncFnOnce(&AppLock) -> AppResult<T>,
 ) -> AppResult<T> {
+    with_lock_leased(store, app, holder, LOCK_LEASE, change).await
+}
+
+/// `with_lock` with a lease of `lease` (tests shorten it).
+pub async fn with_lock_leased<T>(
+    store: &dyn AppStore,
+    app: &str,
+    holder: &str,
+    lease: Duration,
+    change: impl AsyncFnOnce(&AppLock) -> AppResult<T>,
+) -> AppResult<T> {
     crate::names::validate_app_name(app)?;
     let started = tokio::time::Instant::now();
     let lock = loop {
-        match store.lock_app(app, holder, LOCK_LEASE).await {
-            Err(AppError::Locked { .. }) if started.elapsed() < LOCK_WAIT => {
+        match store.lock_app(app, holder, lease).await {
+            Err(AppError::Locked { .. }) if started.elapsed() < LOCK_WAIT.max(lease * 2) => {
                 tokio::time::sleep(LOCK_RETRY).await;
             }
             other => break other?,
         }
     };
-    let result = change(&lock).await;
+    let renewing = async {
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            if store.renew_lock(&lock, lease).await.is_err() {
+                // Lost (or the store failed): stop renewing. The change's next write is
+                // refused by the store's fencing, which is what the change reports.
+                return std::future::pending::<std::convert::Infallible>().await;
+            }
+        }
+    };
+    let result = tokio::select! {
+        result = change(&lock) => result,
+        never = renewing => match never {},
+    };
     // A failure to unlock leaves a lock whose lease runs out; the change's own result is
     // what the caller needs to hear.
     let _ = store.unlock_app(&lock).await;

@@ -532,3 +532,71 @@ mod tests {
         assert!(error.contains("bad.json"), "{error}");
     }
 }
+
+/// `cairn_app::ops::with_lock` against a real store: the lease is renewed while a change runs
+/// longer than it, and a killed writer's lock is waited out, not reported.
+#[cfg(test)]
+mod lock_tests {
+    use std::time::Duration;
+
+    use cairn_app::ops::with_lock_leased;
+    use cairn_app::{AppError, AppStore, NewApp, NewRelease};
+
+    use super::FileAppStore;
+
+    const LEASE: Duration = Duration::from_millis(300);
+
+    fn new_app(name: &str) -> NewApp {
+        NewApp {
+            name: name.to_owned(),
+            pool: "default".to_owned(),
+            processes: Vec::new(),
+        }
+    }
+
+    fn release(reason: &str) -> NewRelease {
+        NewRelease {
+            image: None,
+            env: Default::default(),
+            processes: Vec::new(),
+            encryption_salt: None,
+            reason: reason.to_owned(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_longer_than_the_lease_keeps_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileAppStore::open(dir.path()).unwrap();
+        store.create_app(new_app("slow")).await.unwrap();
+        let released = with_lock_leased(&store, "slow", "slow change", LEASE, async |lock| {
+            // Three leases long: without renewal, the lock would be anyone's by now.
+            tokio::time::sleep(LEASE * 3).await;
+            assert!(matches!(
+                store.lock_app("slow", "intruder", LEASE).await,
+                Err(AppError::Locked { .. })
+            ));
+            store.append_release(lock, release("slow")).await
+        })
+        .await
+        .unwrap();
+        assert_eq!(released.version, 1);
+        // And it was given up at the end.
+        store.lock_app("slow", "next", LEASE).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_writers_lock_is_waited_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileAppStore::open(dir.path()).unwrap();
+        store.create_app(new_app("orphan")).await.unwrap();
+        // Taken and never renewed nor given up, as by a writer killed with SIGKILL.
+        let _orphaned = store.lock_app("orphan", "killed", LEASE).await.unwrap();
+        let release = with_lock_leased(&store, "orphan", "next", LEASE, async |lock| {
+            store.append_release(lock, release("after the kill")).await
+        })
+        .await
+        .unwrap();
+        assert_eq!(release.reason, "after the kill");
+    }
+}
