@@ -629,6 +629,11 @@ pub enum AppCommand {
     /// Environment variables; every change is a new release
     #[command(subcommand)]
     Env(AppEnvCommand),
+    /// The app's units and their statuses (units are started by deploys, which come later)
+    Units {
+        #[arg(value_name = "APP")]
+        app: String,
+    },
     /// The app's release history, oldest first
     Releases {
         #[arg(value_name = "APP")]

@@ -1,4 +1,4 @@
-//! `cairn app create|ls|info|remove|env|releases`, `cairn pool add|ls|rm` and `cairn node
+//! `cairn app create|ls|info|remove|unlock|env|units|releases`, `cairn pool add|ls|rm` and `cairn node
 //! add|ls|update|rm`: the user's side of the app store the backend keeps
 //! (`cairn_app::AppStore`). Arguments are parsed here; `cairn_app::ops` checks them and makes
 //! each change under the app's lock. Nothing here deploys or runs a unit yet.
@@ -81,6 +81,21 @@ pub async fn run(workspace: &Workspace, command: AppCommand) -> anyhow::Result<(
             Ok(())
         }
         AppCommand::Env(command) => change_env(workspace, command).await,
+        AppCommand::Units { app } => {
+            let units = workspace.app_store()?.units(&app).await?;
+            if json {
+                output::json(&serde_json::Value::Array(
+                    units.iter().map(unit_json).collect(),
+                ));
+            } else if units.is_empty() {
+                output::progress(&format!("app `{app}` has no units"));
+            } else {
+                for row in render::table(&unit_rows(&units)) {
+                    output::line(&row);
+                }
+            }
+            Ok(())
+        }
         AppCommand::Releases { app } => {
             let store = workspace.app_store()?;
             let releases = store.releases(&app).await?;
@@ -302,26 +317,31 @@ fn info(json: bool, app: &App, units: &[Unit]) {
     }
     output::line(&format!("Units: {}", units.len()));
     if !units.is_empty() {
-        let mut rows = vec![[
-            "ID".to_owned(),
-            "PROCESS".to_owned(),
-            "STATUS".to_owned(),
-            "ADDRESS".to_owned(),
-            "NODE".to_owned(),
-        ]];
-        for unit in units {
-            rows.push([
-                unit.id.clone(),
-                unit.process.clone(),
-                unit.status.to_string(),
-                unit.address.clone().unwrap_or_else(|| "-".to_owned()),
-                unit.node.clone().unwrap_or_else(|| "-".to_owned()),
-            ]);
-        }
-        for row in render::table(&rows) {
+        for row in render::table(&unit_rows(units)) {
             output::line(&format!("  {row}"));
         }
     }
+}
+
+/// A table of units, headed, as `info` and `units` print it.
+fn unit_rows(units: &[Unit]) -> Vec<[String; 5]> {
+    let mut rows = vec![[
+        "ID".to_owned(),
+        "PROCESS".to_owned(),
+        "STATUS".to_owned(),
+        "ADDRESS".to_owned(),
+        "NODE".to_owned(),
+    ]];
+    for unit in units {
+        rows.push([
+            unit.id.clone(),
+            unit.process.clone(),
+            unit.status.to_string(),
+            unit.address.clone().unwrap_or_else(|| "-".to_owned()),
+            unit.node.clone().unwrap_or_else(|| "-".to_owned()),
+        ]);
+    }
+    rows
 }
 
 fn list_releases(json: bool, releases: &[Release]) {

@@ -357,3 +357,79 @@ fn env_changes_killed_at_any_instant_leave_whole_records() {
         .cairn(&["app", "env", "set", "crashy", "AFTER=1"])
         .success();
 }
+
+/// Units recorded by a provisioner (here written through the store, as one will) and their
+/// statuses, as `app units`, `app info` and `app ls --json` show them.
+#[test]
+fn units_and_their_statuses_are_shown() {
+    use cairn_app::{AppStore, Unit, UnitStatus};
+    let context = TestContext::new();
+    context
+        .cairn(&[
+            "app",
+            "create",
+            "shop",
+            "--process",
+            "web=./server",
+            "--process",
+            "worker=./work",
+        ])
+        .success();
+    let text = session(&context, &[&["app", "units", "shop"]]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = cairn_backend_file::FileAppStore::open(&context.home()).unwrap();
+    runtime.block_on(async {
+        let lock = store
+            .lock_app("shop", "provisioner", std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        for (id, process) in [("c0ffee01", "web"), ("c0ffee02", "worker")] {
+            let unit = Unit {
+                id: id.to_owned(),
+                name: format!("shop-{process}-1"),
+                app: "shop".to_owned(),
+                process: process.to_owned(),
+                node: Some("unix:///var/run/docker.sock".to_owned()),
+                address: (process == "web").then(|| "172.17.0.5:8888".to_owned()),
+                status: UnitStatus::Created,
+            };
+            store.add_unit(&lock, unit).await.unwrap();
+        }
+        store.unlock_app(&lock).await.unwrap();
+        for status in [
+            UnitStatus::Building,
+            UnitStatus::Starting,
+            UnitStatus::Started,
+        ] {
+            store
+                .set_unit_status("shop", "c0ffee01", status)
+                .await
+                .unwrap();
+        }
+        for status in [UnitStatus::Starting, UnitStatus::Error] {
+            store
+                .set_unit_status("shop", "c0ffee02", status)
+                .await
+                .unwrap();
+        }
+    });
+    let text = text
+        + &session(
+            &context,
+            &[
+                &["app", "units", "shop"],
+                &["app", "units", "shop", "--json"],
+                &["app", "info", "shop"],
+                &["app", "units", "nope"],
+            ],
+        );
+    assert_session!("app_units", text);
+    let listed = json_of(&context, &["app", "ls"]);
+    let statuses: Vec<&str> = listed[0]["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|unit| unit["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["started", "error"]);
+}
