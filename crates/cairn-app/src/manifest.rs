@@ -390,6 +390,12 @@ mod tests {
             "#]],
         );
         check(
+            "healthcheck:\n  path: /a\n  path: /b\n",
+            expect![[r#"
+                error: cairn.app.yaml:3:3: duplicated key in mapping
+            "#]],
+        );
+        check(
             "hooks: [a\n",
             expect![[r#"
                 error: cairn.app.yaml:2:1: while parsing a flow sequence, expected ',' or ']'
