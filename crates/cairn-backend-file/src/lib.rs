@@ -7,6 +7,8 @@
 //! journal names the checkpoint it applies to, so a journal already folded into a newer
 //! checkpoint is never applied twice.
 
+mod apps;
+pub use apps::FileAppStore;
 mod extras;
 mod files;
 mod jobs;

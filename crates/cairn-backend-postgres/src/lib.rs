@@ -9,6 +9,7 @@
 //! The stack lock is a row (owner, token, heartbeat) inserted only when absent, so of two
 //! machines exactly one gets it; it is never taken over, only removed by `cairn cancel`.
 
+mod apps;
 mod jobs;
 mod schema;
 #[cfg(feature = "test-cluster")]
@@ -29,6 +30,7 @@ use cairn_state::{
 };
 use tokio_postgres::{Client, NoTls};
 
+pub use apps::PostgresAppStore;
 pub use jobs::PostgresJobQueue;
 
 /// How many past checkpoints are kept per stack (`cairn stack export --version N`).
@@ -61,6 +63,11 @@ impl PostgresBackend {
         password: Option<&str>,
     ) -> BackendResult<PostgresBackend> {
         PostgresBackend::connect_with(url, password, None).await
+    }
+
+    /// The app store in this backend's database (`cairn app`, `cairn pool`, `cairn node`).
+    pub fn app_store(&self) -> PostgresAppStore {
+        PostgresAppStore::new(self.client.clone(), self.transactions.clone())
     }
 
     /// The job queue in this backend's database (`cairn job`, `cairn worker`).

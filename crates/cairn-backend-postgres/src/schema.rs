@@ -65,6 +65,8 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: the job queue (`cairn job`, `cairn worker`).
     crate::jobs::MIGRATION,
+    // 3: the app store (`cairn app`, `cairn pool`, `cairn node`).
+    crate::apps::MIGRATION,
 ];
 
 /// Applies the migrations this database has not seen.

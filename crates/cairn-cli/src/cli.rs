@@ -95,6 +95,15 @@ pub enum Command {
     Job(JobCommand),
     /// Run the jobs of a queue (`cairn job submit`) until stopped; SIGTERM drains
     Worker(WorkerArgs),
+    /// Apps on tsuru's model: processes, environment, release history (deploys come later)
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Pools: the groups of nodes apps are placed on
+    #[command(subcommand)]
+    Pool(PoolCommand),
+    /// Nodes: the Docker Engine endpoints of the pools
+    #[command(subcommand)]
+    Node(NodeCommand),
 }
 
 #[derive(Args, Debug)]
@@ -578,4 +587,140 @@ mod tests {
     fn argument_definitions_are_consistent() {
         super::Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Create an app (no release until its first deploy or environment change)
+    Create {
+        #[arg(value_name = "APP")]
+        app: String,
+        /// The pool its units go to (default: the default pool)
+        #[arg(long, value_name = "POOL")]
+        pool: Option<String>,
+        /// A process and its command (`--process web="./server"`); repeatable
+        #[arg(long = "process", value_name = "NAME=COMMAND")]
+        processes: Vec<String>,
+        /// Read the processes from a Procfile (`name: command` lines)
+        #[arg(long, value_name = "PATH", conflicts_with = "processes")]
+        procfile: Option<PathBuf>,
+    },
+    /// List apps
+    Ls,
+    /// Show an app: pool, processes, environment (secrets as `[secret]`), release, units
+    Info {
+        #[arg(value_name = "APP")]
+        app: String,
+    },
+    /// Remove an app with its releases (asks first on a terminal)
+    Remove {
+        #[arg(value_name = "APP")]
+        app: String,
+        /// Do not ask for confirmation
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// End the hold of a writer that is stuck or gone on the app's lock (its writes are refused
+    /// from then on)
+    Unlock {
+        #[arg(value_name = "APP")]
+        app: String,
+    },
+    /// Environment variables; every change is a new release
+    #[command(subcommand)]
+    Env(AppEnvCommand),
+    /// The app's units and their statuses (units are started by deploys, which come later)
+    Units {
+        #[arg(value_name = "APP")]
+        app: String,
+    },
+    /// The app's release history, oldest first
+    Releases {
+        #[arg(value_name = "APP")]
+        app: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppEnvCommand {
+    /// Set variables (a new release)
+    Set {
+        #[arg(value_name = "APP")]
+        app: String,
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        values: Vec<String>,
+        /// Seal the values with the passphrase (`CAIRN_CONFIG_PASSPHRASE`); shown as `[secret]`
+        #[arg(long)]
+        secret: bool,
+    },
+    /// Remove variables (a new release)
+    Unset {
+        #[arg(value_name = "APP")]
+        app: String,
+        #[arg(value_name = "KEY", required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Add a pool
+    Add {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Who places units on its nodes
+        #[arg(long, default_value = "docker", value_parser = ["docker", "swarm"])]
+        provisioner: String,
+        /// Apps created without `--pool` go here
+        #[arg(long)]
+        default: bool,
+    },
+    /// List pools
+    Ls,
+    /// Remove a pool no node and no app uses
+    Rm {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Add a node (`unix:///path/to/docker.sock` or `tcp://host:port`) to a pool
+    Add {
+        #[arg(value_name = "ADDRESS")]
+        address: String,
+        #[arg(long, value_name = "POOL")]
+        pool: String,
+        /// Metadata (`--meta zone=a`); repeatable
+        #[arg(long = "meta", value_name = "KEY=VALUE")]
+        metadata: Vec<String>,
+    },
+    /// List nodes
+    Ls,
+    /// Change a node's pool, metadata or status
+    Update {
+        #[arg(value_name = "ADDRESS")]
+        address: String,
+        /// Move it to this pool
+        #[arg(long, value_name = "POOL")]
+        pool: Option<String>,
+        /// Set metadata (`--meta zone=b`); repeatable
+        #[arg(long = "meta", value_name = "KEY=VALUE")]
+        metadata: Vec<String>,
+        /// Remove a metadata key; repeatable
+        #[arg(long = "remove-meta", value_name = "KEY")]
+        remove_metadata: Vec<String>,
+        /// Let units be placed on it
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Place no new units on it
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Remove a node
+    Rm {
+        #[arg(value_name = "ADDRESS")]
+        address: String,
+    },
 }

@@ -72,6 +72,9 @@ fn is_bad_input(error: &anyhow::Error) -> bool {
                 .downcast_ref::<cairn_ops::OpsError>()
                 .is_some_and(cairn_ops::OpsError::is_bad_input)
             || cause.is::<cairn_secrets::SecretsError>()
+            || cause
+                .downcast_ref::<cairn_app::AppError>()
+                .is_some_and(cairn_app::AppError::is_bad_input)
             || matches!(
                 cause.downcast_ref::<JobError>(),
                 Some(JobError::NotFound(_) | JobError::Invalid(_))

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Context;
+use cairn_app::AppStore;
 use cairn_ops::Project;
 use cairn_secrets::{Crypter, PassphraseCrypter, SecretsError};
 use cairn_state::jobs::JobQueue;
@@ -158,6 +159,13 @@ impl Workspace {
         open_job_queue(&url, &self.home)
     }
 
+    /// Opens the app store of the backend (`file://`: under its directory; `postgres://`: in
+    /// its database).
+    pub fn app_store(&self) -> anyhow::Result<Arc<dyn AppStore>> {
+        let url = self.backend_url();
+        open_app_store(&url, &self.home)
+    }
+
     fn workspace_file(&self, project: &str) -> PathBuf {
         let digest = sha2::Sha256::digest(self.project_dir.to_string_lossy().as_bytes());
         self.home.join("workspaces").join(format!(
@@ -307,6 +315,18 @@ pub fn open_job_queue(url: &str, home: &Path) -> anyhow::Result<Arc<dyn JobQueue
             let queue = cairn_backend_file::FileJobQueue::open(&root)
                 .with_context(|| format!("opening the job queue of the backend `{url}`"))?;
             Ok(Arc::new(queue))
+        }
+    }
+}
+
+/// Opens the app store kept by the backend at `url` (`cairn app`, `cairn pool`, `cairn node`).
+pub fn open_app_store(url: &str, home: &Path) -> anyhow::Result<Arc<dyn AppStore>> {
+    match BackendLocation::open(url, home)? {
+        BackendLocation::Postgres(backend) => Ok(Arc::new(backend.app_store())),
+        BackendLocation::File { root } => {
+            let store = cairn_backend_file::FileAppStore::open(&root)
+                .with_context(|| format!("opening the app store of the backend `{url}`"))?;
+            Ok(Arc::new(store))
         }
     }
 }

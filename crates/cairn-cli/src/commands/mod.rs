@@ -1,6 +1,7 @@
 //! One module per command. A command parses nothing itself: it takes its argument struct,
 //! resolves the workspace, calls the libraries, and renders.
 
+mod app;
 mod cancel;
 mod compute;
 mod config;
@@ -61,6 +62,9 @@ async fn run_command(workspace: &Workspace, command: Command) -> anyhow::Result<
         Command::Run(args) => run::run(workspace, args).await,
         Command::Job(command) => job::run(workspace, command).await,
         Command::Worker(args) => worker::run(workspace, args).await,
+        Command::App(command) => app::run(workspace, command).await,
+        Command::Pool(command) => app::run_pool(workspace, command).await,
+        Command::Node(command) => app::run_node(workspace, command).await,
     }
 }
 

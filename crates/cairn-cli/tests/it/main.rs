@@ -6,6 +6,7 @@
 
 mod support;
 
+mod apps;
 mod compute;
 mod config;
 mod corruption;

@@ -348,3 +348,94 @@ fn a_failed_login_does_not_print_the_password() {
     );
     assert!(!context.home().join("credentials.json").exists());
 }
+
+/// `cairn app`, `pool` and `node` on `postgres://`: the same commands as on `file://`, two
+/// machines seeing one app, and a secret value stored only sealed.
+#[test]
+fn apps_pools_and_nodes_on_a_postgres_backend() {
+    let cluster = cluster();
+    let url = database(&cluster);
+    let first = TestContext::new();
+    let second = TestContext::new();
+    for machine in [&first, &second] {
+        machine.cairn(&["login", &url]).success();
+    }
+    first.cairn(&["pool", "add", "eu", "--default"]).success();
+    first
+        .cairn(&["node", "add", "tcp://10.0.0.2:2375", "--pool", "eu"])
+        .success();
+    first
+        .cairn(&["app", "create", "shop", "--process", "web=./server"])
+        .success();
+    second
+        .cairn(&[
+            "app",
+            "env",
+            "set",
+            "shop",
+            "TOKEN=pg-secret-value",
+            "--secret",
+        ])
+        .success();
+    first
+        .cairn(&["app", "env", "set", "shop", "MODE=prod"])
+        .success();
+    let info = second.cairn(&["app", "info", "shop", "--json"]).success();
+    let info: serde_json::Value = serde_json::from_str(&info.stdout).unwrap();
+    assert_eq!(info["pool"], "eu");
+    assert_eq!(info["release"], 2);
+    assert_eq!(
+        info["env"],
+        serde_json::json!({"MODE": "prod", "TOKEN": "[secret]"})
+    );
+    let releases = first
+        .cairn(&["app", "releases", "shop", "--json"])
+        .success();
+    let releases: serde_json::Value = serde_json::from_str(&releases.stdout).unwrap();
+    let reasons: Vec<&str> = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|release| release["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["env set TOKEN", "env set MODE"]);
+    let refused = first.cairn(&["pool", "rm", "eu"]).expect_code(2);
+    assert_eq!(
+        refused.stderr,
+        "error: pool `eu` is in use: node `tcp://10.0.0.2:2375` is in it\n"
+    );
+
+    // Every text column of every app table, searched for the plaintext.
+    let stored: Vec<String> = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            let mut stored = Vec::new();
+            for query in [
+                "SELECT document FROM cairn_apps",
+                "SELECT release FROM cairn_app_releases",
+            ] {
+                for row in client.query(query, &[]).await.unwrap() {
+                    stored.push(row.get::<_, String>(0));
+                }
+            }
+            stored
+        });
+    assert_eq!(stored.len(), 3, "one app and two releases");
+    assert!(stored.iter().any(|text| text.contains("prod")));
+    for text in &stored {
+        assert!(
+            !text.contains("pg-secret-value"),
+            "stored in plaintext: {text}"
+        );
+    }
+
+    first.cairn(&["app", "remove", "shop", "--yes"]).success();
+    let apps = second.cairn(&["app", "ls", "--json"]).success();
+    assert_eq!(apps.stdout.trim(), "[]");
+}
