@@ -40,12 +40,6 @@ fn storage(action: &str, path: &Path, error: impl std::fmt::Display) -> AppError
     AppError::Storage(format!("{action} {}: {error}", path.display()))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |duration| duration.as_millis() as i64)
-}
-
 /// The store's files, while the lock is held.
 struct Locked<'a> {
     dir: &'a Path,
@@ -71,16 +65,8 @@ impl FileAppStore {
     ) -> AppResult<T> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
-            let path = dir.join(".lock");
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(|error| storage("opening", &path, error))?;
-            file.lock()
-                .map_err(|error| storage("locking", &path, error))?;
-            // The lock is released when `file` is closed, also if `operation` panics.
+            let _lock = crate::files::lock_directory(&dir)
+                .map_err(|error| storage("locking", &dir, error))?;
             operation(&Locked { dir: &dir })
         })
         .await
@@ -97,7 +83,7 @@ impl FileAppStore {
         let app = app.to_owned();
         self.locked(move |files| {
             let mut file = files.existing_app(&app)?;
-            let result = edit(&mut file, now_ms())?;
+            let result = edit(&mut file, crate::files::unix_now_millis())?;
             files.write_app(&file)?;
             Ok(result)
         })
@@ -229,7 +215,7 @@ impl AppStore for FileAppStore {
                 release: None,
                 image: None,
                 encryption_salt: None,
-                created_ms: now_ms(),
+                created_ms: crate::files::unix_now_millis(),
             };
             files.write_app(&AppFile {
                 document: AppDocument::new(record.clone()),
@@ -268,7 +254,8 @@ impl AppStore for FileAppStore {
             let file = files
                 .existing_app(&lock.app)
                 .map_err(|error| lost_if_gone(error, &lock))?;
-            file.document.check_lock(&lock, now_ms())?;
+            file.document
+                .check_lock(&lock, crate::files::unix_now_millis())?;
             files.remove(&files.app_path(&lock.app))
         })
         .await

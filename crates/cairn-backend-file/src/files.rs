@@ -148,3 +148,30 @@ pub fn sync_dir(dir: &Path) -> Result<(), BackendError> {
         .and_then(|handle| handle.sync_all())
         .map_err(|error| io_error("syncing", dir, error))
 }
+
+/// Opens `dir/.lock` and takes its exclusive `flock`, blocking: the lock of a directory of
+/// records (the job queue's, the app store's). It is released when the file is closed, also
+/// when the holder panics or is killed.
+pub fn lock_directory(dir: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))?;
+    file.lock()?;
+    Ok(file)
+}
+
+/// The wall clock in Unix seconds (0 before 1970).
+pub fn unix_now() -> i64 {
+    unix_now_millis() / 1000
+}
+
+/// The wall clock in Unix milliseconds (0 before 1970).
+pub fn unix_now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |duration| {
+            i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+        })
+}

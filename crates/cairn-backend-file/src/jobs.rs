@@ -33,12 +33,6 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |duration| duration.as_millis() as i64)
-}
-
 /// The queue's files, while the lock is held.
 struct Locked<'a> {
     dir: &'a Path,
@@ -61,16 +55,8 @@ impl FileJobQueue {
     ) -> JobResult<T> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
-            let path = dir.join(".lock");
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(|error| storage("opening", &path, error))?;
-            file.lock()
-                .map_err(|error| storage("locking", &path, error))?;
-            // The lock is released when `file` is closed, also if `operation` panics.
+            let _lock = crate::files::lock_directory(&dir)
+                .map_err(|error| storage("locking", &dir, error))?;
             operation(&Locked { dir: &dir })
         })
         .await
@@ -188,11 +174,11 @@ fn requeue_or_error(job: &mut Job, reason: String, counts_as_failure: bool) {
     }
     if job.cancel_requested {
         job.state = JobState::Cancelled;
-        job.finished_ms = Some(now_ms());
+        job.finished_ms = Some(crate::files::unix_now_millis());
         job.reason = Some("cancelled".to_owned());
     } else if job.infra_failures > job.spec.retries {
         job.state = JobState::Errored;
-        job.finished_ms = Some(now_ms());
+        job.finished_ms = Some(crate::files::unix_now_millis());
         job.reason = Some(format!("{reason}; no retries left"));
     } else {
         job.state = JobState::Queued;
@@ -215,7 +201,7 @@ impl JobQueue for FileJobQueue {
                 infra_failures: 0,
                 worker: None,
                 lease_expires_ms: None,
-                created_ms: now_ms(),
+                created_ms: crate::files::unix_now_millis(),
                 started_ms: None,
                 finished_ms: None,
                 exit_code: None,
@@ -257,7 +243,8 @@ impl JobQueue for FileJobQueue {
                 job.state = JobState::Received;
                 job.attempt += 1;
                 job.worker = Some(worker.clone());
-                job.lease_expires_ms = Some(now_ms().saturating_add(millis(lease)));
+                job.lease_expires_ms =
+                    Some(crate::files::unix_now_millis().saturating_add(millis(lease)));
                 store.write(&job)?;
                 let attempt = Attempt {
                     job: id,
@@ -274,7 +261,7 @@ impl JobQueue for FileJobQueue {
         self.locked(move |store| {
             let mut job = store.current(attempt)?;
             job.state = JobState::Started;
-            job.started_ms = Some(now_ms());
+            job.started_ms = Some(crate::files::unix_now_millis());
             store.write(&job)
         })
         .await
@@ -283,7 +270,8 @@ impl JobQueue for FileJobQueue {
     async fn heartbeat(&self, attempt: Attempt, lease: Duration) -> JobResult<Heartbeat> {
         self.locked(move |store| {
             let mut job = store.current(attempt)?;
-            job.lease_expires_ms = Some(now_ms().saturating_add(millis(lease)));
+            job.lease_expires_ms =
+                Some(crate::files::unix_now_millis().saturating_add(millis(lease)));
             store.write(&job)?;
             Ok(Heartbeat {
                 cancel_requested: job.cancel_requested,
@@ -321,7 +309,7 @@ impl JobQueue for FileJobQueue {
             job.state = outcome.state;
             job.exit_code = outcome.exit_code;
             job.reason = outcome.reason;
-            job.finished_ms = Some(now_ms());
+            job.finished_ms = Some(crate::files::unix_now_millis());
             job.lease_expires_ms = None;
             store.write(&job)
         })
@@ -346,7 +334,7 @@ impl JobQueue for FileJobQueue {
 
     async fn rescue(&self, timeout_grace: Duration) -> JobResult<Rescued> {
         self.locked(move |store| {
-            let now = now_ms();
+            let now = crate::files::unix_now_millis();
             let mut rescued = Rescued::default();
             for id in store.ids()? {
                 let Some(mut job) = store.scanned(id) else {
@@ -401,7 +389,7 @@ impl JobQueue for FileJobQueue {
             match job.state {
                 JobState::Queued => {
                     job.state = JobState::Cancelled;
-                    job.finished_ms = Some(now_ms());
+                    job.finished_ms = Some(crate::files::unix_now_millis());
                     job.reason = Some("cancelled before it started".to_owned());
                 }
                 JobState::Received | JobState::Started => job.cancel_requested = true,

@@ -643,7 +643,7 @@ impl Backend for FileBackend {
             .join(format!("{}-{nanos:020}.history.json", stack.name));
         let info = UpdateInfo {
             kind,
-            start_time: unix_now(),
+            start_time: crate::files::unix_now(),
             message: metadata.message,
             environment: metadata.environment,
             result: UpdateResult::InProgress,
@@ -757,7 +757,7 @@ impl Backend for FileBackend {
             };
             if info.result == UpdateResult::InProgress {
                 info.result = UpdateResult::Cancelled;
-                info.end_time = unix_now();
+                info.end_time = crate::files::unix_now();
                 self.write_history(path, &info)?;
                 break;
             }
@@ -864,13 +864,6 @@ impl Backend for FileBackend {
     }
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|duration| duration.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Records one update of one stack.
 struct FileUpdateWriter {
     backend: FileBackend,
@@ -929,7 +922,7 @@ impl UpdateWriter for FileUpdateWriter {
         fs_err::remove_file(&journal_path)
             .map_err(|error| io_error("removing", &journal_path, error))?;
         info.result = result;
-        info.end_time = unix_now();
+        info.end_time = crate::files::unix_now();
         info.resource_changes = resource_changes;
         backend.write_history(&history_path, &info)?;
         Ok(())
@@ -961,7 +954,7 @@ fn aside_path(path: &std::path::Path) -> BackendResult<PathBuf> {
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let now = unix_now();
+    let now = crate::files::unix_now();
     for attempt in 0..1000 {
         let suffix = if attempt == 0 {
             format!("{now}")

@@ -189,15 +189,8 @@ fn unreadable_holder(path: &Path) -> LockOwner {
         host: "unknown".to_owned(),
         user: "unknown".to_owned(),
         command: format!("an unreadable lock file ({})", path.display()),
-        started: unix_now(),
-        heartbeat: unix_now(),
+        started: crate::files::unix_now(),
+        heartbeat: crate::files::unix_now(),
         is_stale: false,
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|duration| duration.as_secs() as i64)
-        .unwrap_or(0)
 }
