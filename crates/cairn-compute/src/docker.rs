@@ -511,6 +511,10 @@ impl InstanceDriver for DockerDriver {
 
     /// The exec API: output is demultiplexed and streamed as it comes; `stdin` is written to
     /// the attached connection and its write half closed, which the engine passes on as EOF.
+    fn prefers_stdin_upload(&self) -> bool {
+        true
+    }
+
     async fn exec_with_stdin(
         &self,
         id: &str,

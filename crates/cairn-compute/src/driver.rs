@@ -133,6 +133,13 @@ pub trait InstanceDriver: Send + Sync {
         )))
     }
 
+    /// Whether a script is better written by the command that runs it, from its standard
+    /// input, than by `copy_in` first: true where a copy costs the engine a process of its own
+    /// (Docker unpacks an archive for it), so a run makes one call instead of two.
+    fn prefers_stdin_upload(&self) -> bool {
+        false
+    }
+
     /// The address TCP and HTTP health probes connect to; `None` when the instance has none.
     async fn address(&self, id: &str) -> DriverResult<Option<String>> {
         let _ = id;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
-use cairn_compute::{DestroyReason, InstanceDriver, InstanceSpec};
+use cairn_compute::{DestroyReason, DriverError, InstanceDriver, InstanceSpec};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,58 @@ pub const RUN_TAG: &str = "cairn.run";
 pub const SCRIPT_PATH: &str = "./.cairn-run-script";
 /// The process ID of the running script, for SIGTERM.
 const PID_PATH: &str = "./.cairn-run.pid";
+
+/// What the command that starts a script reads from its standard input first, and how: the
+/// secret variables as `export` lines (read up to a marker line and evaluated, so they are in
+/// no file and no instance property), then, when the driver defers the upload to the run, the
+/// script itself, written line by line with the shell's own `read` and `printf` (an image
+/// needs nothing more than `sh`). A script that cannot be written is told apart from the
+/// script's own failure by a marker on stderr: it is an upload failure, not the script's.
+struct Starter {
+    reader: String,
+    stdin: Option<Vec<u8>>,
+    failure_marker: String,
+}
+
+impl Starter {
+    fn new(run_id: &str, secret_env: &SecretEnv, script: Option<Vec<u8>>) -> Starter {
+        // The run's ID is random: no line of a secret or a script is this by chance.
+        let marker = format!("--cairn-run-{run_id}--");
+        let failure_marker = format!("{marker}-not-written");
+        if secret_env.is_empty() && script.is_none() {
+            return Starter {
+                reader: String::new(),
+                stdin: None,
+                failure_marker,
+            };
+        }
+        let mut reader = format!(
+            "s=; while IFS= read -r l; do [ \"$l\" = '{marker}' ] && break; s=\"$s$l\n\"; done; \
+             eval \"$s\"; unset s l; "
+        );
+        let mut stdin = secret_env.shell_exports();
+        stdin.extend_from_slice(marker.as_bytes());
+        stdin.push(b'\n');
+        if let Some(script) = script {
+            reader.push_str(&format!(
+                "{{ while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done; }} 2>/dev/null > {SCRIPT_PATH} \
+                 || {{ echo '{failure_marker}' >&2; exit 125; }}; unset l; "
+            ));
+            stdin.extend_from_slice(&script);
+        }
+        Starter {
+            reader,
+            stdin: Some(stdin),
+            failure_marker,
+        }
+    }
+
+    /// Whether `chunk` says the script could not be written.
+    fn failed_to_write(&self, chunk: &cairn_compute::OutputChunk) -> bool {
+        chunk.stream == cairn_compute::Stream::Stderr
+            && chunk.bytes.starts_with(self.failure_marker.as_bytes())
+    }
+}
 
 /// How a run is cancelled: `graceful` sends the script SIGTERM and waits the grace period;
 /// `hard` (or the grace period's end) kills it at once.
@@ -117,6 +169,8 @@ pub struct Instance {
     /// The interpreter and its argument, from the script's shebang (else `/bin/sh`).
     interpreter: Vec<String>,
     stage: Stage,
+    /// The script, when the driver has the run's command write it (`prefers_stdin_upload`).
+    deferred_script: Option<Vec<u8>>,
     /// Provisioned by this value (`start`), so nothing ran in it before: no need to ask the
     /// instance whether an earlier script was left there, as for one `attach`ed.
     made_here: bool,
@@ -140,6 +194,7 @@ impl Instance {
             run_id: run_id.to_owned(),
             interpreter: Vec::new(),
             stage: Stage::Fresh,
+            deferred_script: None,
             made_here: true,
             sweep: Some(sweep),
         })
@@ -155,6 +210,7 @@ impl Instance {
             run_id: run_id.to_owned(),
             interpreter: Vec::new(),
             stage: Stage::Fresh,
+            deferred_script: None,
             made_here: false,
             sweep: Some(sweep),
         }
@@ -186,10 +242,14 @@ impl Instance {
                 return Err(RunError::Stale(self.id.clone()));
             }
         }
-        self.driver
-            .copy_in(&self.id, SCRIPT_PATH, script.to_vec())
-            .await
-            .map_err(RunError::Upload)?;
+        if self.driver.prefers_stdin_upload() {
+            self.deferred_script = Some(script.to_vec());
+        } else {
+            self.driver
+                .copy_in(&self.id, SCRIPT_PATH, script.to_vec())
+                .await
+                .map_err(RunError::Upload)?;
+        }
         self.interpreter = interpreter_of(script);
         self.stage = Stage::Uploaded;
         Ok(())
@@ -213,20 +273,12 @@ impl Instance {
             Stage::Uploaded => self.stage = Stage::Ran,
         }
         // `$$` is the shell's PID, which `exec` hands to the script: SIGTERM reaches it.
-        // Secret variables come on standard input as `export` lines, read whole (values may
-        // span lines) and evaluated, so they are in no file and no instance property.
-        let (reader, stdin) = if secret_env.is_empty() {
-            ("", None)
-        } else {
-            (
-                "s=; while IFS= read -r l; do s=\"$s$l\n\"; done; eval \"$s\"; unset s l; ",
-                Some(secret_env.shell_exports()),
-            )
-        };
+        let script = self.deferred_script.take();
+        let mut starter = Starter::new(&self.run_id, secret_env, script);
         let mut command = vec![
             "/bin/sh".to_owned(),
             "-c".to_owned(),
-            format!("{reader}echo $$ > {PID_PATH} && exec \"$@\""),
+            format!("{}echo $$ > {PID_PATH} && exec \"$@\"", starter.reader),
             "cairn-run".to_owned(),
         ];
         command.extend(self.interpreter.iter().cloned());
@@ -234,7 +286,7 @@ impl Instance {
         let (output, mut chunks) = tokio::sync::mpsc::unbounded_channel();
         let exec = self
             .driver
-            .exec_with_stdin(&self.id, &command, stdin, output);
+            .exec_with_stdin(&self.id, &command, starter.stdin.take(), output);
         tokio::pin!(exec);
         let mut log = CappedLog::new(sink, limits.max_log);
         let mut silence_deadline = Instant::now() + limits.log_silence;
@@ -242,17 +294,26 @@ impl Instance {
         let mut terminator: Option<tokio::task::JoinHandle<()>> = None;
         let mut exit_code = None;
         let mut failure = None;
+        let mut not_written = false;
         let ended = loop {
             // Not biased: a script that floods its output must not starve the timers. What
             // the script wrote before it ended is drained below, so none is lost.
             tokio::select! {
                 Some(chunk) = chunks.recv() => {
-                    log.write(&chunk.bytes);
+                    if starter.failed_to_write(&chunk) {
+                        not_written = true;
+                    } else {
+                        log.write(&chunk.bytes);
+                    }
                     silence_deadline = Instant::now() + limits.log_silence;
                 }
                 status = &mut exec => {
                     while let Ok(chunk) = chunks.try_recv() {
-                        log.write(&chunk.bytes);
+                        if starter.failed_to_write(&chunk) {
+                            not_written = true;
+                        } else {
+                            log.write(&chunk.bytes);
+                        }
                     }
                     match status {
                         Ok(code) => exit_code = Some(code),
@@ -280,6 +341,13 @@ impl Instance {
         if let Some(error) = failure {
             log.finish();
             return Err(RunError::Run(error));
+        }
+        if not_written {
+            log.finish();
+            return Err(RunError::Upload(DriverError::Failed(format!(
+                "the script could not be written to {SCRIPT_PATH} in instance `{}`",
+                self.id
+            ))));
         }
         let log_bytes = log.total();
         let reason = if ended == Reason::Finished && log.over_cap() {

@@ -373,3 +373,62 @@ async fn a_hard_cancel_while_the_container_is_created_leaves_none() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_script_arrives_byte_for_byte_with_its_run() {
+    // The docker driver has the run's own command write the script (no archive upload).
+    let script = "#!/bin/sh\n\t  indented \\ back\\slash 'single' \"double\" $HOME `x` %s %%\nprintf '%s' \"$(cat \"$0\")\" > /copy\ncat /copy\n";
+    let run = run(script, limits()).await;
+    let result = run.result.unwrap();
+    assert!(result.passed(), "{result:?}: {}", run.log);
+    // The first line fails to run as a command (`indented` is no program); what counts is
+    // that the copy the script made of itself is the script, whole.
+    assert!(
+        run.log.ends_with(script.trim_end_matches('\n')),
+        "{:?}",
+        run.log
+    );
+}
+
+#[tokio::test]
+async fn a_script_that_cannot_be_written_is_an_upload_failure() {
+    let driver = connect().await;
+    let image = ensure_image(&driver).await;
+    let read_only = tempfile::tempdir().unwrap();
+    // The image's working directory is `/`: a directory mounted at the script's path there
+    // cannot be written as a file.
+    let properties = serde_json::json!({
+        "image": image.0,
+        "command": ["/bin/sh", "-c", "exec sleep 2147483647"],
+        "mounts": [{ "source": read_only.path(), "target": "/.cairn-run-script", "readOnly": true }],
+    });
+    let driver: Arc<dyn InstanceDriver> = Arc::new(driver);
+    let run_id = cairn_run::new_run_id();
+    let spec = InstanceSpec {
+        properties,
+        ..InstanceSpec::default()
+    };
+    let mut instance = Instance::start(driver.clone(), spec, &run_id)
+        .await
+        .unwrap();
+    instance.upload_script(b"echo never\n").await.unwrap();
+    let mut sink = SharedSink::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let outcome = instance
+        .run_script(
+            &mut sink,
+            &SecretEnv::default(),
+            &limits(),
+            deadline,
+            &Cancel::default(),
+        )
+        .await;
+    instance.stop().await.unwrap();
+    assert!(
+        matches!(outcome, Err(RunError::Upload(_))),
+        "{outcome:?}: {}",
+        sink.text()
+    );
+    assert!(!sink.text().contains("--cairn-run-"), "{}", sink.text());
+    assert!(containers_of(&connect().await, &run_id).await.is_empty());
+}
