@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::limits::RunLimits;
 use crate::log::CappedLog;
 use crate::result::{Reason, RunError, RunResult};
-use crate::secrets::SecretEnv;
+use crate::secrets::{Masker, SecretEnv};
 
 /// The tag every instance of a run carries (its value is the run's ID).
 pub const RUN_TAG: &str = "cairn.run";
@@ -288,7 +288,9 @@ impl Instance {
             .driver
             .exec_with_stdin(&self.id, &command, starter.stdin.take(), output);
         tokio::pin!(exec);
-        let mut log = CappedLog::new(sink, limits.max_log);
+        let mut capped = CappedLog::new(sink, limits.max_log);
+        // Masked before the log is capped, so a cut cannot split a secret and show part of it.
+        let mut log = Masker::new(&mut capped, secret_env);
         let mut silence_deadline = Instant::now() + limits.log_silence;
         let mut grace_deadline: Option<Instant> = None;
         let mut terminator: Option<tokio::task::JoinHandle<()>> = None;
@@ -303,7 +305,7 @@ impl Instance {
                     if starter.failed_to_write(&chunk) {
                         not_written = true;
                     } else {
-                        log.write(&chunk.bytes);
+                        let _ = log.write_all(&chunk.bytes);
                     }
                     silence_deadline = Instant::now() + limits.log_silence;
                 }
@@ -312,7 +314,7 @@ impl Instance {
                         if starter.failed_to_write(&chunk) {
                             not_written = true;
                         } else {
-                            log.write(&chunk.bytes);
+                            let _ = log.write_all(&chunk.bytes);
                         }
                     }
                     match status {
@@ -338,26 +340,28 @@ impl Instance {
         if let Some(terminator) = terminator {
             terminator.abort();
         }
+        // What may be the start of a secret was held back: it goes to the log now.
+        let _ = log.finish();
         if let Some(error) = failure {
-            log.finish();
+            capped.finish();
             return Err(RunError::Run(error));
         }
         if not_written {
-            log.finish();
+            capped.finish();
             return Err(RunError::Upload(DriverError::Failed(format!(
                 "the script could not be written to {SCRIPT_PATH} in instance `{}`",
                 self.id
             ))));
         }
-        let log_bytes = log.total();
-        let reason = if ended == Reason::Finished && log.over_cap() {
+        let log_bytes = capped.total();
+        let reason = if ended == Reason::Finished && capped.over_cap() {
             Reason::LogCap {
                 cap_bytes: limits.max_log,
             }
         } else {
             ended
         };
-        log.finish();
+        capped.finish();
         Ok(RunResult {
             run_id: self.run_id.clone(),
             completed: exit_code.is_some() && !matches!(reason, Reason::Cancelled),

@@ -148,10 +148,7 @@ pub async fn run(
             error,
         })?;
     }
-    // Masked before the log is capped, so a cut cannot split a secret and show half of it.
-    let mut masked = secrets::Masker::new(sink, &request.secret_env);
-    let outcome = run_on_instance(driver.clone(), &request, &mut masked, cancel).await;
-    let _ = masked.finish();
+    let outcome = run_on_instance(driver.clone(), &request, sink, cancel).await;
     if let Some(dir) = &request.work_dir {
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -88,6 +88,18 @@ impl<'a> CappedLog<'a> {
     }
 }
 
+/// As a writer (what `Masker` writes into): every byte is taken, kept or not.
+impl std::io::Write for CappedLog<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        CappedLog::write(self, bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,6 +76,39 @@ async fn secret_values_in_the_log_are_masked_and_never_stored_by_the_driver() {
 }
 
 #[tokio::test]
+async fn the_log_cap_never_cuts_through_a_secret() {
+    let secret = "CapStraddleSecret77";
+    for (before, after) in [(490, 3000), (3000, 485)] {
+        let output = format!("{}{secret}{}", "x".repeat(before), "y".repeat(after));
+        let fake = fake(serde_json::json!({ "logOutput": output }));
+        let secret_env =
+            cairn_run::SecretEnv::new(BTreeMap::from([("V".to_owned(), secret.to_owned())]))
+                .unwrap();
+        let request = RunRequest {
+            secret_env,
+            limits: RunLimits {
+                max_log: 1000,
+                ..limits()
+            },
+            ..request(limits())
+        };
+        let (result, log) = fake.run(request, &Cancel::default()).await;
+        assert_eq!(result.unwrap().reason, Reason::LogCap { cap_bytes: 1000 });
+        // Every five letters of the secret (but those the mask itself spells).
+        for fragment in secret.as_bytes().windows(5) {
+            let fragment = std::str::from_utf8(fragment).unwrap();
+            if cairn_run::secrets::MASK.contains(fragment) {
+                continue;
+            }
+            assert!(
+                !log.contains(fragment),
+                "`{fragment}` of the secret in: {log}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_fence_that_no_longer_holds_keeps_the_script_from_starting() {
     let fake = fake(serde_json::json!({ "logOutput": "ran\\n" }));
     let request = RunRequest {
