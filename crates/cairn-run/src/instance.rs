@@ -48,16 +48,16 @@ impl Starter {
             };
         }
         let mut reader = format!(
-            "s=; while IFS= read -r l; do [ \"$l\" = '{marker}' ] && break; s=\"$s$l\n\"; done; \
-             eval \"$s\"; unset s l; "
+            "__cairn_s=; while IFS= read -r __cairn_l; do [ \"$__cairn_l\" = '{marker}' ] && break; \
+             __cairn_s=\"$__cairn_s$__cairn_l\n\"; done; eval \"$__cairn_s\"; unset __cairn_s __cairn_l; "
         );
         let mut stdin = secret_env.shell_exports();
         stdin.extend_from_slice(marker.as_bytes());
         stdin.push(b'\n');
         if let Some(script) = script {
             reader.push_str(&format!(
-                "{{ while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done; }} 2>/dev/null > {SCRIPT_PATH} \
-                 || {{ echo '{failure_marker}' >&2; exit 125; }}; unset l; "
+                "{{ while IFS= read -r __cairn_l || [ -n \"$__cairn_l\" ]; do printf '%s\\n' \"$__cairn_l\"; done; }} \
+                 2>/dev/null > {SCRIPT_PATH} || {{ echo '{failure_marker}' >&2; exit 125; }}; unset __cairn_l; "
             ));
             stdin.extend_from_slice(&script);
         }

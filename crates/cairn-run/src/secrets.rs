@@ -136,11 +136,11 @@ pub fn validate_env_name(name: &str) -> Result<(), String> {
         .next()
         .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if valid {
+    if valid && !name.starts_with("__cairn_") {
         Ok(())
     } else {
         Err(format!(
-            "`{name}` is not an environment variable name: use letters, digits and `_`, not starting with a digit"
+            "`{name}` is not an environment variable name: use letters, digits and `_`, not starting with a digit (nor with `__cairn_`, which Cairn's starter uses)"
         ))
     }
 }

@@ -40,6 +40,9 @@ async fn run_with_secrets(
     let env = BTreeMap::from([
         ("GREETING".to_owned(), "process".to_owned()),
         ("RECORDS".to_owned(), records.display().to_string()),
+        // Short names a starter's own variables could clobber.
+        ("s".to_owned(), "plainS".to_owned()),
+        ("l".to_owned(), "plainL".to_owned()),
     ]);
     let request = RunRequest {
         run_id: run_id.clone(),
@@ -74,13 +77,15 @@ async fn secret_variables_reach_the_script_and_nothing_else() {
                   [ \"$(cat token.txt)\" = \"$(printf 'it'\\''s a \"hunter2\" $HOME `x`\\nsecond line')\" ] && echo same\n\
                   echo \"the token is $TOKEN.\"\n\
                   if grep -rq hunter2 \"$RECORDS\"; then echo RECORDED; else echo unrecorded; fi\n\
-                  read -r line && echo \"stdin: $line\" || echo stdin-empty\n";
+                  read -r line && echo \"stdin: $line\" || echo stdin-empty\n\
+                  echo \"[$s][$l]\"\n";
     let (result, log) = run_with_secrets(script, limits(), None, secret_env).await;
     assert!(result.passed(), "{result:?}: {log}");
     assert!(log.contains("same\n"), "{log}");
     assert!(log.contains("the token is [secret]."), "{log}");
     assert!(log.contains("unrecorded"), "{log}");
     assert!(log.contains("stdin-empty"), "{log}");
+    assert!(log.contains("[plainS][plainL]"), "{log}");
     assert!(!log.contains("hunter2"), "{log}");
 }
 

@@ -12,7 +12,7 @@ use cairn_state::jobs::{Job, JobError, JobId, JobQueue, JobSpec, JobState, valid
 use crate::cli::{JobCommand, JobSubmitArgs};
 use crate::commands::render;
 use crate::commands::run::{
-    flag_settings, info_of, key_values, limits_of, read_script, secret_env,
+    env_values, flag_settings, info_of, limits_of, read_script, secret_env,
 };
 use crate::workspace::Workspace;
 use crate::{bad_input, output};
@@ -53,7 +53,7 @@ async fn submit(workspace: &Workspace, args: JobSubmitArgs) -> anyhow::Result<()
     let options = &args.options;
     let info = info_of(&options.driver)?;
     let limits = limits_of(options)?;
-    let env = key_values(&options.env, "--env")?;
+    let env = env_values(&options.env)?;
     let secret_env = secret_env(&options.secret_env)?;
     let settings = flag_settings(info, &options.set)?;
     check_setting_values(workspace, info.name, &settings).await?;

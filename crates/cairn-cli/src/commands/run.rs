@@ -36,7 +36,7 @@ pub async fn run(workspace: &Workspace, args: RunArgs) -> anyhow::Result<()> {
             .map_err(|error| bad_input(format!("--grace: {error}")))?,
         ..limits_of(&args.options)?
     };
-    let env = key_values(&args.options.env, "--env")?;
+    let env = env_values(&args.options.env)?;
     let secret_env = secret_env(&args.options.secret_env)?;
     let run_id = cairn_run::new_run_id();
     let run_dir = workspace.home.join("run");
@@ -195,6 +195,16 @@ pub(crate) fn key_values(pairs: &[String], flag: &str) -> anyhow::Result<BTreeMa
             _ => Err(bad_input(format!("{flag} `{pair}`: write it as KEY=VALUE"))),
         })
         .collect()
+}
+
+/// The variables `--env` gives, each name one the script's shell can see.
+pub(crate) fn env_values(flags: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let env = key_values(flags, "--env")?;
+    for name in env.keys() {
+        cairn_run::secrets::validate_env_name(name)
+            .map_err(|error| bad_input(format!("--env: {error}")))?;
+    }
+    Ok(env)
 }
 
 /// The variables `--secret-env` gives: `KEY=VALUE`, or `KEY` for the value of Cairn's own

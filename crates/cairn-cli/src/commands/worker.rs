@@ -31,7 +31,7 @@ pub async fn run(workspace: &Workspace, args: WorkerArgs) -> anyhow::Result<()> 
     // Jobs with secret variables need it; a worker never prompts for it.
     options.passphrase = crate::workspace::passphrase_from_environment()
         .transpose()
-        .map_err(|error| anyhow::anyhow!("reading the passphrase: {error}"))?
+        .map_err(|error| crate::bad_input(format!("reading the passphrase: {error}")))?
         .map(cairn_run::Passphrase);
     let control = WorkerControl::default();
     let signals = watch_signals(control.clone())?;

@@ -319,7 +319,7 @@ fn bad_job_input_exits_2_and_queues_nothing() {
         "true
 ",
     );
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["--queue", ".."], "`..` is not a queue name"),
         (&["--queue", "a/b"], "`a/b` is not a queue name"),
         (&["--queue", ""], "is not a queue name"),
@@ -340,6 +340,10 @@ fn bad_job_input_exits_2_and_queues_nothing() {
         (
             &["--secret-env", "2X=y"],
             "not an environment variable name",
+        ),
+        (
+            &["--env", "A-B=1"],
+            "`A-B` is not an environment variable name",
         ),
         (&["--timeout", "5 minutes"], "--timeout"),
         (&["--max-log", "lots"], "--max-log"),
