@@ -213,15 +213,18 @@ impl JobQueue for FileJobQueue {
         .await
     }
 
-    async fn claim(
+    async fn claim_many(
         &self,
         queue: &str,
         worker: &str,
         lease: Duration,
-    ) -> JobResult<Option<(Job, Attempt)>> {
+        max: usize,
+        with_secrets: bool,
+    ) -> JobResult<Vec<(Job, Attempt)>> {
         validate_queue_name(queue)?;
         let (queue, worker) = (queue.to_owned(), worker.to_owned());
         self.locked(move |store| {
+            let mut claimed = Vec::new();
             let dir = store.queued_dir(&queue);
             let mut queued: Vec<JobId> = match std::fs::read_dir(&dir) {
                 Ok(entries) => entries
@@ -233,11 +236,17 @@ impl JobQueue for FileJobQueue {
             };
             queued.sort_unstable();
             for id in queued {
+                if claimed.len() >= max {
+                    break;
+                }
                 let Some(mut job) = store.scanned(id) else {
                     continue;
                 };
                 if job.state != JobState::Queued {
                     store.write(&job)?; // a stale marker: drop it
+                    continue;
+                }
+                if !with_secrets && job.spec.secret_env.is_some() {
                     continue;
                 }
                 job.state = JobState::Received;
@@ -250,9 +259,9 @@ impl JobQueue for FileJobQueue {
                     job: id,
                     number: job.attempt,
                 };
-                return Ok(Some((job, attempt)));
+                claimed.push((job, attempt));
             }
-            Ok(None)
+            Ok(claimed)
         })
         .await
     }

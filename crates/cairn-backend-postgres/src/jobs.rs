@@ -293,21 +293,13 @@ impl JobQueue for PostgresJobQueue {
         Ok(row.get::<_, i64>(0) as JobId)
     }
 
-    async fn claim(
-        &self,
-        queue: &str,
-        worker: &str,
-        lease: Duration,
-    ) -> JobResult<Option<(Job, Attempt)>> {
-        Ok(self.claim_many(queue, worker, lease, 1).await?.pop())
-    }
-
     async fn claim_many(
         &self,
         queue: &str,
         worker: &str,
         lease: Duration,
         max: usize,
+        with_secrets: bool,
     ) -> JobResult<Vec<(Job, Attempt)>> {
         validate_queue_name(queue)?;
         let sql = format!(
@@ -315,6 +307,7 @@ impl JobQueue for PostgresJobQueue {
                  lease_expires_ms = {NOW_MS} + $3
              WHERE state = 'queued' AND id IN (
                  SELECT id FROM cairn_jobs WHERE queue = $1 AND state = 'queued'
+                     AND ($5 OR NOT (spec::jsonb ? 'secretEnv'))
                  ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $4)
              RETURNING {COLUMNS}"
         );
@@ -323,7 +316,7 @@ impl JobQueue for PostgresJobQueue {
         let rows = self
             .client()
             .await?
-            .query(&sql, &[&queue, &worker, &lease_ms, &max])
+            .query(&sql, &[&queue, &worker, &lease_ms, &max, &with_secrets])
             .await
             .map_err(failed("claiming jobs"))?;
         let mut claimed = rows

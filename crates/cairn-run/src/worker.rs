@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use cairn_compute::DriverRegistry;
 use cairn_state::jobs::{
-    Attempt, Job, JobError, JobQueue, JobState, Outcome, Rescued, TIMEOUT_GRACE,
+    Attempt, Job, JobError, JobId, JobQueue, JobState, Outcome, Rescued, TIMEOUT_GRACE,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -104,7 +104,8 @@ pub enum WorkerEvent {
         attempt: Attempt,
     },
     Rescued(Rescued),
-    /// An instance an earlier life of this worker left running was removed.
+    /// An instance left running by an earlier life of this worker, or by a stopped worker
+    /// whose job was rescued, was removed.
     RemovedLeftover {
         driver: String,
         instance: String,
@@ -133,6 +134,11 @@ pub async fn work(
 ) -> Result<(), JobError> {
     cairn_state::jobs::validate_queue_name(&options.queue)?;
     remove_leftovers(&registry, &options, &events).await;
+    // Jobs with secret variables are for workers that can open them: none without a
+    // passphrase, and none once the passphrase failed to open a job's.
+    let can_open_secrets = Arc::new(std::sync::atomic::AtomicBool::new(
+        options.passphrase.is_some(),
+    ));
     let options = Arc::new(options);
     let slots = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
     let mut running = tokio::task::JoinSet::new();
@@ -141,7 +147,23 @@ pub async fn work(
         if tokio::time::Instant::now() >= next_rescue {
             match queue.rescue(TIMEOUT_GRACE).await {
                 Ok(rescued) if rescued != Rescued::default() => {
-                    events(WorkerEvent::Rescued(rescued))
+                    // What the stopped workers left running of these jobs goes now, whether
+                    // the job runs again (later) or ended (no attempt would remove it).
+                    let jobs: Vec<JobId> = rescued
+                        .requeued
+                        .iter()
+                        .chain(&rescued.errored)
+                        .copied()
+                        .collect();
+                    events(WorkerEvent::Rescued(rescued));
+                    let (registry, options, events) =
+                        (registry.clone(), options.clone(), events.clone());
+                    tokio::spawn(async move {
+                        for job in jobs {
+                            let tags = BTreeMap::from([(JOB_TAG.to_owned(), job.to_string())]);
+                            remove_tagged(&registry, &options.run_dir, &tags, &events).await;
+                        }
+                    });
                 }
                 Ok(_) => {}
                 Err(error) => events(WorkerEvent::Problem(format!("rescuing jobs: {error}"))),
@@ -160,7 +182,13 @@ pub async fn work(
             free.push(slot);
         }
         let claimed = match queue
-            .claim_many(&options.queue, &options.name, options.lease, free.len())
+            .claim_many(
+                &options.queue,
+                &options.name,
+                options.lease,
+                free.len(),
+                can_open_secrets.load(std::sync::atomic::Ordering::Relaxed),
+            )
             .await
         {
             Ok(claimed) => claimed,
@@ -193,15 +221,24 @@ pub async fn work(
                 job: Box::new(job.clone()),
                 attempt,
             });
-            let (queue, registry, options, control, events) = (
+            let (queue, registry, options, control, events, can_open_secrets) = (
                 queue.clone(),
                 registry.clone(),
                 options.clone(),
                 control.clone(),
                 events.clone(),
+                can_open_secrets.clone(),
             );
             running.spawn(async move {
-                run_job(&queue, &registry, &options, &control, &events, job, attempt).await;
+                let worker = Worker {
+                    queue: &queue,
+                    registry: &registry,
+                    options: &options,
+                    control: &control,
+                    events: &events,
+                    can_open_secrets: &can_open_secrets,
+                };
+                run_job(worker, job, attempt).await;
                 drop(slot);
             });
         }
@@ -219,13 +256,24 @@ pub async fn work(
 /// Their jobs are not touched: the queue requeues those when their leases run out.
 async fn remove_leftovers(registry: &DriverRegistry, options: &WorkerOptions, events: &Events) {
     let tags = BTreeMap::from([(WORKER_TAG.to_owned(), options.name.clone())]);
+    remove_tagged(registry, &options.run_dir, &tags, events).await;
+}
+
+/// Removes the instances carrying `tags` on every driver reachable with this machine's
+/// defaults.
+async fn remove_tagged(
+    registry: &DriverRegistry,
+    run_dir: &std::path::Path,
+    tags: &BTreeMap<String, String>,
+    events: &Events,
+) {
     for (name, _) in registry.drivers() {
         let mut settings = BTreeMap::new();
-        crate::default_settings(name, &options.run_dir, &mut settings);
+        crate::default_settings(name, run_dir, &mut settings);
         let Ok(driver) = registry.build_from_strings(name, &settings).await else {
             continue; // not reachable here (no Docker Engine): nothing of ours can be there
         };
-        let Ok(leftovers) = driver.describe(&tags, false).await else {
+        let Ok(leftovers) = driver.describe(tags, false).await else {
             continue;
         };
         for instance in leftovers {
@@ -283,15 +331,26 @@ enum Stop {
     GiveBack,
 }
 
-async fn run_job(
-    queue: &Arc<dyn JobQueue>,
-    registry: &DriverRegistry,
-    options: &Arc<WorkerOptions>,
-    control: &WorkerControl,
-    events: &Events,
-    job: Job,
-    attempt: Attempt,
-) {
+/// What a job's run needs of its worker.
+struct Worker<'a> {
+    queue: &'a Arc<dyn JobQueue>,
+    registry: &'a DriverRegistry,
+    options: &'a Arc<WorkerOptions>,
+    control: &'a WorkerControl,
+    events: &'a Events,
+    /// Cleared when the worker's passphrase fails to open a job's secret variables.
+    can_open_secrets: &'a std::sync::atomic::AtomicBool,
+}
+
+async fn run_job(worker: Worker<'_>, job: Job, attempt: Attempt) {
+    let Worker {
+        queue,
+        registry,
+        options,
+        control,
+        events,
+        can_open_secrets,
+    } = worker;
     let requeue = |reason: String, counts: bool| async move {
         match queue.requeue(attempt, &reason, counts).await {
             Ok(state) => events(WorkerEvent::Requeued {
@@ -333,7 +392,16 @@ async fn run_job(
         None => SecretEnv::default(),
         Some(sealed) => match crate::secrets::open(options.passphrase.as_ref(), sealed) {
             Ok(secret_env) => secret_env,
-            Err(error) => return requeue(error, true).await,
+            // Not the job's failure, nor one a retry here would mend: the job goes back for
+            // a worker that can open it, and this one takes no more jobs with secrets.
+            Err(error) => {
+                can_open_secrets.store(false, std::sync::atomic::Ordering::Relaxed);
+                events(WorkerEvent::Problem(format!(
+                    "job {}: {error}; this worker takes no more jobs with secret variables",
+                    attempt.job
+                )));
+                return requeue(error, false).await;
+            }
         },
     };
     let driver = match registry.build_from_strings(&spec.driver, &settings).await {

@@ -379,20 +379,48 @@ async fn secret_variables_are_sealed_in_the_queue_and_masked_in_the_log() {
     assert_eq!(job.state, JobState::Passed, "{job:?}");
     assert_eq!(setup.log(opened).await, "token=[secret]\nmatches\n");
 
-    // A worker without the passphrase gives the job back, and past its retries it errors
-    // saying why; the script never runs.
-    let unopened = setup.queue.submit(with_secret()).await.unwrap();
+    // A worker without the passphrase never takes it; one with the wrong passphrase gives it
+    // back once, without using a retry, and takes no more jobs with secrets. The job waits
+    // for a worker that can open it.
+    let waiting = setup.queue.submit(with_secret()).await.unwrap();
     let (control, worker) = setup.start(setup.options(1));
-    setup
-        .wait_for(unopened, "errored", |job| job.state.is_final())
-        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     control.drain.cancel();
     worker.await.unwrap();
-    let job = setup.queue.job(unopened).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Errored, "{job:?}");
-    let reason = job.reason.unwrap_or_default();
-    assert!(reason.contains("no passphrase"), "{reason}");
-    assert_eq!(setup.log(unopened).await, "");
+    let job = setup.queue.job(waiting).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempt), (JobState::Queued, 0), "{job:?}");
+
+    let mut wrong = setup.options(1);
+    wrong.passphrase = Some(cairn_run::Passphrase("wrong".to_owned()));
+    let (control, worker) = setup.start(wrong);
+    setup
+        .wait_for(waiting, "given back", |job| {
+            job.attempt == 1 && job.state == JobState::Queued
+        })
+        .await;
+    let later = setup.queue.submit(with_secret()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    control.drain.cancel();
+    worker.await.unwrap();
+    let job = setup.queue.job(waiting).await.unwrap().unwrap();
+    assert_eq!(job.infra_failures, 0, "{job:?}");
+    let job = setup.queue.job(later).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempt), (JobState::Queued, 0), "{job:?}");
+
+    let mut right = setup.options(1);
+    right.passphrase = Some(cairn_run::Passphrase("queue-passphrase".to_owned()));
+    let (control, worker) = setup.start(right);
+    for id in [waiting, later] {
+        setup
+            .wait_for(id, "finished", |job| job.state.is_final())
+            .await;
+    }
+    control.drain.cancel();
+    worker.await.unwrap();
+    for id in [waiting, later] {
+        let job = setup.queue.job(id).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Passed, "{job:?}");
+    }
 
     assert_eq!(
         files_containing(setup.dir.path(), "hunter2"),
@@ -400,15 +428,25 @@ async fn secret_variables_are_sealed_in_the_queue_and_masked_in_the_log() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_later_attempt_first_removes_what_an_earlier_one_left_running() {
-    let setup = setup();
+/// A job claimed by a worker that died, with an instance of its run still going: the
+/// job's ID, the driver, and the instance's tags.
+async fn ghost_claim(
+    setup: &Setup,
+    retries: u32,
+) -> (
+    JobId,
+    Arc<dyn cairn_compute::InstanceDriver>,
+    BTreeMap<String, String>,
+    String,
+) {
     let id = setup
         .queue
-        .submit(spec("process", "echo second attempt\n"))
+        .submit(JobSpec {
+            retries,
+            ..spec("process", "echo second attempt\n")
+        })
         .await
         .unwrap();
-    // A worker that claimed the job and died (no heartbeat), leaving its instance running.
     let (_, ghost) = setup
         .queue
         .claim("default", "ghost", Duration::from_millis(300))
@@ -443,7 +481,13 @@ async fn a_later_attempt_first_removes_what_an_earlier_one_left_running() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
+    (id, driver, tags, leftover)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_attempt_first_removes_what_an_earlier_one_left_running() {
+    let setup = setup();
+    let (id, driver, tags, leftover) = ghost_claim(&setup, 1).await;
     let (control, worker) = setup.start(setup.options(1));
     setup
         .wait_for(id, "finished", |job| job.state.is_final())
@@ -458,4 +502,27 @@ async fn a_later_attempt_first_removes_what_an_earlier_one_left_running() {
         "the earlier attempt's instance is still there: {left:?}"
     );
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescued_job_that_ends_there_has_what_its_worker_left_removed() {
+    let setup = setup();
+    // No retries: the rescue ends the job as errored; no later attempt will sweep for it.
+    let (id, driver, tags, _) = ghost_claim(&setup, 0).await;
+    let (control, worker) = setup.start(setup.options(1));
+    setup
+        .wait_for(id, "errored", |job| job.state.is_final())
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !driver.describe(&tags, false).await.unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the dead worker's instance is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    control.drain.cancel();
+    worker.await.unwrap();
+    let job = setup.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Errored, "{job:?}");
 }

@@ -229,27 +229,22 @@ pub trait JobQueue: Send + Sync {
         queue: &str,
         worker: &str,
         lease: Duration,
-    ) -> JobResult<Option<(Job, Attempt)>>;
+    ) -> JobResult<Option<(Job, Attempt)>> {
+        Ok(self.claim_many(queue, worker, lease, 1, true).await?.pop())
+    }
 
     /// Takes up to `max` of the oldest queued jobs of `queue` at once (a worker with several
-    /// free slots), as `claim` takes one. Backends where a claim costs a round trip or a
-    /// commit do it in one; the default claims them one by one.
+    /// free slots fills them with one claim), oldest first. Unless `with_secrets`, jobs with
+    /// secret variables are passed over and stay queued: a worker that cannot open them (it
+    /// has no passphrase, or the wrong one) leaves them to one that can.
     async fn claim_many(
         &self,
         queue: &str,
         worker: &str,
         lease: Duration,
         max: usize,
-    ) -> JobResult<Vec<(Job, Attempt)>> {
-        let mut claimed = Vec::new();
-        while claimed.len() < max {
-            match self.claim(queue, worker, lease).await? {
-                Some(job) => claimed.push(job),
-                None => break,
-            }
-        }
-        Ok(claimed)
-    }
+        with_secrets: bool,
+    ) -> JobResult<Vec<(Job, Attempt)>>;
 
     /// The script starts (received → started).
     async fn start(&self, attempt: Attempt) -> JobResult<()>;

@@ -50,6 +50,7 @@ pub async fn run_all(queue: Arc<dyn JobQueue>) {
     a_restarted_job_runs_again_with_a_fresh_log(queue.as_ref()).await;
     bad_names_and_unknown_jobs_are_refused(queue.as_ref()).await;
     claim_many_takes_the_oldest_up_to_its_max(queue.as_ref()).await;
+    jobs_with_secrets_wait_for_a_worker_that_can_open_them(queue.as_ref()).await;
     concurrent_claims_take_each_job_once(queue.clone()).await;
     concurrent_batch_claims_take_each_job_once(queue).await;
 }
@@ -64,7 +65,10 @@ async fn claim_many_takes_the_oldest_up_to_its_max(queue: &dyn JobQueue) {
                 .unwrap(),
         );
     }
-    let first = queue.claim_many("batch", "w1", LEASE, 2).await.unwrap();
+    let first = queue
+        .claim_many("batch", "w1", LEASE, 2, true)
+        .await
+        .unwrap();
     let taken: Vec<JobId> = first.iter().map(|(job, _)| job.id).collect();
     assert_eq!(taken, ids[..2]);
     for (job, attempt) in &first {
@@ -77,17 +81,53 @@ async fn claim_many_takes_the_oldest_up_to_its_max(queue: &dyn JobQueue) {
             }
         );
     }
-    let rest = queue.claim_many("batch", "w2", LEASE, 5).await.unwrap();
+    let rest = queue
+        .claim_many("batch", "w2", LEASE, 5, true)
+        .await
+        .unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].0.id, ids[2]);
     assert!(
         queue
-            .claim_many("batch", "w3", LEASE, 5)
+            .claim_many("batch", "w3", LEASE, 5, true)
             .await
             .unwrap()
             .is_empty()
     );
     for (_, attempt) in first.into_iter().chain(rest) {
+        queue
+            .finish(attempt, outcome(JobState::Passed, Some(0)))
+            .await
+            .unwrap();
+    }
+}
+
+async fn jobs_with_secrets_wait_for_a_worker_that_can_open_them(queue: &dyn JobQueue) {
+    let sealed = JobSpec {
+        secret_env: Some(crate::jobs::SealedEnv {
+            salt: "cairn-v1:salt:check".to_owned(),
+            values: BTreeMap::from([("TOKEN".to_owned(), "v1:sealed".to_owned())]),
+        }),
+        ..spec("secrets", "uses $TOKEN")
+    };
+    let with_secret = queue.submit(sealed).await.unwrap();
+    let plain = queue.submit(spec("secrets", "plain")).await.unwrap();
+    // Passed over, not taken: the newer plain job is claimed, the older one stays queued.
+    let taken = queue
+        .claim_many("secrets", "no-passphrase", LEASE, 5, false)
+        .await
+        .unwrap();
+    let ids: Vec<JobId> = taken.iter().map(|(job, _)| job.id).collect();
+    assert_eq!(ids, [plain]);
+    let waiting = queue.job(with_secret).await.unwrap().unwrap();
+    assert_eq!((waiting.state, waiting.attempt), (JobState::Queued, 0));
+    let taken = queue
+        .claim_many("secrets", "has-passphrase", LEASE, 5, true)
+        .await
+        .unwrap();
+    let ids: Vec<JobId> = taken.iter().map(|(job, _)| job.id).collect();
+    assert_eq!(ids, [with_secret]);
+    for (_, attempt) in taken {
         queue
             .finish(attempt, outcome(JobState::Passed, Some(0)))
             .await
@@ -113,7 +153,7 @@ async fn concurrent_batch_claims_take_each_job_once(queue: Arc<dyn JobQueue>) {
             let mut taken = Vec::new();
             loop {
                 let claimed = queue
-                    .claim_many("race-batch", &format!("w{worker}"), LEASE, 3)
+                    .claim_many("race-batch", &format!("w{worker}"), LEASE, 3, true)
                     .await
                     .unwrap();
                 if claimed.is_empty() {

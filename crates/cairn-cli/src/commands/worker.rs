@@ -182,7 +182,7 @@ fn report(json: bool, event: &WorkerEvent) {
             "removedLeftover",
             None,
             format!(
-                "removed instance `{instance}` ({driver}) left by an earlier run of this worker"
+                "removed instance `{instance}` ({driver}), left running by a worker that stopped"
             ),
             serde_json::json!({ "driver": driver, "instance": instance }),
         ),
