@@ -339,8 +339,17 @@ impl InstanceDriver for ProcessDriver {
             .wait()
             .await
             .map_err(|error| failed("running a command", error))?;
-        for reader in readers.into_iter().flatten() {
-            let _ = reader.await;
+        // What the command wrote is read to the end of its pipes, but a process it left in
+        // the background holding them does not keep the command going (as with Docker's
+        // exec): past a short wait, its output is no longer the command's.
+        let drained_by = tokio::time::Instant::now() + std::time::Duration::from_millis(250);
+        for mut reader in readers.into_iter().flatten() {
+            if tokio::time::timeout_at(drained_by, &mut reader)
+                .await
+                .is_err()
+            {
+                reader.abort();
+            }
         }
         // A command killed by a signal exits 128 + its number, as a shell (and Docker) says.
         let code = std::os::unix::process::ExitStatusExt::signal(&status)

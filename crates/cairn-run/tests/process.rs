@@ -133,3 +133,21 @@ async fn a_script_killed_by_a_signal_exits_128_plus_its_number() {
         (Some(137), Reason::Finished)
     );
 }
+
+#[tokio::test]
+async fn a_background_process_holding_the_output_does_not_hold_the_run() {
+    let limits = RunLimits {
+        log_silence: Duration::from_secs(5),
+        ..limits()
+    };
+    let started = std::time::Instant::now();
+    let (result, log) = run("(sleep 30) &\necho bye\nexit 5\n", limits, None).await;
+    assert_eq!(result.exit_code, Some(5), "{result:?}: {log}");
+    assert_eq!(result.reason, Reason::Finished, "{result:?}");
+    assert_eq!(log, "bye\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
