@@ -263,8 +263,9 @@ fn show(json: bool, job: &Job) {
         if map.is_empty() {
             "-".to_owned()
         } else {
+            // Escaped, so a value with a newline cannot pass for another field.
             map.iter()
-                .map(|(key, value)| format!("{key}={value}"))
+                .map(|(key, value)| format!("{key}={}", value.escape_debug()))
                 .collect::<Vec<_>>()
                 .join(" ")
         }
