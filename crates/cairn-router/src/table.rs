@@ -1,0 +1,231 @@
+//! The route table: which units serve which host name. It is built from the store's records
+//! (`RouteTable::build`), then only read: requests look a host up and take the next unit in
+//! turn, without a lock and without allocating.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cairn_app::{App, Unit, UnitStatus};
+use hyper::http::uri::Authority;
+
+/// The process whose units receive an app's HTTP traffic (tsuru's convention).
+pub const WEB_PROCESS: &str = "web";
+
+/// One app's routes: its units that may take traffic, taken in turn.
+#[derive(Debug)]
+pub struct AppRoute {
+    pub app: String,
+    /// The addresses (`host:port`) of the app's `web` units whose status is `started`.
+    pub units: Vec<Authority>,
+    next: AtomicUsize,
+}
+
+impl AppRoute {
+    /// The unit the next request goes to (round robin), with its index; `None` with no unit.
+    pub fn pick(&self) -> Option<(usize, &Authority)> {
+        if self.units.is_empty() {
+            return None;
+        }
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.units.len();
+        Some((index, &self.units[index]))
+    }
+
+    /// Another unit than the one at `index` when there is one (a retry), else the same one.
+    pub fn other_than(&self, index: usize) -> Option<&Authority> {
+        if self.units.is_empty() {
+            return None;
+        }
+        Some(&self.units[(index + 1) % self.units.len()])
+    }
+}
+
+/// Every served host name and the app behind it.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// Lowercase host name (no port) → index in `apps`.
+    hosts: HashMap<String, usize>,
+    apps: Vec<AppRoute>,
+}
+
+impl RouteTable {
+    /// The table for `apps` (each with its units) under `domain`: `APP.<domain>` for each app.
+    /// Only units of process `web`, with status `started` and an address that parses as
+    /// `host:port`, take traffic. (A unit records no health of its own yet: a provisioner
+    /// moves it to `started` once its health check passed, as tsuru does.)
+    pub fn build(domain: &str, apps: &[(App, Vec<Unit>)]) -> RouteTable {
+        let domain = domain.trim_matches('.').to_ascii_lowercase();
+        let mut table = RouteTable::default();
+        for (app, units) in apps {
+            let routable = units
+                .iter()
+                .filter(|unit| unit.process == WEB_PROCESS && unit.status == UnitStatus::Started)
+                .filter_map(|unit| unit.address.as_deref())
+                .filter_map(|address| address.parse::<Authority>().ok())
+                .filter(|authority| authority.port_u16().is_some())
+                .collect();
+            let index = table.apps.len();
+            table.apps.push(AppRoute {
+                app: app.name.clone(),
+                units: routable,
+                next: AtomicUsize::new(0),
+            });
+            table
+                .hosts
+                .insert(format!("{}.{domain}", app.name.to_ascii_lowercase()), index);
+        }
+        table
+    }
+
+    /// The app served at `host` (a Host header: any case, with or without a port).
+    pub fn route(&self, host: &str) -> Option<&AppRoute> {
+        let host = strip_port(host).trim_end_matches('.');
+        let index = if host.bytes().any(|byte| byte.is_ascii_uppercase()) {
+            self.hosts.get(&host.to_ascii_lowercase())
+        } else {
+            self.hosts.get(host)
+        }?;
+        self.apps.get(*index)
+    }
+
+    /// Every app and its routable unit addresses, by app name: what the table routes, to
+    /// compare two tables and to show.
+    pub fn summary(&self) -> Vec<(String, Vec<String>)> {
+        let mut apps: Vec<(String, Vec<String>)> = self
+            .apps
+            .iter()
+            .map(|route| {
+                (
+                    route.app.clone(),
+                    route.units.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect();
+        apps.sort();
+        apps
+    }
+
+    /// How many apps and routable units the table has.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.apps.len(),
+            self.apps.iter().map(|route| route.units.len()).sum(),
+        )
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port))
+            if !name.ends_with(']')
+                && !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            name
+        }
+        Some((name, port)) if name.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(name: &str) -> App {
+        App {
+            name: name.to_owned(),
+            pool: "default".to_owned(),
+            processes: Vec::new(),
+            env: Default::default(),
+            release: None,
+            image: None,
+            encryption_salt: None,
+            created_ms: 0,
+        }
+    }
+
+    fn unit(id: &str, process: &str, status: UnitStatus, address: Option<&str>) -> Unit {
+        Unit {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            app: "shop".to_owned(),
+            process: process.to_owned(),
+            node: None,
+            address: address.map(str::to_owned),
+            status,
+        }
+    }
+
+    #[test]
+    fn only_started_web_units_with_an_address_are_routed() {
+        let units = vec![
+            unit("a", "web", UnitStatus::Started, Some("127.0.0.1:1001")),
+            unit("b", "web", UnitStatus::Starting, Some("127.0.0.1:1002")),
+            unit("c", "worker", UnitStatus::Started, Some("127.0.0.1:1003")),
+            unit("d", "web", UnitStatus::Started, None),
+            unit("e", "web", UnitStatus::Started, Some("no port")),
+            unit("f", "web", UnitStatus::Started, Some("127.0.0.1:1006")),
+            unit("g", "web", UnitStatus::Error, Some("127.0.0.1:1007")),
+        ];
+        let table = RouteTable::build("Cairn.localhost.", &[(app("shop"), units)]);
+        assert_eq!(
+            table.summary(),
+            vec![(
+                "shop".to_owned(),
+                vec!["127.0.0.1:1001".to_owned(), "127.0.0.1:1006".to_owned()]
+            )]
+        );
+        assert_eq!(table.counts(), (1, 2));
+    }
+
+    #[test]
+    fn hosts_match_in_any_case_with_or_without_a_port() {
+        let units = vec![unit(
+            "a",
+            "web",
+            UnitStatus::Started,
+            Some("127.0.0.1:1001"),
+        )];
+        let table = RouteTable::build("cairn.localhost", &[(app("shop"), units)]);
+        for host in [
+            "shop.cairn.localhost",
+            "SHOP.Cairn.Localhost:8080",
+            "shop.cairn.localhost.",
+        ] {
+            assert_eq!(
+                table.route(host).map(|r| r.app.as_str()),
+                Some("shop"),
+                "{host}"
+            );
+        }
+        for host in ["blog.cairn.localhost", "shop.cairn", "cairn.localhost", ""] {
+            assert!(table.route(host).is_none(), "{host}");
+        }
+    }
+
+    #[test]
+    fn units_are_taken_in_turn_and_a_retry_goes_to_another() {
+        let units = vec![
+            unit("a", "web", UnitStatus::Started, Some("127.0.0.1:1001")),
+            unit("b", "web", UnitStatus::Started, Some("127.0.0.1:1002")),
+        ];
+        let table = RouteTable::build("d", &[(app("shop"), units)]);
+        let route = table.route("shop.d").unwrap();
+        let picks: Vec<String> = (0..4)
+            .map(|_| route.pick().unwrap().1.to_string())
+            .collect();
+        assert_eq!(
+            picks,
+            [
+                "127.0.0.1:1001",
+                "127.0.0.1:1002",
+                "127.0.0.1:1001",
+                "127.0.0.1:1002"
+            ]
+        );
+        assert_eq!(route.other_than(0).unwrap().as_str(), "127.0.0.1:1002");
+        assert_eq!(route.other_than(1).unwrap().as_str(), "127.0.0.1:1001");
+    }
+}
