@@ -687,3 +687,69 @@ async fn router_drain_gives_up_after_its_timeout() {
     in_flight.abort();
     unit.stop.cancel();
 }
+
+/// The store cannot be read for a while (its apps' directory replaced by a file): the router
+/// keeps routing by the last table, says so once, and says when reads work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_keeps_its_last_table_while_the_store_cannot_be_read() {
+    let (dir, store) = store_with_apps(&["shop"]).await;
+    let unit = UnitServer::start("a").await;
+    add_unit(
+        &*store,
+        "shop",
+        "a",
+        "web",
+        unit.address,
+        UnitStatus::Started,
+    )
+    .await;
+    let router = start_router(store.clone(), Duration::from_secs(5)).await;
+    let client = client();
+    assert_eq!(
+        get(&client, router.address, "shop.cairn.localhost").await,
+        (StatusCode::OK, "a".to_owned())
+    );
+    let apps = dir.path().join(".pulumi/apps/apps");
+    let aside = dir.path().join(".pulumi/apps/apps.aside");
+    std::fs::rename(&apps, &aside).unwrap();
+    std::fs::write(&apps, "not a directory").unwrap();
+    assert!(store.list_apps().await.is_err(), "the store still reads");
+    let failures = || {
+        router
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|event| matches!(event, RouterEvent::RefreshFailed(_)))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while failures() == 0 {
+        assert!(Instant::now() < deadline, "no refresh failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Several refreshes fail meanwhile (one per 200 ms); they are reported once.
+    for _ in 0..5 {
+        assert_eq!(
+            get(&client, router.address, "shop.cairn.localhost").await,
+            (StatusCode::OK, "a".to_owned())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(failures(), 1);
+    std::fs::remove_file(&apps).unwrap();
+    std::fs::rename(&aside, &apps).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !router
+        .events
+        .lock()
+        .unwrap()
+        .contains(&RouterEvent::RefreshRecovered)
+    {
+        assert!(Instant::now() < deadline, "refreshes never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    router.shutdown.cancel();
+    router.task.await.unwrap();
+    unit.stop().await;
+}
