@@ -143,6 +143,7 @@ mod tests {
             image: None,
             encryption_salt: None,
             created_ms: 0,
+            cnames: Vec::new(),
         }
     }
 
