@@ -1,6 +1,6 @@
 //! The router that ships inside the `cairn` binary (`cairn router run`): an HTTP/1.1 reverse
-//! proxy on hyper that sends `APP.<domain>` to the app's `web` units whose status is
-//! `started`, taken in turn.
+//! proxy on hyper that sends `APP.<domain>`, and the custom names an app was given
+//! (`cairn app cname add`), to the app's `web` units whose status is `started`, taken in turn.
 //!
 //! - **Follows the store.** A `RouteTable` is built from `AppStore::list_apps` and `units`,
 //!   again every `refresh` (200 ms by default: polling, on both backends; PostgreSQL's
@@ -143,7 +143,8 @@ impl Router {
             }
         }
         let table = RouteTable::build(&self.domain, &records);
-        if table.summary() == self.table().summary() {
+        let current = self.table();
+        if table.summary() == current.summary() && table.hosts() == current.hosts() {
             return Ok(false);
         }
         self.replace_table(table);

@@ -48,10 +48,12 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// The table for `apps` (each with its units) under `domain`: `APP.<domain>` for each app.
-    /// Only units of process `web`, with status `started` and an address that parses as
-    /// `host:port`, take traffic. (A unit records no health of its own yet: a provisioner
-    /// moves it to `started` once its health check passed, as tsuru does.)
+    /// The table for `apps` (each with its units) under `domain`: `APP.<domain>` for each app,
+    /// and the custom names it was given (`App::cnames`; a name that is also some app's
+    /// `APP.<domain>` stays that app's). Only units of process `web`, with status `started`
+    /// and an address that parses as `host:port`, take traffic. (A unit records no health of
+    /// its own yet: a provisioner moves it to `started` once its health check passed, as tsuru
+    /// does.)
     pub fn build(domain: &str, apps: &[(App, Vec<Unit>)]) -> RouteTable {
         let domain = domain.trim_matches('.').to_ascii_lowercase();
         let mut table = RouteTable::default();
@@ -72,6 +74,14 @@ impl RouteTable {
             table
                 .hosts
                 .insert(format!("{}.{domain}", app.name.to_ascii_lowercase()), index);
+        }
+        for (index, (app, _)) in apps.iter().enumerate() {
+            for cname in &app.cnames {
+                table
+                    .hosts
+                    .entry(cname.trim_end_matches('.').to_ascii_lowercase())
+                    .or_insert(index);
+            }
         }
         table
     }
@@ -102,6 +112,20 @@ impl RouteTable {
             .collect();
         apps.sort();
         apps
+    }
+
+    /// Every served host name and its app, sorted.
+    pub fn hosts(&self) -> Vec<(String, String)> {
+        let mut hosts: Vec<(String, String)> = self
+            .hosts
+            .iter()
+            .filter_map(|(host, &index)| {
+                let route = self.apps.get(index)?;
+                Some((host.clone(), route.app.clone()))
+            })
+            .collect();
+        hosts.sort();
+        hosts
     }
 
     /// How many apps and routable units the table has.
@@ -204,6 +228,26 @@ mod tests {
         for host in ["blog.cairn.localhost", "shop.cairn", "cairn.localhost", ""] {
             assert!(table.route(host).is_none(), "{host}");
         }
+    }
+
+    #[test]
+    fn custom_names_route_to_their_app_but_never_take_an_apps_own_name() {
+        let mut shop = app("shop");
+        shop.cnames = vec!["www.shop.test".to_owned(), "blog.d".to_owned()];
+        let table = RouteTable::build("d", &[(shop, Vec::new()), (app("blog"), Vec::new())]);
+        assert_eq!(
+            table.route("WWW.shop.test:80").map(|r| r.app.as_str()),
+            Some("shop")
+        );
+        assert_eq!(table.route("blog.d").map(|r| r.app.as_str()), Some("blog"));
+        assert_eq!(
+            table.hosts(),
+            [
+                ("blog.d".to_owned(), "blog".to_owned()),
+                ("shop.d".to_owned(), "shop".to_owned()),
+                ("www.shop.test".to_owned(), "shop".to_owned()),
+            ]
+        );
     }
 
     #[test]

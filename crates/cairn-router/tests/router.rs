@@ -753,3 +753,52 @@ async fn router_keeps_its_last_table_while_the_store_cannot_be_read() {
     router.task.await.unwrap();
     unit.stop().await;
 }
+
+/// A custom name added to an app is served within a second; once removed, it is unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_follows_an_apps_custom_names() {
+    let (_dir, store) = store_with_apps(&["shop"]).await;
+    let unit = UnitServer::start("a").await;
+    add_unit(
+        &*store,
+        "shop",
+        "a",
+        "web",
+        unit.address,
+        UnitStatus::Started,
+    )
+    .await;
+    let router = start_router(store.clone(), Duration::from_secs(5)).await;
+    let client = client();
+    assert_eq!(
+        get(&client, router.address, "www.shop.test").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let lock = store.lock_app("shop", "test", LEASE).await.unwrap();
+    store.add_cname(&lock, "www.shop.test").await.unwrap();
+    wait_for_answer(
+        &client,
+        router.address,
+        "WWW.shop.test",
+        Duration::from_secs(1),
+        |answer| answer == &(StatusCode::OK, "a".to_owned()),
+    )
+    .await;
+    store.remove_cname(&lock, "www.shop.test").await.unwrap();
+    store.unlock_app(&lock).await.unwrap();
+    wait_for_answer(
+        &client,
+        router.address,
+        "www.shop.test",
+        Duration::from_secs(1),
+        |answer| answer.0 == StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_eq!(
+        get(&client, router.address, "shop.cairn.localhost").await,
+        (StatusCode::OK, "a".to_owned())
+    );
+    router.shutdown.cancel();
+    router.task.await.unwrap();
+    unit.stop().await;
+}
