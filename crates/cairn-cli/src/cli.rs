@@ -665,6 +665,27 @@ pub enum AppCommand {
         #[arg(value_name = "APP")]
         app: String,
     },
+    /// Custom host names the router serves the app at, besides APP.<domain>
+    #[command(subcommand)]
+    Cname(AppCnameCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCnameCommand {
+    /// Serve the app at NAME too (a name another app has is refused)
+    Add {
+        #[arg(value_name = "APP")]
+        app: String,
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Stop serving the app at NAME
+    Rm {
+        #[arg(value_name = "APP")]
+        app: String,
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -116,6 +116,9 @@ fn router_run_serves_an_apps_host_and_drains_on_sigterm() {
     context
         .cairn(&["app", "create", "shop", "--process", "web=./server"])
         .success();
+    context
+        .cairn(&["app", "cname", "add", "shop", "WWW.Shop.Test"])
+        .success();
     let (unit, begun) = start_unit();
     add_started_unit(&context, "shop", unit);
     let mut child = context.spawn(&[
@@ -136,6 +139,11 @@ fn router_run_serves_an_apps_host_and_drains_on_sigterm() {
     let router: SocketAddr = listening["address"].as_str().unwrap().parse().unwrap();
 
     let (status, body) = get(router, "shop.apps.test", "/");
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 200 OK", "hello from the unit")
+    );
+    let (status, body) = get(router, "www.shop.test:80", "/");
     assert_eq!(
         (status.as_str(), body.as_str()),
         ("HTTP/1.1 200 OK", "hello from the unit")
@@ -193,4 +201,62 @@ fn router_run_refuses_a_bad_address_or_domain_with_exit_2() {
         ])
         .expect_code(2);
     assert!(run.stderr.contains("is not a domain"), "{}", run.stderr);
+}
+
+#[test]
+fn app_cname_add_and_rm_keep_one_app_per_name() {
+    let context = TestContext::new();
+    for app in ["shop", "blog"] {
+        context
+            .cairn(&["app", "create", app, "--process", "web=./server"])
+            .success();
+    }
+    let run = context
+        .cairn(&["app", "cname", "add", "shop", "WWW.Shop.Test."])
+        .success();
+    assert_eq!(run.stdout, "app `shop` is served at `www.shop.test` too\n");
+    let info: serde_json::Value = serde_json::from_str(
+        &context
+            .cairn(&["app", "info", "shop", "--json"])
+            .success()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(info["cnames"], serde_json::json!(["www.shop.test"]));
+    let run = context
+        .cairn(&["app", "cname", "add", "blog", "www.shop.test"])
+        .expect_code(2);
+    assert!(
+        run.stderr
+            .contains("host name `www.shop.test` belongs to app `shop`"),
+        "{}",
+        run.stderr
+    );
+    let run = context
+        .cairn(&["app", "cname", "add", "blog", "not a name"])
+        .expect_code(2);
+    assert!(run.stderr.contains("is not a host name"), "{}", run.stderr);
+    context
+        .cairn(&["app", "cname", "rm", "shop", "www.shop.test"])
+        .success();
+    let run = context
+        .cairn(&["app", "cname", "rm", "shop", "www.shop.test"])
+        .expect_code(2);
+    assert!(
+        run.stderr
+            .contains("app `shop` has no host name `www.shop.test`"),
+        "{}",
+        run.stderr
+    );
+    context
+        .cairn(&["app", "cname", "add", "blog", "www.shop.test"])
+        .success();
+    let info: serde_json::Value = serde_json::from_str(
+        &context
+            .cairn(&["app", "info", "shop", "--json"])
+            .success()
+            .stdout,
+    )
+    .unwrap();
+    assert!(info.get("cnames").is_none(), "{info}");
 }
