@@ -802,3 +802,58 @@ async fn router_follows_an_apps_custom_names() {
     router.task.await.unwrap();
     unit.stop().await;
 }
+
+/// The same on a `postgres://` store: a unit recorded there is routed within a second, and no
+/// longer once removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_follows_units_on_a_postgres_store() {
+    let cluster = cairn_backend_postgres::test_cluster::TestCluster::start().unwrap();
+    let url = cluster.new_database().await.unwrap();
+    let backend = cairn_backend_postgres::PostgresBackend::connect(&url)
+        .await
+        .unwrap();
+    let store: Arc<dyn AppStore> = Arc::new(backend.app_store());
+    store
+        .create_app(NewApp {
+            name: "shop".to_owned(),
+            pool: cairn_app::DEFAULT_POOL.to_owned(),
+            processes: vec![Process {
+                name: "web".to_owned(),
+                command: "./server".to_owned(),
+            }],
+        })
+        .await
+        .unwrap();
+    let router = start_router(store.clone(), Duration::from_secs(5)).await;
+    let client = client();
+    let unit = UnitServer::start("a").await;
+    add_unit(
+        &*store,
+        "shop",
+        "a",
+        "web",
+        unit.address,
+        UnitStatus::Started,
+    )
+    .await;
+    wait_for_answer(
+        &client,
+        router.address,
+        "shop.cairn.localhost",
+        Duration::from_secs(1),
+        |answer| answer == &(StatusCode::OK, "a".to_owned()),
+    )
+    .await;
+    remove_unit(&*store, "shop", "a").await;
+    wait_for_answer(
+        &client,
+        router.address,
+        "shop.cairn.localhost",
+        Duration::from_secs(1),
+        |answer| answer.0 == StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    router.shutdown.cancel();
+    router.task.await.unwrap();
+    unit.stop().await;
+}
