@@ -8,8 +8,10 @@
 //!   never waits on a refresh: it clones an `Arc` under a read lock held for that clone only.
 //!   A refresh that fails keeps the last table (reported once, until one succeeds again).
 //! - **No failed request when a unit goes away.** A GET or HEAD without a body whose unit
-//!   refuses the connection (or closes it before answering) is sent once more, to another
-//!   unit when there is one, so a unit stopped just before the table noticed costs nothing.
+//!   refuses the connection is sent to each other unit in turn until one answers (one that
+//!   closes the connection before answering, once more), so units stopped just before the
+//!   table noticed cost nothing; a unit that refused is passed over for `REFUSED_FOR` (2 s)
+//!   while another has not.
 //! - **Pooled.** Connections to units are kept alive and reused (hyper-util's client).
 //! - **Drains.** When `shutdown` fires, the listener closes, idle keep-alive connections are
 //!   closed, and requests in flight finish (up to the drain timeout).
@@ -36,7 +38,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use table::{AppRoute, RouteTable, WEB_PROCESS};
+pub use table::{AppRoute, REFUSED_FOR, RouteTable, WEB_PROCESS};
 
 /// What a unit receives as a request body: the client's, or nothing (a GET or HEAD that may
 /// be sent twice).
@@ -187,31 +189,38 @@ impl Router {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let may_retry = matches!(parts.method, Method::GET | Method::HEAD) && body.is_end_stream();
         let outcome = if may_retry {
-            let headers = parts.headers.clone();
-            let first = self
-                .send(
-                    &parts.method,
-                    unit,
-                    &path,
-                    parts.headers,
-                    Either::Right(Empty::new()),
-                )
-                .await;
-            match first {
-                Ok(response) => Ok(response),
-                Err(_) => match route.other_than(index) {
-                    Some(other) => {
-                        self.send(
-                            &parts.method,
-                            other,
-                            &path,
-                            headers,
-                            Either::Right(Empty::new()),
-                        )
-                        .await
-                    }
-                    None => first,
-                },
+            // A refused connection delivered nothing: every other unit is tried in turn. Any
+            // other failure (a connection closed before the answer) is retried once.
+            let (mut index, mut unit) = (index, unit);
+            let mut attempt = 0;
+            loop {
+                let result = self
+                    .send(
+                        &parts.method,
+                        unit,
+                        &path,
+                        parts.headers.clone(),
+                        Either::Right(Empty::new()),
+                    )
+                    .await;
+                let error = match result {
+                    Ok(response) => break Ok(response),
+                    Err(error) => error,
+                };
+                attempt += 1;
+                let refused = error.is_connect();
+                if refused {
+                    route.refused(index);
+                }
+                let more = if refused {
+                    attempt < route.units.len().max(2)
+                } else {
+                    attempt < 2
+                };
+                match route.retry(index, attempt) {
+                    Some(next) if more => (index, unit) = next,
+                    _ => break Err(error),
+                }
             }
         } else {
             self.send(

@@ -3,7 +3,9 @@
 //! turn, without a lock and without allocating.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use cairn_app::{App, Unit, UnitStatus};
 use hyper::http::uri::Authority;
@@ -11,31 +13,89 @@ use hyper::http::uri::Authority;
 /// The process whose units receive an app's HTTP traffic (tsuru's convention).
 pub const WEB_PROCESS: &str = "web";
 
+/// How long a unit that refused a connection is passed over by `pick` (it is being stopped,
+/// or gone before the table noticed).
+pub const REFUSED_FOR: Duration = Duration::from_secs(2);
+
+/// Milliseconds since the first call: a clock for `refused_at`, with 0 as "never".
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
+}
+
 /// One app's routes: its units that may take traffic, taken in turn.
 #[derive(Debug)]
 pub struct AppRoute {
     pub app: String,
     /// The addresses (`host:port`) of the app's `web` units whose status is `started`.
     pub units: Vec<Authority>,
+    /// When each unit last refused a connection (`now_ms`), 0 for never.
+    refused_at: Vec<AtomicU64>,
     next: AtomicUsize,
 }
 
 impl AppRoute {
-    /// The unit the next request goes to (round robin), with its index; `None` with no unit.
+    fn new(app: String, units: Vec<Authority>) -> AppRoute {
+        AppRoute {
+            app,
+            refused_at: units.iter().map(|_| AtomicU64::new(0)).collect(),
+            units,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn recently_refused(&self, index: usize, now: u64) -> bool {
+        self.refused_at.get(index).is_some_and(|at| {
+            let at = at.load(Ordering::Relaxed);
+            at != 0 && now.saturating_sub(at) < REFUSED_FOR.as_millis() as u64
+        })
+    }
+
+    /// The unit the next request goes to (round robin, passing over units that refused a
+    /// connection in the last `REFUSED_FOR` while another has not), with its index; `None`
+    /// with no unit.
     pub fn pick(&self) -> Option<(usize, &Authority)> {
         if self.units.is_empty() {
             return None;
         }
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.units.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % self.units.len();
+        let now = now_ms();
+        let index = (0..self.units.len())
+            .map(|offset| (first + offset) % self.units.len())
+            .find(|&index| !self.recently_refused(index, now))
+            .unwrap_or(first);
         Some((index, &self.units[index]))
     }
 
-    /// Another unit than the one at `index` when there is one (a retry), else the same one.
-    pub fn other_than(&self, index: usize) -> Option<&Authority> {
-        if self.units.is_empty() {
+    /// The unit to try after the one at `index` failed, on the `attempt`th retry (1, 2, ...):
+    /// the next ones in order, those that recently refused last; the same unit when it is the
+    /// only one.
+    pub fn retry(&self, index: usize, attempt: usize) -> Option<(usize, &Authority)> {
+        let len = self.units.len();
+        if len == 0 {
             return None;
         }
-        Some(&self.units[(index + 1) % self.units.len()])
+        if len == 1 {
+            return Some((0, &self.units[0]));
+        }
+        let now = now_ms();
+        let others = (1..len).map(|offset| (index + offset) % len);
+        let fresh = others
+            .clone()
+            .filter(|&other| !self.recently_refused(other, now));
+        let stale = others.filter(|&other| self.recently_refused(other, now));
+        let chosen = fresh.chain(stale).nth((attempt - 1) % (len - 1))?;
+        Some((chosen, &self.units[chosen]))
+    }
+
+    /// Notes that the unit at `index` refused a connection.
+    pub fn refused(&self, index: usize) {
+        if let Some(at) = self.refused_at.get(index) {
+            at.store(now_ms(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -66,11 +126,7 @@ impl RouteTable {
                 .filter(|authority| authority.port_u16().is_some())
                 .collect();
             let index = table.apps.len();
-            table.apps.push(AppRoute {
-                app: app.name.clone(),
-                units: routable,
-                next: AtomicUsize::new(0),
-            });
+            table.apps.push(AppRoute::new(app.name.clone(), routable));
             table
                 .hosts
                 .insert(format!("{}.{domain}", app.name.to_ascii_lowercase()), index);
@@ -270,7 +326,34 @@ mod tests {
                 "127.0.0.1:1002"
             ]
         );
-        assert_eq!(route.other_than(0).unwrap().as_str(), "127.0.0.1:1002");
-        assert_eq!(route.other_than(1).unwrap().as_str(), "127.0.0.1:1001");
+        assert_eq!(route.retry(0, 1).unwrap().1.as_str(), "127.0.0.1:1002");
+        assert_eq!(route.retry(1, 1).unwrap().1.as_str(), "127.0.0.1:1001");
+    }
+
+    #[test]
+    fn a_unit_that_refused_is_passed_over_while_others_are_not() {
+        let units = ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(n, id)| {
+                let address = format!("127.0.0.1:{}", 1001 + n);
+                unit(id, "web", UnitStatus::Started, Some(&address))
+            })
+            .collect();
+        let table = RouteTable::build("d", &[(app("shop"), units)]);
+        let route = table.route("shop.d").unwrap();
+        route.refused(1);
+        let picks: Vec<usize> = (0..6).map(|_| route.pick().unwrap().0).collect();
+        assert!(!picks.contains(&1), "{picks:?}");
+        // Retries after unit 0: unit 2 first, the one that refused last.
+        assert_eq!(route.retry(0, 1).unwrap().0, 2);
+        assert_eq!(route.retry(0, 2).unwrap().0, 1);
+        // When every unit refused, they are still taken in turn.
+        route.refused(0);
+        route.refused(2);
+        let picks: Vec<usize> = (0..3).map(|_| route.pick().unwrap().0).collect();
+        let mut sorted = picks.clone();
+        sorted.sort();
+        assert_eq!(sorted, [0, 1, 2], "{picks:?}");
     }
 }
