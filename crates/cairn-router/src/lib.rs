@@ -8,10 +8,10 @@
 //!   never waits on a refresh: it clones an `Arc` under a read lock held for that clone only.
 //!   A refresh that fails keeps the last table (reported once, until one succeeds again).
 //! - **No failed request when a unit goes away.** A GET or HEAD without a body whose unit
-//!   refuses the connection is sent to each other unit in turn until one answers (one that
-//!   closes the connection before answering, once more), so units stopped just before the
-//!   table noticed cost nothing; a unit that refused is passed over for `REFUSED_FOR` (2 s)
-//!   while another has not.
+//!   refuses the connection, or closes it before answering, is sent to each other unit in
+//!   turn until one answers (to the same one once more when it is alone), so units stopped
+//!   just before the table noticed cost nothing; a unit that refused is passed over for
+//!   `REFUSED_FOR` (2 s) while another has not.
 //! - **Pooled.** Connections to units are kept alive and reused (hyper-util's client).
 //! - **Drains.** When `shutdown` fires, the listener closes, idle keep-alive connections are
 //!   closed, and requests in flight finish (up to the drain timeout).
@@ -189,8 +189,8 @@ impl Router {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let may_retry = matches!(parts.method, Method::GET | Method::HEAD) && body.is_end_stream();
         let outcome = if may_retry {
-            // A refused connection delivered nothing: every other unit is tried in turn. Any
-            // other failure (a connection closed before the answer) is retried once.
+            // A GET or HEAD that got no answer (refused, or the connection closed first, as a
+            // unit being stopped does) may be sent again: every other unit is tried in turn.
             let (mut index, mut unit) = (index, unit);
             let mut attempt = 0;
             loop {
@@ -212,11 +212,7 @@ impl Router {
                 if refused {
                     route.refused(index);
                 }
-                let more = if refused {
-                    attempt < route.units.len().max(2)
-                } else {
-                    attempt < 2
-                };
+                let more = attempt < route.units.len().max(2);
                 match route.retry(index, attempt) {
                     Some(next) if more => (index, unit) = next,
                     _ => break Err(error),
