@@ -77,6 +77,7 @@ pub async fn run_all(store: Arc<dyn AppStore>) {
     the_lock_has_one_writer_and_fences_lost_writers(store.as_ref()).await;
     unit_statuses_follow_tsurus_flow_and_are_persisted(store.as_ref()).await;
     concurrent_lockers_get_the_lock_once(store.clone()).await;
+    host_names_are_kept_unique_across_apps(store.as_ref()).await;
     pools_and_nodes_are_kept_and_checked(store.as_ref()).await;
 }
 
@@ -508,4 +509,57 @@ pub async fn pools_and_nodes_are_kept_and_checked(store: &dyn AppStore) {
         .map(|pool| pool.name)
         .collect();
     assert_eq!(names, ["asia", "eu"]);
+}
+
+pub async fn host_names_are_kept_unique_across_apps(store: &dyn AppStore) {
+    store.create_app(new_app("named", "default")).await.unwrap();
+    store
+        .create_app(new_app("other-named", "default"))
+        .await
+        .unwrap();
+    let lock = store.lock_app("named", "test", LEASE).await.unwrap();
+    store.add_cname(&lock, "WWW.Example.com.").await.unwrap();
+    store.add_cname(&lock, "shop.example.com").await.unwrap();
+    // Adding one the app has changes nothing.
+    store.add_cname(&lock, "www.example.com").await.unwrap();
+    assert!(matches!(
+        store.add_cname(&lock, "not a name").await,
+        Err(AppError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.add_cname(&lock, "localhost").await,
+        Err(AppError::Invalid(_))
+    ));
+    let app = store.app("named").await.unwrap().unwrap();
+    assert_eq!(app.cnames, ["www.example.com", "shop.example.com"]);
+    let listed = store.list_apps().await.unwrap();
+    let listed = listed.iter().find(|app| app.name == "named").unwrap();
+    assert_eq!(listed.cnames, ["www.example.com", "shop.example.com"]);
+
+    // Another app cannot take it, until it is given up.
+    let other = store.lock_app("other-named", "test", LEASE).await.unwrap();
+    match store.add_cname(&other, "www.example.com").await {
+        Err(AppError::Invalid(message)) => assert!(message.contains("`named`"), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    store.remove_cname(&lock, "www.example.com").await.unwrap();
+    assert!(matches!(
+        store.remove_cname(&lock, "www.example.com").await,
+        Err(AppError::Invalid(_))
+    ));
+    store.add_cname(&other, "www.example.com").await.unwrap();
+    assert_eq!(
+        store.app("named").await.unwrap().unwrap().cnames,
+        ["shop.example.com"]
+    );
+
+    // A lost lock writes no host name.
+    store.unlock_app(&lock).await.unwrap();
+    assert!(matches!(
+        store.add_cname(&lock, "late.example.com").await,
+        Err(AppError::LockLost(_))
+    ));
+    store.remove_app(&other).await.unwrap();
+    let lock = store.lock_app("named", "test", LEASE).await.unwrap();
+    store.remove_app(&lock).await.unwrap();
 }

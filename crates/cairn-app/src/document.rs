@@ -156,6 +156,30 @@ impl AppDocument {
         Ok(())
     }
 
+    /// Adds a custom host name (already validated and normalized, and held by no other app:
+    /// the store checks that across apps). Adding one the app has changes nothing.
+    pub fn add_cname(&mut self, lock: &AppLock, cname: &str, now_ms: i64) -> AppResult<()> {
+        self.check_lock(lock, now_ms)?;
+        if !self.app.cnames.iter().any(|existing| existing == cname) {
+            self.app.cnames.push(cname.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Removes a custom host name; refused when the app does not have it.
+    pub fn remove_cname(&mut self, lock: &AppLock, cname: &str, now_ms: i64) -> AppResult<()> {
+        self.check_lock(lock, now_ms)?;
+        let before = self.app.cnames.len();
+        self.app.cnames.retain(|existing| existing != cname);
+        if self.app.cnames.len() == before {
+            return Err(AppError::Invalid(format!(
+                "app `{}` has no host name `{cname}`",
+                self.app.name
+            )));
+        }
+        Ok(())
+    }
+
     pub fn remove_unit(&mut self, lock: &AppLock, unit_id: &str, now_ms: i64) -> AppResult<Unit> {
         self.check_lock(lock, now_ms)?;
         let index = self.unit_index(unit_id)?;

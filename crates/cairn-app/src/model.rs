@@ -66,6 +66,10 @@ pub struct App {
     pub encryption_salt: Option<String>,
     /// Unix milliseconds.
     pub created_ms: i64,
+    /// Host names the router serves the app at besides `APP.<domain>` (`cairn app cname`),
+    /// each held by one app at most, lowercase, in the order they were added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cnames: Vec<String>,
 }
 
 /// What `AppStore::create_app` needs.

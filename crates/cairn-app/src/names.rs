@@ -29,6 +29,36 @@ pub fn validate_app_name(name: &str) -> AppResult<()> {
     }
 }
 
+/// A custom host name for an app (`cairn app cname add`): a DNS name of at least two labels,
+/// each of letters, digits and `-` (not first or last), 253 characters at most; stored
+/// lowercase (`normalize_cname`).
+pub fn validate_cname(name: &str) -> AppResult<()> {
+    let labels: Vec<&str> = name.split('.').collect();
+    let is_valid = name.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if is_valid {
+        Ok(())
+    } else {
+        Err(AppError::Invalid(format!(
+            "`{}` is not a host name: use labels of letters, digits and `-`, joined by dots \
+             (`www.example.com`)",
+            printable(name)
+        )))
+    }
+}
+
+/// A custom host name as stored and matched: lowercase, without a trailing dot.
+pub fn normalize_cname(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
 /// A pool name: lowercase letters, digits, `-` and `_`, starting with a letter or digit, 1 to
 /// 63 long.
 pub fn validate_pool_name(name: &str) -> AppResult<()> {

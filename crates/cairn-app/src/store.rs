@@ -86,6 +86,14 @@ pub trait AppStore: Send + Sync {
         status: UnitStatus,
     ) -> AppResult<UnitStatus>;
 
+    /// Adds a custom host name to the app (`cairn app cname add`): validated, lowercased,
+    /// refused (`AppError::Invalid`) when another app has it. Adding one the app already has
+    /// changes nothing.
+    async fn add_cname(&self, lock: &AppLock, cname: &str) -> AppResult<()>;
+
+    /// Removes a custom host name from the app; refused when it does not have it.
+    async fn remove_cname(&self, lock: &AppLock, cname: &str) -> AppResult<()>;
+
     /// Adds a pool. Making it the default takes that from any other pool.
     async fn add_pool(&self, pool: Pool) -> AppResult<()>;
 

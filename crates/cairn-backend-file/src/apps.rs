@@ -216,6 +216,7 @@ impl AppStore for FileAppStore {
                 image: None,
                 encryption_salt: None,
                 created_ms: crate::files::unix_now_millis(),
+                cnames: Vec::new(),
             };
             files.write_app(&AppFile {
                 document: AppDocument::new(record.clone()),
@@ -316,6 +317,41 @@ impl AppStore for FileAppStore {
         let held = lock.clone();
         self.edit_app(&lock.app, move |file, now| {
             file.document.add_unit(&held, unit, now)
+        })
+        .await
+        .map_err(|error| lost_if_gone(error, lock))
+    }
+
+    async fn add_cname(&self, lock: &AppLock, cname: &str) -> AppResult<()> {
+        validate_app_name(&lock.app)?;
+        let (held, cname) = (lock.clone(), cairn_app::names::normalize_cname(cname));
+        cairn_app::names::validate_cname(&cname)?;
+        self.locked(move |files| {
+            // Under the store's lock, so no other app takes the name meanwhile.
+            let holder = files
+                .scan::<AppFile>("apps")?
+                .into_iter()
+                .find(|file| file.document.app.cnames.contains(&cname));
+            if let Some(holder) = holder
+                && holder.document.app.name != held.app
+            {
+                return Err(AppError::Invalid(format!(
+                    "host name `{cname}` belongs to app `{}`",
+                    holder.document.app.name
+                )));
+            }
+            let mut file = files.existing_app(&held.app)?;
+            file.document.add_cname(&held, &cname, crate::files::unix_now_millis())?;
+            files.write_app(&file)
+        })
+        .await
+        .map_err(|error| lost_if_gone(error, lock))
+    }
+
+    async fn remove_cname(&self, lock: &AppLock, cname: &str) -> AppResult<()> {
+        let (held, cname) = (lock.clone(), cairn_app::names::normalize_cname(cname));
+        self.edit_app(&lock.app, move |file, now| {
+            file.document.remove_cname(&held, &cname, now)
         })
         .await
         .map_err(|error| lost_if_gone(error, lock))

@@ -199,6 +199,7 @@ impl AppStore for PostgresAppStore {
                 image: None,
                 encryption_salt: None,
                 created_ms: now,
+                cnames: Vec::new(),
             };
             let document = to_json(&AppDocument::new(record.clone()))?;
             let inserted = transaction
@@ -334,6 +335,65 @@ impl AppStore for PostgresAppStore {
     async fn add_unit(&self, lock: &AppLock, unit: Unit) -> AppResult<()> {
         self.edit_app(&lock.app, |document, now| {
             Ok((document.add_unit(lock, unit, now)?, None))
+        })
+        .await
+        .map_err(|error| lost_if_gone(error, lock))
+    }
+
+    async fn add_cname(&self, lock: &AppLock, cname: &str) -> AppResult<()> {
+        validate_app_name(&lock.app)?;
+        let cname = cairn_app::names::normalize_cname(cname);
+        cairn_app::names::validate_cname(&cname)?;
+        self.in_transaction(async |transaction| {
+            // Self-conflicting: two additions of host names (to any apps) run one at a time,
+            // so no other app takes the name between the check and the write.
+            transaction
+                .batch_execute("LOCK TABLE cairn_apps IN SHARE ROW EXCLUSIVE MODE")
+                .await
+                .map_err(failed("locking the apps"))?;
+            let holder = transaction
+                .query_opt(
+                    "SELECT name FROM cairn_apps WHERE name <> $1 \
+                     AND (document::jsonb -> 'app' -> 'cnames') ? $2 LIMIT 1",
+                    &[&lock.app, &cname],
+                )
+                .await
+                .map_err(failed("reading host names"))?;
+            if let Some(holder) = holder {
+                let holder: String = holder.get(0);
+                return Err(AppError::Invalid(format!(
+                    "host name `{cname}` belongs to app `{holder}`"
+                )));
+            }
+            let row = transaction
+                .query_opt(
+                    &format!(
+                        "SELECT document, {NOW_MS} FROM cairn_apps WHERE name = $1 FOR UPDATE"
+                    ),
+                    &[&lock.app],
+                )
+                .await
+                .map_err(failed("reading an app"))?
+                .ok_or_else(|| AppError::AppNotFound(lock.app.clone()))?;
+            let mut document: AppDocument = from_json("an app", row.get(0))?;
+            document.add_cname(lock, &cname, row.get(1))?;
+            transaction
+                .execute(
+                    "UPDATE cairn_apps SET document = $2 WHERE name = $1",
+                    &[&lock.app, &to_json(&document)?],
+                )
+                .await
+                .map_err(failed("writing an app"))?;
+            Ok(())
+        })
+        .await
+        .map_err(|error| lost_if_gone(error, lock))
+    }
+
+    async fn remove_cname(&self, lock: &AppLock, cname: &str) -> AppResult<()> {
+        let cname = cairn_app::names::normalize_cname(cname);
+        self.edit_app(&lock.app, |document, now| {
+            Ok((document.remove_cname(lock, &cname, now)?, None))
         })
         .await
         .map_err(|error| lost_if_gone(error, lock))

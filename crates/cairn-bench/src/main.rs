@@ -18,6 +18,7 @@ mod backends;
 mod compute;
 mod jobs;
 mod plugins;
+mod router;
 
 /// The shape of a generated program.
 #[derive(Clone, Copy, Debug)]
@@ -221,6 +222,10 @@ fn main() -> anyhow::Result<()> {
     // The job queue is measured in this process, through the library: no binary needed.
     if arguments.iter().any(|argument| argument == "--jobs") {
         return jobs::run(quick);
+    }
+    // So is the router, through the library, against a unit in this process.
+    if arguments.iter().any(|argument| argument == "--router") {
+        return router::run(quick);
     }
     let runs = if quick { 1 } else { 3 };
     let cairn = std::fs::canonicalize(&cairn)

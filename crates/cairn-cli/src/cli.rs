@@ -104,6 +104,32 @@ pub enum Command {
     /// Nodes: the Docker Engine endpoints of the pools
     #[command(subcommand)]
     Node(NodeCommand),
+    /// The HTTP router: sends APP.<domain> to the app's started web units
+    #[command(subcommand)]
+    Router(RouterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouterCommand {
+    /// Serve HTTP until SIGTERM or Ctrl-C, which drains: no new connections, requests in
+    /// flight finish (up to --drain-timeout), then exit 0
+    Run(RouterRunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RouterRunArgs {
+    /// The address to listen on (`127.0.0.1:8080`, `0.0.0.0:80`)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// App `shop` is served at `shop.<domain>`
+    #[arg(long, default_value = cairn_router::DEFAULT_DOMAIN)]
+    pub domain: String,
+    /// How often the routes are read again from the backend
+    #[arg(long, default_value = "200ms", value_name = "DURATION")]
+    pub refresh: humantime::Duration,
+    /// How long requests in flight may take to finish after SIGTERM or Ctrl-C
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub drain_timeout: humantime::Duration,
 }
 
 #[derive(Args, Debug)]
@@ -638,6 +664,27 @@ pub enum AppCommand {
     Releases {
         #[arg(value_name = "APP")]
         app: String,
+    },
+    /// Custom host names the router serves the app at, besides APP.<domain>
+    #[command(subcommand)]
+    Cname(AppCnameCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCnameCommand {
+    /// Serve the app at NAME too (a name another app has is refused)
+    Add {
+        #[arg(value_name = "APP")]
+        app: String,
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Stop serving the app at NAME
+    Rm {
+        #[arg(value_name = "APP")]
+        app: String,
+        #[arg(value_name = "NAME")]
+        name: String,
     },
 }
 

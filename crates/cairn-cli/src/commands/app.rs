@@ -1,4 +1,4 @@
-//! `cairn app create|ls|info|remove|unlock|env|units|releases`, `cairn pool add|ls|rm` and `cairn node
+//! `cairn app create|ls|info|remove|unlock|env|units|releases|cname`, `cairn pool add|ls|rm` and `cairn node
 //! add|ls|update|rm`: the user's side of the app store the backend keeps
 //! (`cairn_app::AppStore`). Arguments are parsed here; `cairn_app::ops` checks them and makes
 //! each change under the app's lock. Nothing here deploys or runs a unit yet.
@@ -13,7 +13,7 @@ use cairn_app::{
     App, AppError, AppStore, EnvValue, Node, NodeStatus, NodeUpdate, Pool, Process, Release, Unit,
 };
 
-use crate::cli::{AppCommand, AppEnvCommand, NodeCommand, PoolCommand};
+use crate::cli::{AppCnameCommand, AppCommand, AppEnvCommand, NodeCommand, PoolCommand};
 use crate::commands::{self, render};
 use crate::workspace::Workspace;
 use crate::{bad_input, env, output};
@@ -102,7 +102,35 @@ pub async fn run(workspace: &Workspace, command: AppCommand) -> anyhow::Result<(
             list_releases(json, &releases);
             Ok(())
         }
+        AppCommand::Cname(command) => change_cname(workspace, command).await,
     }
+}
+
+async fn change_cname(workspace: &Workspace, command: AppCnameCommand) -> anyhow::Result<()> {
+    let (app, name, adding) = match command {
+        AppCnameCommand::Add { app, name } => (app, name, true),
+        AppCnameCommand::Rm { app, name } => (app, name, false),
+    };
+    let store = workspace.app_store()?;
+    let name = cairn_app::names::normalize_cname(&name);
+    if adding {
+        // Checked before the lock is taken: bad input changes nothing.
+        cairn_app::names::validate_cname(&name)?;
+    }
+    ops::with_lock(store.as_ref(), &app, &holder(), async |lock| {
+        if adding {
+            store.add_cname(lock, &name).await
+        } else {
+            store.remove_cname(lock, &name).await
+        }
+    })
+    .await?;
+    output::line(&if adding {
+        format!("app `{app}` is served at `{name}` too")
+    } else {
+        format!("app `{app}` is no longer served at `{name}`")
+    });
+    Ok(())
 }
 
 /// Who holds an app's lock, as `AppError::Locked` names it: never the command line, which may
@@ -219,7 +247,7 @@ fn unit_json(unit: &Unit) -> serde_json::Value {
 
 /// An app as `ls --json` and `info --json` print it (PRODUCT.md names `name`, `pool`, `units`).
 fn app_json(app: &App, units: &[Unit]) -> serde_json::Value {
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "name": app.name,
         "pool": app.pool,
         "units": units.iter().map(unit_json).collect::<Vec<_>>(),
@@ -228,7 +256,13 @@ fn app_json(app: &App, units: &[Unit]) -> serde_json::Value {
         "processes": processes_json(&app.processes),
         "env": env_json(&app.env),
         "createdAt": render::rfc3339_of_millis(app.created_ms),
-    })
+    });
+    if !app.cnames.is_empty()
+        && let Some(object) = json.as_object_mut()
+    {
+        object.insert("cnames".to_owned(), serde_json::json!(app.cnames));
+    }
+    json
 }
 
 fn release_json(release: &Release) -> serde_json::Value {
@@ -301,6 +335,9 @@ fn info(json: bool, app: &App, units: &[Unit]) {
         "Created:  {}",
         render::rfc3339_of_millis(app.created_ms)
     ));
+    if !app.cnames.is_empty() {
+        output::line(&format!("Cnames:   {}", app.cnames.join(", ")));
+    }
     output::line("Processes:");
     if app.processes.is_empty() {
         output::line("  (none)");

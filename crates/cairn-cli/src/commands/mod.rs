@@ -13,6 +13,7 @@ mod new;
 pub mod plugins;
 pub mod render;
 mod reporter;
+mod router;
 mod run;
 mod stack;
 mod state;
@@ -65,6 +66,7 @@ async fn run_command(workspace: &Workspace, command: Command) -> anyhow::Result<
         Command::App(command) => app::run(workspace, command).await,
         Command::Pool(command) => app::run_pool(workspace, command).await,
         Command::Node(command) => app::run_node(workspace, command).await,
+        Command::Router(command) => router::run(workspace, command).await,
     }
 }
 

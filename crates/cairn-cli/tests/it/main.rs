@@ -26,6 +26,7 @@ mod programs;
 mod providers;
 mod pulumi_import;
 mod rendered;
+mod router;
 mod run;
 mod secrets;
 mod signals;
