@@ -151,6 +151,7 @@ async fn update(shared: &Arc<RunState>, old: &Snapshot) -> Vec<ResourceState> {
         shared.record_blocked(blocked);
     }
     crate::stack_resources::register_outputs(shared, &program).await;
+    shared.forget_resolved();
 
     // Old resources the program no longer declares, old copies left by earlier replacements,
     // and the ones this run replaced, are deleted last, in reverse dependency order. After a

@@ -18,7 +18,8 @@
 //!   `provider_instances`, the provider references (`default_provider`, `explicit_provider`
 //!   and their setters);
 //! - the evaluator's view (`eval_context`): `resolved_resource`, `resolved_variable`,
-//!   `publish_resource`, `publish_variable`, `secrets`.
+//!   `publish_resource`, `publish_variable`, `secrets`, and `forget_resolved` once the
+//!   outputs are evaluated.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -527,6 +528,14 @@ impl RunState {
     /// Makes an evaluated variable visible to the expressions that refer to it.
     pub fn publish_variable(&self, name: &str, value: Value) {
         write(&self.resolved.variables).insert(name.to_owned(), value);
+    }
+
+    /// Drops the values published so far, once the stack's outputs are evaluated and no
+    /// expression is left to evaluate: they copy every resource's outputs, and the final
+    /// checkpoint, encoded next, is where a run's memory peaks.
+    pub fn forget_resolved(&self) {
+        std::mem::take(&mut *write(&self.resolved.resources));
+        std::mem::take(&mut *write(&self.resolved.variables));
     }
 
     /// The persister, for the final checkpoint; `None` in a dry run. Takes the run state, so
