@@ -4,6 +4,10 @@
 //! peak RSS (through `/usr/bin/time`) and bytes written to the backend. Each scenario runs three
 //! times (once with `--quick`); times are medians, RSS the largest seen.
 //!
+//! `--scale` runs 10,000, 30,000 and 100,000 resources of every shape (once each; `--sizes
+//! 10000,50000` picks other sizes) and prints, per shape, the ratio of the largest size's times
+//! to the smallest's: linear scaling gives the ratio of the sizes (10 for 100k/10k).
+//!
 //! It measures whole commands, as a user sees them; it does not time anything inside a test.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -29,7 +33,18 @@ enum Shape {
     Chains,
     /// One root, 100 children of it, the rest spread under those.
     FanOut,
+    /// A binary tree of output references (resource i uses `${r<i/2>.id}`), with the
+    /// properties of the shared bench folder's `genprog.py`, which the scale figures of issue 15
+    /// were measured on: an interpolated ID per resource makes it the slowest shape.
+    Tree,
 }
+
+const SHAPES: [Shape; 4] = [
+    Shape::Independent,
+    Shape::Chains,
+    Shape::FanOut,
+    Shape::Tree,
+];
 
 impl Shape {
     fn name(self) -> &'static str {
@@ -37,6 +52,7 @@ impl Shape {
             Shape::Independent => "independent",
             Shape::Chains => "chains",
             Shape::FanOut => "fan-out",
+            Shape::Tree => "tree",
         }
     }
 }
@@ -53,6 +69,19 @@ fn generate(scenario: &Scenario, generation: usize) -> String {
     // `generation` changes 1% of the resources (every 100th) between runs.
     for index in 0..scenario.n_resources {
         let value = if index % 100 == 0 { generation } else { 0 };
+        if let Shape::Tree = scenario.shape {
+            let _ = write!(
+                program,
+                "  r{index}:\n    type: fake:Resource\n    properties:\n      index: {index}\n      payload: value-{index}-{value}\n"
+            );
+            if scenario.latency_ms > 0 {
+                let _ = writeln!(program, "      latencyMs: {}", scenario.latency_ms);
+            }
+            if index > 0 {
+                let _ = writeln!(program, "      parentId: ${{r{}.id}}", index / 2);
+            }
+            continue;
+        }
         let _ = write!(
             program,
             "  r{index}:\n    type: fake:Resource\n    properties:\n      value: {value}\n"
@@ -68,6 +97,8 @@ fn generate(scenario: &Scenario, generation: usize) -> String {
                 1..=100 => Some(0),
                 _ => Some(1 + index % 100),
             },
+            // Written above, with its reference.
+            Shape::Tree => None,
         };
         if let Some(parent) = parent {
             let _ = writeln!(program, "      after: ${{r{parent}.value}}");
@@ -239,10 +270,18 @@ fn main() -> anyhow::Result<()> {
     if arguments.iter().any(|argument| argument == "--compute") {
         return compute::run(&cairn, quick);
     }
-    let sizes: &[usize] = if quick { &[1_000] } else { &[10_000, 20_000] };
+    let scale = arguments.iter().any(|argument| argument == "--scale");
+    let sizes: Vec<usize> = match arguments.iter().position(|argument| argument == "--sizes") {
+        Some(position) => parse_sizes(arguments.get(position + 1).map(String::as_str))?,
+        None if scale => vec![10_000, 30_000, 100_000],
+        None if quick => vec![1_000],
+        None => vec![10_000, 20_000],
+    };
+    // A scale run takes minutes per 100,000-resource scenario: once each.
+    let runs = if scale { 1 } else { runs };
     let mut scenarios = Vec::new();
-    for &n_resources in sizes {
-        for shape in [Shape::Independent, Shape::Chains, Shape::FanOut] {
+    for &n_resources in &sizes {
+        for shape in SHAPES {
             scenarios.push(Scenario {
                 shape,
                 n_resources,
@@ -251,12 +290,14 @@ fn main() -> anyhow::Result<()> {
             });
         }
     }
-    scenarios.push(Scenario {
-        shape: Shape::Independent,
-        n_resources: 1_000,
-        latency_ms: 100,
-        parallel: 50,
-    });
+    if !scale {
+        scenarios.push(Scenario {
+            shape: Shape::Independent,
+            n_resources: 1_000,
+            latency_ms: 100,
+            parallel: 50,
+        });
+    }
     let mut results = Vec::new();
     println!(
         "{:<12} {:>7} {:>7} {:>5} {:>8} {:>9} {:>9} {:>9} {:>8} {:>12} {:>11}",
@@ -290,9 +331,65 @@ fn main() -> anyhow::Result<()> {
         );
         results.push(result);
     }
+    if let (Some(&smallest), Some(&largest)) = (sizes.iter().min(), sizes.iter().max())
+        && largest > smallest
+    {
+        print_ratios(&results, smallest, largest);
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::Value::Array(results))?
     );
     Ok(())
+}
+
+fn parse_sizes(text: Option<&str>) -> anyhow::Result<Vec<usize>> {
+    let text = text.context("`--sizes` takes a list such as `10000,30000,100000`")?;
+    text.split(',')
+        .map(|size| {
+            size.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&size| size > 0)
+                .with_context(|| format!("`{size}` in `--sizes` is not a number of resources"))
+        })
+        .collect()
+}
+
+/// Per shape, the times at the largest size divided by those at the smallest: a run that scales
+/// linearly gives `largest / smallest`.
+fn print_ratios(results: &[serde_json::Value], smallest: usize, largest: usize) {
+    let find = |shape: Shape, n_resources: usize| {
+        results.iter().find(|result| {
+            result["shape"] == shape.name()
+                && result["resources"] == n_resources
+                && result["latencyMs"] == 0
+        })
+    };
+    println!(
+        "\n{largest}/{smallest} time ratio (linear: {:.1})",
+        largest as f64 / smallest as f64
+    );
+    println!(
+        "{:<12} {:>8} {:>9} {:>9} {:>9}",
+        "shape", "up", "preview", "update", "destroy"
+    );
+    for shape in SHAPES {
+        let (Some(small), Some(large)) = (find(shape, smallest), find(shape, largest)) else {
+            continue;
+        };
+        let ratio = |key: &str| {
+            let small = small[key].as_f64().unwrap_or(0.0);
+            let large = large[key].as_f64().unwrap_or(0.0);
+            if small > 0.0 { large / small } else { 0.0 }
+        };
+        println!(
+            "{:<12} {:>8.1} {:>9.1} {:>9.1} {:>9.1}",
+            shape.name(),
+            ratio("upSeconds"),
+            ratio("noopPreviewSeconds"),
+            ratio("updateOnePercentSeconds"),
+            ratio("destroySeconds"),
+        );
+    }
 }

@@ -3,10 +3,12 @@
 //! root `pulumi:pulumi:Stack` as Pulumi does.
 
 use std::fmt;
+use std::sync::Arc;
 
-/// A resource's unique name within a stack.
+/// A resource's unique name within a stack. Shared, not copied: a run holds each URN in many
+/// places (states, parents, dependencies, step records, indexes), so a clone is a count.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Urn(String);
+pub struct Urn(Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{text}` is not a URN: {reason}")]
@@ -32,9 +34,7 @@ impl Urn {
             Some(parent) if parent != ROOT_STACK_TYPE => format!("{parent}${type_token}"),
             _ => type_token.to_owned(),
         };
-        Urn(format!(
-            "urn:pulumi:{stack}::{project}::{qualified_type}::{name}"
-        ))
+        Urn(format!("urn:pulumi:{stack}::{project}::{qualified_type}::{name}").into())
     }
 
     /// Parses and validates a URN.
@@ -55,7 +55,7 @@ impl Urn {
         if parts[0].is_empty() || parts[1].is_empty() || parts[2].is_empty() {
             return Err(error("its stack, project and type must not be empty"));
         }
-        Ok(Urn(text.to_owned()))
+        Ok(Urn(text.into()))
     }
 
     pub fn as_str(&self) -> &str {

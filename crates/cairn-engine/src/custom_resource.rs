@@ -49,7 +49,7 @@ pub(crate) async fn run_custom_resource(
     let decl = plan.decl;
     let started = Instant::now();
     let program = shared.program();
-    let provider_reference = match explicit_provider_key(&program, &shared.resource_index, decl) {
+    let provider_reference = match explicit_provider_key(shared, &program, decl) {
         Some(key) => shared.explicit_provider(&key),
         None => shared.default_provider(cairn_core::type_token::package_of(&decl.type_token)),
     };

@@ -151,6 +151,7 @@ async fn update(shared: &Arc<RunState>, old: &Snapshot) -> Vec<ResourceState> {
         shared.record_blocked(blocked);
     }
     crate::stack_resources::register_outputs(shared, &program).await;
+    shared.forget_resolved();
 
     // Old resources the program no longer declares, old copies left by earlier replacements,
     // and the ones this run replaced, are deleted last, in reverse dependency order. After a
@@ -160,21 +161,37 @@ async fn update(shared: &Arc<RunState>, old: &Snapshot) -> Vec<ResourceState> {
     program_urns.extend(claimed_aliases.iter());
     let default_provider_refs = shared.default_provider_references();
     let is_kept_provider = |resource: &ResourceState| {
-        default_provider_refs
-            .iter()
-            .any(|reference| reference.starts_with(&format!("{}::", resource.urn)))
+        default_provider_refs.iter().any(|reference| {
+            reference
+                .strip_prefix(resource.urn.as_str())
+                .is_some_and(|id| id.starts_with("::"))
+        })
     };
-    let (mut to_delete, mut kept): (Vec<ResourceState>, Vec<ResourceState>) =
-        old.resources.iter().cloned().partition(|resource| {
-            resource.urn != shared.root_urn
-                && (resource.delete
-                    || (!program_urns.contains(&resource.urn) && !is_kept_provider(resource)))
-                && shared.is_targeted(&resource.urn)
-        });
-    // Old states of re-declared resources are superseded by their new states (or carried
-    // over by `finish` when their step did not run).
-    kept.retain(|resource| resource.delete || !program_urns.contains(&resource.urn));
-    kept.retain(|resource| resource.urn != shared.root_urn && !is_kept_provider(resource));
+    // Only the old states that leave or stay are copied: copying every old state first (most
+    // are superseded) cost a second copy of a large stack's whole state.
+    let mut to_delete = Vec::new();
+    let mut kept = Vec::new();
+    for resource in &old.resources {
+        if resource.urn == shared.root_urn {
+            continue;
+        }
+        let is_targeted = shared.is_targeted(&resource.urn);
+        if resource.delete && is_targeted {
+            to_delete.push(resource.clone());
+            continue;
+        }
+        // A re-declared resource is superseded by its new state (or carried over by `finish`
+        // when its step did not run); a default provider in use is registered again.
+        if (!resource.delete && program_urns.contains(&resource.urn)) || is_kept_provider(resource)
+        {
+            continue;
+        }
+        if is_targeted {
+            to_delete.push(resource.clone());
+        } else {
+            kept.push(resource.clone());
+        }
+    }
     to_delete.extend(shared.take_replaced());
     let has_failed = shared.has_failed();
     if has_failed || shared.cancel.graceful.is_cancelled() {

@@ -8,7 +8,6 @@
 //! not known yet (a preview, config taken from an output not created yet) leaves the provider
 //! unconfigured: its resources show as unknown and nothing is asked of the real provider.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -47,10 +46,11 @@ pub fn is_default_provider(urn: &Urn) -> bool {
 /// inheritance from parents), else a provider resource of the package marked
 /// `defaultProvider: true`. `None` means the package's default provider.
 pub(crate) fn explicit_provider_key(
+    shared: &RunState,
     program: &Program,
-    index_of: &HashMap<String, usize>,
     decl: &ResourceDecl,
 ) -> Option<String> {
+    let index_of = &shared.resource_index;
     if let Some(key) = &decl.options.provider {
         return Some(key.clone());
     }
@@ -84,13 +84,11 @@ pub(crate) fn explicit_provider_key(
             .map(|&index| &program.resources[index]);
     }
     // A provider resource marked `defaultProvider: true` stands in for the package's default.
-    program
-        .resources
+    shared
+        .marked_default_providers
         .iter()
-        .find(|resource| {
-            resource.options.default_provider
-                && provider_package(&resource.type_token) == Some(package)
-        })
+        .map(|&index| &program.resources[index])
+        .find(|resource| provider_package(&resource.type_token) == Some(package))
         .map(|resource| resource.key.clone())
 }
 

@@ -5,7 +5,7 @@
 //! read-only; everything that changes during the run sits behind this module's methods:
 //!
 //! - what the run works from: `request`, `options`, `cancel`, `root_urn`, `urns`,
-//!   `resource_index`, `program`, `is_dry_run`, `is_targeted`;
+//!   `resource_index`, `marked_default_providers`, `program`, `is_dry_run`, `is_targeted`;
 //! - progress: `emit`, `record_step`, `record_error`, `record_failure`, `mark_program_error`,
 //!   `has_failed`;
 //! - what the run leaves: `finish_resource` (and `is_finished`, `finished_state`,
@@ -18,7 +18,8 @@
 //!   `provider_instances`, the provider references (`default_provider`, `explicit_provider`
 //!   and their setters);
 //! - the evaluator's view (`eval_context`): `resolved_resource`, `resolved_variable`,
-//!   `publish_resource`, `publish_variable`, `secrets`.
+//!   `publish_resource`, `publish_variable`, `secrets`, and `forget_resolved` once the
+//!   outputs are evaluated.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -48,6 +49,10 @@ pub(crate) struct RunState {
     pub urns: Vec<Urn>,
     /// Resource index by resource key.
     pub resource_index: HashMap<String, usize>,
+    /// Indices of the resources marked `defaultProvider: true`, in program order. There are few,
+    /// so each resource's provider lookup scans these instead of the whole program (which made
+    /// a run quadratic in its resources).
+    pub marked_default_providers: Vec<usize>,
     /// Values of the resources and variables finished so far, for the evaluator.
     resolved: Resolved,
     persister: Option<Persister>,
@@ -128,6 +133,16 @@ impl RunState {
                 .collect(),
             None => HashMap::new(),
         };
+        let marked_default_providers = match &request.program {
+            Some(program) => program
+                .resources
+                .iter()
+                .enumerate()
+                .filter(|(_, resource)| resource.options.default_provider)
+                .map(|(index, _)| index)
+                .collect(),
+            None => Vec::new(),
+        };
         let parallel = options.parallel.max(1);
         // Secrets a provider might print: config, and the inputs and outputs of resources already
         // in state (a `delete` command sees those; a command may echo an old password).
@@ -155,6 +170,7 @@ impl RunState {
             old: RwLock::new(old),
             urns,
             resource_index,
+            marked_default_providers,
             default_providers: Mutex::default(),
             explicit_providers: Mutex::default(),
             provider_instances: Default::default(),
@@ -512,6 +528,14 @@ impl RunState {
     /// Makes an evaluated variable visible to the expressions that refer to it.
     pub fn publish_variable(&self, name: &str, value: Value) {
         write(&self.resolved.variables).insert(name.to_owned(), value);
+    }
+
+    /// Drops the values published so far, once the stack's outputs are evaluated and no
+    /// expression is left to evaluate: they copy every resource's outputs, and the final
+    /// checkpoint, encoded next, is where a run's memory peaks.
+    pub fn forget_resolved(&self) {
+        std::mem::take(&mut *write(&self.resolved.resources));
+        std::mem::take(&mut *write(&self.resolved.variables));
     }
 
     /// The persister, for the final checkpoint; `None` in a dry run. Takes the run state, so

@@ -62,7 +62,7 @@ pub(crate) async fn register_default_providers(shared: &Arc<RunState>, program: 
         .filter(|resource| {
             resource.type_token != STACK_REFERENCE_TYPE
                 && !is_provider_type(&resource.type_token)
-                && explicit_provider_key(program, &shared.resource_index, resource).is_none()
+                && explicit_provider_key(shared, program, resource).is_none()
         })
         .map(|resource| cairn_core::type_token::package_of(&resource.type_token))
         .collect();

@@ -117,7 +117,9 @@ impl miette::Diagnostic for Diagnostic {
 pub(crate) struct SourceFile {
     pub name: String,
     pub text: Arc<str>,
-    /// Byte offset of every character, plus one past the end: saphyr counts characters.
+    /// Byte offset of every character, plus one past the end: saphyr counts characters. Empty
+    /// for ASCII text, where a character's index is its byte offset: at eight bytes a
+    /// character, the table outweighed the rest of a large program.
     char_to_byte: Vec<usize>,
     /// Byte offset where each line starts.
     line_starts: Vec<usize>,
@@ -125,8 +127,13 @@ pub(crate) struct SourceFile {
 
 impl SourceFile {
     pub fn new(name: &str, text: &str) -> SourceFile {
-        let mut char_to_byte: Vec<usize> = text.char_indices().map(|(byte, _)| byte).collect();
-        char_to_byte.push(text.len());
+        let char_to_byte = if text.is_ascii() {
+            Vec::new()
+        } else {
+            let mut table: Vec<usize> = text.char_indices().map(|(byte, _)| byte).collect();
+            table.push(text.len());
+            table
+        };
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(byte, _)| byte + 1))
             .collect();
@@ -139,6 +146,9 @@ impl SourceFile {
     }
 
     pub fn byte_of_char(&self, char_index: usize) -> usize {
+        if self.char_to_byte.is_empty() {
+            return char_index.min(self.text.len());
+        }
         self.char_to_byte
             .get(char_index)
             .copied()

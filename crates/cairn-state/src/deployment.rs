@@ -381,13 +381,19 @@ pub fn encode_snapshot(
         pending_operations: snapshot
             .pending_operations
             .iter()
-            .map(|operation| {
-                Ok(OperationV2 {
-                    resource: encode_resource(&operation.resource, crypter)?,
-                    type_: operation_name(operation.kind).to_owned(),
-                })
-            })
+            .map(|operation| encode_operation(operation, crypter))
             .collect::<Result<_, StateError>>()?,
+    })
+}
+
+/// A pending operation as stored.
+pub fn encode_operation(
+    operation: &PendingOperation,
+    crypter: &dyn Crypter,
+) -> Result<OperationV2, StateError> {
+    Ok(OperationV2 {
+        resource: encode_resource(&operation.resource, crypter)?,
+        type_: operation_name(operation.kind).to_owned(),
     })
 }
 

@@ -3,7 +3,7 @@
 //! operation, so a crash at any instant leaves every resource a provider may have created either
 //! in the resources or in the pending operations.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +74,17 @@ pub fn replay(base: Option<Deployment>, records: &[JournalRecord]) -> Deployment
     // A record written twice (a retried append, a copied line) is applied once: an operation
     // ends once, and a second `End` would add its resource a second time.
     let mut ended: HashSet<u64> = HashSet::new();
+    // Removed copies leave a hole, filled in at the end, and each copy's place is found by its
+    // key: removing from the vector after a scan for the key was quadratic in a large update.
+    let mut resources: Vec<Option<ResourceV3>> = std::mem::take(&mut deployment.resources)
+        .into_iter()
+        .map(Some)
+        .collect();
+    // The places of the copies of each key, in order (later copies are pushed after earlier).
+    let mut places: HashMap<ResourceKey, VecDeque<usize>> = HashMap::new();
+    for (place, resource) in resources.iter().flatten().enumerate() {
+        places.entry(key_of(resource)).or_default().push_back(place);
+    }
     for record in records {
         match record {
             JournalRecord::Begin {
@@ -93,18 +104,18 @@ pub fn replay(base: Option<Deployment>, records: &[JournalRecord]) -> Deployment
                 }
                 begun.remove(op);
                 if let Some(key) = removed {
-                    // Prefer the live copy for a key match; an old copy marked for deletion has
-                    // its own ID, so URN + ID is unambiguous in practice.
-                    if let Some(position) = deployment
-                        .resources
-                        .iter()
-                        .position(|resource| resource.urn == key.urn && resource.id == key.id)
-                    {
-                        deployment.resources.remove(position);
+                    // The first copy with the key goes; an old copy marked for deletion has its
+                    // own ID, so URN + ID is unambiguous in practice.
+                    if let Some(place) = places.get_mut(key).and_then(VecDeque::pop_front) {
+                        resources[place] = None;
                     }
                 }
                 if let Some(resource) = added {
-                    deployment.resources.push(resource.clone());
+                    places
+                        .entry(key_of(resource))
+                        .or_default()
+                        .push_back(resources.len());
+                    resources.push(Some(resource.clone()));
                 }
             }
         }
@@ -117,8 +128,15 @@ pub fn replay(base: Option<Deployment>, records: &[JournalRecord]) -> Deployment
             });
         }
     }
-    deployment.resources = sort_by_dependencies(std::mem::take(&mut deployment.resources));
+    deployment.resources = sort_by_dependencies(resources.into_iter().flatten().collect());
     deployment
+}
+
+fn key_of(resource: &ResourceV3) -> ResourceKey {
+    ResourceKey {
+        urn: resource.urn.clone(),
+        id: resource.id.clone(),
+    }
 }
 
 /// Orders resources so each follows its parent, dependencies and provider, and otherwise keeps

@@ -9,7 +9,7 @@ use cairn_core::{PendingOperation, PendingOperationKind, ResourceState, Snapshot
 use cairn_secrets::Crypter;
 
 use crate::backend::{BackendError, UpdateResult, UpdateWriter};
-use crate::deployment::{encode_resource, encode_snapshot, operation_name};
+use crate::deployment::{encode_operation, encode_resource, encode_snapshot, operation_name};
 use crate::journal::{JournalRecord, ResourceKey};
 
 /// Errors while recording state.
@@ -124,11 +124,14 @@ impl Persister {
     ) -> Result<(), StateError> {
         let mut open: Vec<(u64, PendingOperation)> = self.lock_open().drain().collect();
         open.sort_by_key(|(op, _)| *op);
-        let mut snapshot = snapshot.clone();
-        snapshot
-            .pending_operations
-            .extend(open.into_iter().map(|(_, operation)| operation));
-        let deployment = encode_snapshot(&snapshot, self.crypter.as_ref(), &self.manifest_time)?;
+        // The open operations are encoded after the snapshot's own rather than added to a copy
+        // of it: a copy of a large snapshot is as big as the stack's whole state.
+        let mut deployment = encode_snapshot(snapshot, self.crypter.as_ref(), &self.manifest_time)?;
+        for (_, operation) in &open {
+            deployment
+                .pending_operations
+                .push(encode_operation(operation, self.crypter.as_ref())?);
+        }
         self.writer
             .finish(deployment, result, resource_changes)
             .await?;
