@@ -173,6 +173,13 @@ pub fn validate_processes(processes: &[crate::Process]) -> AppResult<()> {
                 process.name
             )));
         }
+        // One line, as a Procfile has it: a newline would let a command pass for more.
+        if process.command.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(AppError::Invalid(format!(
+                "process `{}`: a command is one line, without control characters",
+                process.name
+            )));
+        }
         if !seen.insert(process.name.as_str()) {
             return Err(AppError::Invalid(format!(
                 "process `{}` is given twice",

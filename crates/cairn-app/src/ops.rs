@@ -147,8 +147,13 @@ pub async fn change_env(
     if names.is_empty() {
         return Err(AppError::Invalid("no variable given".to_owned()));
     }
-    for name in &names {
+    for (index, name) in names.iter().enumerate() {
         validate_env_name(name)?;
+        if names[..index].contains(name) {
+            return Err(AppError::Invalid(format!(
+                "`{name}` is given twice; give each variable once"
+            )));
+        }
     }
     let reason = match &change {
         EnvChange::Set { .. } => format!("env set {}", names.join(" ")),
@@ -179,6 +184,12 @@ pub async fn change_env(
                 }
             }
             EnvChange::Unset(names) => {
+                // An unset that changes nothing makes no release.
+                if let Some(missing) = names.iter().find(|name| !env.contains_key(*name)) {
+                    return Err(AppError::Invalid(format!(
+                        "app `{app}` has no variable `{missing}`"
+                    )));
+                }
                 for name in names {
                     env.remove(&name);
                 }

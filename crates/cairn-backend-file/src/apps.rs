@@ -65,7 +65,7 @@ impl FileAppStore {
     ) -> AppResult<T> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
-            let _lock = crate::files::lock_directory(&dir)
+            let _lock = crate::files::lock_directory(&dir, crate::files::DIRECTORY_LOCK_WAIT)
                 .map_err(|error| storage("locking", &dir, error))?;
             operation(&Locked { dir: &dir })
         })
@@ -341,7 +341,8 @@ impl AppStore for FileAppStore {
                 )));
             }
             let mut file = files.existing_app(&held.app)?;
-            file.document.add_cname(&held, &cname, crate::files::unix_now_millis())?;
+            file.document
+                .add_cname(&held, &cname, crate::files::unix_now_millis())?;
             files.write_app(&file)
         })
         .await

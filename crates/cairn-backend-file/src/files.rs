@@ -149,17 +149,64 @@ pub fn sync_dir(dir: &Path) -> Result<(), BackendError> {
         .map_err(|error| io_error("syncing", dir, error))
 }
 
-/// Opens `dir/.lock` and takes its exclusive `flock`, blocking: the lock of a directory of
-/// records (the job queue's, the app store's). It is released when the file is closed, also
-/// when the holder panics or is killed.
-pub fn lock_directory(dir: &Path) -> std::io::Result<std::fs::File> {
+/// How long a command waits for the lock of a directory of records. Holders keep it only
+/// while they read and write a few small files; one that keeps it longer is stopped (Ctrl-Z,
+/// SIGSTOP) or stuck, and waiting on it forever would freeze every command.
+pub const DIRECTORY_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens `dir/.lock` and takes its exclusive `flock`: the lock of a directory of records (the
+/// job queue's, the app store's). It is released when the file is closed, also when the
+/// holder panics or is killed. Waits up to `wait` for another holder, then fails naming it.
+pub fn lock_directory(dir: &Path, wait: std::time::Duration) -> std::io::Result<std::fs::File> {
+    let path = dir.join(".lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join(".lock"))?;
-    file.lock()?;
-    Ok(file)
+        .open(&path)?;
+    let deadline = std::time::Instant::now() + wait;
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::Error(error)) => return Err(error),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() >= deadline => {
+                let holder = flock_holder(&file)
+                    .map(|pid| format!(" (process {pid})"))
+                    .unwrap_or_default();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "another command{holder} has held {} for over {} s; it may be stopped \
+                         (Ctrl-Z) or stuck: resume or end it, then try again",
+                        path.display(),
+                        wait.as_secs()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// The process holding a `flock` on `file`, from Linux's `/proc/locks`.
+fn flock_holder(file: &std::fs::File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = file.metadata().ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // `1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`: the pid, then major:minor:inode.
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let is_ours = fields.get(1) == Some(&"FLOCK")
+            && fields
+                .get(5)
+                .and_then(|device| device.rsplit(':').next())
+                .is_some_and(|ino| ino == inode.to_string());
+        is_ours.then(|| fields.get(4)?.parse().ok()).flatten()
+    })
 }
 
 /// The wall clock in Unix seconds (0 before 1970).
@@ -174,4 +221,29 @@ pub fn unix_now_millis() -> i64 {
         .map_or(0, |duration| {
             i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
         })
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_lock_held_too_long_is_given_up_on_naming_its_holder() {
+        let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let held = lock_directory(dir.path(), DIRECTORY_LOCK_WAIT)
+            .unwrap_or_else(|error| panic!("{error}"));
+        let started = std::time::Instant::now();
+        let error = lock_directory(dir.path(), std::time::Duration::from_millis(200))
+            .err()
+            .unwrap_or_else(|| panic!("a second holder got the lock"));
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("(process {})", std::process::id())),
+            "{message}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        drop(held);
+        assert!(lock_directory(dir.path(), std::time::Duration::from_millis(200)).is_ok());
+    }
 }

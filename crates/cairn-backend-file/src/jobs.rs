@@ -55,7 +55,7 @@ impl FileJobQueue {
     ) -> JobResult<T> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
-            let _lock = crate::files::lock_directory(&dir)
+            let _lock = crate::files::lock_directory(&dir, crate::files::DIRECTORY_LOCK_WAIT)
                 .map_err(|error| storage("locking", &dir, error))?;
             operation(&Locked { dir: &dir })
         })
