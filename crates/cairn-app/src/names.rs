@@ -29,20 +29,22 @@ pub fn validate_app_name(name: &str) -> AppResult<()> {
     }
 }
 
+/// One label of a DNS name: 1 to 63 letters, digits and `-`, not starting or ending with `-`.
+pub fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
 /// A custom host name for an app (`cairn app cname add`): a DNS name of at least two labels,
 /// each of letters, digits and `-` (not first or last), 253 characters at most; stored
 /// lowercase (`normalize_cname`).
 pub fn validate_cname(name: &str) -> AppResult<()> {
     let labels: Vec<&str> = name.split('.').collect();
-    let is_valid = name.len() <= 253
-        && labels.len() >= 2
-        && labels.iter().all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
+    let is_valid =
+        name.len() <= 253 && labels.len() >= 2 && labels.iter().all(|label| is_dns_label(label));
     if is_valid {
         Ok(())
     } else {

@@ -73,13 +73,7 @@ async fn serve(workspace: &Workspace, args: RouterRunArgs) -> anyhow::Result<()>
 fn check_domain(domain: &str) -> anyhow::Result<()> {
     let is_valid = !domain.is_empty()
         && domain.len() <= 200
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
+        && domain.split('.').all(cairn_app::names::is_dns_label);
     if is_valid {
         Ok(())
     } else {
