@@ -192,8 +192,8 @@ pub fn validate_processes(processes: &[crate::Process]) -> AppResult<()> {
     Ok(())
 }
 
-/// Checks a node's address, pool and metadata keys (1 to 256 characters, no control
-/// characters, no `=`).
+/// Checks a node's address, pool and metadata keys (1 to 256 characters, no whitespace or
+/// control characters, no `=`).
 pub fn validate_node(node: &crate::Node) -> AppResult<()> {
     validate_node_address(&node.address)?;
     validate_pool_name(&node.pool)?;
@@ -203,10 +203,16 @@ pub fn validate_node(node: &crate::Node) -> AppResult<()> {
 }
 
 pub fn validate_metadata_key(key: &str) -> AppResult<()> {
-    if key.is_empty() || key.len() > 256 || key.contains('=') || key.chars().any(char::is_control) {
+    // No whitespace either: `node ls` shows `key=value,...`, where a space would blur which
+    // key is which.
+    if key.is_empty()
+        || key.len() > 256
+        || key.contains('=')
+        || key.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
         return Err(AppError::Invalid(format!(
-            "`{}` is not a metadata key: use 1 to 256 characters, without `=` or control \
-             characters",
+            "`{}` is not a metadata key: use 1 to 256 characters, without `=`, spaces or \
+             control characters",
             printable(key)
         )));
     }

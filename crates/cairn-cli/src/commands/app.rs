@@ -514,9 +514,19 @@ pub async fn run_node(workspace: &Workspace, command: NodeCommand) -> anyhow::Re
                 (_, true) => Some(NodeStatus::Disabled),
                 _ => None,
             };
+            let set_metadata: std::collections::BTreeMap<String, String> =
+                key_values(&metadata, "--meta")?.into_iter().collect();
+            if let Some(key) = remove_metadata
+                .iter()
+                .find(|key| set_metadata.contains_key(*key))
+            {
+                return Err(bad_input(format!(
+                    "`{key}` is both set (--meta) and removed (--remove-meta); give one"
+                )));
+            }
             let update = NodeUpdate {
                 pool,
-                set_metadata: key_values(&metadata, "--meta")?.into_iter().collect(),
+                set_metadata,
                 remove_metadata,
                 status,
             };
