@@ -400,6 +400,20 @@ pub async fn pools_and_nodes_are_kept_and_checked(store: &dyn AppStore) {
         .map(|pool| (pool.name.as_str(), pool.is_default))
         .collect();
     assert_eq!(summary, [("asia", true), ("eu", false), ("us", false)]);
+    // An existing pool can be made the default again.
+    store.set_default_pool("us").await.unwrap();
+    assert!(matches!(
+        store.set_default_pool("nope").await,
+        Err(AppError::PoolNotFound(_))
+    ));
+    let pools = store.list_pools().await.unwrap();
+    let defaults: Vec<&str> = pools
+        .iter()
+        .filter(|pool| pool.is_default)
+        .map(|pool| pool.name.as_str())
+        .collect();
+    assert_eq!(defaults, ["us"]);
+    store.set_default_pool("asia").await.unwrap();
     // Once pools exist, the implicit default pool does not.
     assert!(matches!(
         store.create_app(new_app("late", "default")).await,

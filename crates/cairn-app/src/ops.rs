@@ -34,7 +34,7 @@ pub fn choose_pool(pools: &[Pool], requested: Option<&str>) -> AppResult<String>
     }
     Err(AppError::Invalid(
         "no pool is the default: pass `--pool NAME`, or make one the default with \
-         `cairn pool add NAME --default`"
+         `cairn pool default NAME`"
             .to_owned(),
     ))
 }

@@ -103,6 +103,9 @@ pub trait AppStore: Send + Sync {
     /// Removes a pool no node and no app uses (`AppError::PoolInUse` otherwise).
     async fn remove_pool(&self, name: &str) -> AppResult<()>;
 
+    /// Makes an existing pool the default one (the one before it no longer is).
+    async fn set_default_pool(&self, name: &str) -> AppResult<()>;
+
     /// Adds a node to an existing pool.
     async fn add_node(&self, node: Node) -> AppResult<()>;
 

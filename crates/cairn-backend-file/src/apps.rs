@@ -411,6 +411,28 @@ impl AppStore for FileAppStore {
         self.locked(|files| files.pools()).await
     }
 
+    async fn set_default_pool(&self, name: &str) -> AppResult<()> {
+        validate_pool_name(name)?;
+        let name = name.to_owned();
+        self.locked(move |files| {
+            let pools = files.pools()?;
+            let Some(mut chosen) = pools.iter().find(|pool| pool.name == name).cloned() else {
+                return Err(AppError::PoolNotFound(name));
+            };
+            // The new default is written first, as `add_pool` does: never none.
+            chosen.is_default = true;
+            files.write(&files.pool_path(&chosen.name), &chosen)?;
+            for mut other in pools {
+                if other.is_default && other.name != name {
+                    other.is_default = false;
+                    files.write(&files.pool_path(&other.name), &other)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn remove_pool(&self, name: &str) -> AppResult<()> {
         validate_pool_name(name)?;
         let name = name.to_owned();

@@ -467,6 +467,34 @@ impl AppStore for PostgresAppStore {
         self.pools_of().await
     }
 
+    async fn set_default_pool(&self, name: &str) -> AppResult<()> {
+        validate_pool_name(name)?;
+        self.in_transaction(async |transaction| {
+            transaction
+                .batch_execute("LOCK TABLE cairn_pools IN SHARE ROW EXCLUSIVE MODE")
+                .await
+                .map_err(failed("locking the pools"))?;
+            let exists = transaction
+                .query_opt("SELECT 1 FROM cairn_pools WHERE name = $1", &[&name])
+                .await
+                .map_err(failed("reading a pool"))?
+                .is_some();
+            if !exists {
+                return Err(AppError::PoolNotFound(name.to_owned()));
+            }
+            transaction
+                .execute(
+                    "UPDATE cairn_pools SET is_default = (name = $1) \
+                     WHERE name = $1 OR is_default",
+                    &[&name],
+                )
+                .await
+                .map_err(failed("moving the default pool"))?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn remove_pool(&self, name: &str) -> AppResult<()> {
         validate_pool_name(name)?;
         self.in_transaction(async |transaction| {

@@ -729,6 +729,11 @@ pub enum PoolCommand {
         #[arg(value_name = "NAME")]
         name: String,
     },
+    /// Make a pool the default one: apps created without `--pool` go there
+    Default {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -436,6 +436,11 @@ pub async fn run_pool(workspace: &Workspace, command: PoolCommand) -> anyhow::Re
             workspace.app_store()?.remove_pool(&name).await?;
             output::line(&format!("removed pool `{name}`"));
         }
+        PoolCommand::Default { name } => {
+            cairn_app::names::validate_pool_name(&name)?;
+            workspace.app_store()?.set_default_pool(&name).await?;
+            output::line(&format!("pool `{name}` is the default"));
+        }
     }
     Ok(())
 }

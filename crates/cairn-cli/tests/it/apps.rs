@@ -184,6 +184,9 @@ fn pools_and_nodes() {
             &["pool", "ls"],
             &["pool", "add", "eu", "--default"],
             &["pool", "add", "us", "--provisioner", "swarm"],
+            &["pool", "default", "us"],
+            &["pool", "default", "eu"],
+            &["pool", "default", "nope"],
             &["pool", "ls"],
             &[
                 "node",
