@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_compute::DriverRegistry;
+use cairn_compute::{DriverRegistry, InstanceDescription};
 use cairn_state::jobs::{
     Attempt, Job, JobError, JobId, JobQueue, JobState, Outcome, Rescued, TIMEOUT_GRACE,
 };
@@ -35,6 +35,10 @@ pub const WORKER_TAG: &str = "cairn.worker";
 /// The tag naming the job on every instance of its runs: a later attempt removes what an
 /// earlier one left running (its worker killed or frozen), so two never run at once.
 pub const JOB_TAG: &str = "cairn.job";
+
+/// The tag carrying the attempt's number on every instance of a job's run: what removes an
+/// earlier attempt's instances must spare a later attempt's, which may be starting already.
+pub const ATTEMPT_TAG: &str = "cairn.attempt";
 
 /// How long a worker's claim lasts without a heartbeat.
 pub const LEASE: Duration = Duration::from_secs(10);
@@ -156,12 +160,16 @@ pub async fn work(
                         .copied()
                         .collect();
                     events(WorkerEvent::Rescued(rescued));
-                    let (registry, options, events) =
-                        (registry.clone(), options.clone(), events.clone());
+                    let (queue, registry, options, events) = (
+                        queue.clone(),
+                        registry.clone(),
+                        options.clone(),
+                        events.clone(),
+                    );
                     tokio::spawn(async move {
                         for job in jobs {
-                            let tags = BTreeMap::from([(JOB_TAG.to_owned(), job.to_string())]);
-                            remove_tagged(&registry, &options.run_dir, &tags, &events).await;
+                            remove_stopped_attempts(&queue, &registry, &options, job, &events)
+                                .await;
                         }
                     });
                 }
@@ -256,15 +264,50 @@ pub async fn work(
 /// Their jobs are not touched: the queue requeues those when their leases run out.
 async fn remove_leftovers(registry: &DriverRegistry, options: &WorkerOptions, events: &Events) {
     let tags = BTreeMap::from([(WORKER_TAG.to_owned(), options.name.clone())]);
-    remove_tagged(registry, &options.run_dir, &tags, events).await;
+    remove_tagged(registry, &options.run_dir, &tags, &|_| true, events).await;
 }
 
-/// Removes the instances carrying `tags` on every driver reachable with this machine's
-/// defaults.
+/// Removes what a rescued job's stopped attempts left running: the instances of its attempts
+/// up to the one the queue took back. A later attempt may be starting already (the job was
+/// requeued, or restarted): its instances are spared.
+async fn remove_stopped_attempts(
+    queue: &Arc<dyn JobQueue>,
+    registry: &DriverRegistry,
+    options: &WorkerOptions,
+    job: JobId,
+    events: &Events,
+) {
+    let Ok(Some(current)) = queue.job(job).await else {
+        return;
+    };
+    let last = if current.state.is_claimed() {
+        current.attempt.saturating_sub(1)
+    } else {
+        current.attempt
+    };
+    let tags = BTreeMap::from([(JOB_TAG.to_owned(), job.to_string())]);
+    let only = |instance: &InstanceDescription| attempt_at_most(instance, last);
+    remove_tagged(registry, &options.run_dir, &tags, &only, events).await;
+}
+
+/// Whether `instance` belongs to an attempt numbered `last` or lower (one without the tag is
+/// older than the tag).
+fn attempt_at_most(instance: &InstanceDescription, last: u32) -> bool {
+    instance
+        .tags
+        .get(ATTEMPT_TAG)
+        .and_then(|number| number.parse::<u32>().ok())
+        .unwrap_or(0)
+        <= last
+}
+
+/// Removes the instances carrying `tags` (those of them `only` accepts) on every driver
+/// reachable with this machine's defaults.
 async fn remove_tagged(
     registry: &DriverRegistry,
     run_dir: &std::path::Path,
     tags: &BTreeMap<String, String>,
+    only: &(dyn Fn(&InstanceDescription) -> bool + Sync),
     events: &Events,
 ) {
     for (name, _) in registry.drivers() {
@@ -276,7 +319,7 @@ async fn remove_tagged(
         let Ok(leftovers) = driver.describe(tags, false).await else {
             continue;
         };
-        for instance in leftovers {
+        for instance in leftovers.into_iter().filter(|instance| only(instance)) {
             match driver
                 .destroy(&instance.id, cairn_compute::DestroyReason::Terminate)
                 .await
@@ -409,7 +452,7 @@ async fn run_job(worker: Worker<'_>, job: Job, attempt: Attempt) {
         Err(error) => return requeue(format!("the {} driver: {error}", spec.driver), true).await,
     };
     if attempt.number > 1
-        && let Err(error) = remove_earlier_attempts(driver.as_ref(), attempt.job).await
+        && let Err(error) = remove_earlier_attempts(driver.as_ref(), attempt).await
     {
         return requeue(error, true).await;
     }
@@ -433,6 +476,7 @@ async fn run_job(worker: Worker<'_>, job: Job, attempt: Attempt) {
         tags: BTreeMap::from([
             (WORKER_TAG.to_owned(), options.name.clone()),
             (JOB_TAG.to_owned(), attempt.job.to_string()),
+            (ATTEMPT_TAG.to_owned(), attempt.number.to_string()),
         ]),
         secret_env,
         fence: Some(Fence::new({
@@ -497,13 +541,16 @@ async fn run_job(worker: Worker<'_>, job: Job, attempt: Attempt) {
 /// container runs on, a frozen one's waits to. The new attempt starts only once they are gone.
 async fn remove_earlier_attempts(
     driver: &dyn cairn_compute::InstanceDriver,
-    job: cairn_state::jobs::JobId,
+    attempt: Attempt,
 ) -> Result<(), String> {
-    let tags = BTreeMap::from([(JOB_TAG.to_owned(), job.to_string())]);
+    let tags = BTreeMap::from([(JOB_TAG.to_owned(), attempt.job.to_string())]);
     let earlier = driver
         .describe(&tags, false)
         .await
         .map_err(|error| format!("looking for earlier attempts' instances: {error}"))?;
+    let earlier = earlier
+        .into_iter()
+        .filter(|instance| attempt_at_most(instance, attempt.number - 1));
     for instance in earlier {
         driver
             .destroy(&instance.id, cairn_compute::DestroyReason::Terminate)
