@@ -69,10 +69,42 @@ fn one_interrupt_finishes_in_flight_steps_and_saves() {
     assert!(run.stdout.contains("2 created"), "{}", run.stdout);
 }
 
+/// How many `begin` records the stack's journals hold (steps whose pending operation is
+/// recorded: a step is shown as started a moment before its record is durable).
+fn begun_in_journals(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.path())
+        .map(|path| {
+            if path.is_dir() {
+                begun_in_journals(&path)
+            } else if path
+                .extension()
+                .is_some_and(|extension| extension == "journal")
+            {
+                std::fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .matches("\"kind\":\"begin\"")
+                    .count()
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
 #[test]
 fn two_interrupts_leave_in_flight_steps_pending() {
     let context = TestContext::with_program(SLOW_PROGRAM);
     let child = start_slow_update(&context);
+    // Both steps' pending operations are on disk before the interrupts (under load, the
+    // journal's commit may come well after the steps show as started).
+    wait_until("both steps recorded as begun", || {
+        begun_in_journals(context.root.path()) >= 2
+    });
     interrupt(&child);
     std::thread::sleep(std::time::Duration::from_millis(200));
     interrupt(&child);
